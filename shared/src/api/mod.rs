@@ -1,0 +1,294 @@
+//! The HTTP API: one route table, one dispatcher, one handler per route.
+//!
+//! A Lambda binary serves one entry of [`ROUTES`] ([`crate::lambda::serve_route`]); the local
+//! stack serves all of them on one port. Both go through [`dispatch`], so they answer the same.
+
+mod accounts;
+mod campaigns;
+mod recipients;
+mod request;
+mod templates;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use http::{Method, StatusCode};
+use serde_json::{Value, json};
+
+pub use request::{ApiRequest, Pagination};
+
+use crate::config::Config;
+use crate::domain::phone::PhoneParser;
+use crate::error::{ApiError, ApiResult};
+use crate::store::Db;
+
+/// What every handler gets: the store and the configuration, built once per process.
+pub struct App {
+    pub db: Db,
+    pub config: Config,
+    pub phones: PhoneParser,
+}
+
+impl App {
+    pub fn new(db: Db, config: Config) -> Arc<Self> {
+        let phones = PhoneParser::new(&config.default_region);
+        Arc::new(App { db, config, phones })
+    }
+
+    /// The store, with store failures turned into a 503 for the caller.
+    pub(crate) fn store_err(
+        &self,
+        context: &str,
+    ) -> impl Fn(crate::store::StoreError) -> ApiError + '_ {
+        let context = context.to_string();
+        move |e| ApiError::unavailable(&context, e)
+    }
+}
+
+/// A successful answer: the status code and the `data` of the envelope.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub data: Value,
+}
+
+impl Reply {
+    pub fn ok(data: Value) -> Self {
+        Reply {
+            status: StatusCode::OK,
+            data,
+        }
+    }
+    pub fn created(data: Value) -> Self {
+        Reply {
+            status: StatusCode::CREATED,
+            data,
+        }
+    }
+    /// A page of a listing in the spec's shape.
+    pub fn page(items: Vec<Value>, total: u64, p: Pagination) -> Self {
+        Reply::ok(json!({ "items": items, "total": total, "page": p.page, "limit": p.limit }))
+    }
+}
+
+pub type Handler = fn(Arc<App>, ApiRequest) -> BoxFuture<'static, ApiResult<Reply>>;
+
+pub struct Route {
+    /// The Lambda binary that serves this route (`functions/<name>`).
+    pub name: &'static str,
+    pub method: Method,
+    /// API Gateway's path syntax: `/api/campaigns/{id}`.
+    pub path: &'static str,
+    pub handler: Handler,
+}
+
+macro_rules! route {
+    ($name:literal, $method:ident, $path:literal, $handler:path) => {
+        Route {
+            name: $name,
+            method: Method::$method,
+            path: $path,
+            handler: |app, req| Box::pin($handler(app, req)),
+        }
+    };
+}
+
+pub static ROUTES: &[Route] = &[
+    route!("list-accounts", GET, "/api/accounts", accounts::list),
+    route!("create-account", POST, "/api/accounts", accounts::create),
+    route!("get-account", GET, "/api/accounts/{id}", accounts::get),
+    route!(
+        "update-account",
+        PUT,
+        "/api/accounts/{id}",
+        accounts::update
+    ),
+    route!(
+        "delete-account",
+        DELETE,
+        "/api/accounts/{id}",
+        accounts::delete
+    ),
+    route!("list-templates", GET, "/api/templates", templates::list),
+    route!("create-template", POST, "/api/templates", templates::create),
+    route!("get-template", GET, "/api/templates/{id}", templates::get),
+    route!(
+        "delete-template",
+        DELETE,
+        "/api/templates/{id}",
+        templates::delete
+    ),
+    route!("list-campaigns", GET, "/api/campaigns", campaigns::list),
+    route!("create-campaign", POST, "/api/campaigns", campaigns::create),
+    route!("get-campaign", GET, "/api/campaigns/{id}", campaigns::get),
+    route!(
+        "update-campaign",
+        PUT,
+        "/api/campaigns/{id}",
+        campaigns::update
+    ),
+    route!(
+        "delete-campaign",
+        DELETE,
+        "/api/campaigns/{id}",
+        campaigns::delete
+    ),
+    route!(
+        "import-recipients",
+        POST,
+        "/api/campaigns/{id}/recipients/import",
+        recipients::import
+    ),
+    route!(
+        "list-recipients",
+        GET,
+        "/api/campaigns/{id}/recipients",
+        recipients::list
+    ),
+];
+
+pub fn route(name: &str) -> Option<&'static Route> {
+    ROUTES.iter().find(|r| r.name == name)
+}
+
+/// The largest request body a Lambda function can receive (its 6 MB invocation payload limit).
+/// The local stack applies the same limit so that it answers as AWS would.
+pub const MAX_BODY_BYTES: usize = 6 * 1024 * 1024;
+
+/// Matches `path` against a route pattern and returns the `{name}` captures.
+fn match_path(pattern: &str, path: &str) -> Option<Vec<(String, String)>> {
+    let mut params = Vec::new();
+    let mut pat = pattern.trim_end_matches('/').split('/');
+    let mut got = path.trim_end_matches('/').split('/');
+    loop {
+        match (pat.next(), got.next()) {
+            (None, None) => return Some(params),
+            (Some(p), Some(g)) if p.starts_with('{') && p.ends_with('}') && !g.is_empty() => {
+                params.push((p[1..p.len() - 1].to_string(), g.to_string()));
+            }
+            (Some(p), Some(g)) if p == g => {}
+            _ => return None,
+        }
+    }
+}
+
+/// Answers one request with the given routes (all of them locally, one in a Lambda).
+pub async fn dispatch(
+    app: Arc<App>,
+    routes: &[&'static Route],
+    req: http::Request<Bytes>,
+) -> http::Response<String> {
+    let (parts, body) = req.into_parts();
+    let path = parts.uri.path().to_string();
+    let mut allowed = Vec::new();
+    let mut found = None;
+    for r in routes {
+        if let Some(params) = match_path(r.path, &path) {
+            if r.method == parts.method {
+                found = Some((r, params));
+                break;
+            }
+            allowed.push(r.method.as_str());
+        }
+    }
+    let result = match found {
+        None if allowed.is_empty() => Err(ApiError::not_found(format!(
+            "no route for {} {path}",
+            parts.method
+        ))),
+        None => Err(ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!(
+                "method {} is not allowed on {path}; use {}",
+                parts.method,
+                allowed.join(", ")
+            ),
+        )),
+        Some(_) if body.len() > MAX_BODY_BYTES => Err(too_large(body.len())),
+        Some((route, params)) => {
+            let request = ApiRequest::new(params, parts.uri.query(), parts.headers, body);
+            (route.handler)(app, request).await
+        }
+    };
+    respond(result)
+}
+
+pub fn too_large(len: usize) -> ApiError {
+    ApiError::too_large(format!(
+        "the request body has {len} bytes; the limit is {MAX_BODY_BYTES} bytes (6 MB, the Lambda payload limit). \
+         Split the file and import it in parts of at most about 100,000 rows each"
+    ))
+}
+
+/// Turns a handler's outcome into the spec's envelope.
+pub fn respond(result: ApiResult<Reply>) -> http::Response<String> {
+    let (status, body) = match result {
+        Ok(r) => (r.status, json!({ "status": "success", "data": r.data })),
+        Err(e) => (
+            e.status,
+            json!({ "status": "error", "message": e.message, "data": null }),
+        ),
+    };
+    http::Response::builder()
+        .status(status)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(body.to_string())
+        .unwrap_or_else(|_| http::Response::new(String::new()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_match_with_captures() {
+        assert_eq!(
+            match_path("/api/campaigns", "/api/campaigns/"),
+            Some(vec![])
+        );
+        assert_eq!(
+            match_path(
+                "/api/campaigns/{id}/recipients",
+                "/api/campaigns/abc/recipients"
+            ),
+            Some(vec![("id".to_string(), "abc".to_string())])
+        );
+        assert_eq!(
+            match_path("/api/campaigns/{id}", "/api/campaigns/abc/recipients"),
+            None
+        );
+        assert_eq!(match_path("/api/campaigns/{id}", "/api/campaigns/"), None);
+    }
+
+    #[test]
+    fn every_route_has_a_unique_name_and_a_function_crate() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        for (i, r) in ROUTES.iter().enumerate() {
+            assert!(
+                ROUTES[..i]
+                    .iter()
+                    .all(|o| o.name != r.name && (o.path, &o.method) != (r.path, &r.method))
+            );
+            let main = root.join("functions").join(r.name).join("src/main.rs");
+            let text = std::fs::read_to_string(&main).unwrap_or_default();
+            assert!(
+                text.contains(&format!("\"{}\"", r.name)),
+                "{} does not serve {}",
+                main.display(),
+                r.name
+            );
+        }
+    }
+
+    #[test]
+    fn errors_use_the_envelope() {
+        let r = respond(Err(ApiError::conflict("campaign is sending")));
+        assert_eq!(r.status(), StatusCode::CONFLICT);
+        let v: Value = serde_json::from_str(r.body()).unwrap();
+        assert_eq!(
+            v,
+            json!({"status":"error","message":"campaign is sending","data":null})
+        );
+    }
+}

@@ -1,0 +1,270 @@
+//! What a handler reads from a request: path ids, query values, and a JSON body, each
+//! turned into a clear 4xx when it is wrong.
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use http::HeaderMap;
+use serde::de::DeserializeOwned;
+
+use crate::error::{ApiError, ApiResult};
+
+#[derive(Debug)]
+pub struct ApiRequest {
+    params: Vec<(String, String)>,
+    query: HashMap<String, String>,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+/// `page` (from 1) and `limit` (1 to 100) of a listing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pagination {
+    pub page: u32,
+    pub limit: u32,
+}
+
+pub const MAX_LIMIT: u32 = 100;
+
+impl ApiRequest {
+    pub fn new(
+        params: Vec<(String, String)>,
+        query: Option<&str>,
+        headers: HeaderMap,
+        body: Bytes,
+    ) -> Self {
+        let query = form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+            .into_owned()
+            .collect();
+        ApiRequest {
+            params,
+            query,
+            headers,
+            body,
+        }
+    }
+
+    /// A path parameter such as `{id}`.
+    pub fn param(&self, name: &str) -> &str {
+        self.params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or_default()
+    }
+
+    /// A query value; an empty one counts as absent.
+    pub fn query(&self, name: &str) -> Option<&str> {
+        self.query
+            .get(name)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    }
+
+    /// `page` and `limit`, with the route's default limit.
+    pub fn pagination(&self, default_limit: u32) -> ApiResult<Pagination> {
+        let number = |name: &str, default: u32, max: u32| -> ApiResult<u32> {
+            match self.query(name) {
+                None => Ok(default),
+                Some(v) => v
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|n| (1..=max).contains(n))
+                    .ok_or_else(|| {
+                        let range = if max == u32::MAX {
+                            "≥ 1".to_string()
+                        } else {
+                            format!("from 1 to {max}")
+                        };
+                        ApiError::bad_request(format!(
+                            "{name} must be a whole number {range} (got '{v}')"
+                        ))
+                    }),
+            }
+        };
+        Ok(Pagination {
+            page: number("page", 1, 100_000)?,
+            limit: number("limit", default_limit, MAX_LIMIT)?,
+        })
+    }
+
+    /// A query value that must be one of a fixed set (a status), parsed by `parse`.
+    pub fn query_enum<T>(
+        &self,
+        name: &str,
+        parse: fn(&str) -> Option<T>,
+        allowed: &str,
+    ) -> ApiResult<Option<T>> {
+        self.query(name)
+            .map(|v| {
+                parse(v).ok_or_else(|| {
+                    ApiError::bad_request(format!("{name} must be one of {allowed} (got '{v}')"))
+                })
+            })
+            .transpose()
+    }
+
+    /// The media type of the body, lowercased, without parameters.
+    pub fn content_type(&self) -> Option<String> {
+        let v = self
+            .headers
+            .get(http::header::CONTENT_TYPE)?
+            .to_str()
+            .ok()?;
+        Some(
+            v.split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase(),
+        )
+    }
+
+    /// The body as JSON of type `T`. Errors name the field: 400 for malformed JSON and wrong
+    /// types, 422 for a missing or unknown field or a value outside the allowed set.
+    pub fn json<T: DeserializeOwned>(&self) -> ApiResult<T> {
+        if let Some(ct) = self.content_type()
+            && ct != "application/json"
+            && !ct.ends_with("+json")
+        {
+            return Err(ApiError::unsupported_media(format!(
+                "Content-Type {ct} is not supported here; send application/json"
+            )));
+        }
+        parse_json(&self.body)
+    }
+}
+
+pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::bad_request("malformed JSON: the body is empty"));
+    }
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if inner.is_syntax() || inner.is_eof() {
+            return ApiError::bad_request(format!("malformed JSON: {inner}"));
+        }
+        // serde's text ends with " at line 1 column 20"; the field path says more.
+        let text = inner.to_string();
+        let text = text.split(" at line ").next().unwrap_or(&text).to_string();
+        if let Some(field) = text
+            .strip_prefix("missing field `")
+            .and_then(|t| t.strip_suffix('`'))
+        {
+            let at = if path == "." {
+                String::new()
+            } else {
+                format!("{path}.")
+            };
+            return ApiError::invalid(format!("{at}{field} is required"));
+        }
+        if let Some(field) = text
+            .strip_prefix("unknown field `")
+            .and_then(|t| t.split('`').next())
+        {
+            let at = if path == "." {
+                String::new()
+            } else {
+                format!(" in {path}")
+            };
+            return ApiError::invalid(format!(
+                "unknown field '{field}'{at}: it is not part of this request"
+            ));
+        }
+        let at = if path == "." {
+            "body".to_string()
+        } else {
+            path
+        };
+        if text.starts_with("invalid type")
+            || text.starts_with("invalid length")
+            || text.starts_with("invalid value")
+        {
+            ApiError::bad_request(format!("{at}: {text}"))
+        } else {
+            ApiError::invalid(format!("{at}: {text}"))
+        }
+    })
+}
+
+/// Ids are UUIDs; anything else cannot name a stored item.
+pub fn known_id(kind: &str, id: &str) -> ApiResult<()> {
+    uuid::Uuid::parse_str(id)
+        .map(|_| ())
+        .map_err(|_| ApiError::not_found(format!("{kind} {id} not found")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::account::NewAccount;
+    use http::StatusCode;
+
+    fn req(query: &str) -> ApiRequest {
+        ApiRequest::new(vec![], Some(query), HeaderMap::new(), Bytes::new())
+    }
+
+    #[test]
+    fn pagination_defaults_and_bounds() {
+        assert_eq!(
+            req("").pagination(20).unwrap(),
+            Pagination { page: 1, limit: 20 }
+        );
+        assert_eq!(
+            req("page=3&limit=100").pagination(20).unwrap(),
+            Pagination {
+                page: 3,
+                limit: 100
+            }
+        );
+        for bad in [
+            "page=0",
+            "limit=0",
+            "limit=101",
+            "page=abc",
+            "limit=-1",
+            "page=1.5",
+        ] {
+            let e = req(bad).pagination(20).unwrap_err();
+            assert_eq!(e.status, StatusCode::BAD_REQUEST, "{bad}");
+            assert!(e.message.starts_with(&bad[..4]), "{bad}: {}", e.message);
+        }
+    }
+
+    #[test]
+    fn json_errors_name_the_field() {
+        let e = parse_json::<NewAccount>(b"{").unwrap_err();
+        assert_eq!(e.status, StatusCode::BAD_REQUEST);
+        assert!(e.message.starts_with("malformed JSON"));
+        let e = parse_json::<NewAccount>(br#"{"name": 5}"#).unwrap_err();
+        assert_eq!(
+            (e.status, e.message.starts_with("name: invalid type")),
+            (StatusCode::BAD_REQUEST, true),
+            "{}",
+            e.message
+        );
+        let e = parse_json::<NewAccount>(br#"{"name":"a"}"#).unwrap_err();
+        assert_eq!(
+            (e.status, e.message.as_str()),
+            (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "phone_number_id is required"
+            )
+        );
+        let e = parse_json::<NewAccount>(br#"{"nme":"a"}"#).unwrap_err();
+        assert!(e.message.contains("unknown field 'nme'"), "{}", e.message);
+        let e = parse_json::<NewAccount>(
+            br#"{"name":"a","phone_number_id":"1","business_account_id":"2","access_token":"t","messaging_limit_tier":"TIER_5"}"#,
+        )
+        .unwrap_err();
+        assert_eq!(e.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(
+            e.message
+                .starts_with("messaging_limit_tier: unknown variant"),
+            "{}",
+            e.message
+        );
+    }
+}

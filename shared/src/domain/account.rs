@@ -1,0 +1,251 @@
+//! WhatsApp Business accounts (one phone number each) and their messaging tiers.
+
+use serde::{Deserialize, Serialize};
+
+use super::required_text;
+use crate::error::Invalid;
+
+/// Meta's messaging-limit tiers. The pace this project allows for each lives in [`Tier::rate`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Tier {
+    #[serde(rename = "TIER_50")]
+    Tier50,
+    #[serde(rename = "TIER_250")]
+    Tier250,
+    #[serde(rename = "TIER_1K")]
+    Tier1K,
+    #[serde(rename = "TIER_2K")]
+    Tier2K,
+    #[serde(rename = "TIER_10K")]
+    Tier10K,
+    #[serde(rename = "TIER_100K")]
+    Tier100K,
+    #[serde(rename = "TIER_UNLIMITED")]
+    Unlimited,
+}
+
+impl Tier {
+    pub const NAMES: &'static str =
+        "TIER_50, TIER_250, TIER_1K, TIER_2K, TIER_10K, TIER_100K, TIER_UNLIMITED";
+
+    /// Messages per second this project sends for the tier; `None` = only the number's cap.
+    pub fn rate(self) -> Option<u32> {
+        match self {
+            Tier::Tier50 | Tier::Tier250 => Some(5),
+            Tier::Tier1K => Some(10),
+            Tier::Tier2K => Some(20),
+            Tier::Tier10K => Some(30),
+            Tier::Tier100K => Some(80),
+            Tier::Unlimited => None,
+        }
+    }
+}
+
+pub const DEFAULT_THROUGHPUT_MPS: u32 = 80;
+pub const MAX_THROUGHPUT_MPS: u32 = 1000;
+
+/// An account as stored and returned. The access token is kept apart (see the README) and is
+/// never part of this struct, so it can't leak into a response or a log line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Account {
+    pub id: String,
+    pub name: String,
+    pub phone_number_id: String,
+    pub business_account_id: String,
+    pub messaging_limit_tier: Tier,
+    pub throughput_mps: u32,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl Account {
+    /// Messages per second for this account: the tier's pace, never above the number's cap.
+    pub fn send_rate(&self) -> u32 {
+        match self.messaging_limit_tier.rate() {
+            Some(r) => r.min(self.throughput_mps),
+            None => self.throughput_mps,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewAccount {
+    pub name: String,
+    pub phone_number_id: String,
+    pub business_account_id: String,
+    pub access_token: String,
+    pub messaging_limit_tier: Tier,
+    pub throughput_mps: Option<u32>,
+}
+
+/// `PUT` changes only the fields it carries.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountChanges {
+    pub name: Option<String>,
+    pub phone_number_id: Option<String>,
+    pub business_account_id: Option<String>,
+    pub access_token: Option<String>,
+    pub messaging_limit_tier: Option<Tier>,
+    pub throughput_mps: Option<u32>,
+}
+
+fn digits_id(field: &str, v: &str) -> Result<String, Invalid> {
+    let v = required_text(field, v, 64)?;
+    if !v.chars().all(|c| c.is_ascii_digit()) {
+        return Err(Invalid(format!(
+            "{field} must contain only digits (Meta's numeric id)"
+        )));
+    }
+    Ok(v)
+}
+
+fn token(v: &str) -> Result<String, Invalid> {
+    let v = required_text("access_token", v, 4096)?;
+    if v.chars().any(char::is_whitespace) {
+        return Err(Invalid("access_token must not contain spaces".into()));
+    }
+    Ok(v)
+}
+
+fn throughput(v: u32) -> Result<u32, Invalid> {
+    if v == 0 || v > MAX_THROUGHPUT_MPS {
+        return Err(Invalid(format!(
+            "throughput_mps must be between 1 and {MAX_THROUGHPUT_MPS}"
+        )));
+    }
+    Ok(v)
+}
+
+impl NewAccount {
+    /// Checks every field; returns the account and its access token.
+    pub fn validate(self, id: String, now: &str) -> Result<(Account, String), Invalid> {
+        let account = Account {
+            id,
+            name: required_text("name", &self.name, 200)?,
+            phone_number_id: digits_id("phone_number_id", &self.phone_number_id)?,
+            business_account_id: digits_id("business_account_id", &self.business_account_id)?,
+            messaging_limit_tier: self.messaging_limit_tier,
+            throughput_mps: throughput(self.throughput_mps.unwrap_or(DEFAULT_THROUGHPUT_MPS))?,
+            created_at: now.to_string(),
+            updated_at: now.to_string(),
+        };
+        Ok((account, token(&self.access_token)?))
+    }
+}
+
+impl AccountChanges {
+    /// Applies the changes; returns the new access token when one was given.
+    pub fn apply(self, account: &mut Account, now: &str) -> Result<Option<String>, Invalid> {
+        if let Some(v) = self.name {
+            account.name = required_text("name", &v, 200)?;
+        }
+        if let Some(v) = self.phone_number_id {
+            account.phone_number_id = digits_id("phone_number_id", &v)?;
+        }
+        if let Some(v) = self.business_account_id {
+            account.business_account_id = digits_id("business_account_id", &v)?;
+        }
+        if let Some(v) = self.messaging_limit_tier {
+            account.messaging_limit_tier = v;
+        }
+        if let Some(v) = self.throughput_mps {
+            account.throughput_mps = throughput(v)?;
+        }
+        account.updated_at = now.to_string();
+        self.access_token.as_deref().map(token).transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn new_account(tier: Tier, mps: Option<u32>) -> NewAccount {
+        NewAccount {
+            name: " Acme ".into(),
+            phone_number_id: "1065".into(),
+            business_account_id: "1022".into(),
+            access_token: "EAAG".into(),
+            messaging_limit_tier: tier,
+            throughput_mps: mps,
+        }
+    }
+
+    #[test]
+    fn tiers_have_the_documented_rates() {
+        let rates: Vec<_> = [
+            Tier::Tier50,
+            Tier::Tier250,
+            Tier::Tier1K,
+            Tier::Tier2K,
+            Tier::Tier10K,
+            Tier::Tier100K,
+            Tier::Unlimited,
+        ]
+        .iter()
+        .map(|t| t.rate())
+        .collect();
+        assert_eq!(
+            rates,
+            [
+                Some(5),
+                Some(5),
+                Some(10),
+                Some(20),
+                Some(30),
+                Some(80),
+                None
+            ]
+        );
+        let t: Tier = serde_json::from_str("\"TIER_1K\"").unwrap();
+        assert_eq!(t, Tier::Tier1K);
+        assert!(serde_json::from_str::<Tier>("\"TIER_5\"").is_err());
+    }
+
+    #[test]
+    fn throughput_defaults_to_80_and_caps_the_tier() {
+        let (a, token) = new_account(Tier::Unlimited, None)
+            .validate("id".into(), "t")
+            .unwrap();
+        assert_eq!(
+            (a.name.as_str(), a.throughput_mps, token.as_str()),
+            ("Acme", 80, "EAAG")
+        );
+        assert_eq!(a.send_rate(), 80);
+        let (a, _) = new_account(Tier::Tier100K, Some(20))
+            .validate("id".into(), "t")
+            .unwrap();
+        assert_eq!(a.send_rate(), 20);
+        let err = new_account(Tier::Tier1K, Some(1001))
+            .validate("id".into(), "t")
+            .unwrap_err();
+        assert!(err.0.contains("throughput_mps"));
+    }
+
+    #[test]
+    fn ids_must_be_numeric_and_changes_apply() {
+        let mut bad = new_account(Tier::Tier1K, None);
+        bad.phone_number_id = "abc".into();
+        assert!(
+            bad.validate("id".into(), "t")
+                .unwrap_err()
+                .0
+                .contains("phone_number_id")
+        );
+        let (mut a, _) = new_account(Tier::Tier1K, None)
+            .validate("id".into(), "t")
+            .unwrap();
+        let changes = AccountChanges {
+            messaging_limit_tier: Some(Tier::Tier10K),
+            access_token: Some("NEW".into()),
+            ..Default::default()
+        };
+        assert_eq!(changes.apply(&mut a, "t2").unwrap().as_deref(), Some("NEW"));
+        assert_eq!(
+            (a.messaging_limit_tier, a.updated_at.as_str()),
+            (Tier::Tier10K, "t2")
+        );
+    }
+}

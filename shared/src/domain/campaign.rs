@@ -1,0 +1,355 @@
+//! Campaigns: their state machine and the checks of create and update.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+use super::account::Account;
+use super::template::{Template, TemplateStatus};
+use super::{parse_time, required_text};
+use crate::error::Invalid;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CampaignStatus {
+    Draft,
+    Scheduled,
+    Sending,
+    Paused,
+    Completed,
+    Cancelled,
+}
+
+impl CampaignStatus {
+    pub const ALL: [CampaignStatus; 6] = [
+        CampaignStatus::Draft,
+        CampaignStatus::Scheduled,
+        CampaignStatus::Sending,
+        CampaignStatus::Paused,
+        CampaignStatus::Completed,
+        CampaignStatus::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CampaignStatus::Draft => "draft",
+            CampaignStatus::Scheduled => "scheduled",
+            CampaignStatus::Sending => "sending",
+            CampaignStatus::Paused => "paused",
+            CampaignStatus::Completed => "completed",
+            CampaignStatus::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+
+    /// Recipients may be added while nothing has been sent yet.
+    pub fn accepts_imports(self) -> bool {
+        matches!(self, CampaignStatus::Draft | CampaignStatus::Scheduled)
+    }
+
+    /// A campaign may be deleted unless it is sending right now (pause or cancel it first).
+    pub fn deletable(self) -> bool {
+        self != CampaignStatus::Sending
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Campaign {
+    pub id: String,
+    pub name: String,
+    pub account_id: String,
+    pub template_id: String,
+    pub template_name: String,
+    pub status: CampaignStatus,
+    pub total_recipients: u64,
+    pub sent_count: u64,
+    pub delivered_count: u64,
+    pub read_count: u64,
+    pub failed_count: u64,
+    pub variable_mapping: BTreeMap<String, String>,
+    pub scheduled_at: Option<String>,
+    pub started_at: Option<String>,
+    pub completed_at: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl Campaign {
+    /// The recipient fields every imported row must carry for this campaign's messages.
+    pub fn required_fields(&self) -> Vec<String> {
+        required_fields(&self.variable_mapping)
+    }
+}
+
+pub fn required_fields(mapping: &BTreeMap<String, String>) -> Vec<String> {
+    let mut fields: Vec<String> = mapping
+        .values()
+        .filter(|f| f.as_str() != super::recipient::PHONE_FIELD)
+        .cloned()
+        .collect();
+    fields.sort();
+    fields.dedup();
+    fields
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewCampaign {
+    pub name: String,
+    pub account_id: String,
+    pub template_id: String,
+    #[serde(default)]
+    pub variable_mapping: BTreeMap<String, String>,
+    #[serde(default)]
+    pub scheduled_at: Option<String>,
+}
+
+/// `PUT` on a draft: only the fields present change; `"scheduled_at": null` clears the time.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CampaignChanges {
+    pub name: Option<String>,
+    pub account_id: Option<String>,
+    pub template_id: Option<String>,
+    pub variable_mapping: Option<BTreeMap<String, String>>,
+    #[serde(default, deserialize_with = "present")]
+    pub scheduled_at: Option<Option<String>>,
+}
+
+/// Tells a field that is absent (`None`) from one that is `null` (`Some(None)`).
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
+}
+
+pub const MAX_NAME_CHARS: usize = 200;
+pub const MAX_FIELD_NAME_CHARS: usize = 64;
+
+/// The account and template a campaign points at must exist, belong together, be approved,
+/// and the mapping must give every placeholder of the template a recipient field.
+pub fn check_references(
+    account_id: &str,
+    account: Option<&Account>,
+    template_id: &str,
+    template: Option<&Template>,
+    mapping: &BTreeMap<String, String>,
+) -> Result<(), Invalid> {
+    if account.is_none() {
+        return Err(Invalid(format!(
+            "account_id: no account with id {account_id}"
+        )));
+    }
+    let Some(template) = template else {
+        return Err(Invalid(format!(
+            "template_id: no template with id {template_id}"
+        )));
+    };
+    if template.account_id != account_id {
+        return Err(Invalid(format!(
+            "template_id: template {template_id} belongs to another account, not {account_id}"
+        )));
+    }
+    if template.status != TemplateStatus::Approved {
+        let status = serde_json::to_value(template.status).unwrap_or_default();
+        return Err(Invalid(format!(
+            "template_id: template {} is {}, only APPROVED templates can be sent",
+            template.name,
+            status.as_str().unwrap_or("not approved")
+        )));
+    }
+    check_mapping(template, mapping)
+}
+
+fn check_mapping(template: &Template, mapping: &BTreeMap<String, String>) -> Result<(), Invalid> {
+    let missing: Vec<&str> = template
+        .parameters
+        .iter()
+        .map(|p| p.key.as_str())
+        .filter(|k| !mapping.contains_key(*k))
+        .collect();
+    if !missing.is_empty() {
+        return Err(Invalid(format!(
+            "variable_mapping must map every placeholder of template {}; missing: {}",
+            template.name,
+            missing.join(", ")
+        )));
+    }
+    let extra: Vec<&str> = mapping
+        .keys()
+        .map(String::as_str)
+        .filter(|k| !template.parameters.iter().any(|p| p.key == *k))
+        .collect();
+    if !extra.is_empty() {
+        return Err(Invalid(format!(
+            "variable_mapping has keys that are not placeholders of template {}: {}",
+            template.name,
+            extra.join(", ")
+        )));
+    }
+    for (k, field) in mapping {
+        let f = field.trim();
+        if f.is_empty() || f.chars().count() > MAX_FIELD_NAME_CHARS || f != field {
+            return Err(Invalid(format!(
+                "variable_mapping.{k} must name a recipient field (1 to {MAX_FIELD_NAME_CHARS} characters, no surrounding spaces)"
+            )));
+        }
+    }
+    Ok(())
+}
+
+impl NewCampaign {
+    /// Builds the draft; the caller then checks its references with [`check_references`] and
+    /// sets `template_name`.
+    pub fn into_campaign(self, id: String, now: &str) -> Result<Campaign, Invalid> {
+        Ok(Campaign {
+            id,
+            name: required_text("name", &self.name, MAX_NAME_CHARS)?,
+            account_id: self.account_id,
+            template_id: self.template_id,
+            template_name: String::new(),
+            status: CampaignStatus::Draft,
+            total_recipients: 0,
+            sent_count: 0,
+            delivered_count: 0,
+            read_count: 0,
+            failed_count: 0,
+            variable_mapping: self.variable_mapping,
+            scheduled_at: self
+                .scheduled_at
+                .as_deref()
+                .map(|t| parse_time("scheduled_at", t))
+                .transpose()?,
+            started_at: None,
+            completed_at: None,
+            created_at: now.to_string(),
+            updated_at: now.to_string(),
+        })
+    }
+}
+
+impl CampaignChanges {
+    /// True when the change needs the account and template to be checked again.
+    pub fn touches_references(&self) -> bool {
+        self.account_id.is_some() || self.template_id.is_some() || self.variable_mapping.is_some()
+    }
+
+    /// Applies the changes to a copy of the campaign; the caller checks references afterwards
+    /// (with [`check_references`]) when [`Self::touches_references`] says so.
+    pub fn apply(self, campaign: &mut Campaign, now: &str) -> Result<(), Invalid> {
+        if let Some(v) = self.name {
+            campaign.name = required_text("name", &v, MAX_NAME_CHARS)?;
+        }
+        if let Some(v) = self.account_id {
+            campaign.account_id = v;
+        }
+        if let Some(v) = self.template_id {
+            campaign.template_id = v;
+        }
+        if let Some(v) = self.variable_mapping {
+            campaign.variable_mapping = v;
+        }
+        if let Some(v) = self.scheduled_at {
+            campaign.scheduled_at = v
+                .as_deref()
+                .map(|t| parse_time("scheduled_at", t))
+                .transpose()?;
+        }
+        campaign.updated_at = now.to_string();
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::account::Tier;
+    use crate::domain::template::{NewTemplate, ParameterFormat};
+    use serde_json::json;
+
+    fn template(status: &str) -> Template {
+        let t: NewTemplate = serde_json::from_value(json!({
+            "account_id": "a1", "name": "offer", "language": "en_US", "category": "MARKETING",
+            "status": status, "components": [
+                {"type":"HEADER","format":"TEXT","text":"Hi {{1}}"},
+                {"type":"BODY","text":"Dear {{1}}, code {{2}}"}]
+        }))
+        .unwrap();
+        t.validate("t1".into(), "now").unwrap()
+    }
+
+    fn account() -> Account {
+        Account {
+            id: "a1".into(),
+            name: "n".into(),
+            phone_number_id: "1".into(),
+            business_account_id: "2".into(),
+            messaging_limit_tier: Tier::Tier1K,
+            throughput_mps: 80,
+            created_at: "t".into(),
+            updated_at: "t".into(),
+        }
+    }
+
+    fn mapping(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn mapping_must_cover_every_placeholder_and_nothing_else() {
+        let t = template("APPROVED");
+        let a = account();
+        let full = mapping(&[("header.1", "name"), ("1", "name"), ("2", "code")]);
+        assert!(check_references("a1", Some(&a), "t1", Some(&t), &full).is_ok());
+        let short = mapping(&[("1", "name"), ("2", "code")]);
+        let e = check_references("a1", Some(&a), "t1", Some(&t), &short).unwrap_err();
+        assert!(e.0.contains("missing: header.1"), "{}", e.0);
+        let extra = mapping(&[
+            ("header.1", "name"),
+            ("1", "name"),
+            ("2", "code"),
+            ("3", "x"),
+        ]);
+        let e = check_references("a1", Some(&a), "t1", Some(&t), &extra).unwrap_err();
+        assert!(e.0.contains(": 3"), "{}", e.0);
+        assert_eq!(required_fields(&full), ["code", "name"]);
+    }
+
+    #[test]
+    fn references_must_exist_match_and_be_approved() {
+        let t = template("APPROVED");
+        let m = mapping(&[("header.1", "n"), ("1", "n"), ("2", "c")]);
+        let e = check_references("a1", None, "t1", Some(&t), &m).unwrap_err();
+        assert!(e.0.starts_with("account_id"));
+        let e = check_references("a1", Some(&account()), "t1", None, &m).unwrap_err();
+        assert!(e.0.starts_with("template_id"));
+        let e = check_references("a2", Some(&account()), "t1", Some(&t), &m).unwrap_err();
+        assert!(e.0.contains("another account"));
+        let e = check_references("a1", Some(&account()), "t1", Some(&template("PENDING")), &m)
+            .unwrap_err();
+        assert!(e.0.contains("PENDING"), "{}", e.0);
+        let _ = ParameterFormat::Positional;
+    }
+
+    #[test]
+    fn scheduled_at_is_stored_in_utc_and_can_be_cleared() {
+        let new: NewCampaign = serde_json::from_value(json!({
+            "name": "Sale", "account_id": "a1", "template_id": "t1",
+            "scheduled_at": "2027-01-01T00:00:00-05:00"
+        }))
+        .unwrap();
+        let mut c = new.into_campaign("c1".into(), "now").unwrap();
+        assert_eq!(c.scheduled_at.as_deref(), Some("2027-01-01T05:00:00Z"));
+        assert_eq!((c.status, c.total_recipients), (CampaignStatus::Draft, 0));
+        let clear: CampaignChanges = serde_json::from_value(json!({"scheduled_at": null})).unwrap();
+        clear.apply(&mut c, "later").unwrap();
+        assert_eq!(c.scheduled_at, None);
+        let keep: CampaignChanges = serde_json::from_value(json!({"name": "New"})).unwrap();
+        assert!(!keep.touches_references());
+        assert!(serde_json::from_value::<CampaignChanges>(json!({"status": "sending"})).is_err());
+    }
+}

@@ -1,0 +1,71 @@
+//! Phone numbers to E.164 with the `phonenumber` crate (Google's libphonenumber metadata).
+
+use phonenumber::Mode;
+use phonenumber::country::Id;
+
+/// Reads numbers written in any common way: `+1 415-555-0123`, `0044 20 7946 0958`, or a national
+/// number such as `(415) 555-0123`, read in the configured default region.
+#[derive(Debug, Clone, Copy)]
+pub struct PhoneParser {
+    region: Option<Id>,
+}
+
+impl PhoneParser {
+    /// `region` is an ISO 3166 code (`US`, `DE`); an unknown one means only `+`-numbers parse.
+    pub fn new(region: &str) -> Self {
+        PhoneParser {
+            region: region.trim().to_uppercase().parse::<Id>().ok(),
+        }
+    }
+
+    pub fn region_known(&self) -> bool {
+        self.region.is_some()
+    }
+
+    /// The number in E.164 (`+14155550123`), or why it can't be used.
+    pub fn normalize(&self, raw: &str) -> Result<String, &'static str> {
+        let raw = raw.trim();
+        if raw.is_empty() {
+            return Err("phone number is empty");
+        }
+        if raw.len() > 40 {
+            return Err("phone number is too long");
+        }
+        let number =
+            phonenumber::parse(self.region, raw).map_err(|_| "phone number cannot be read")?;
+        if !phonenumber::is_valid(&number) {
+            return Err("phone number is not a valid number");
+        }
+        Ok(number.format().mode(Mode::E164).to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_to_e164() {
+        let us = PhoneParser::new("us");
+        assert!(us.region_known());
+        assert_eq!(us.normalize("+1 415-555-0123").unwrap(), "+14155550123");
+        assert_eq!(us.normalize("(415) 555-0123").unwrap(), "+14155550123");
+        assert_eq!(us.normalize("14155550123").unwrap(), "+14155550123");
+        let de = PhoneParser::new("DE");
+        assert_eq!(de.normalize("030 1234567").unwrap(), "+49301234567");
+        assert_eq!(de.normalize("+44 20 7946 0958").unwrap(), "+442079460958");
+    }
+
+    #[test]
+    fn refuses_unusable_numbers() {
+        let us = PhoneParser::new("US");
+        assert!(us.normalize("").is_err());
+        assert!(us.normalize("hello").is_err());
+        assert!(us.normalize("+0987654321").is_err());
+        assert!(us.normalize("123").is_err());
+        let none = PhoneParser::new("XX");
+        assert!(!none.region_known());
+        assert!(none.normalize("4155550123").is_err());
+        assert_eq!(none.normalize("+14155550123").unwrap(), "+14155550123");
+    }
+}

@@ -1,0 +1,161 @@
+//! Recipients of a campaign and how they are shown.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// The column that holds the number; also accepted as `phone`, `mobile` or `number` in CSV.
+pub const PHONE_FIELD: &str = "phone_number";
+pub const PHONE_ALIASES: [&str; 4] = ["phone_number", "phone", "mobile", "number"];
+
+/// Names a recipient field may not take, because the recipient's own attributes use them.
+pub const RESERVED_FIELDS: [&str; 14] = [
+    "id",
+    "campaign_id",
+    "status",
+    "fields",
+    "wamid",
+    "created_at",
+    "sent_at",
+    "delivered_at",
+    "read_at",
+    "failed_at",
+    "error_code",
+    "error_message",
+    "claimed_at",
+    "updated_at",
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RecipientStatus {
+    /// Imported, not sent yet.
+    Pending,
+    /// Claimed by a sender; the outcome of the send is not recorded yet.
+    Sending,
+    Sent,
+    Delivered,
+    Read,
+    Failed,
+}
+
+impl RecipientStatus {
+    pub const ALL: [RecipientStatus; 6] = [
+        RecipientStatus::Pending,
+        RecipientStatus::Sending,
+        RecipientStatus::Sent,
+        RecipientStatus::Delivered,
+        RecipientStatus::Read,
+        RecipientStatus::Failed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecipientStatus::Pending => "pending",
+            RecipientStatus::Sending => "sending",
+            RecipientStatus::Sent => "sent",
+            RecipientStatus::Delivered => "delivered",
+            RecipientStatus::Read => "read",
+            RecipientStatus::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Recipient {
+    pub id: String,
+    pub campaign_id: String,
+    pub phone_number: String,
+    pub status: RecipientStatus,
+    #[serde(default)]
+    pub fields: BTreeMap<String, String>,
+    pub created_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wamid: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sent_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivered_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_message: Option<String>,
+}
+
+impl Recipient {
+    /// The API's view: the spec's attributes with the imported fields beside them (`name`,
+    /// `discount_code`…), and the optional ones only when set.
+    pub fn to_json(&self) -> Value {
+        let mut m = Map::new();
+        m.insert("id".into(), self.id.clone().into());
+        m.insert(PHONE_FIELD.into(), self.phone_number.clone().into());
+        for (k, v) in &self.fields {
+            m.insert(k.clone(), v.clone().into());
+        }
+        m.insert("status".into(), self.status.as_str().into());
+        let optional = [
+            ("sent_at", &self.sent_at),
+            ("delivered_at", &self.delivered_at),
+            ("read_at", &self.read_at),
+            ("failed_at", &self.failed_at),
+            ("error_message", &self.error_message),
+        ];
+        for (k, v) in optional {
+            if let Some(v) = v {
+                m.insert(k.into(), v.clone().into());
+            }
+        }
+        if let Some(code) = self.error_code {
+            m.insert("error_code".into(), code.into());
+        }
+        m.insert("created_at".into(), self.created_at.clone().into());
+        Value::Object(m)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_view_flattens_fields_and_omits_unset_times() {
+        let r = Recipient {
+            id: "r1".into(),
+            campaign_id: "c1".into(),
+            phone_number: "+14155550123".into(),
+            status: RecipientStatus::Failed,
+            fields: [("name".to_string(), "John".to_string())].into(),
+            created_at: "t0".into(),
+            wamid: None,
+            sent_at: None,
+            delivered_at: None,
+            read_at: None,
+            failed_at: Some("t1".into()),
+            error_code: Some(131026),
+            error_message: Some("Message undeliverable".into()),
+        };
+        let v = r.to_json();
+        assert_eq!(v["name"], "John");
+        assert_eq!(v["status"], "failed");
+        assert_eq!(v["error_code"], 131026);
+        assert_eq!(v["failed_at"], "t1");
+        assert!(v.get("sent_at").is_none() && v.get("campaign_id").is_none());
+    }
+
+    #[test]
+    fn statuses_parse_from_their_names() {
+        for s in RecipientStatus::ALL {
+            assert_eq!(RecipientStatus::parse(s.as_str()), Some(s));
+        }
+        assert_eq!(RecipientStatus::parse("done"), None);
+    }
+}

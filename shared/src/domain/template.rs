@@ -1,0 +1,501 @@
+//! Message templates in Meta's shape, and their placeholders.
+//!
+//! Meta numbers placeholders per component, so the keys of a campaign's `variable_mapping` are:
+//! the body's own names (`1`, `2`… or `first_name`), `header.<name>` for the header's, and
+//! `button.<index>` for a URL button's single placeholder.
+
+use serde::{Deserialize, Serialize};
+
+use super::required_text;
+use crate::error::Invalid;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Category {
+    Marketing,
+    Utility,
+    Authentication,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum TemplateStatus {
+    Approved,
+    Pending,
+    Rejected,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ParameterFormat {
+    Positional,
+    Named,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum ComponentType {
+    Header,
+    Body,
+    Footer,
+    Buttons,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ButtonType {
+    QuickReply,
+    Url,
+    PhoneNumber,
+    CopyCode,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Button {
+    #[serde(rename = "type")]
+    pub kind: ButtonType,
+    pub text: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone_number: Option<String>,
+    /// Meta's sample values, kept as given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub example: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Component {
+    #[serde(rename = "type")]
+    pub kind: ComponentType,
+    /// Header format: TEXT (default), IMAGE, VIDEO, DOCUMENT or LOCATION.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub buttons: Option<Vec<Button>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub example: Option<serde_json::Value>,
+}
+
+/// One placeholder of a template, named by its `variable_mapping` key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Parameter {
+    pub key: String,
+    /// `HEADER`, `BODY` or `BUTTON`.
+    pub component: String,
+    /// The placeholder's own name inside its component (`1`, `first_name`).
+    pub name: String,
+    /// The button's position, for URL buttons.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<usize>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Template {
+    pub id: String,
+    pub account_id: String,
+    pub name: String,
+    pub language: String,
+    pub category: Category,
+    pub status: TemplateStatus,
+    pub parameter_format: ParameterFormat,
+    pub components: Vec<Component>,
+    pub parameters: Vec<Parameter>,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewTemplate {
+    pub account_id: String,
+    pub name: String,
+    pub language: String,
+    pub category: Category,
+    pub status: TemplateStatus,
+    #[serde(default = "positional")]
+    pub parameter_format: ParameterFormat,
+    pub components: Vec<Component>,
+}
+
+fn positional() -> ParameterFormat {
+    ParameterFormat::Positional
+}
+
+pub const MAX_BODY_CHARS: usize = 1024;
+pub const MAX_HEADER_CHARS: usize = 60;
+pub const MAX_FOOTER_CHARS: usize = 60;
+pub const MAX_BUTTONS: usize = 10;
+pub const MAX_BUTTON_TEXT_CHARS: usize = 25;
+
+/// A placeholder as written in a text: positional `{{1}}` or named `{{first_name}}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Placeholder {
+    Positional(u32),
+    Named(String),
+}
+
+/// Finds every `{{…}}` in `text`; anything between the braces that is neither a number nor a
+/// lowercase name is an error that names the component.
+fn placeholders(component: &str, text: &str) -> Result<Vec<Placeholder>, Invalid> {
+    let mut found = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("{{") {
+        let after = &rest[start + 2..];
+        let Some(end) = after.find("}}") else {
+            return Err(Invalid(format!("{component} text has an unclosed '{{{{'")));
+        };
+        let inner = &after[..end];
+        let p = if !inner.is_empty() && inner.chars().all(|c| c.is_ascii_digit()) {
+            match inner.parse::<u32>() {
+                Ok(n) if n >= 1 => Placeholder::Positional(n),
+                _ => return Err(bad_placeholder(component, inner)),
+            }
+        } else if inner.starts_with(|c: char| c.is_ascii_lowercase())
+            && inner
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        {
+            Placeholder::Named(inner.to_string())
+        } else {
+            return Err(bad_placeholder(component, inner));
+        };
+        found.push(p);
+        rest = &after[end + 2..];
+    }
+    Ok(found)
+}
+
+fn bad_placeholder(component: &str, inner: &str) -> Invalid {
+    Invalid(format!(
+        "{component} text has an invalid placeholder {{{{{inner}}}}}: use {{{{1}}}}, {{{{2}}}}… or {{{{lowercase_name}}}}"
+    ))
+}
+
+/// Checks the placeholders of one component against the template's format and returns their
+/// names in order: positional ones must be numbered 1..n without gaps, named ones are unique.
+fn component_names(
+    component: &str,
+    found: Vec<Placeholder>,
+    format: ParameterFormat,
+) -> Result<Vec<String>, Invalid> {
+    let mut numbers = Vec::new();
+    let mut names: Vec<String> = Vec::new();
+    for p in found {
+        match (p, format) {
+            (Placeholder::Positional(n), ParameterFormat::Positional) => numbers.push(n),
+            (Placeholder::Named(n), ParameterFormat::Named) => {
+                if !names.contains(&n) {
+                    names.push(n)
+                }
+            }
+            (Placeholder::Positional(n), ParameterFormat::Named) => {
+                return Err(Invalid(format!(
+                    "{component} text mixes placeholder styles: {{{{{n}}}}} in a template whose parameter_format is named"
+                )));
+            }
+            (Placeholder::Named(n), ParameterFormat::Positional) => {
+                return Err(Invalid(format!(
+                    "{component} text mixes placeholder styles: {{{{{n}}}}} in a template whose parameter_format is positional"
+                )));
+            }
+        }
+    }
+    if format == ParameterFormat::Named {
+        return Ok(names);
+    }
+    numbers.sort_unstable();
+    numbers.dedup();
+    for (i, n) in numbers.iter().enumerate() {
+        let expected = i as u32 + 1;
+        if *n != expected {
+            return Err(Invalid(format!(
+                "{component} placeholders must be numbered {{{{1}}}} to {{{{{}}}}} without gaps; {{{{{expected}}}}} is missing",
+                numbers.len()
+            )));
+        }
+    }
+    Ok(numbers.iter().map(|n| n.to_string()).collect())
+}
+
+fn check_language(v: &str) -> Result<String, Invalid> {
+    let v = v.trim();
+    let (lang, region) = v.split_once('_').unwrap_or((v, ""));
+    let lang_ok = (2..=3).contains(&lang.len()) && lang.chars().all(|c| c.is_ascii_lowercase());
+    let region_ok = region.is_empty()
+        || ((2..=4).contains(&region.len()) && region.chars().all(|c| c.is_ascii_alphanumeric()));
+    if !lang_ok || !region_ok || v.ends_with('_') {
+        return Err(Invalid(format!(
+            "language must be a WhatsApp language code such as en, en_US or pt_BR (got '{v}')"
+        )));
+    }
+    Ok(v.to_string())
+}
+
+fn check_name(v: &str) -> Result<String, Invalid> {
+    let v = required_text("name", v, 512)?;
+    if !v
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    {
+        return Err(Invalid(
+            "name must use only lowercase letters, digits and underscores, as WhatsApp template names do".into(),
+        ));
+    }
+    Ok(v)
+}
+
+fn text_of<'a>(c: &'a Component, label: &str, max: usize) -> Result<&'a str, Invalid> {
+    let text = c.text.as_deref().unwrap_or("");
+    if text.trim().is_empty() {
+        return Err(Invalid(format!("{label} component needs a text")));
+    }
+    if text.chars().count() > max {
+        return Err(Invalid(format!(
+            "{label} text must be at most {max} characters"
+        )));
+    }
+    Ok(text)
+}
+
+/// Validates the components and derives the template's parameters, in the order a message
+/// carries them: header, body, then buttons.
+pub fn parse_parameters(
+    components: &[Component],
+    format: ParameterFormat,
+) -> Result<Vec<Parameter>, Invalid> {
+    let count = |k| components.iter().filter(|c| c.kind == k).count();
+    if count(ComponentType::Body) != 1 {
+        return Err(Invalid("components must contain exactly one BODY".into()));
+    }
+    for (k, label) in [
+        (ComponentType::Header, "HEADER"),
+        (ComponentType::Footer, "FOOTER"),
+        (ComponentType::Buttons, "BUTTONS"),
+    ] {
+        if count(k) > 1 {
+            return Err(Invalid(format!(
+                "components may contain at most one {label}"
+            )));
+        }
+    }
+    let param = |component: &str, key: String, name: String, index| Parameter {
+        key,
+        component: component.into(),
+        name,
+        index,
+    };
+    let mut header = Vec::new();
+    let mut body = Vec::new();
+    let mut buttons = Vec::new();
+    for c in components {
+        match c.kind {
+            ComponentType::Header => {
+                let fmt = c.format.as_deref().unwrap_or("TEXT").to_ascii_uppercase();
+                match fmt.as_str() {
+                    "TEXT" => {
+                        let text = text_of(c, "HEADER", MAX_HEADER_CHARS)?;
+                        let names =
+                            component_names("HEADER", placeholders("HEADER", text)?, format)?;
+                        if names.len() > 1 {
+                            return Err(Invalid(
+                                "HEADER text may have at most one placeholder".into(),
+                            ));
+                        }
+                        header.extend(
+                            names
+                                .into_iter()
+                                .map(|n| param("HEADER", format!("header.{n}"), n, None)),
+                        );
+                    }
+                    "IMAGE" | "VIDEO" | "DOCUMENT" | "LOCATION" => {}
+                    other => {
+                        return Err(Invalid(format!(
+                            "HEADER format must be TEXT, IMAGE, VIDEO, DOCUMENT or LOCATION (got '{other}')"
+                        )));
+                    }
+                }
+            }
+            ComponentType::Body => {
+                let text = text_of(c, "BODY", MAX_BODY_CHARS)?;
+                let names = component_names("BODY", placeholders("BODY", text)?, format)?;
+                body.extend(names.into_iter().map(|n| param("BODY", n.clone(), n, None)));
+            }
+            ComponentType::Footer => {
+                let text = text_of(c, "FOOTER", MAX_FOOTER_CHARS)?;
+                if !placeholders("FOOTER", text)?.is_empty() {
+                    return Err(Invalid("FOOTER text cannot have placeholders".into()));
+                }
+            }
+            ComponentType::Buttons => {
+                let list = c.buttons.as_deref().unwrap_or_default();
+                if list.is_empty() || list.len() > MAX_BUTTONS {
+                    return Err(Invalid(format!(
+                        "BUTTONS must hold 1 to {MAX_BUTTONS} buttons"
+                    )));
+                }
+                for (i, b) in list.iter().enumerate() {
+                    let label = format!("buttons[{i}]");
+                    required_text(&format!("{label}.text"), &b.text, MAX_BUTTON_TEXT_CHARS)?;
+                    match b.kind {
+                        ButtonType::Url => {
+                            let url = b.url.as_deref().unwrap_or("");
+                            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                                return Err(Invalid(format!("{label}.url must be an http(s) URL")));
+                            }
+                            let found = placeholders(&format!("{label}.url"), url)?;
+                            match found.as_slice() {
+                                [] => {}
+                                [Placeholder::Positional(1)] if url.ends_with("{{1}}") => buttons
+                                    .push(param(
+                                        "BUTTON",
+                                        format!("button.{i}"),
+                                        "1".into(),
+                                        Some(i),
+                                    )),
+                                _ => {
+                                    return Err(Invalid(format!(
+                                        "{label}.url may have one placeholder, {{{{1}}}}, at its end"
+                                    )));
+                                }
+                            }
+                        }
+                        ButtonType::PhoneNumber => {
+                            if b.phone_number.as_deref().unwrap_or("").trim().is_empty() {
+                                return Err(Invalid(format!("{label}.phone_number is required")));
+                            }
+                        }
+                        ButtonType::QuickReply | ButtonType::CopyCode => {}
+                    }
+                }
+            }
+        }
+    }
+    header.extend(body);
+    header.extend(buttons);
+    Ok(header)
+}
+
+impl NewTemplate {
+    pub fn validate(self, id: String, now: &str) -> Result<Template, Invalid> {
+        let parameters = parse_parameters(&self.components, self.parameter_format)?;
+        Ok(Template {
+            id,
+            account_id: self.account_id,
+            name: check_name(&self.name)?,
+            language: check_language(&self.language)?,
+            category: self.category,
+            status: self.status,
+            parameter_format: self.parameter_format,
+            components: self.components,
+            parameters,
+            created_at: now.to_string(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn comps(v: serde_json::Value) -> Vec<Component> {
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn keys(r: Result<Vec<Parameter>, Invalid>) -> Vec<String> {
+        r.unwrap().into_iter().map(|p| p.key).collect()
+    }
+
+    #[test]
+    fn positional_parameters_from_every_component() {
+        let c = comps(json!([
+            {"type":"HEADER","format":"TEXT","text":"Hello {{1}}"},
+            {"type":"BODY","text":"Hi {{1}}, use {{2}} before {{3}}. Again {{1}}."},
+            {"type":"FOOTER","text":"Reply STOP"},
+            {"type":"BUTTONS","buttons":[{"type":"QUICK_REPLY","text":"Stop"},
+                {"type":"URL","text":"Shop","url":"https://x.example/o/{{1}}"}]}
+        ]));
+        let p = parse_parameters(&c, ParameterFormat::Positional).unwrap();
+        let k: Vec<_> = p.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(k, ["header.1", "1", "2", "3", "button.1"]);
+        assert_eq!(p[4].index, Some(1));
+    }
+
+    #[test]
+    fn named_parameters_keep_first_appearance_order() {
+        let c = comps(json!([{"type":"BODY","text":"Hi {{first_name}}, {{code}} {{first_name}}"}]));
+        assert_eq!(
+            keys(parse_parameters(&c, ParameterFormat::Named)),
+            ["first_name", "code"]
+        );
+    }
+
+    #[test]
+    fn gaps_mixing_and_bad_placeholders_are_refused() {
+        let gap = comps(json!([{"type":"BODY","text":"{{1}} and {{3}}"}]));
+        let e = parse_parameters(&gap, ParameterFormat::Positional).unwrap_err();
+        assert!(e.0.contains("{{2}} is missing"), "{}", e.0);
+        let mixed = comps(json!([{"type":"BODY","text":"{{1}} and {{name}}"}]));
+        let e = parse_parameters(&mixed, ParameterFormat::Positional).unwrap_err();
+        assert!(e.0.contains("mixes placeholder styles"), "{}", e.0);
+        let e = parse_parameters(&mixed, ParameterFormat::Named).unwrap_err();
+        assert!(e.0.contains("mixes"), "{}", e.0);
+        let bad = comps(json!([{"type":"BODY","text":"Hi {{First Name}}"}]));
+        let e = parse_parameters(&bad, ParameterFormat::Named).unwrap_err();
+        assert!(e.0.contains("{{First Name}}"), "{}", e.0);
+        let zero = comps(json!([{"type":"BODY","text":"Hi {{0}}"}]));
+        assert!(parse_parameters(&zero, ParameterFormat::Positional).is_err());
+        let open = comps(json!([{"type":"BODY","text":"Hi {{1"}]));
+        assert!(
+            parse_parameters(&open, ParameterFormat::Positional)
+                .unwrap_err()
+                .0
+                .contains("unclosed")
+        );
+    }
+
+    #[test]
+    fn structure_rules() {
+        let none = comps(json!([{"type":"FOOTER","text":"x"}]));
+        assert!(
+            parse_parameters(&none, ParameterFormat::Positional)
+                .unwrap_err()
+                .0
+                .contains("BODY")
+        );
+        let footer = comps(json!([{"type":"BODY","text":"x"},{"type":"FOOTER","text":"{{1}}"}]));
+        assert!(parse_parameters(&footer, ParameterFormat::Positional).is_err());
+        let url = comps(
+            json!([{"type":"BODY","text":"x"},{"type":"BUTTONS","buttons":[
+            {"type":"URL","text":"Go","url":"https://x.example/{{1}}/y"}]}]),
+        );
+        assert!(
+            parse_parameters(&url, ParameterFormat::Positional)
+                .unwrap_err()
+                .0
+                .contains("buttons[0].url")
+        );
+        let image =
+            comps(json!([{"type":"HEADER","format":"IMAGE"},{"type":"BODY","text":"x {{1}}"}]));
+        assert_eq!(
+            keys(parse_parameters(&image, ParameterFormat::Positional)),
+            ["1"]
+        );
+    }
+
+    #[test]
+    fn names_and_languages() {
+        assert!(check_name("holiday_offer_2").is_ok());
+        assert!(check_name("Holiday Offer").is_err());
+        for ok in ["en", "en_US", "pt_BR", "zh_CN", "fil"] {
+            assert!(check_language(ok).is_ok(), "{ok}");
+        }
+        for bad in ["EN", "en-US", "english", "en_", ""] {
+            assert!(check_language(bad).is_err(), "{bad}");
+        }
+    }
+}

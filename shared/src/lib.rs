@@ -1,0 +1,13 @@
+//! The library every function of the campaign service links.
+//!
+//! - [`domain`]: the rules (accounts, templates, campaigns, recipients, imports), no I/O.
+//! - [`store`]: the DynamoDB adapter.
+//! - [`api`]: the route table and one handler per route.
+//! - [`lambda`]: the wiring a Lambda binary's `main` calls.
+
+pub mod api;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod lambda;
+pub mod store;

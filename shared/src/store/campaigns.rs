@@ -1,0 +1,141 @@
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
+
+use super::keys::*;
+use super::{Db, Item, KeyQuery, Page, StoreError, StoreResult, s};
+use crate::domain::campaign::{Campaign, CampaignStatus};
+
+/// The index attributes of a campaign; they change with its status and account.
+fn index_keys(c: &Campaign) -> Vec<(&'static str, String)> {
+    let created = created_sk(&c.created_at, &c.id);
+    vec![
+        ("GSI1PK", ALL_CAMPAIGNS.into()),
+        ("GSI1SK", created.clone()),
+        ("GSI2PK", account_campaigns(&c.account_id)),
+        ("GSI2SK", format!("{}#{created}", c.status.as_str())),
+        ("GSI3PK", campaigns_in_status(c.status.as_str())),
+        ("GSI3SK", created),
+    ]
+}
+
+impl Db {
+    pub async fn create_campaign(&self, c: &Campaign) -> StoreResult<()> {
+        let mut keys = vec![("PK", campaign_pk(&c.id)), ("SK", CAMPAIGN_SK.to_string())];
+        keys.extend(index_keys(c));
+        let item = self.item(c, keys)?;
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(PK)")
+            .send()
+            .await?;
+        Ok(())
+    }
+
+    pub async fn get_campaign(&self, id: &str) -> StoreResult<Option<Campaign>> {
+        self.get(campaign_pk(id), CAMPAIGN_SK).await
+    }
+
+    pub async fn list_campaigns(
+        &self,
+        status: Option<CampaignStatus>,
+        account_id: Option<&str>,
+        page: u32,
+        limit: u32,
+    ) -> StoreResult<Page<Campaign>> {
+        let q = match (account_id, status) {
+            (Some(a), Some(st)) => KeyQuery::index("GSI2", account_campaigns(a))
+                .with_prefix(format!("{}#", st.as_str())),
+            (Some(a), None) => KeyQuery::index("GSI2", account_campaigns(a)),
+            (None, Some(st)) => KeyQuery::index("GSI3", campaigns_in_status(st.as_str())),
+            (None, None) => KeyQuery::index("GSI1", ALL_CAMPAIGNS.into()),
+        };
+        self.list_indexed(&q, page, limit).await
+    }
+
+    /// Stores the editable fields of a draft. Counters are left alone (an import may be adding
+    /// recipients at the same moment); refused when the campaign is no longer a draft.
+    pub async fn update_draft(&self, c: &Campaign) -> StoreResult<Campaign> {
+        let mut values: Vec<(&str, AttributeValue)> = vec![
+            ("name", s(&c.name)),
+            ("account_id", s(&c.account_id)),
+            ("template_id", s(&c.template_id)),
+            ("template_name", s(&c.template_name)),
+            (
+                "variable_mapping",
+                serde_dynamo::to_attribute_value(&c.variable_mapping)?,
+            ),
+            (
+                "scheduled_at",
+                serde_dynamo::to_attribute_value(&c.scheduled_at)?,
+            ),
+            ("updated_at", s(&c.updated_at)),
+        ];
+        values.extend(index_keys(c).into_iter().map(|(k, v)| (k, s(v))));
+        let set: Vec<String> = values
+            .iter()
+            .enumerate()
+            .map(|(i, _)| format!("#f{i} = :v{i}"))
+            .collect();
+        let mut req = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("PK", s(campaign_pk(&c.id)))
+            .key("SK", s(CAMPAIGN_SK))
+            .update_expression(format!("SET {}", set.join(", ")))
+            .condition_expression("#status = :draft AND attribute_not_exists(deleting)")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":draft", s(CampaignStatus::Draft.as_str()))
+            .return_values(ReturnValue::AllNew);
+        for (i, (k, v)) in values.into_iter().enumerate() {
+            req = req
+                .expression_attribute_names(format!("#f{i}"), k)
+                .expression_attribute_values(format!(":v{i}"), v);
+        }
+        let out = req.send().await?;
+        decode_one(out.attributes)
+    }
+
+    /// Marks a campaign as being deleted, unless it is sending; nothing can start it from then
+    /// on. Returns the campaign as it was marked.
+    pub async fn mark_deleting(&self, id: &str, now: &str) -> StoreResult<Campaign> {
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("PK", s(campaign_pk(id)))
+            .key("SK", s(CAMPAIGN_SK))
+            .update_expression("SET deleting = :now")
+            .condition_expression("attribute_exists(PK) AND #status <> :sending")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":sending", s(CampaignStatus::Sending.as_str()))
+            .expression_attribute_values(":now", s(now))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await?;
+        decode_one(out.attributes)
+    }
+
+    /// Deletes the recipients first and the campaign last, so an interrupted delete can be
+    /// repeated until it completes.
+    pub async fn delete_campaign(&self, id: &str) -> StoreResult<()> {
+        let recipients = self
+            .query_keys(&KeyQuery::table(campaign_pk(id), RECIPIENT_PREFIX))
+            .await?;
+        self.delete_keys(recipients).await?;
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .key("PK", s(campaign_pk(id)))
+            .key("SK", s(CAMPAIGN_SK))
+            .send()
+            .await?;
+        Ok(())
+    }
+}
+
+pub(crate) fn decode_one<T: serde::de::DeserializeOwned>(item: Option<Item>) -> StoreResult<T> {
+    let item = item.ok_or_else(|| StoreError::Corrupt("update returned no item".into()))?;
+    serde_dynamo::from_item(item).map_err(StoreError::from)
+}

@@ -1,0 +1,45 @@
+//! Key and index values of every entity; `docs/dynamodb.md` lists the access patterns they serve.
+
+pub const ACCOUNT_SK: &str = "ACCOUNT";
+pub const TOKEN_SK: &str = "TOKEN";
+pub const TEMPLATE_SK: &str = "TEMPLATE";
+pub const CAMPAIGN_SK: &str = "#CAMPAIGN";
+pub const RECIPIENT_PREFIX: &str = "R#";
+
+pub fn account_pk(id: &str) -> String {
+    format!("ACCOUNT#{id}")
+}
+pub fn template_pk(id: &str) -> String {
+    format!("TEMPLATE#{id}")
+}
+pub fn campaign_pk(id: &str) -> String {
+    format!("CAMPAIGN#{id}")
+}
+pub fn recipient_sk(phone: &str) -> String {
+    format!("{RECIPIENT_PREFIX}{phone}")
+}
+/// Guards the uniqueness of a template name and language within an account.
+pub fn template_name_sk(name: &str, language: &str) -> String {
+    format!("TEMPLATE_NAME#{name}#{language}")
+}
+pub fn created_sk(created_at: &str, id: &str) -> String {
+    format!("{created_at}#{id}")
+}
+pub const ALL_ACCOUNTS: &str = "ACCOUNTS";
+pub const ALL_TEMPLATES: &str = "TEMPLATES";
+pub const ALL_CAMPAIGNS: &str = "CAMPAIGNS";
+pub fn account_templates(account_id: &str) -> String {
+    format!("ACCOUNT#{account_id}#TEMPLATES")
+}
+pub fn account_campaigns(account_id: &str) -> String {
+    format!("ACCOUNT#{account_id}#CAMPAIGNS")
+}
+pub fn campaigns_in_status(status: &str) -> String {
+    format!("CAMPAIGNS#{status}")
+}
+pub fn recipients_in_status(campaign_id: &str, status: &str) -> String {
+    format!("CAMPAIGN#{campaign_id}#{status}")
+}
+pub fn wamid_pk(wamid: &str) -> String {
+    format!("WAMID#{wamid}")
+}
