@@ -1,1 +1,49 @@
-pub fn y() {}
+//! The local stack (never deployed): the emulator's table and queues built from `template.yaml`,
+//! and every route of the API on one port through the handlers the Lambda binaries run.
+
+pub mod infra;
+pub mod server;
+
+use std::sync::Arc;
+
+use shared::api::App;
+use shared::config::Config;
+use shared::store::Db;
+
+pub use infra::BoxError;
+
+/// Everything the local processes share, built against the emulator.
+pub struct Stack {
+    pub app: Arc<App>,
+    pub queues: std::collections::HashMap<String, String>,
+}
+
+impl Stack {
+    /// Creates (or finds) the table and queues named after `config.table_name` and builds the
+    /// application on them.
+    pub async fn start(mut config: Config) -> Result<Stack, BoxError> {
+        let sdk = shared::config::aws_config().await;
+        if sdk.endpoint_url().is_none() {
+            return Err(
+                "AWS_ENDPOINT_URL is not set: the local stack only runs against the emulator"
+                    .into(),
+            );
+        }
+        let template = infra::Template::load(&infra::Template::default_path())?;
+        let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
+        infra::ensure_table(&dynamo, &config.table_name, &template).await?;
+        let queues = infra::ensure_queues(
+            &aws_sdk_sqs::Client::new(&sdk),
+            &config.table_name,
+            &template,
+        )
+        .await?;
+        config.dispatch_queue_url = queues.get("DispatchQueue").cloned();
+        config.send_queue_url = queues.get("SendQueue").cloned();
+        let db = Db::new(dynamo, config.table_name.clone());
+        Ok(Stack {
+            app: App::new(db, config),
+            queues,
+        })
+    }
+}

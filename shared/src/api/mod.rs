@@ -173,6 +173,34 @@ fn match_path(pattern: &str, path: &str) -> Option<Vec<(String, String)>> {
     }
 }
 
+/// Finds the route for a method and path: 404 when no route has the path, 405 when none of
+/// those that have it takes the method.
+pub fn find<'r>(
+    routes: &[&'r Route],
+    method: &Method,
+    path: &str,
+) -> ApiResult<(&'r Route, Vec<(String, String)>)> {
+    let mut allowed = Vec::new();
+    for r in routes {
+        if let Some(params) = match_path(r.path, path) {
+            if r.method == method {
+                return Ok((r, params));
+            }
+            allowed.push(r.method.as_str());
+        }
+    }
+    if allowed.is_empty() {
+        return Err(ApiError::not_found(format!("no route for {method} {path}")));
+    }
+    Err(ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!(
+            "method {method} is not allowed on {path}; use {}",
+            allowed.join(", ")
+        ),
+    ))
+}
+
 /// Answers one request with the given routes (all of them locally, one in a Lambda).
 pub async fn dispatch(
     app: Arc<App>,
@@ -180,33 +208,10 @@ pub async fn dispatch(
     req: http::Request<Bytes>,
 ) -> http::Response<String> {
     let (parts, body) = req.into_parts();
-    let path = parts.uri.path().to_string();
-    let mut allowed = Vec::new();
-    let mut found = None;
-    for r in routes {
-        if let Some(params) = match_path(r.path, &path) {
-            if r.method == parts.method {
-                found = Some((r, params));
-                break;
-            }
-            allowed.push(r.method.as_str());
-        }
-    }
-    let result = match found {
-        None if allowed.is_empty() => Err(ApiError::not_found(format!(
-            "no route for {} {path}",
-            parts.method
-        ))),
-        None => Err(ApiError::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            format!(
-                "method {} is not allowed on {path}; use {}",
-                parts.method,
-                allowed.join(", ")
-            ),
-        )),
-        Some(_) if body.len() > MAX_BODY_BYTES => Err(too_large(body.len())),
-        Some((route, params)) => {
+    let result = match find(routes, &parts.method, parts.uri.path()) {
+        Err(e) => Err(e),
+        Ok(_) if body.len() > MAX_BODY_BYTES => Err(too_large(body.len())),
+        Ok((route, params)) => {
             let request = ApiRequest::new(params, parts.uri.query(), parts.headers, body);
             (route.handler)(app, request).await
         }

@@ -91,7 +91,7 @@ impl Db {
                 .into()
             })
             .collect();
-        let found = self.batch_get(keys, Some("SK")).await?;
+        let found = self.batch_get(keys, Some("PK, SK")).await?;
         Ok(found
             .iter()
             .filter_map(|i| {

@@ -1,0 +1,280 @@
+//! Creates the table and queues in the emulator from the very resources `template.yaml`
+//! declares, so that the local stack and AWS cannot drift apart. Safe to run again.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ScalarAttributeType, TableStatus, TimeToLiveSpecification,
+};
+use aws_sdk_sqs::types::QueueAttributeName;
+use serde_yaml::Value;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The parts of `template.yaml` the local stack builds.
+pub struct Template {
+    resources: serde_yaml::Mapping,
+}
+
+impl Template {
+    pub fn load(path: &Path) -> Result<Self, BoxError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        Self::parse(&text)
+    }
+
+    pub fn parse(text: &str) -> Result<Self, BoxError> {
+        let doc: Value = serde_yaml::from_str(text)?;
+        let resources = doc
+            .get("Resources")
+            .and_then(Value::as_mapping)
+            .cloned()
+            .ok_or("template.yaml has no Resources")?;
+        Ok(Template { resources })
+    }
+
+    /// The default location: `template.yaml` at the workspace root.
+    pub fn default_path() -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../template.yaml")
+    }
+
+    /// Logical ids and properties of every resource of `kind`.
+    pub fn resources(&self, kind: &str) -> Vec<(String, Value)> {
+        self.resources
+            .iter()
+            .filter(|(_, r)| r.get("Type").and_then(Value::as_str) == Some(kind))
+            .filter_map(|(id, r)| {
+                Some((
+                    id.as_str()?.to_string(),
+                    r.get("Properties").cloned().unwrap_or_default(),
+                ))
+            })
+            .collect()
+    }
+
+    /// The properties of the table resource `Table`.
+    pub fn table(&self) -> Result<Value, BoxError> {
+        self.resources("AWS::DynamoDB::Table")
+            .into_iter()
+            .find(|(id, _)| id == "Table")
+            .map(|(_, p)| p)
+            .ok_or_else(|| "template.yaml has no AWS::DynamoDB::Table named Table".into())
+    }
+}
+
+fn text<'a>(v: &'a Value, key: &str) -> Result<&'a str, BoxError> {
+    v.get(key)
+        .and_then(Value::as_str)
+        .ok_or_else(|| format!("template: {key} missing").into())
+}
+
+fn key_schema(v: &Value) -> Result<Vec<KeySchemaElement>, BoxError> {
+    let list = v
+        .get("KeySchema")
+        .and_then(Value::as_sequence)
+        .ok_or("template: KeySchema missing")?;
+    list.iter()
+        .map(|k| {
+            Ok(KeySchemaElement::builder()
+                .attribute_name(text(k, "AttributeName")?)
+                .key_type(KeyType::from(text(k, "KeyType")?))
+                .build()?)
+        })
+        .collect()
+}
+
+/// Creates the table unless it exists, then waits until it is active.
+pub async fn ensure_table(
+    client: &aws_sdk_dynamodb::Client,
+    name: &str,
+    template: &Template,
+) -> Result<(), BoxError> {
+    let props = template.table()?;
+    let mut req = client
+        .create_table()
+        .table_name(name)
+        .billing_mode(BillingMode::from(
+            props
+                .get("BillingMode")
+                .and_then(Value::as_str)
+                .unwrap_or("PAY_PER_REQUEST"),
+        ));
+    for a in props
+        .get("AttributeDefinitions")
+        .and_then(Value::as_sequence)
+        .ok_or("AttributeDefinitions missing")?
+    {
+        req = req.attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name(text(a, "AttributeName")?)
+                .attribute_type(ScalarAttributeType::from(text(a, "AttributeType")?))
+                .build()?,
+        );
+    }
+    req = req.set_key_schema(Some(key_schema(&props)?));
+    for g in props
+        .get("GlobalSecondaryIndexes")
+        .and_then(Value::as_sequence)
+        .into_iter()
+        .flatten()
+    {
+        let projection = g
+            .get("Projection")
+            .and_then(|p| p.get("ProjectionType"))
+            .and_then(Value::as_str);
+        req = req.global_secondary_indexes(
+            GlobalSecondaryIndex::builder()
+                .index_name(text(g, "IndexName")?)
+                .set_key_schema(Some(key_schema(g)?))
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::from(projection.unwrap_or("ALL")))
+                        .build(),
+                )
+                .build()?,
+        );
+    }
+    match req.send().await {
+        Ok(_) => {}
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_resource_in_use_exception()) => {}
+        Err(e) => {
+            return Err(format!(
+                "create table {name}: {}",
+                aws_sdk_dynamodb::error::DisplayErrorContext(e)
+            )
+            .into());
+        }
+    }
+    for _ in 0..100 {
+        let d = client.describe_table().table_name(name).send().await?;
+        if d.table.and_then(|t| t.table_status) == Some(TableStatus::Active) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    if let Some(ttl) = props.get("TimeToLiveSpecification") {
+        let spec = TimeToLiveSpecification::builder()
+            .attribute_name(text(ttl, "AttributeName")?)
+            .enabled(ttl.get("Enabled").and_then(Value::as_bool).unwrap_or(false))
+            .build()?;
+        // Setting the same TTL twice is refused by DynamoDB; that is fine here.
+        let _ = client
+            .update_time_to_live()
+            .table_name(name)
+            .time_to_live_specification(spec)
+            .send()
+            .await;
+    }
+    Ok(())
+}
+
+/// Creates every queue of the template, named `<prefix>-<LogicalId>`, dead-letter queues
+/// first so redrive policies can point at them. Returns logical id → queue URL.
+pub async fn ensure_queues(
+    client: &aws_sdk_sqs::Client,
+    prefix: &str,
+    template: &Template,
+) -> Result<HashMap<String, String>, BoxError> {
+    let mut queues = template.resources("AWS::SQS::Queue");
+    queues.sort_by_key(|(_, p)| p.get("RedrivePolicy").is_some());
+    let mut urls = HashMap::new();
+    let mut arns: HashMap<String, String> = HashMap::new();
+    for (id, props) in queues {
+        let mut req = client.create_queue().queue_name(format!("{prefix}-{id}"));
+        for (key, attr) in [
+            ("VisibilityTimeout", QueueAttributeName::VisibilityTimeout),
+            (
+                "MessageRetentionPeriod",
+                QueueAttributeName::MessageRetentionPeriod,
+            ),
+        ] {
+            if let Some(v) = props.get(key).and_then(Value::as_u64) {
+                req = req.attributes(attr, v.to_string());
+            }
+        }
+        if let Some(rp) = props.get("RedrivePolicy") {
+            let target = rp
+                .get("deadLetterTargetArn")
+                .and_then(|v| match v {
+                    Value::Tagged(t) => t
+                        .value
+                        .as_str()
+                        .map(|s| s.trim_end_matches(".Arn").to_string()),
+                    _ => None,
+                })
+                .ok_or_else(|| format!("{id}: RedrivePolicy needs !GetAtt <Queue>.Arn"))?;
+            let arn = arns
+                .get(&target)
+                .ok_or_else(|| format!("{id}: unknown dead-letter queue {target}"))?;
+            let max = rp
+                .get("maxReceiveCount")
+                .and_then(Value::as_u64)
+                .unwrap_or(5);
+            let policy = serde_json::json!({ "deadLetterTargetArn": arn, "maxReceiveCount": max });
+            req = req.attributes(QueueAttributeName::RedrivePolicy, policy.to_string());
+        }
+        let url = req
+            .send()
+            .await
+            .map_err(|e| {
+                format!(
+                    "create queue {id}: {}",
+                    aws_sdk_sqs::error::DisplayErrorContext(e)
+                )
+            })?
+            .queue_url
+            .ok_or("create queue returned no URL")?;
+        let attrs = client
+            .get_queue_attributes()
+            .queue_url(&url)
+            .attribute_names(QueueAttributeName::QueueArn)
+            .send()
+            .await?;
+        if let Some(arn) = attrs
+            .attributes
+            .and_then(|mut a| a.remove(&QueueAttributeName::QueueArn))
+        {
+            arns.insert(id.clone(), arn);
+        }
+        urls.insert(id, url);
+    }
+    Ok(urls)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_template_declares_the_table_and_queues_the_code_uses() {
+        let t = Template::load(&Template::default_path()).unwrap();
+        let table = t.table().unwrap();
+        let indexes: Vec<&str> = table["GlobalSecondaryIndexes"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|g| g["IndexName"].as_str().unwrap())
+            .collect();
+        assert_eq!(indexes, ["GSI1", "GSI2", "GSI3"]);
+        let mut queues: Vec<String> = t
+            .resources("AWS::SQS::Queue")
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        queues.sort();
+        assert_eq!(
+            queues,
+            [
+                "DispatchDeadLetterQueue",
+                "DispatchQueue",
+                "SendDeadLetterQueue",
+                "SendQueue"
+            ]
+        );
+    }
+}

@@ -1,0 +1,37 @@
+//! Every route on one port, answered by the same dispatcher a Lambda function uses.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::Response;
+use shared::api::{self, App, ROUTES};
+
+async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    // Read one byte past the limit so an oversized body is told apart and answered with 413.
+    let bytes = match axum::body::to_bytes(body, api::MAX_BODY_BYTES + 1).await {
+        Ok(b) => b,
+        Err(_) => {
+            return api::respond(Err(api::too_large(api::MAX_BODY_BYTES + 1))).map(Body::from);
+        }
+    };
+    let routes: Vec<&'static api::Route> = ROUTES.iter().collect();
+    api::dispatch(app, &routes, http::Request::from_parts(parts, bytes))
+        .await
+        .map(Body::from)
+}
+
+pub fn router(app: Arc<App>) -> axum::Router {
+    axum::Router::new().fallback(handle).with_state(app)
+}
+
+/// Serves until the process ends.
+pub async fn serve(app: Arc<App>, addr: SocketAddr) -> Result<(), crate::BoxError> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    axum::serve(listener, router(app)).await?;
+    Ok(())
+}

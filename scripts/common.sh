@@ -1,0 +1,55 @@
+# Shared by scripts/local.sh and scripts/test.sh: Python tools in virtualenvs under .venv/,
+# the DynamoDB/SQS emulator (moto_server) on loopback, dummy AWS credentials.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="$ROOT/.venv"
+STATE="$ROOT/.local"
+mkdir -p "$STATE"
+
+export AWS_ACCESS_KEY_ID="${AWS_ACCESS_KEY_ID:-local}"
+export AWS_SECRET_ACCESS_KEY="${AWS_SECRET_ACCESS_KEY:-local}"
+export AWS_REGION="${AWS_REGION:-us-east-1}"
+export AWS_DEFAULT_REGION="$AWS_REGION"
+# Nothing on this path may reach a real AWS account.
+unset AWS_PROFILE AWS_SESSION_TOKEN
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+# venv NAME PACKAGES... — creates .venv/NAME once and installs the packages into it.
+venv() {
+  local name="$1"; shift
+  local dir="$VENV/$name" stamp="$VENV/$name/.installed"
+  if [ ! -x "$dir/bin/python" ]; then
+    log "creating virtualenv .venv/$name"
+    python3 -m venv "$dir"
+  fi
+  if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$*" ]; then
+    log "installing into .venv/$name: $*"
+    "$dir/bin/pip" install --quiet --upgrade "$@"
+    echo "$*" > "$stamp"
+  fi
+}
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+# start_moto PORT — starts the emulator in the background and waits until it answers.
+start_moto() {
+  local port="$1"
+  venv moto "moto[server]>=5.1,<6"
+  log "starting moto_server on 127.0.0.1:$port"
+  "$VENV/moto/bin/moto_server" -H 127.0.0.1 -p "$port" > "$STATE/moto-$port.log" 2>&1 &
+  MOTO_PID=$!
+  export AWS_ENDPOINT_URL="http://127.0.0.1:$port"
+  for _ in $(seq 1 100); do
+    if ! kill -0 "$MOTO_PID" 2>/dev/null; then
+      cat "$STATE/moto-$port.log" >&2; echo "moto_server did not start (is port $port taken?)" >&2; return 1
+    fi
+    if curl -s -o /dev/null "$AWS_ENDPOINT_URL/moto-api/"; then return 0; fi
+    sleep 0.2
+  done
+  echo "moto_server did not answer on port $port" >&2
+  return 1
+}

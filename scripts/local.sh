@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The whole service on this machine: the emulator (moto_server), the table and queues from
+# template.yaml, and every API route on http://127.0.0.1:${PORT:-3000}. Ctrl-C stops it all.
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
+export PORT="${PORT:-3000}"
+MOTO_PORT="${MOTO_PORT:-4566}"
+export TABLE_NAME="${TABLE_NAME:-whatsapp-campaigns}"
+export DEFAULT_REGION="${DEFAULT_REGION:-US}"
+export RUST_LOG="${RUST_LOG:-info}"
+
+cd "$ROOT"
+log "building the local stack"
+cargo build --release -p local --bin local-stack
+
+start_moto "$MOTO_PORT"
+trap 'kill $MOTO_PID 2>/dev/null || true' EXIT INT TERM
+
+log "API on http://127.0.0.1:$PORT (emulator $AWS_ENDPOINT_URL, table $TABLE_NAME)"
+"$ROOT/target/release/local-stack"
