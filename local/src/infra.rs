@@ -6,8 +6,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
-    ProjectionType, ScalarAttributeType, TableStatus, TimeToLiveSpecification,
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection, ProjectionType,
+    ScalarAttributeType, TableStatus, TimeToLiveSpecification,
 };
 use aws_sdk_sqs::types::QueueAttributeName;
 use serde_yaml::Value;
@@ -21,18 +21,14 @@ pub struct Template {
 
 impl Template {
     pub fn load(path: &Path) -> Result<Self, BoxError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         Self::parse(&text)
     }
 
     pub fn parse(text: &str) -> Result<Self, BoxError> {
         let doc: Value = serde_yaml::from_str(text)?;
-        let resources = doc
-            .get("Resources")
-            .and_then(Value::as_mapping)
-            .cloned()
-            .ok_or("template.yaml has no Resources")?;
+        let resources =
+            doc.get("Resources").and_then(Value::as_mapping).cloned().ok_or("template.yaml has no Resources")?;
         Ok(Template { resources })
     }
 
@@ -46,12 +42,7 @@ impl Template {
         self.resources
             .iter()
             .filter(|(_, r)| r.get("Type").and_then(Value::as_str) == Some(kind))
-            .filter_map(|(id, r)| {
-                Some((
-                    id.as_str()?.to_string(),
-                    r.get("Properties").cloned().unwrap_or_default(),
-                ))
-            })
+            .filter_map(|(id, r)| Some((id.as_str()?.to_string(), r.get("Properties").cloned().unwrap_or_default())))
             .collect()
     }
 
@@ -66,16 +57,11 @@ impl Template {
 }
 
 fn text<'a>(v: &'a Value, key: &str) -> Result<&'a str, BoxError> {
-    v.get(key)
-        .and_then(Value::as_str)
-        .ok_or_else(|| format!("template: {key} missing").into())
+    v.get(key).and_then(Value::as_str).ok_or_else(|| format!("template: {key} missing").into())
 }
 
 fn key_schema(v: &Value) -> Result<Vec<KeySchemaElement>, BoxError> {
-    let list = v
-        .get("KeySchema")
-        .and_then(Value::as_sequence)
-        .ok_or("template: KeySchema missing")?;
+    let list = v.get("KeySchema").and_then(Value::as_sequence).ok_or("template: KeySchema missing")?;
     list.iter()
         .map(|k| {
             Ok(KeySchemaElement::builder()
@@ -87,26 +73,13 @@ fn key_schema(v: &Value) -> Result<Vec<KeySchemaElement>, BoxError> {
 }
 
 /// Creates the table unless it exists, then waits until it is active.
-pub async fn ensure_table(
-    client: &aws_sdk_dynamodb::Client,
-    name: &str,
-    template: &Template,
-) -> Result<(), BoxError> {
+pub async fn ensure_table(client: &aws_sdk_dynamodb::Client, name: &str, template: &Template) -> Result<(), BoxError> {
     let props = template.table()?;
     let mut req = client
         .create_table()
         .table_name(name)
-        .billing_mode(BillingMode::from(
-            props
-                .get("BillingMode")
-                .and_then(Value::as_str)
-                .unwrap_or("PAY_PER_REQUEST"),
-        ));
-    for a in props
-        .get("AttributeDefinitions")
-        .and_then(Value::as_sequence)
-        .ok_or("AttributeDefinitions missing")?
-    {
+        .billing_mode(BillingMode::from(props.get("BillingMode").and_then(Value::as_str).unwrap_or("PAY_PER_REQUEST")));
+    for a in props.get("AttributeDefinitions").and_then(Value::as_sequence).ok_or("AttributeDefinitions missing")? {
         req = req.attribute_definitions(
             AttributeDefinition::builder()
                 .attribute_name(text(a, "AttributeName")?)
@@ -115,39 +88,23 @@ pub async fn ensure_table(
         );
     }
     req = req.set_key_schema(Some(key_schema(&props)?));
-    for g in props
-        .get("GlobalSecondaryIndexes")
-        .and_then(Value::as_sequence)
-        .into_iter()
-        .flatten()
-    {
-        let projection = g
-            .get("Projection")
-            .and_then(|p| p.get("ProjectionType"))
-            .and_then(Value::as_str);
+    for g in props.get("GlobalSecondaryIndexes").and_then(Value::as_sequence).into_iter().flatten() {
+        let projection = g.get("Projection").and_then(|p| p.get("ProjectionType")).and_then(Value::as_str);
         req = req.global_secondary_indexes(
             GlobalSecondaryIndex::builder()
                 .index_name(text(g, "IndexName")?)
                 .set_key_schema(Some(key_schema(g)?))
                 .projection(
-                    Projection::builder()
-                        .projection_type(ProjectionType::from(projection.unwrap_or("ALL")))
-                        .build(),
+                    Projection::builder().projection_type(ProjectionType::from(projection.unwrap_or("ALL"))).build(),
                 )
                 .build()?,
         );
     }
     match req.send().await {
         Ok(_) => {}
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|s| s.is_resource_in_use_exception()) => {}
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_in_use_exception()) => {}
         Err(e) => {
-            return Err(format!(
-                "create table {name}: {}",
-                aws_sdk_dynamodb::error::DisplayErrorContext(e)
-            )
-            .into());
+            return Err(format!("create table {name}: {}", aws_sdk_dynamodb::error::DisplayErrorContext(e)).into());
         }
     }
     for _ in 0..100 {
@@ -163,12 +120,7 @@ pub async fn ensure_table(
             .enabled(ttl.get("Enabled").and_then(Value::as_bool).unwrap_or(false))
             .build()?;
         // Setting the same TTL twice is refused by DynamoDB; that is fine here.
-        let _ = client
-            .update_time_to_live()
-            .table_name(name)
-            .time_to_live_specification(spec)
-            .send()
-            .await;
+        let _ = client.update_time_to_live().table_name(name).time_to_live_specification(spec).send().await;
     }
     Ok(())
 }
@@ -188,10 +140,7 @@ pub async fn ensure_queues(
         let mut req = client.create_queue().queue_name(format!("{prefix}-{id}"));
         for (key, attr) in [
             ("VisibilityTimeout", QueueAttributeName::VisibilityTimeout),
-            (
-                "MessageRetentionPeriod",
-                QueueAttributeName::MessageRetentionPeriod,
-            ),
+            ("MessageRetentionPeriod", QueueAttributeName::MessageRetentionPeriod),
         ] {
             if let Some(v) = props.get(key).and_then(Value::as_u64) {
                 req = req.attributes(attr, v.to_string());
@@ -201,44 +150,24 @@ pub async fn ensure_queues(
             let target = rp
                 .get("deadLetterTargetArn")
                 .and_then(|v| match v {
-                    Value::Tagged(t) => t
-                        .value
-                        .as_str()
-                        .map(|s| s.trim_end_matches(".Arn").to_string()),
+                    Value::Tagged(t) => t.value.as_str().map(|s| s.trim_end_matches(".Arn").to_string()),
                     _ => None,
                 })
                 .ok_or_else(|| format!("{id}: RedrivePolicy needs !GetAtt <Queue>.Arn"))?;
-            let arn = arns
-                .get(&target)
-                .ok_or_else(|| format!("{id}: unknown dead-letter queue {target}"))?;
-            let max = rp
-                .get("maxReceiveCount")
-                .and_then(Value::as_u64)
-                .unwrap_or(5);
+            let arn = arns.get(&target).ok_or_else(|| format!("{id}: unknown dead-letter queue {target}"))?;
+            let max = rp.get("maxReceiveCount").and_then(Value::as_u64).unwrap_or(5);
             let policy = serde_json::json!({ "deadLetterTargetArn": arn, "maxReceiveCount": max });
             req = req.attributes(QueueAttributeName::RedrivePolicy, policy.to_string());
         }
         let url = req
             .send()
             .await
-            .map_err(|e| {
-                format!(
-                    "create queue {id}: {}",
-                    aws_sdk_sqs::error::DisplayErrorContext(e)
-                )
-            })?
+            .map_err(|e| format!("create queue {id}: {}", aws_sdk_sqs::error::DisplayErrorContext(e)))?
             .queue_url
             .ok_or("create queue returned no URL")?;
-        let attrs = client
-            .get_queue_attributes()
-            .queue_url(&url)
-            .attribute_names(QueueAttributeName::QueueArn)
-            .send()
-            .await?;
-        if let Some(arn) = attrs
-            .attributes
-            .and_then(|mut a| a.remove(&QueueAttributeName::QueueArn))
-        {
+        let attrs =
+            client.get_queue_attributes().queue_url(&url).attribute_names(QueueAttributeName::QueueArn).send().await?;
+        if let Some(arn) = attrs.attributes.and_then(|mut a| a.remove(&QueueAttributeName::QueueArn)) {
             arns.insert(id.clone(), arn);
         }
         urls.insert(id, url);
@@ -261,20 +190,8 @@ mod tests {
             .map(|g| g["IndexName"].as_str().unwrap())
             .collect();
         assert_eq!(indexes, ["GSI1", "GSI2", "GSI3"]);
-        let mut queues: Vec<String> = t
-            .resources("AWS::SQS::Queue")
-            .into_iter()
-            .map(|(id, _)| id)
-            .collect();
+        let mut queues: Vec<String> = t.resources("AWS::SQS::Queue").into_iter().map(|(id, _)| id).collect();
         queues.sort();
-        assert_eq!(
-            queues,
-            [
-                "DispatchDeadLetterQueue",
-                "DispatchQueue",
-                "SendDeadLetterQueue",
-                "SendQueue"
-            ]
-        );
+        assert_eq!(queues, ["DispatchDeadLetterQueue", "DispatchQueue", "SendDeadLetterQueue", "SendQueue"]);
     }
 }

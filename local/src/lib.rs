@@ -24,26 +24,15 @@ impl Stack {
     pub async fn start(mut config: Config) -> Result<Stack, BoxError> {
         let sdk = shared::config::aws_config().await;
         if sdk.endpoint_url().is_none() {
-            return Err(
-                "AWS_ENDPOINT_URL is not set: the local stack only runs against the emulator"
-                    .into(),
-            );
+            return Err("AWS_ENDPOINT_URL is not set: the local stack only runs against the emulator".into());
         }
         let template = infra::Template::load(&infra::Template::default_path())?;
         let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
         infra::ensure_table(&dynamo, &config.table_name, &template).await?;
-        let queues = infra::ensure_queues(
-            &aws_sdk_sqs::Client::new(&sdk),
-            &config.table_name,
-            &template,
-        )
-        .await?;
+        let queues = infra::ensure_queues(&aws_sdk_sqs::Client::new(&sdk), &config.table_name, &template).await?;
         config.dispatch_queue_url = queues.get("DispatchQueue").cloned();
         config.send_queue_url = queues.get("SendQueue").cloned();
         let db = Db::new(dynamo, config.table_name.clone());
-        Ok(Stack {
-            app: App::new(db, config),
-            queues,
-        })
+        Ok(Stack { app: App::new(db, config), queues })
     }
 }

@@ -18,9 +18,7 @@ async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
         }
     };
     let routes: Vec<&'static api::Route> = ROUTES.iter().collect();
-    api::dispatch(app, &routes, http::Request::from_parts(parts, bytes))
-        .await
-        .map(Body::from)
+    api::dispatch(app, &routes, http::Request::from_parts(parts, bytes)).await.map(Body::from)
 }
 
 pub fn router(app: Arc<App>) -> axum::Router {
@@ -29,9 +27,7 @@ pub fn router(app: Arc<App>) -> axum::Router {
 
 /// Serves until the process ends.
 pub async fn serve(app: Arc<App>, addr: SocketAddr) -> Result<(), crate::BoxError> {
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     axum::serve(listener, router(app)).await?;
     Ok(())
 }

@@ -19,9 +19,7 @@ impl Config {
         let var = |k: &str| env::var(k).ok().filter(|v| !v.trim().is_empty());
         Config {
             table_name: var("TABLE_NAME").unwrap_or_else(|| "whatsapp-campaigns".into()),
-            default_region: var("DEFAULT_REGION")
-                .unwrap_or_else(|| "US".into())
-                .to_uppercase(),
+            default_region: var("DEFAULT_REGION").unwrap_or_else(|| "US".into()).to_uppercase(),
             dispatch_queue_url: var("DISPATCH_QUEUE_URL"),
             send_queue_url: var("SEND_QUEUE_URL"),
         }
@@ -31,18 +29,14 @@ impl Config {
 /// Loads the AWS SDK configuration. `AWS_ENDPOINT_URL` (read by the SDK itself) points every
 /// client at the local emulator; in Lambda it is unset and the real endpoints are used.
 pub async fn aws_config() -> aws_config::SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .load()
-        .await
+    aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await
 }
 
 /// Structured logs: JSON in Lambda (CloudWatch), readable text locally. `RUST_LOG` filters.
 pub fn init_tracing() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
     let result = if env::var("AWS_LAMBDA_FUNCTION_NAME").is_ok() {
         builder.json().without_time().try_init()
     } else {

@@ -12,10 +12,7 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            message: message.into(),
-        }
+        Self { status, message: message.into() }
     }
     /// 400: malformed JSON, wrong types, bad query values.
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -44,10 +41,7 @@ impl ApiError {
     /// 503: a dependency (the store) failed; the caller may retry. Details go to the log only.
     pub fn unavailable(context: &str, err: impl std::fmt::Display) -> Self {
         tracing::error!(error = %err, "{context}");
-        Self::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("{context}; please retry"),
-        )
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, format!("{context}; please retry"))
     }
 }
 

@@ -14,33 +14,23 @@ pub type Error = lambda_http::Error;
 pub async fn app_from_env() -> std::sync::Arc<App> {
     let config = Config::from_env();
     let sdk = aws_config().await;
-    let db = Db::new(
-        aws_sdk_dynamodb::Client::new(&sdk),
-        config.table_name.clone(),
-    );
+    let db = Db::new(aws_sdk_dynamodb::Client::new(&sdk), config.table_name.clone());
     App::new(db, config)
 }
 
 /// Runs the Lambda runtime loop for the route named `name` (the function's binary name).
 pub fn serve_route(name: &str) -> Result<(), Error> {
     let route = api::route(name).ok_or_else(|| format!("no route named {name}"))?;
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?
-        .block_on(async move {
-            init_tracing();
-            let app = app_from_env().await;
-            let routes = [route];
-            lambda_http::run(service_fn(|req: Request| {
-                let app = app.clone();
-                async move {
-                    Ok::<_, Error>(to_lambda(
-                        api::dispatch(app, &routes, from_lambda(req)).await,
-                    ))
-                }
-            }))
-            .await
-        })
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(async move {
+        init_tracing();
+        let app = app_from_env().await;
+        let routes = [route];
+        lambda_http::run(service_fn(|req: Request| {
+            let app = app.clone();
+            async move { Ok::<_, Error>(to_lambda(api::dispatch(app, &routes, from_lambda(req)).await)) }
+        }))
+        .await
+    })
 }
 
 fn from_lambda(req: Request) -> http::Request<Bytes> {

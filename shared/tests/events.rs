@@ -11,30 +11,15 @@ fn every_function_has_a_valid_sample_event_for_its_route() {
     let all: Vec<_> = ROUTES.iter().collect();
     for route in ROUTES {
         let file = dir.join(format!("{}.json", route.name));
-        let text =
-            std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
-        let req = lambda_http::request::from_str(&text)
-            .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
-        let (found, params) = find(&all, req.method(), req.uri().path())
-            .unwrap_or_else(|e| panic!("{}: {}", file.display(), e.message));
-        assert_eq!(
-            found.name,
-            route.name,
-            "{} is routed to another function",
-            file.display()
-        );
+        let text = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        let req = lambda_http::request::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        let (found, params) =
+            find(&all, req.method(), req.uri().path()).unwrap_or_else(|e| panic!("{}: {}", file.display(), e.message));
+        assert_eq!(found.name, route.name, "{} is routed to another function", file.display());
         if route.path.contains("{id}") {
-            assert!(
-                params.iter().any(|(k, v)| k == "id" && !v.is_empty()),
-                "{}",
-                file.display()
-            );
+            assert!(params.iter().any(|(k, v)| k == "id" && !v.is_empty()), "{}", file.display());
         }
     }
     let files = std::fs::read_dir(&dir).unwrap().count();
-    assert_eq!(
-        files,
-        ROUTES.len(),
-        "events/ has files for functions that do not exist"
-    );
+    assert_eq!(files, ROUTES.len(), "events/ has files for functions that do not exist");
 }

@@ -10,17 +10,8 @@ async fn accounts_are_created_read_listed_updated_and_deleted() {
     let created = t.post("/api/accounts", body).await;
     let a = created.assert_ok(201).clone();
     let id = a["id"].as_str().unwrap();
-    assert_eq!(
-        (
-            a["throughput_mps"].as_u64(),
-            a["messaging_limit_tier"].as_str()
-        ),
-        (Some(80), Some("TIER_10K"))
-    );
-    assert!(
-        a.get("access_token").is_none(),
-        "the token is write-only: {a}"
-    );
+    assert_eq!((a["throughput_mps"].as_u64(), a["messaging_limit_tier"].as_str()), (Some(80), Some("TIER_10K")));
+    assert!(a.get("access_token").is_none(), "the token is write-only: {a}");
     assert!(!created.body.to_string().contains("EAAG-secret"));
 
     // The token sits in its own item, away from the account item every read loads.
@@ -33,29 +24,23 @@ async fn accounts_are_created_read_listed_updated_and_deleted() {
     assert_eq!(got.assert_ok(200)["name"], "Acme");
     assert!(got.data().get("access_token").is_none());
 
-    let updated = t.put(&format!("/api/accounts/{id}"), json!({"messaging_limit_tier": "TIER_1K", "throughput_mps": 1000, "access_token": "NEW"})).await;
+    let updated = t
+        .put(
+            &format!("/api/accounts/{id}"),
+            json!({"messaging_limit_tier": "TIER_1K", "throughput_mps": 1000, "access_token": "NEW"}),
+        )
+        .await;
     let u = updated.assert_ok(200);
     assert_eq!(
-        (
-            u["messaging_limit_tier"].as_str(),
-            u["throughput_mps"].as_u64(),
-            u["name"].as_str()
-        ),
+        (u["messaging_limit_tier"].as_str(), u["throughput_mps"].as_u64(), u["name"].as_str()),
         (Some("TIER_1K"), Some(1000), Some("Acme"))
     );
     let token = t.item(format!("ACCOUNT#{id}"), "TOKEN").await.unwrap();
     assert_eq!(token["access_token"].as_s().unwrap(), "NEW");
 
-    t.delete(&format!("/api/accounts/{id}"))
-        .await
-        .assert_ok(200);
-    t.get(&format!("/api/accounts/{id}"))
-        .await
-        .assert_error(404, "not found");
-    assert!(
-        t.item(format!("ACCOUNT#{id}"), "TOKEN").await.is_none(),
-        "the token goes with the account"
-    );
+    t.delete(&format!("/api/accounts/{id}")).await.assert_ok(200);
+    t.get(&format!("/api/accounts/{id}")).await.assert_error(404, "not found");
+    assert!(t.item(format!("ACCOUNT#{id}"), "TOKEN").await.is_none(), "the token goes with the account");
 }
 
 #[tokio::test]
@@ -68,51 +53,24 @@ async fn account_input_is_checked_field_by_field() {
         b[k] = v;
         b
     };
-    t.post(
-        "/api/accounts",
-        with("messaging_limit_tier", json!("TIER_5")),
-    )
-    .await
-    .assert_error(422, "messaging_limit_tier");
-    t.post("/api/accounts", with("throughput_mps", json!(1001)))
+    t.post("/api/accounts", with("messaging_limit_tier", json!("TIER_5")))
         .await
-        .assert_error(422, "throughput_mps");
-    t.post("/api/accounts", with("throughput_mps", json!("fast")))
-        .await
-        .assert_error(400, "throughput_mps");
-    t.post("/api/accounts", with("phone_number_id", json!("abc")))
-        .await
-        .assert_error(422, "phone_number_id");
-    t.post("/api/accounts", with("name", json!("  ")))
-        .await
-        .assert_error(422, "name");
-    t.post("/api/accounts", with("extra", json!(1)))
-        .await
-        .assert_error(422, "extra");
-    t.post("/api/accounts", json!({"name": "x"}))
-        .await
-        .assert_error(422, "required");
-    let raw = t
-        .call(
-            http::Method::POST,
-            "/api/accounts",
-            Some("application/json"),
-            "{not json",
-        )
-        .await;
+        .assert_error(422, "messaging_limit_tier");
+    t.post("/api/accounts", with("throughput_mps", json!(1001))).await.assert_error(422, "throughput_mps");
+    t.post("/api/accounts", with("throughput_mps", json!("fast"))).await.assert_error(400, "throughput_mps");
+    t.post("/api/accounts", with("phone_number_id", json!("abc"))).await.assert_error(422, "phone_number_id");
+    t.post("/api/accounts", with("name", json!("  "))).await.assert_error(422, "name");
+    t.post("/api/accounts", with("extra", json!(1))).await.assert_error(422, "extra");
+    t.post("/api/accounts", json!({"name": "x"})).await.assert_error(422, "required");
+    let raw = t.call(http::Method::POST, "/api/accounts", Some("application/json"), "{not json").await;
     raw.assert_error(400, "malformed JSON");
     let page = t.get("/api/accounts").await;
     assert_eq!(page.assert_ok(200)["total"], 0, "nothing half-written");
     let id = t.account("TIER_1K").await;
-    t.put(&format!("/api/accounts/{id}"), json!({"throughput_mps": 0}))
+    t.put(&format!("/api/accounts/{id}"), json!({"throughput_mps": 0})).await.assert_error(422, "throughput_mps");
+    t.put("/api/accounts/0b6f4c6e-0000-4000-8000-000000000000", json!({"name": "x"}))
         .await
-        .assert_error(422, "throughput_mps");
-    t.put(
-        "/api/accounts/0b6f4c6e-0000-4000-8000-000000000000",
-        json!({"name": "x"}),
-    )
-    .await
-    .assert_error(404, "not found");
+        .assert_error(404, "not found");
 }
 
 #[tokio::test]
@@ -124,20 +82,11 @@ async fn accounts_list_pages_newest_first_with_a_total() {
     }
     let p1 = t.get("/api/accounts?page=1&limit=2").await;
     let d = p1.assert_ok(200);
-    assert_eq!(
-        (d["total"].as_u64(), d["page"].as_u64(), d["limit"].as_u64()),
-        (Some(5), Some(1), Some(2))
-    );
+    assert_eq!((d["total"].as_u64(), d["page"].as_u64(), d["limit"].as_u64()), (Some(5), Some(1), Some(2)));
     let mut seen: Vec<String> = Vec::new();
     for page in 1..=3 {
         let p = t.get(&format!("/api/accounts?page={page}&limit=2")).await;
-        seen.extend(
-            p.data()["items"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|a| a["id"].as_str().unwrap().to_string()),
-        );
+        seen.extend(p.data()["items"].as_array().unwrap().iter().map(|a| a["id"].as_str().unwrap().to_string()));
     }
     let mut sorted_seen = seen.clone();
     sorted_seen.sort();
@@ -153,26 +102,16 @@ async fn an_account_with_a_sending_campaign_is_not_deleted() {
     let t = TestStack::new().await;
     let (campaign, account, _) = t.campaign().await;
     let pk = format!("CAMPAIGN#{campaign}");
-    let created = t.item(pk.clone(), "#CAMPAIGN").await.unwrap()["created_at"]
-        .as_s()
-        .unwrap()
-        .clone();
+    let created = t.item(pk.clone(), "#CAMPAIGN").await.unwrap()["created_at"].as_s().unwrap().clone();
     t.set(
         pk,
         "#CAMPAIGN",
         &[
             ("status", crate::stack::s("sending")),
-            (
-                "GSI2SK",
-                crate::stack::s(&format!("sending#{created}#{campaign}")),
-            ),
+            ("GSI2SK", crate::stack::s(&format!("sending#{created}#{campaign}"))),
         ],
     )
     .await;
-    t.delete(&format!("/api/accounts/{account}"))
-        .await
-        .assert_error(409, "sending or scheduled");
-    t.get(&format!("/api/accounts/{account}"))
-        .await
-        .assert_ok(200);
+    t.delete(&format!("/api/accounts/{account}")).await.assert_error(409, "sending or scheduled");
+    t.get(&format!("/api/accounts/{account}")).await.assert_ok(200);
 }

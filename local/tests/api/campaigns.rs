@@ -12,27 +12,15 @@ async fn a_campaign_is_created_with_checked_references_and_read_back() {
                       "scheduled_at": "2027-01-01T09:00:00+01:00"});
     let created = t.post("/api/campaigns", body).await;
     let c = created.assert_ok(201).clone();
-    assert_eq!(
-        (c["status"].as_str(), c["scheduled_at"].as_str()),
-        (Some("draft"), Some("2027-01-01T08:00:00Z"))
-    );
+    assert_eq!((c["status"].as_str(), c["scheduled_at"].as_str()), (Some("draft"), Some("2027-01-01T08:00:00Z")));
     assert!(c["created_at"].as_str().unwrap().ends_with('Z'));
     let id = c["id"].as_str().unwrap();
 
     let got = t.get(&format!("/api/campaigns/{id}")).await;
     let g = got.assert_ok(200);
     assert_eq!(g["template_name"], "offer");
-    assert_eq!(
-        g["variable_mapping"],
-        json!({"1": "name", "2": "discount_code"})
-    );
-    for counter in [
-        "total_recipients",
-        "sent_count",
-        "delivered_count",
-        "read_count",
-        "failed_count",
-    ] {
+    assert_eq!(g["variable_mapping"], json!({"1": "name", "2": "discount_code"}));
+    for counter in ["total_recipients", "sent_count", "delivered_count", "read_count", "failed_count"] {
         assert_eq!(g[counter], 0, "{counter}");
     }
     assert!(g["started_at"].is_null() && g["completed_at"].is_null());
@@ -49,46 +37,21 @@ async fn create_refuses_unusable_references_and_mappings() {
     let body = |account: &str, template: &str, mapping: serde_json::Value| json!({"name": "Sale", "account_id": account, "template_id": template, "variable_mapping": mapping});
     let full = json!({"1": "name", "2": "code"});
     let missing = "0b6f4c6e-0000-4000-8000-000000000000";
-    t.post("/api/campaigns", body(missing, &approved, full.clone()))
+    t.post("/api/campaigns", body(missing, &approved, full.clone())).await.assert_error(422, "account_id");
+    t.post("/api/campaigns", body(&account, missing, full.clone())).await.assert_error(422, "template_id");
+    t.post("/api/campaigns", body(&account, &foreign, full.clone())).await.assert_error(422, "another account");
+    t.post("/api/campaigns", body(&account, &pending, full.clone())).await.assert_error(422, "PENDING");
+    t.post("/api/campaigns", body(&account, &approved, json!({"1": "name"}))).await.assert_error(422, "missing: 2");
+    t.post("/api/campaigns", body(&account, &approved, json!({"1": "a", "2": "b", "3": "c"})))
         .await
-        .assert_error(422, "account_id");
-    t.post("/api/campaigns", body(&account, missing, full.clone()))
+        .assert_error(422, "3");
+    t.post("/api/campaigns", body(&account, &approved, json!({"1": "a", "2": 5})))
         .await
-        .assert_error(422, "template_id");
-    t.post("/api/campaigns", body(&account, &foreign, full.clone()))
-        .await
-        .assert_error(422, "another account");
-    t.post("/api/campaigns", body(&account, &pending, full.clone()))
-        .await
-        .assert_error(422, "PENDING");
-    t.post(
-        "/api/campaigns",
-        body(&account, &approved, json!({"1": "name"})),
-    )
-    .await
-    .assert_error(422, "missing: 2");
-    t.post(
-        "/api/campaigns",
-        body(&account, &approved, json!({"1": "a", "2": "b", "3": "c"})),
-    )
-    .await
-    .assert_error(422, "3");
-    t.post(
-        "/api/campaigns",
-        body(&account, &approved, json!({"1": "a", "2": 5})),
-    )
-    .await
-    .assert_error(400, "variable_mapping.2");
+        .assert_error(400, "variable_mapping.2");
     let mut bad_time = body(&account, &approved, full.clone());
     bad_time["scheduled_at"] = json!("next monday");
-    t.post("/api/campaigns", bad_time)
-        .await
-        .assert_error(422, "scheduled_at");
-    assert_eq!(
-        t.get("/api/campaigns").await.assert_ok(200)["total"],
-        0,
-        "nothing was stored"
-    );
+    t.post("/api/campaigns", bad_time).await.assert_error(422, "scheduled_at");
+    assert_eq!(t.get("/api/campaigns").await.assert_ok(200)["total"], 0, "nothing was stored");
 }
 
 #[tokio::test]
@@ -99,21 +62,13 @@ async fn campaigns_list_filters_by_status_and_account() {
     for _ in 0..2 {
         let body = json!({"name": "More", "account_id": account, "template_id": template,
                           "variable_mapping": {"1": "name", "2": "code"}});
-        ids.push(
-            t.post("/api/campaigns", body).await.assert_ok(201)["id"]
-                .as_str()
-                .unwrap()
-                .to_string(),
-        );
+        ids.push(t.post("/api/campaigns", body).await.assert_ok(201)["id"].as_str().unwrap().to_string());
     }
     let (_, other_account, _) = t.campaign().await;
     // Put the first campaign in another status the way the sending change will (status and
     // its index keys together).
     let pk = format!("CAMPAIGN#{c1}");
-    let created = t.item(pk.clone(), "#CAMPAIGN").await.unwrap()["created_at"]
-        .as_s()
-        .unwrap()
-        .clone();
+    let created = t.item(pk.clone(), "#CAMPAIGN").await.unwrap()["created_at"].as_s().unwrap().clone();
     t.set(
         pk,
         "#CAMPAIGN",
@@ -127,31 +82,14 @@ async fn campaigns_list_filters_by_status_and_account() {
 
     let total = |a: &crate::stack::Answer| a.data()["total"].as_u64().unwrap();
     assert_eq!(total(&t.get("/api/campaigns").await), 4);
-    assert_eq!(
-        total(&t.get(&format!("/api/campaigns?account_id={account}")).await),
-        3
-    );
-    assert_eq!(
-        total(
-            &t.get(&format!("/api/campaigns?account_id={other_account}"))
-                .await
-        ),
-        1
-    );
+    assert_eq!(total(&t.get(&format!("/api/campaigns?account_id={account}")).await), 3);
+    assert_eq!(total(&t.get(&format!("/api/campaigns?account_id={other_account}")).await), 1);
     assert_eq!(total(&t.get("/api/campaigns?status=draft").await), 3);
-    let done = t
-        .get(&format!(
-            "/api/campaigns?status=completed&account_id={account}"
-        ))
-        .await;
+    let done = t.get(&format!("/api/campaigns?status=completed&account_id={account}")).await;
     assert_eq!(total(&done), 1);
     assert_eq!(done.data()["items"][0]["id"], c1.as_str());
     assert_eq!(done.data()["items"][0]["status"], "completed");
-    let page2 = t
-        .get(&format!(
-            "/api/campaigns?account_id={account}&limit=2&page=2"
-        ))
-        .await;
+    let page2 = t.get(&format!("/api/campaigns?account_id={account}&limit=2&page=2")).await;
     assert_eq!(page2.assert_ok(200)["items"].as_array().unwrap().len(), 1);
 }
 
@@ -160,29 +98,12 @@ async fn only_drafts_are_updated_and_references_are_checked_again() {
     let t = TestStack::new().await;
     let (id, account, _) = t.campaign().await;
     let path = format!("/api/campaigns/{id}");
-    let renamed = t
-        .put(
-            &path,
-            json!({"name": "Renamed", "scheduled_at": "2027-03-01T12:00:00-03:00"}),
-        )
-        .await;
+    let renamed = t.put(&path, json!({"name": "Renamed", "scheduled_at": "2027-03-01T12:00:00-03:00"})).await;
     let r = renamed.assert_ok(200);
-    assert_eq!(
-        (r["name"].as_str(), r["scheduled_at"].as_str()),
-        (Some("Renamed"), Some("2027-03-01T15:00:00Z"))
-    );
-    assert_eq!(
-        t.put(&path, json!({"scheduled_at": null}))
-            .await
-            .assert_ok(200)["scheduled_at"],
-        json!(null)
-    );
-    t.put(&path, json!({"variable_mapping": {"1": "name"}}))
-        .await
-        .assert_error(422, "missing: 2");
-    t.put(&path, json!({"status": "sending"}))
-        .await
-        .assert_error(422, "unknown field 'status'");
+    assert_eq!((r["name"].as_str(), r["scheduled_at"].as_str()), (Some("Renamed"), Some("2027-03-01T15:00:00Z")));
+    assert_eq!(t.put(&path, json!({"scheduled_at": null})).await.assert_ok(200)["scheduled_at"], json!(null));
+    t.put(&path, json!({"variable_mapping": {"1": "name"}})).await.assert_error(422, "missing: 2");
+    t.put(&path, json!({"status": "sending"})).await.assert_error(422, "unknown field 'status'");
 
     let named = t
         .post(
@@ -193,24 +114,12 @@ async fn only_drafts_are_updated_and_references_are_checked_again() {
         )
         .await;
     let named_id = named.assert_ok(201)["id"].as_str().unwrap().to_string();
-    let switched = t
-        .put(
-            &path,
-            json!({"template_id": named_id, "variable_mapping": {"first_name": "name"}}),
-        )
-        .await;
+    let switched = t.put(&path, json!({"template_id": named_id, "variable_mapping": {"first_name": "name"}})).await;
     assert_eq!(switched.assert_ok(200)["template_name"], "named_offer");
     assert_eq!(t.get(&path).await.data()["template_name"], "named_offer");
 
-    t.set(
-        format!("CAMPAIGN#{id}"),
-        "#CAMPAIGN",
-        &[("status", s("paused"))],
-    )
-    .await;
-    t.put(&path, json!({"name": "Again"}))
-        .await
-        .assert_error(409, "is paused");
+    t.set(format!("CAMPAIGN#{id}"), "#CAMPAIGN", &[("status", s("paused"))]).await;
+    t.put(&path, json!({"name": "Again"})).await.assert_error(409, "is paused");
     assert_eq!(t.get(&path).await.data()["name"], "Renamed");
 }
 
@@ -219,34 +128,17 @@ async fn delete_removes_the_recipients_but_not_while_sending() {
     let t = TestStack::new().await;
     let (id, _, _) = t.campaign().await;
     let path = format!("/api/campaigns/{id}");
-    let csv =
-        "phone_number,name,discount_code\n+14155550101,A,X\n+14155550102,B,Y\n+14155550103,C,Z\n";
-    t.post_csv(&format!("{path}/recipients/import"), csv)
-        .await
-        .assert_ok(200);
+    let csv = "phone_number,name,discount_code\n+14155550101,A,X\n+14155550102,B,Y\n+14155550103,C,Z\n";
+    t.post_csv(&format!("{path}/recipients/import"), csv).await.assert_ok(200);
     assert_eq!(t.count_items(format!("CAMPAIGN#{id}"), "R#").await, 3);
 
-    t.set(
-        format!("CAMPAIGN#{id}"),
-        "#CAMPAIGN",
-        &[("status", s("sending"))],
-    )
-    .await;
+    t.set(format!("CAMPAIGN#{id}"), "#CAMPAIGN", &[("status", s("sending"))]).await;
     t.delete(&path).await.assert_error(409, "is sending");
     assert_eq!(t.count_items(format!("CAMPAIGN#{id}"), "R#").await, 3);
 
-    t.set(
-        format!("CAMPAIGN#{id}"),
-        "#CAMPAIGN",
-        &[("status", s("paused"))],
-    )
-    .await;
+    t.set(format!("CAMPAIGN#{id}"), "#CAMPAIGN", &[("status", s("paused"))]).await;
     let deleted = t.delete(&path).await;
     assert_eq!(deleted.assert_ok(200)["recipients_deleted"], 3);
-    assert_eq!(
-        t.count_items(format!("CAMPAIGN#{id}"), "").await,
-        0,
-        "campaign and recipients are gone"
-    );
+    assert_eq!(t.count_items(format!("CAMPAIGN#{id}"), "").await, 0, "campaign and recipients are gone");
     t.get(&path).await.assert_error(404, "not found");
 }

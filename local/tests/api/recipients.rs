@@ -19,27 +19,10 @@ async fn json_import_counts_imported_duplicates_and_invalid() {
         {"phone_number": "+14155550125", "name": "No code"}]});
     let answer = t.post(&import_path(&id), body).await;
     let d = answer.assert_ok(200);
-    assert_eq!(
-        (
-            d["imported"].as_u64(),
-            d["duplicates"].as_u64(),
-            d["invalid"].as_u64()
-        ),
-        (Some(2), Some(1), Some(2))
-    );
-    let rows: Vec<u64> = d["errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["row"].as_u64().unwrap())
-        .collect();
+    assert_eq!((d["imported"].as_u64(), d["duplicates"].as_u64(), d["invalid"].as_u64()), (Some(2), Some(1), Some(2)));
+    let rows: Vec<u64> = d["errors"].as_array().unwrap().iter().map(|e| e["row"].as_u64().unwrap()).collect();
     assert_eq!(rows, [3, 4, 5]);
-    assert!(
-        d["errors"][2]["reason"]
-            .as_str()
-            .unwrap()
-            .contains("discount_code")
-    );
+    assert!(d["errors"][2]["reason"].as_str().unwrap().contains("discount_code"));
 
     // The same numbers again are duplicates of what the campaign already holds.
     let again = t
@@ -52,23 +35,11 @@ async fn json_import_counts_imported_duplicates_and_invalid() {
         .await;
     let d = again.assert_ok(200);
     assert_eq!(
-        (
-            d["imported"].as_u64(),
-            d["duplicates"].as_u64(),
-            d["total_recipients"].as_u64()
-        ),
+        (d["imported"].as_u64(), d["duplicates"].as_u64(), d["total_recipients"].as_u64()),
         (Some(1), Some(1), Some(3))
     );
-    assert!(
-        d["errors"][0]["reason"]
-            .as_str()
-            .unwrap()
-            .contains("already in the campaign")
-    );
-    assert_eq!(
-        t.get(&format!("/api/campaigns/{id}")).await.data()["total_recipients"],
-        3
-    );
+    assert!(d["errors"][0]["reason"].as_str().unwrap().contains("already in the campaign"));
+    assert_eq!(t.get(&format!("/api/campaigns/{id}")).await.data()["total_recipients"], 3);
     assert_eq!(t.count_items(format!("CAMPAIGN#{id}"), "R#").await, 3);
 }
 
@@ -86,38 +57,23 @@ async fn csv_import_raw_and_multipart_with_quotes_newlines_crlf_and_bom() {
         "--{boundary}\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\nignored\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"r.csv\"\r\nContent-Type: text/csv\r\n\r\n{file}\r\n--{boundary}--\r\n"
     );
     let ct = format!("multipart/form-data; boundary={boundary}");
-    let answer = t
-        .call(Method::POST, &import_path(&id), Some(&ct), multipart)
-        .await;
+    let answer = t.call(Method::POST, &import_path(&id), Some(&ct), multipart).await;
     let d = answer.assert_ok(200);
-    assert_eq!(
-        (d["imported"].as_u64(), d["duplicates"].as_u64()),
-        (Some(1), Some(1))
-    );
+    assert_eq!((d["imported"].as_u64(), d["duplicates"].as_u64()), (Some(1), Some(1)));
 
     let list = t.get(&format!("/api/campaigns/{id}/recipients")).await;
     let items = list.assert_ok(200)["items"].as_array().unwrap().clone();
-    let john = items
-        .iter()
-        .find(|r| r["phone_number"] == "+14155550101")
-        .unwrap();
+    let john = items.iter().find(|r| r["phone_number"] == "+14155550101").unwrap();
     assert_eq!(
-        (
-            john["name"].as_str(),
-            john["discount_code"].as_str(),
-            john["city"].as_str()
-        ),
+        (john["name"].as_str(), john["discount_code"].as_str(), john["city"].as_str()),
         (Some("Doe, John"), Some("SAVE\n20"), Some("Paris"))
     );
     assert_eq!(john["status"], "pending");
     assert!(john["id"].as_str().unwrap().len() == 36 && john.get("sent_at").is_none());
 
-    let no_file = format!(
-        "--{boundary}\r\nContent-Disposition: form-data; name=\"other\"\r\n\r\nx\r\n--{boundary}--\r\n"
-    );
-    t.call(Method::POST, &import_path(&id), Some(&ct), no_file)
-        .await
-        .assert_error(422, "no field named file");
+    let no_file =
+        format!("--{boundary}\r\nContent-Disposition: form-data; name=\"other\"\r\n\r\nx\r\n--{boundary}--\r\n");
+    t.call(Method::POST, &import_path(&id), Some(&ct), no_file).await.assert_error(422, "no field named file");
 }
 
 #[tokio::test]
@@ -125,46 +81,21 @@ async fn bad_imports_get_a_clear_4xx_and_change_nothing() {
     let t = TestStack::new().await;
     let (id, _, _) = t.campaign().await;
     let path = import_path(&id);
-    t.call(Method::POST, &path, Some("application/xml"), "<r/>")
+    t.call(Method::POST, &path, Some("application/xml"), "<r/>").await.assert_error(415, "application/xml");
+    t.call(Method::POST, &path, None, "a,b").await.assert_error(415, "Content-Type is required");
+    t.post_csv(&path, "name,discount_code\nA,B\n").await.assert_error(422, "no phone column");
+    t.post_csv(&path, "phone,status\n+14155550101,x\n").await.assert_error(422, "reserved");
+    t.post_csv(&path, "phone,name\n").await.assert_error(422, "no recipient rows");
+    t.call(Method::POST, &path, Some("application/json"), "{\"recipients\": [")
         .await
-        .assert_error(415, "application/xml");
-    t.call(Method::POST, &path, None, "a,b")
+        .assert_error(400, "malformed JSON");
+    t.post(&path, json!({"recipients": "x"})).await.assert_error(422, "recipients must be an array");
+    t.post_csv("/api/campaigns/0b6f4c6e-0000-4000-8000-000000000000/recipients/import", "phone\n1\n")
         .await
-        .assert_error(415, "Content-Type is required");
-    t.post_csv(&path, "name,discount_code\nA,B\n")
-        .await
-        .assert_error(422, "no phone column");
-    t.post_csv(&path, "phone,status\n+14155550101,x\n")
-        .await
-        .assert_error(422, "reserved");
-    t.post_csv(&path, "phone,name\n")
-        .await
-        .assert_error(422, "no recipient rows");
-    t.call(
-        Method::POST,
-        &path,
-        Some("application/json"),
-        "{\"recipients\": [",
-    )
-    .await
-    .assert_error(400, "malformed JSON");
-    t.post(&path, json!({"recipients": "x"}))
-        .await
-        .assert_error(422, "recipients must be an array");
-    t.post_csv(
-        "/api/campaigns/0b6f4c6e-0000-4000-8000-000000000000/recipients/import",
-        "phone\n1\n",
-    )
-    .await
-    .assert_error(404, "not found");
+        .assert_error(404, "not found");
     let big = vec![b'1'; shared::api::MAX_BODY_BYTES + 1];
-    t.post_csv(&path, big)
-        .await
-        .assert_error(413, "Split the file");
-    assert_eq!(
-        t.get(&format!("/api/campaigns/{id}")).await.data()["total_recipients"],
-        0
-    );
+    t.post_csv(&path, big).await.assert_error(413, "Split the file");
+    assert_eq!(t.get(&format!("/api/campaigns/{id}")).await.data()["total_recipients"], 0);
 
     // One import at a time; a campaign that has started takes none.
     t.set(
@@ -172,31 +103,18 @@ async fn bad_imports_get_a_clear_4xx_and_change_nothing() {
         "#CAMPAIGN",
         &[
             ("import_lock", s("other")),
-            (
-                "import_lock_until",
-                aws_sdk_dynamodb::types::AttributeValue::N("99999999999".into()),
-            ),
+            ("import_lock_until", aws_sdk_dynamodb::types::AttributeValue::N("99999999999".into())),
         ],
     )
     .await;
-    t.post_csv(&path, "phone,name,discount_code\n+14155550101,A,B\n")
-        .await
-        .assert_error(409, "another import");
+    t.post_csv(&path, "phone,name,discount_code\n+14155550101,A,B\n").await.assert_error(409, "another import");
     t.set(
         format!("CAMPAIGN#{id}"),
         "#CAMPAIGN",
-        &[
-            (
-                "import_lock_until",
-                aws_sdk_dynamodb::types::AttributeValue::N("1".into()),
-            ),
-            ("status", s("completed")),
-        ],
+        &[("import_lock_until", aws_sdk_dynamodb::types::AttributeValue::N("1".into())), ("status", s("completed"))],
     )
     .await;
-    t.post_csv(&path, "phone,name,discount_code\n+14155550101,A,B\n")
-        .await
-        .assert_error(409, "is completed");
+    t.post_csv(&path, "phone,name,discount_code\n+14155550101,A,B\n").await.assert_error(409, "is completed");
     assert_eq!(t.count_items(format!("CAMPAIGN#{id}"), "R#").await, 0);
 }
 
@@ -208,10 +126,10 @@ async fn recipients_page_and_filter_by_status_with_exact_totals() {
     for i in 0..25 {
         csv.push_str(&format!("+1415555{:04},N{i},C{i}\n", 1000 + i));
     }
-    assert_eq!(
-        t.post_csv(&import_path(&id), csv).await.assert_ok(200)["imported"],
-        25
-    );
+    assert_eq!(t.post_csv(&import_path(&id), csv).await.assert_ok(200)["imported"], 25);
+    // A number the campaign already holds is a duplicate, even alone in its import.
+    let one = t.post_csv(&import_path(&id), "phone_number,name,discount_code\n+14155551001,X,Y\n").await;
+    assert_eq!((one.assert_ok(200)["duplicates"].as_u64(), one.data()["imported"].as_u64()), (Some(1), Some(0)));
 
     // Two recipients move on the way the sender and the webhook will move them.
     let pk = format!("CAMPAIGN#{id}");
@@ -234,10 +152,7 @@ async fn recipients_page_and_filter_by_status_with_exact_totals() {
             ("status", s("failed")),
             ("GSI2PK", s(&format!("CAMPAIGN#{id}#failed"))),
             ("failed_at", s("2026-01-01T10:00:11Z")),
-            (
-                "error_code",
-                aws_sdk_dynamodb::types::AttributeValue::N("131026".into()),
-            ),
+            ("error_code", aws_sdk_dynamodb::types::AttributeValue::N("131026".into())),
             ("error_message", s("Message undeliverable")),
         ],
     )
@@ -247,46 +162,24 @@ async fn recipients_page_and_filter_by_status_with_exact_totals() {
     let p1 = t.get(&format!("{base}?limit=10")).await;
     let d = p1.assert_ok(200);
     assert_eq!(
-        (
-            d["total"].as_u64(),
-            d["limit"].as_u64(),
-            d["items"].as_array().unwrap().len()
-        ),
+        (d["total"].as_u64(), d["limit"].as_u64(), d["items"].as_array().unwrap().len()),
         (Some(25), Some(10), 10)
     );
     let p3 = t.get(&format!("{base}?limit=10&page=3")).await;
     assert_eq!(p3.data()["items"].as_array().unwrap().len(), 5);
-    assert_eq!(
-        t.get(&base).await.data()["limit"],
-        50,
-        "the spec's default page size for recipients"
-    );
+    assert_eq!(t.get(&base).await.data()["limit"], 50, "the spec's default page size for recipients");
 
-    let pending = t
-        .get(&format!("{base}?status=pending&limit=5&page=5"))
-        .await;
+    let pending = t.get(&format!("{base}?status=pending&limit=5&page=5")).await;
     let d = pending.assert_ok(200);
-    assert_eq!(
-        (d["total"].as_u64(), d["items"].as_array().unwrap().len()),
-        (Some(23), 3)
-    );
+    assert_eq!((d["total"].as_u64(), d["items"].as_array().unwrap().len()), (Some(23), 3));
     let read = t.get(&format!("{base}?status=read")).await;
     let r = &read.data()["items"][0];
     assert_eq!(
-        (
-            read.data()["total"].as_u64(),
-            r["read_at"].as_str(),
-            r["name"].as_str()
-        ),
+        (read.data()["total"].as_u64(), r["read_at"].as_str(), r["name"].as_str()),
         (Some(1), Some("2026-01-01T10:01:00Z"), Some("N3"))
     );
     let failed = t.get(&format!("{base}?status=failed")).await;
     let f = &failed.data()["items"][0];
-    assert_eq!(
-        (f["error_code"].as_i64(), f["error_message"].as_str()),
-        (Some(131026), Some("Message undeliverable"))
-    );
-    t.get(&format!("{base}?status=lost"))
-        .await
-        .assert_error(400, "status must be one of");
+    assert_eq!((f["error_code"].as_i64(), f["error_message"].as_str()), (Some(131026), Some("Message undeliverable")));
+    t.get(&format!("{base}?status=lost")).await.assert_error(400, "status must be one of");
 }

@@ -33,11 +33,7 @@ impl Answer {
         assert_eq!(self.status.as_u16(), status, "{}", self.body);
         assert_eq!(self.body["status"], "error", "{}", self.body);
         assert!(self.body["data"].is_null(), "{}", self.body);
-        assert!(
-            self.message().contains(words),
-            "message {:?} should contain {words:?}",
-            self.message()
-        );
+        assert!(self.message().contains(words), "message {:?} should contain {words:?}", self.message());
     }
     #[track_caller]
     pub fn assert_ok(&self, status: u16) -> &Value {
@@ -59,19 +55,11 @@ impl TestStack {
             dispatch_queue_url: None,
             send_queue_url: None,
         };
-        let stack = local::Stack::start(config)
-            .await
-            .expect("the emulator should take the table and queues");
+        let stack = local::Stack::start(config).await.expect("the emulator should take the table and queues");
         TestStack { app: stack.app }
     }
 
-    pub async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        content_type: Option<&str>,
-        body: impl Into<Bytes>,
-    ) -> Answer {
+    pub async fn call(&self, method: Method, path: &str, content_type: Option<&str>, body: impl Into<Bytes>) -> Answer {
         let mut req = http::Request::builder().method(method).uri(path);
         if let Some(ct) = content_type {
             req = req.header("content-type", ct);
@@ -79,8 +67,7 @@ impl TestStack {
         let routes: Vec<_> = ROUTES.iter().collect();
         let res = api::dispatch(self.app.clone(), &routes, req.body(body.into()).unwrap()).await;
         let status = res.status();
-        let body = serde_json::from_str(res.body())
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", res.body()));
+        let body = serde_json::from_str(res.body()).unwrap_or_else(|e| panic!("not JSON ({e}): {}", res.body()));
         Answer { status, body }
     }
 
@@ -91,22 +78,10 @@ impl TestStack {
         self.call(Method::DELETE, path, None, Bytes::new()).await
     }
     pub async fn post(&self, path: &str, body: Value) -> Answer {
-        self.call(
-            Method::POST,
-            path,
-            Some("application/json"),
-            body.to_string(),
-        )
-        .await
+        self.call(Method::POST, path, Some("application/json"), body.to_string()).await
     }
     pub async fn put(&self, path: &str, body: Value) -> Answer {
-        self.call(
-            Method::PUT,
-            path,
-            Some("application/json"),
-            body.to_string(),
-        )
-        .await
+        self.call(Method::PUT, path, Some("application/json"), body.to_string()).await
     }
     pub async fn post_csv(&self, path: &str, csv: impl Into<Bytes>) -> Answer {
         self.call(Method::POST, path, Some("text/csv"), csv).await
@@ -115,20 +90,14 @@ impl TestStack {
     pub async fn account(&self, tier: &str) -> String {
         let body = json!({"name": "Acme", "phone_number_id": "106540352242922", "business_account_id": "102290129340398",
                           "access_token": "EAAG-secret-token", "messaging_limit_tier": tier});
-        self.post("/api/accounts", body).await.assert_ok(201)["id"]
-            .as_str()
-            .unwrap()
-            .to_string()
+        self.post("/api/accounts", body).await.assert_ok(201)["id"].as_str().unwrap().to_string()
     }
 
     /// A template with body placeholders {{1}} and {{2}}.
     pub async fn template(&self, account_id: &str, name: &str, status: &str) -> String {
         let body = json!({"account_id": account_id, "name": name, "language": "en_US", "category": "MARKETING",
                           "status": status, "components": [{"type": "BODY", "text": "Hi {{1}}, use {{2}}"}]});
-        self.post("/api/templates", body).await.assert_ok(201)["id"]
-            .as_str()
-            .unwrap()
-            .to_string()
+        self.post("/api/templates", body).await.assert_ok(201)["id"].as_str().unwrap().to_string()
     }
 
     /// A draft campaign mapping {{1}} → name and {{2}} → discount_code; (campaign, account, template).
@@ -138,53 +107,34 @@ impl TestStack {
         let body = json!({"name": "Sale", "account_id": account, "template_id": template,
                           "variable_mapping": {"1": "name", "2": "discount_code"}});
         let c = self.post("/api/campaigns", body).await;
-        (
-            c.assert_ok(201)["id"].as_str().unwrap().to_string(),
-            account,
-            template,
-        )
+        (c.assert_ok(201)["id"].as_str().unwrap().to_string(), account, template)
     }
 
     /// Reads an item straight from the table.
     pub async fn item(&self, pk: String, sk: &str) -> Option<HashMap<String, AttributeValue>> {
         let db = &self.app.db;
-        let req = db
-            .client()
-            .get_item()
-            .table_name(db.table())
-            .key("PK", s(&pk))
-            .key("SK", s(sk));
+        let req = db.client().get_item().table_name(db.table()).key("PK", s(&pk)).key("SK", s(sk));
         req.send().await.unwrap().item
     }
 
     /// Counts the items under a partition key straight from the table.
     pub async fn count_items(&self, pk: String, sk_prefix: &str) -> i32 {
         let db = &self.app.db;
-        let mut q = db
-            .client()
-            .query()
-            .table_name(db.table())
-            .expression_attribute_values(":pk", s(&pk));
+        let mut q = db.client().query().table_name(db.table()).expression_attribute_values(":pk", s(&pk));
         q = if sk_prefix.is_empty() {
             q.key_condition_expression("PK = :pk")
         } else {
             q.key_condition_expression("PK = :pk AND begins_with(SK, :p)")
                 .expression_attribute_values(":p", s(sk_prefix))
         };
-        q.select(aws_sdk_dynamodb::types::Select::Count)
-            .send()
-            .await
-            .unwrap()
-            .count
+        q.select(aws_sdk_dynamodb::types::Select::Count).send().await.unwrap().count
     }
 
     /// Sets attributes of a stored item directly, for states this API cannot reach yet
     /// (a campaign sending, a recipient delivered).
     pub async fn set(&self, pk: String, sk: &str, values: &[(&str, AttributeValue)]) {
         let db = &self.app.db;
-        let set: Vec<String> = (0..values.len())
-            .map(|i| format!("#k{i} = :v{i}"))
-            .collect();
+        let set: Vec<String> = (0..values.len()).map(|i| format!("#k{i} = :v{i}")).collect();
         let mut req = db
             .client()
             .update_item()

@@ -28,25 +28,14 @@ pub(crate) async fn load(app: &App, id: &str) -> ApiResult<Account> {
 pub async fn create(app: Arc<App>, req: ApiRequest) -> ApiResult<Reply> {
     let new: NewAccount = req.json()?;
     let (account, token) = new.validate(uuid::Uuid::new_v4().to_string(), &now())?;
-    app.db
-        .save_account(&account, Some(&token), false)
-        .await
-        .map_err(app.store_err("could not store the account"))?;
+    app.db.save_account(&account, Some(&token), false).await.map_err(app.store_err("could not store the account"))?;
     Ok(Reply::created(view(&account)))
 }
 
 pub async fn list(app: Arc<App>, req: ApiRequest) -> ApiResult<Reply> {
     let p = req.pagination(20)?;
-    let page = app
-        .db
-        .list_accounts(p.page, p.limit)
-        .await
-        .map_err(app.store_err("could not list accounts"))?;
-    Ok(Reply::page(
-        page.items.iter().map(view).collect(),
-        page.total,
-        p,
-    ))
+    let page = app.db.list_accounts(p.page, p.limit).await.map_err(app.store_err("could not list accounts"))?;
+    Ok(Reply::page(page.items.iter().map(view).collect(), page.total, p))
 }
 
 pub async fn get(app: Arc<App>, req: ApiRequest) -> ApiResult<Reply> {
@@ -59,10 +48,7 @@ pub async fn update(app: Arc<App>, req: ApiRequest) -> ApiResult<Reply> {
     let token = changes.apply(&mut account, &now())?;
     match app.db.save_account(&account, token.as_deref(), true).await {
         Ok(()) => Ok(Reply::ok(view(&account))),
-        Err(StoreError::ConditionFailed) => Err(ApiError::not_found(format!(
-            "account {} not found",
-            account.id
-        ))),
+        Err(StoreError::ConditionFailed) => Err(ApiError::not_found(format!("account {} not found", account.id))),
         Err(e) => Err(app.store_err("could not store the account")(e)),
     }
 }
@@ -81,9 +67,6 @@ pub async fn delete(app: Arc<App>, req: ApiRequest) -> ApiResult<Reply> {
             account.id
         )));
     }
-    app.db
-        .delete_account(&account.id)
-        .await
-        .map_err(app.store_err("could not delete the account"))?;
+    app.db.delete_account(&account.id).await.map_err(app.store_err("could not delete the account"))?;
     Ok(Reply::ok(json!({ "id": account.id, "deleted": true })))
 }

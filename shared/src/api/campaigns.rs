@@ -6,9 +6,7 @@ use serde_json::json;
 
 use super::request::known_id;
 use super::{ApiRequest, App, Reply};
-use crate::domain::campaign::{
-    Campaign, CampaignChanges, CampaignStatus, NewCampaign, check_references,
-};
+use crate::domain::campaign::{Campaign, CampaignChanges, CampaignStatus, NewCampaign, check_references};
 use crate::domain::now;
 use crate::domain::template::Template;
 use crate::error::{ApiError, ApiResult};
@@ -27,34 +25,16 @@ pub(crate) async fn load(app: &App, id: &str) -> ApiResult<Campaign> {
 
 /// 409 naming the status the campaign is in.
 pub(crate) fn wrong_status(c: &Campaign, action: &str) -> ApiError {
-    ApiError::conflict(format!(
-        "campaign {} is {}; {action}",
-        c.id,
-        c.status.as_str()
-    ))
+    ApiError::conflict(format!("campaign {} is {}; {action}", c.id, c.status.as_str()))
 }
 
 /// Loads what a campaign refers to and checks it (exists, same account, approved, mapping).
 async fn checked_template(app: &App, c: &Campaign) -> ApiResult<Template> {
     let valid = |id: &str| uuid::Uuid::parse_str(id).is_ok();
     let read = app.store_err("could not read the campaign's account or template");
-    let account = if valid(&c.account_id) {
-        app.db.get_account(&c.account_id).await.map_err(&read)?
-    } else {
-        None
-    };
-    let template = if valid(&c.template_id) {
-        app.db.get_template(&c.template_id).await.map_err(&read)?
-    } else {
-        None
-    };
-    check_references(
-        &c.account_id,
-        account.as_ref(),
-        &c.template_id,
-        template.as_ref(),
-        &c.variable_mapping,
-    )?;
+    let account = if valid(&c.account_id) { app.db.get_account(&c.account_id).await.map_err(&read)? } else { None };
+    let template = if valid(&c.template_id) { app.db.get_template(&c.template_id).await.map_err(&read)? } else { None };
+    check_references(&c.account_id, account.as_ref(), &c.template_id, template.as_ref(), &c.variable_mapping)?;
     template.ok_or_else(|| ApiError::invalid("template_id: template not found"))
 }
 
@@ -63,10 +43,7 @@ pub async fn create(app: Arc<App>, req: ApiRequest) -> ApiResult<Reply> {
     let mut campaign = new.into_campaign(uuid::Uuid::new_v4().to_string(), &now())?;
     let template = checked_template(&app, &campaign).await?;
     campaign.template_name = template.name;
-    app.db
-        .create_campaign(&campaign)
-        .await
-        .map_err(app.store_err("could not store the campaign"))?;
+    app.db.create_campaign(&campaign).await.map_err(app.store_err("could not store the campaign"))?;
     Ok(Reply::created(json!(campaign)))
 }
 
@@ -77,20 +54,14 @@ pub async fn list(app: Arc<App>, req: ApiRequest) -> ApiResult<Reply> {
     if let Some(a) = account
         && uuid::Uuid::parse_str(a).is_err()
     {
-        return Err(ApiError::bad_request(format!(
-            "account_id must be an account id (a UUID), got '{a}'"
-        )));
+        return Err(ApiError::bad_request(format!("account_id must be an account id (a UUID), got '{a}'")));
     }
     let page = app
         .db
         .list_campaigns(status, account, p.page, p.limit)
         .await
         .map_err(app.store_err("could not list campaigns"))?;
-    Ok(Reply::page(
-        page.items.iter().map(|c| json!(c)).collect(),
-        page.total,
-        p,
-    ))
+    Ok(Reply::page(page.items.iter().map(|c| json!(c)).collect(), page.total, p))
 }
 
 pub async fn get(app: Arc<App>, req: ApiRequest) -> ApiResult<Reply> {
@@ -102,10 +73,7 @@ pub async fn update(app: Arc<App>, req: ApiRequest) -> ApiResult<Reply> {
     let changes: CampaignChanges = req.json()?;
     let mut campaign = load(&app, req.param("id")).await?;
     if campaign.status != CampaignStatus::Draft {
-        return Err(wrong_status(
-            &campaign,
-            "only draft campaigns can be updated",
-        ));
+        return Err(wrong_status(&campaign, "only draft campaigns can be updated"));
     }
     let recheck = changes.touches_references();
     changes.apply(&mut campaign, &now())?;
@@ -116,10 +84,7 @@ pub async fn update(app: Arc<App>, req: ApiRequest) -> ApiResult<Reply> {
         Ok(updated) => Ok(Reply::ok(json!(updated))),
         Err(StoreError::ConditionFailed) => {
             let current = load(&app, &campaign.id).await?;
-            Err(wrong_status(
-                &current,
-                "only draft campaigns can be updated",
-            ))
+            Err(wrong_status(&current, "only draft campaigns can be updated"))
         }
         Err(e) => Err(app.store_err("could not store the campaign")(e)),
     }
@@ -137,11 +102,6 @@ pub async fn delete(app: Arc<App>, req: ApiRequest) -> ApiResult<Reply> {
         Err(StoreError::ConditionFailed) => return Err(refuse(&load(&app, &campaign.id).await?)),
         Err(e) => return Err(app.store_err("could not delete the campaign")(e)),
     }
-    app.db
-        .delete_campaign(&campaign.id)
-        .await
-        .map_err(app.store_err("could not delete the campaign"))?;
-    Ok(Reply::ok(
-        json!({ "id": campaign.id, "deleted": true, "recipients_deleted": campaign.total_recipients }),
-    ))
+    app.db.delete_campaign(&campaign.id).await.map_err(app.store_err("could not delete the campaign"))?;
+    Ok(Reply::ok(json!({ "id": campaign.id, "deleted": true, "recipients_deleted": campaign.total_recipients })))
 }

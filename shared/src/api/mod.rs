@@ -37,10 +37,7 @@ impl App {
     }
 
     /// The store, with store failures turned into a 503 for the caller.
-    pub(crate) fn store_err(
-        &self,
-        context: &str,
-    ) -> impl Fn(crate::store::StoreError) -> ApiError + '_ {
+    pub(crate) fn store_err(&self, context: &str) -> impl Fn(crate::store::StoreError) -> ApiError + '_ {
         let context = context.to_string();
         move |e| ApiError::unavailable(&context, e)
     }
@@ -55,16 +52,10 @@ pub struct Reply {
 
 impl Reply {
     pub fn ok(data: Value) -> Self {
-        Reply {
-            status: StatusCode::OK,
-            data,
-        }
+        Reply { status: StatusCode::OK, data }
     }
     pub fn created(data: Value) -> Self {
-        Reply {
-            status: StatusCode::CREATED,
-            data,
-        }
+        Reply { status: StatusCode::CREATED, data }
     }
     /// A page of a listing in the spec's shape.
     pub fn page(items: Vec<Value>, total: u64, p: Pagination) -> Self {
@@ -85,12 +76,7 @@ pub struct Route {
 
 macro_rules! route {
     ($name:literal, $method:ident, $path:literal, $handler:path) => {
-        Route {
-            name: $name,
-            method: Method::$method,
-            path: $path,
-            handler: |app, req| Box::pin($handler(app, req)),
-        }
+        Route { name: $name, method: Method::$method, path: $path, handler: |app, req| Box::pin($handler(app, req)) }
     };
 }
 
@@ -98,54 +84,19 @@ pub static ROUTES: &[Route] = &[
     route!("list-accounts", GET, "/api/accounts", accounts::list),
     route!("create-account", POST, "/api/accounts", accounts::create),
     route!("get-account", GET, "/api/accounts/{id}", accounts::get),
-    route!(
-        "update-account",
-        PUT,
-        "/api/accounts/{id}",
-        accounts::update
-    ),
-    route!(
-        "delete-account",
-        DELETE,
-        "/api/accounts/{id}",
-        accounts::delete
-    ),
+    route!("update-account", PUT, "/api/accounts/{id}", accounts::update),
+    route!("delete-account", DELETE, "/api/accounts/{id}", accounts::delete),
     route!("list-templates", GET, "/api/templates", templates::list),
     route!("create-template", POST, "/api/templates", templates::create),
     route!("get-template", GET, "/api/templates/{id}", templates::get),
-    route!(
-        "delete-template",
-        DELETE,
-        "/api/templates/{id}",
-        templates::delete
-    ),
+    route!("delete-template", DELETE, "/api/templates/{id}", templates::delete),
     route!("list-campaigns", GET, "/api/campaigns", campaigns::list),
     route!("create-campaign", POST, "/api/campaigns", campaigns::create),
     route!("get-campaign", GET, "/api/campaigns/{id}", campaigns::get),
-    route!(
-        "update-campaign",
-        PUT,
-        "/api/campaigns/{id}",
-        campaigns::update
-    ),
-    route!(
-        "delete-campaign",
-        DELETE,
-        "/api/campaigns/{id}",
-        campaigns::delete
-    ),
-    route!(
-        "import-recipients",
-        POST,
-        "/api/campaigns/{id}/recipients/import",
-        recipients::import
-    ),
-    route!(
-        "list-recipients",
-        GET,
-        "/api/campaigns/{id}/recipients",
-        recipients::list
-    ),
+    route!("update-campaign", PUT, "/api/campaigns/{id}", campaigns::update),
+    route!("delete-campaign", DELETE, "/api/campaigns/{id}", campaigns::delete),
+    route!("import-recipients", POST, "/api/campaigns/{id}/recipients/import", recipients::import),
+    route!("list-recipients", GET, "/api/campaigns/{id}/recipients", recipients::list),
 ];
 
 pub fn route(name: &str) -> Option<&'static Route> {
@@ -175,11 +126,7 @@ fn match_path(pattern: &str, path: &str) -> Option<Vec<(String, String)>> {
 
 /// Finds the route for a method and path: 404 when no route has the path, 405 when none of
 /// those that have it takes the method.
-pub fn find<'r>(
-    routes: &[&'r Route],
-    method: &Method,
-    path: &str,
-) -> ApiResult<(&'r Route, Vec<(String, String)>)> {
+pub fn find<'r>(routes: &[&'r Route], method: &Method, path: &str) -> ApiResult<(&'r Route, Vec<(String, String)>)> {
     let mut allowed = Vec::new();
     for r in routes {
         if let Some(params) = match_path(r.path, path) {
@@ -194,19 +141,12 @@ pub fn find<'r>(
     }
     Err(ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
-        format!(
-            "method {method} is not allowed on {path}; use {}",
-            allowed.join(", ")
-        ),
+        format!("method {method} is not allowed on {path}; use {}", allowed.join(", ")),
     ))
 }
 
 /// Answers one request with the given routes (all of them locally, one in a Lambda).
-pub async fn dispatch(
-    app: Arc<App>,
-    routes: &[&'static Route],
-    req: http::Request<Bytes>,
-) -> http::Response<String> {
+pub async fn dispatch(app: Arc<App>, routes: &[&'static Route], req: http::Request<Bytes>) -> http::Response<String> {
     let (parts, body) = req.into_parts();
     let result = match find(routes, &parts.method, parts.uri.path()) {
         Err(e) => Err(e),
@@ -230,10 +170,7 @@ pub fn too_large(len: usize) -> ApiError {
 pub fn respond(result: ApiResult<Reply>) -> http::Response<String> {
     let (status, body) = match result {
         Ok(r) => (r.status, json!({ "status": "success", "data": r.data })),
-        Err(e) => (
-            e.status,
-            json!({ "status": "error", "message": e.message, "data": null }),
-        ),
+        Err(e) => (e.status, json!({ "status": "error", "message": e.message, "data": null })),
     };
     http::Response::builder()
         .status(status)
@@ -248,21 +185,12 @@ mod tests {
 
     #[test]
     fn paths_match_with_captures() {
+        assert_eq!(match_path("/api/campaigns", "/api/campaigns/"), Some(vec![]));
         assert_eq!(
-            match_path("/api/campaigns", "/api/campaigns/"),
-            Some(vec![])
-        );
-        assert_eq!(
-            match_path(
-                "/api/campaigns/{id}/recipients",
-                "/api/campaigns/abc/recipients"
-            ),
+            match_path("/api/campaigns/{id}/recipients", "/api/campaigns/abc/recipients"),
             Some(vec![("id".to_string(), "abc".to_string())])
         );
-        assert_eq!(
-            match_path("/api/campaigns/{id}", "/api/campaigns/abc/recipients"),
-            None
-        );
+        assert_eq!(match_path("/api/campaigns/{id}", "/api/campaigns/abc/recipients"), None);
         assert_eq!(match_path("/api/campaigns/{id}", "/api/campaigns/"), None);
     }
 
@@ -270,19 +198,10 @@ mod tests {
     fn every_route_has_a_unique_name_and_a_function_crate() {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         for (i, r) in ROUTES.iter().enumerate() {
-            assert!(
-                ROUTES[..i]
-                    .iter()
-                    .all(|o| o.name != r.name && (o.path, &o.method) != (r.path, &r.method))
-            );
+            assert!(ROUTES[..i].iter().all(|o| o.name != r.name && (o.path, &o.method) != (r.path, &r.method)));
             let main = root.join("functions").join(r.name).join("src/main.rs");
             let text = std::fs::read_to_string(&main).unwrap_or_default();
-            assert!(
-                text.contains(&format!("\"{}\"", r.name)),
-                "{} does not serve {}",
-                main.display(),
-                r.name
-            );
+            assert!(text.contains(&format!("\"{}\"", r.name)), "{} does not serve {}", main.display(), r.name);
         }
     }
 
@@ -291,9 +210,6 @@ mod tests {
         let r = respond(Err(ApiError::conflict("campaign is sending")));
         assert_eq!(r.status(), StatusCode::CONFLICT);
         let v: Value = serde_json::from_str(r.body()).unwrap();
-        assert_eq!(
-            v,
-            json!({"status":"error","message":"campaign is sending","data":null})
-        );
+        assert_eq!(v, json!({"status":"error","message":"campaign is sending","data":null}));
     }
 }

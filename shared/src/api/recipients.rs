@@ -29,15 +29,9 @@ async fn rows(req: &ApiRequest) -> ApiResult<Vec<RawRow>> {
         Some("text/csv" | "application/csv") => Ok(import::parse_csv(&req.body)?),
         Some("multipart/form-data") => {
             let (body, is_json) = uploaded_file(req).await?;
-            if is_json {
-                from_json(&body)
-            } else {
-                Ok(import::parse_csv(&body)?)
-            }
+            if is_json { from_json(&body) } else { Ok(import::parse_csv(&body)?) }
         }
-        None => Err(ApiError::unsupported_media(format!(
-            "Content-Type is required: send {IMPORT_TYPES}"
-        ))),
+        None => Err(ApiError::unsupported_media(format!("Content-Type is required: send {IMPORT_TYPES}"))),
         Some(other) => Err(ApiError::unsupported_media(format!(
             "Content-Type {other} is not supported for imports; send {IMPORT_TYPES}"
         ))),
@@ -46,32 +40,22 @@ async fn rows(req: &ApiRequest) -> ApiResult<Vec<RawRow>> {
 
 /// The `file` part of a multipart upload, and whether it is JSON rather than CSV.
 async fn uploaded_file(req: &ApiRequest) -> ApiResult<(bytes::Bytes, bool)> {
-    let header = req
-        .headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    let boundary = multer::parse_boundary(header).map_err(|_| {
-        ApiError::bad_request("multipart/form-data needs a boundary in its Content-Type")
-    })?;
+    let header = req.headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let boundary = multer::parse_boundary(header)
+        .map_err(|_| ApiError::bad_request("multipart/form-data needs a boundary in its Content-Type"))?;
     let body = req.body.clone();
     let stream = futures_util::stream::once(async move { Ok::<_, std::convert::Infallible>(body) });
     let mut form = multer::Multipart::new(stream, boundary);
-    let bad =
-        |e: multer::Error| ApiError::bad_request(format!("the multipart body cannot be read: {e}"));
+    let bad = |e: multer::Error| ApiError::bad_request(format!("the multipart body cannot be read: {e}"));
     while let Some(field) = form.next_field().await.map_err(bad)? {
         if field.name() != Some("file") {
             continue;
         }
         let is_json = field.content_type().is_some_and(|m| m.subtype() == "json")
-            || field
-                .file_name()
-                .is_some_and(|f| f.to_ascii_lowercase().ends_with(".json"));
+            || field.file_name().is_some_and(|f| f.to_ascii_lowercase().ends_with(".json"));
         return Ok((field.bytes().await.map_err(bad)?, is_json));
     }
-    Err(ApiError::invalid(
-        "the multipart body has no field named file; send the CSV as file=@recipients.csv",
-    ))
+    Err(ApiError::invalid("the multipart body has no field named file; send the CSV as file=@recipients.csv"))
 }
 
 /// Adds recipients to a draft (or scheduled) campaign. Rows that cannot be used are counted
@@ -80,20 +64,14 @@ async fn uploaded_file(req: &ApiRequest) -> ApiResult<(bytes::Bytes, bool)> {
 pub async fn import(app: Arc<App>, req: ApiRequest) -> ApiResult<Reply> {
     let campaign = load(&app, req.param("id")).await?;
     if !campaign.status.accepts_imports() {
-        return Err(wrong_status(
-            &campaign,
-            "recipients can be imported only into draft or scheduled campaigns",
-        ));
+        return Err(wrong_status(&campaign, "recipients can be imported only into draft or scheduled campaigns"));
     }
+    let started = std::time::Instant::now();
     let rows = rows(&req).await?;
     if rows.is_empty() {
         return Err(ApiError::invalid("the import has no recipient rows"));
     }
-    let lock = match app
-        .db
-        .lock_import(&campaign.id, chrono::Utc::now().timestamp())
-        .await
-    {
+    let lock = match app.db.lock_import(&campaign.id, chrono::Utc::now().timestamp()).await {
         Ok(lock) => lock,
         Err(StoreError::ConditionFailed) => {
             let current = load(&app, &campaign.id).await?;
@@ -103,10 +81,7 @@ pub async fn import(app: Arc<App>, req: ApiRequest) -> ApiResult<Reply> {
                     current.id
                 ))
             } else {
-                wrong_status(
-                    &current,
-                    "recipients can be imported only into draft or scheduled campaigns",
-                )
+                wrong_status(&current, "recipients can be imported only into draft or scheduled campaigns")
             });
         }
         Err(e) => return Err(app.store_err("could not start the import")(e)),
@@ -117,50 +92,49 @@ pub async fn import(app: Arc<App>, req: ApiRequest) -> ApiResult<Reply> {
         .await
         .map_err(|e| ApiError::unavailable("the import could not be processed", e))?;
 
+    let planned = started.elapsed();
     // Numbers the campaign already holds are duplicates too.
     let mut already = Vec::new();
     if lock.campaign.total_recipients > 0 && !plan.accepted.is_empty() {
         let candidates: Vec<&str> = plan.accepted.iter().map(|a| a.phone.as_str()).collect();
-        let existing: HashSet<String> =
-            match app.db.existing_phones(&campaign.id, &candidates).await {
-                Ok(e) => e,
-                Err(e) => {
-                    let _ = app.db.finish_import(&lock, 0, &now()).await;
-                    return Err(app.store_err("could not read the campaign's recipients")(e));
-                }
-            };
+        let existing: HashSet<String> = match app.db.existing_phones(&campaign.id, &candidates).await {
+            Ok(e) => e,
+            Err(e) => {
+                let _ = app.db.finish_import(&lock, 0, &now()).await;
+                return Err(app.store_err("could not read the campaign's recipients")(e));
+            }
+        };
         plan.accepted.retain(|a| {
             let keep = !existing.contains(&a.phone);
             if !keep && already.len() < import::MAX_REPORTED_ERRORS {
-                already.push(Rejection {
-                    row: a.row,
-                    reason: format!("{} is already in the campaign", a.phone),
-                });
+                already.push(Rejection { row: a.row, reason: format!("{} is already in the campaign", a.phone) });
             }
             keep
         });
         plan.duplicates += existing.len();
     }
 
+    let checked = started.elapsed();
     let wanted = plan.accepted.len();
     let stamp = now();
-    let written = app
-        .db
-        .put_recipients(&campaign.id, plan.accepted, &stamp)
-        .await;
+    let written = app.db.put_recipients(&campaign.id, plan.accepted, &stamp).await;
     let added = match &written {
         Ok(n) | Err((n, _)) => *n,
     };
     let finished = app.db.finish_import(&lock, added, &stamp).await;
+    tracing::info!(
+        campaign = %campaign.id, added, invalid = plan.invalid, duplicates = plan.duplicates,
+        parse_ms = planned.as_millis() as u64, existing_ms = (checked - planned).as_millis() as u64,
+        write_ms = (started.elapsed() - checked).as_millis() as u64, "import finished"
+    );
     if let Err((n, e)) = written {
         return Err(app.store_err(&format!(
             "the store failed after {n} of {wanted} recipients were added (they are counted in total_recipients); \
              send the same import again: numbers already added count as duplicates"
         ))(e));
     }
-    let campaign = finished.map_err(
-        app.store_err("the recipients were added but the campaign could not be updated"),
-    )?;
+    let campaign =
+        finished.map_err(app.store_err("the recipients were added but the campaign could not be updated"))?;
     Ok(Reply::ok(json!({
         "imported": added,
         "duplicates": plan.duplicates,
@@ -179,9 +153,5 @@ pub async fn list(app: Arc<App>, req: ApiRequest) -> ApiResult<Reply> {
         .list_recipients(&campaign, status, p.page, p.limit)
         .await
         .map_err(app.store_err("could not list the recipients"))?;
-    Ok(Reply::page(
-        page.items.iter().map(|r| r.to_json()).collect(),
-        page.total,
-        p,
-    ))
+    Ok(Reply::page(page.items.iter().map(|r| r.to_json()).collect(), page.total, p))
 }

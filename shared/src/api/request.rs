@@ -27,38 +27,19 @@ pub struct Pagination {
 pub const MAX_LIMIT: u32 = 100;
 
 impl ApiRequest {
-    pub fn new(
-        params: Vec<(String, String)>,
-        query: Option<&str>,
-        headers: HeaderMap,
-        body: Bytes,
-    ) -> Self {
-        let query = form_urlencoded::parse(query.unwrap_or_default().as_bytes())
-            .into_owned()
-            .collect();
-        ApiRequest {
-            params,
-            query,
-            headers,
-            body,
-        }
+    pub fn new(params: Vec<(String, String)>, query: Option<&str>, headers: HeaderMap, body: Bytes) -> Self {
+        let query = form_urlencoded::parse(query.unwrap_or_default().as_bytes()).into_owned().collect();
+        ApiRequest { params, query, headers, body }
     }
 
     /// A path parameter such as `{id}`.
     pub fn param(&self, name: &str) -> &str {
-        self.params
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-            .unwrap_or_default()
+        self.params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).unwrap_or_default()
     }
 
     /// A query value; an empty one counts as absent.
     pub fn query(&self, name: &str) -> Option<&str> {
-        self.query
-            .get(name)
-            .map(String::as_str)
-            .filter(|v| !v.is_empty())
+        self.query.get(name).map(String::as_str).filter(|v| !v.is_empty())
     }
 
     /// `page` and `limit`, with the route's default limit.
@@ -66,58 +47,28 @@ impl ApiRequest {
         let number = |name: &str, default: u32, max: u32| -> ApiResult<u32> {
             match self.query(name) {
                 None => Ok(default),
-                Some(v) => v
-                    .parse::<u32>()
-                    .ok()
-                    .filter(|n| (1..=max).contains(n))
-                    .ok_or_else(|| {
-                        let range = if max == u32::MAX {
-                            "≥ 1".to_string()
-                        } else {
-                            format!("from 1 to {max}")
-                        };
-                        ApiError::bad_request(format!(
-                            "{name} must be a whole number {range} (got '{v}')"
-                        ))
-                    }),
+                Some(v) => v.parse::<u32>().ok().filter(|n| (1..=max).contains(n)).ok_or_else(|| {
+                    let range = if max == u32::MAX { "≥ 1".to_string() } else { format!("from 1 to {max}") };
+                    ApiError::bad_request(format!("{name} must be a whole number {range} (got '{v}')"))
+                }),
             }
         };
-        Ok(Pagination {
-            page: number("page", 1, 100_000)?,
-            limit: number("limit", default_limit, MAX_LIMIT)?,
-        })
+        Ok(Pagination { page: number("page", 1, 100_000)?, limit: number("limit", default_limit, MAX_LIMIT)? })
     }
 
     /// A query value that must be one of a fixed set (a status), parsed by `parse`.
-    pub fn query_enum<T>(
-        &self,
-        name: &str,
-        parse: fn(&str) -> Option<T>,
-        allowed: &str,
-    ) -> ApiResult<Option<T>> {
+    pub fn query_enum<T>(&self, name: &str, parse: fn(&str) -> Option<T>, allowed: &str) -> ApiResult<Option<T>> {
         self.query(name)
             .map(|v| {
-                parse(v).ok_or_else(|| {
-                    ApiError::bad_request(format!("{name} must be one of {allowed} (got '{v}')"))
-                })
+                parse(v).ok_or_else(|| ApiError::bad_request(format!("{name} must be one of {allowed} (got '{v}')")))
             })
             .transpose()
     }
 
     /// The media type of the body, lowercased, without parameters.
     pub fn content_type(&self) -> Option<String> {
-        let v = self
-            .headers
-            .get(http::header::CONTENT_TYPE)?
-            .to_str()
-            .ok()?;
-        Some(
-            v.split(';')
-                .next()
-                .unwrap_or_default()
-                .trim()
-                .to_ascii_lowercase(),
-        )
+        let v = self.headers.get(http::header::CONTENT_TYPE)?.to_str().ok()?;
+        Some(v.split(';').next().unwrap_or_default().trim().to_ascii_lowercase())
     }
 
     /// The body as JSON of type `T`. Errors name the field: 400 for malformed JSON and wrong
@@ -149,39 +100,16 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
         // serde's text ends with " at line 1 column 20"; the field path says more.
         let text = inner.to_string();
         let text = text.split(" at line ").next().unwrap_or(&text).to_string();
-        if let Some(field) = text
-            .strip_prefix("missing field `")
-            .and_then(|t| t.strip_suffix('`'))
-        {
-            let at = if path == "." {
-                String::new()
-            } else {
-                format!("{path}.")
-            };
+        if let Some(field) = text.strip_prefix("missing field `").and_then(|t| t.strip_suffix('`')) {
+            let at = if path == "." { String::new() } else { format!("{path}.") };
             return ApiError::invalid(format!("{at}{field} is required"));
         }
-        if let Some(field) = text
-            .strip_prefix("unknown field `")
-            .and_then(|t| t.split('`').next())
-        {
-            let at = if path == "." {
-                String::new()
-            } else {
-                format!(" in {path}")
-            };
-            return ApiError::invalid(format!(
-                "unknown field '{field}'{at}: it is not part of this request"
-            ));
+        if let Some(field) = text.strip_prefix("unknown field `").and_then(|t| t.split('`').next()) {
+            let at = if path == "." { String::new() } else { format!(" in {path}") };
+            return ApiError::invalid(format!("unknown field '{field}'{at}: it is not part of this request"));
         }
-        let at = if path == "." {
-            "body".to_string()
-        } else {
-            path
-        };
-        if text.starts_with("invalid type")
-            || text.starts_with("invalid length")
-            || text.starts_with("invalid value")
-        {
+        let at = if path == "." { "body".to_string() } else { path };
+        if text.starts_with("invalid type") || text.starts_with("invalid length") || text.starts_with("invalid value") {
             ApiError::bad_request(format!("{at}: {text}"))
         } else {
             ApiError::invalid(format!("{at}: {text}"))
@@ -191,9 +119,7 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
 
 /// Ids are UUIDs; anything else cannot name a stored item.
 pub fn known_id(kind: &str, id: &str) -> ApiResult<()> {
-    uuid::Uuid::parse_str(id)
-        .map(|_| ())
-        .map_err(|_| ApiError::not_found(format!("{kind} {id} not found")))
+    uuid::Uuid::parse_str(id).map(|_| ()).map_err(|_| ApiError::not_found(format!("{kind} {id} not found")))
 }
 
 #[cfg(test)]
@@ -208,25 +134,9 @@ mod tests {
 
     #[test]
     fn pagination_defaults_and_bounds() {
-        assert_eq!(
-            req("").pagination(20).unwrap(),
-            Pagination { page: 1, limit: 20 }
-        );
-        assert_eq!(
-            req("page=3&limit=100").pagination(20).unwrap(),
-            Pagination {
-                page: 3,
-                limit: 100
-            }
-        );
-        for bad in [
-            "page=0",
-            "limit=0",
-            "limit=101",
-            "page=abc",
-            "limit=-1",
-            "page=1.5",
-        ] {
+        assert_eq!(req("").pagination(20).unwrap(), Pagination { page: 1, limit: 20 });
+        assert_eq!(req("page=3&limit=100").pagination(20).unwrap(), Pagination { page: 3, limit: 100 });
+        for bad in ["page=0", "limit=0", "limit=101", "page=abc", "limit=-1", "page=1.5"] {
             let e = req(bad).pagination(20).unwrap_err();
             assert_eq!(e.status, StatusCode::BAD_REQUEST, "{bad}");
             assert!(e.message.starts_with(&bad[..4]), "{bad}: {}", e.message);
@@ -246,13 +156,7 @@ mod tests {
             e.message
         );
         let e = parse_json::<NewAccount>(br#"{"name":"a"}"#).unwrap_err();
-        assert_eq!(
-            (e.status, e.message.as_str()),
-            (
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "phone_number_id is required"
-            )
-        );
+        assert_eq!((e.status, e.message.as_str()), (StatusCode::UNPROCESSABLE_ENTITY, "phone_number_id is required"));
         let e = parse_json::<NewAccount>(br#"{"nme":"a"}"#).unwrap_err();
         assert!(e.message.contains("unknown field 'nme'"), "{}", e.message);
         let e = parse_json::<NewAccount>(
@@ -260,11 +164,6 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.status, StatusCode::UNPROCESSABLE_ENTITY);
-        assert!(
-            e.message
-                .starts_with("messaging_limit_tier: unknown variant"),
-            "{}",
-            e.message
-        );
+        assert!(e.message.starts_with("messaging_limit_tier: unknown variant"), "{}", e.message);
     }
 }

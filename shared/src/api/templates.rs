@@ -23,17 +23,9 @@ pub(crate) async fn load(app: &App, id: &str) -> ApiResult<Template> {
 pub async fn create(app: Arc<App>, req: ApiRequest) -> ApiResult<Reply> {
     let new: NewTemplate = req.json()?;
     if uuid::Uuid::parse_str(&new.account_id).is_err()
-        || app
-            .db
-            .get_account(&new.account_id)
-            .await
-            .map_err(app.store_err("could not read the account"))?
-            .is_none()
+        || app.db.get_account(&new.account_id).await.map_err(app.store_err("could not read the account"))?.is_none()
     {
-        return Err(ApiError::invalid(format!(
-            "account_id: no account with id {}",
-            new.account_id
-        )));
+        return Err(ApiError::invalid(format!("account_id: no account with id {}", new.account_id)));
     }
     let template = new.validate(uuid::Uuid::new_v4().to_string(), &now())?;
     match app.db.create_template(&template).await {
@@ -52,20 +44,11 @@ pub async fn list(app: Arc<App>, req: ApiRequest) -> ApiResult<Reply> {
     if let Some(a) = account
         && uuid::Uuid::parse_str(a).is_err()
     {
-        return Err(ApiError::bad_request(format!(
-            "account_id must be an account id (a UUID), got '{a}'"
-        )));
+        return Err(ApiError::bad_request(format!("account_id must be an account id (a UUID), got '{a}'")));
     }
-    let page = app
-        .db
-        .list_templates(account, p.page, p.limit)
-        .await
-        .map_err(app.store_err("could not list templates"))?;
-    Ok(Reply::page(
-        page.items.iter().map(|t| json!(t)).collect(),
-        page.total,
-        p,
-    ))
+    let page =
+        app.db.list_templates(account, p.page, p.limit).await.map_err(app.store_err("could not list templates"))?;
+    Ok(Reply::page(page.items.iter().map(|t| json!(t)).collect(), page.total, p))
 }
 
 pub async fn get(app: Arc<App>, req: ApiRequest) -> ApiResult<Reply> {
@@ -75,9 +58,6 @@ pub async fn get(app: Arc<App>, req: ApiRequest) -> ApiResult<Reply> {
 /// Campaigns that use a deleted template stay as they are; they can no longer start.
 pub async fn delete(app: Arc<App>, req: ApiRequest) -> ApiResult<Reply> {
     let template = load(&app, req.param("id")).await?;
-    app.db
-        .delete_template(&template)
-        .await
-        .map_err(app.store_err("could not delete the template"))?;
+    app.db.delete_template(&template).await.map_err(app.store_err("could not delete the template"))?;
     Ok(Reply::ok(json!({ "id": template.id, "deleted": true })))
 }

@@ -25,8 +25,7 @@ pub enum Tier {
 }
 
 impl Tier {
-    pub const NAMES: &'static str =
-        "TIER_50, TIER_250, TIER_1K, TIER_2K, TIER_10K, TIER_100K, TIER_UNLIMITED";
+    pub const NAMES: &'static str = "TIER_50, TIER_250, TIER_1K, TIER_2K, TIER_10K, TIER_100K, TIER_UNLIMITED";
 
     /// Messages per second this project sends for the tier; `None` = only the number's cap.
     pub fn rate(self) -> Option<u32> {
@@ -94,9 +93,7 @@ pub struct AccountChanges {
 fn digits_id(field: &str, v: &str) -> Result<String, Invalid> {
     let v = required_text(field, v, 64)?;
     if !v.chars().all(|c| c.is_ascii_digit()) {
-        return Err(Invalid(format!(
-            "{field} must contain only digits (Meta's numeric id)"
-        )));
+        return Err(Invalid(format!("{field} must contain only digits (Meta's numeric id)")));
     }
     Ok(v)
 }
@@ -111,9 +108,7 @@ fn token(v: &str) -> Result<String, Invalid> {
 
 fn throughput(v: u32) -> Result<u32, Invalid> {
     if v == 0 || v > MAX_THROUGHPUT_MPS {
-        return Err(Invalid(format!(
-            "throughput_mps must be between 1 and {MAX_THROUGHPUT_MPS}"
-        )));
+        return Err(Invalid(format!("throughput_mps must be between 1 and {MAX_THROUGHPUT_MPS}")));
     }
     Ok(v)
 }
@@ -175,30 +170,12 @@ mod tests {
 
     #[test]
     fn tiers_have_the_documented_rates() {
-        let rates: Vec<_> = [
-            Tier::Tier50,
-            Tier::Tier250,
-            Tier::Tier1K,
-            Tier::Tier2K,
-            Tier::Tier10K,
-            Tier::Tier100K,
-            Tier::Unlimited,
-        ]
-        .iter()
-        .map(|t| t.rate())
-        .collect();
-        assert_eq!(
-            rates,
-            [
-                Some(5),
-                Some(5),
-                Some(10),
-                Some(20),
-                Some(30),
-                Some(80),
-                None
-            ]
-        );
+        let rates: Vec<_> =
+            [Tier::Tier50, Tier::Tier250, Tier::Tier1K, Tier::Tier2K, Tier::Tier10K, Tier::Tier100K, Tier::Unlimited]
+                .iter()
+                .map(|t| t.rate())
+                .collect();
+        assert_eq!(rates, [Some(5), Some(5), Some(10), Some(20), Some(30), Some(80), None]);
         let t: Tier = serde_json::from_str("\"TIER_1K\"").unwrap();
         assert_eq!(t, Tier::Tier1K);
         assert!(serde_json::from_str::<Tier>("\"TIER_5\"").is_err());
@@ -206,21 +183,12 @@ mod tests {
 
     #[test]
     fn throughput_defaults_to_80_and_caps_the_tier() {
-        let (a, token) = new_account(Tier::Unlimited, None)
-            .validate("id".into(), "t")
-            .unwrap();
-        assert_eq!(
-            (a.name.as_str(), a.throughput_mps, token.as_str()),
-            ("Acme", 80, "EAAG")
-        );
+        let (a, token) = new_account(Tier::Unlimited, None).validate("id".into(), "t").unwrap();
+        assert_eq!((a.name.as_str(), a.throughput_mps, token.as_str()), ("Acme", 80, "EAAG"));
         assert_eq!(a.send_rate(), 80);
-        let (a, _) = new_account(Tier::Tier100K, Some(20))
-            .validate("id".into(), "t")
-            .unwrap();
+        let (a, _) = new_account(Tier::Tier100K, Some(20)).validate("id".into(), "t").unwrap();
         assert_eq!(a.send_rate(), 20);
-        let err = new_account(Tier::Tier1K, Some(1001))
-            .validate("id".into(), "t")
-            .unwrap_err();
+        let err = new_account(Tier::Tier1K, Some(1001)).validate("id".into(), "t").unwrap_err();
         assert!(err.0.contains("throughput_mps"));
     }
 
@@ -228,24 +196,14 @@ mod tests {
     fn ids_must_be_numeric_and_changes_apply() {
         let mut bad = new_account(Tier::Tier1K, None);
         bad.phone_number_id = "abc".into();
-        assert!(
-            bad.validate("id".into(), "t")
-                .unwrap_err()
-                .0
-                .contains("phone_number_id")
-        );
-        let (mut a, _) = new_account(Tier::Tier1K, None)
-            .validate("id".into(), "t")
-            .unwrap();
+        assert!(bad.validate("id".into(), "t").unwrap_err().0.contains("phone_number_id"));
+        let (mut a, _) = new_account(Tier::Tier1K, None).validate("id".into(), "t").unwrap();
         let changes = AccountChanges {
             messaging_limit_tier: Some(Tier::Tier10K),
             access_token: Some("NEW".into()),
             ..Default::default()
         };
         assert_eq!(changes.apply(&mut a, "t2").unwrap().as_deref(), Some("NEW"));
-        assert_eq!(
-            (a.messaging_limit_tier, a.updated_at.as_str()),
-            (Tier::Tier10K, "t2")
-        );
+        assert_eq!((a.messaging_limit_tier, a.updated_at.as_str()), (Tier::Tier10K, "t2"));
     }
 }

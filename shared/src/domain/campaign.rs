@@ -85,11 +85,8 @@ impl Campaign {
 }
 
 pub fn required_fields(mapping: &BTreeMap<String, String>) -> Vec<String> {
-    let mut fields: Vec<String> = mapping
-        .values()
-        .filter(|f| f.as_str() != super::recipient::PHONE_FIELD)
-        .cloned()
-        .collect();
+    let mut fields: Vec<String> =
+        mapping.values().filter(|f| f.as_str() != super::recipient::PHONE_FIELD).cloned().collect();
     fields.sort();
     fields.dedup();
     fields
@@ -137,14 +134,10 @@ pub fn check_references(
     mapping: &BTreeMap<String, String>,
 ) -> Result<(), Invalid> {
     if account.is_none() {
-        return Err(Invalid(format!(
-            "account_id: no account with id {account_id}"
-        )));
+        return Err(Invalid(format!("account_id: no account with id {account_id}")));
     }
     let Some(template) = template else {
-        return Err(Invalid(format!(
-            "template_id: no template with id {template_id}"
-        )));
+        return Err(Invalid(format!("template_id: no template with id {template_id}")));
     };
     if template.account_id != account_id {
         return Err(Invalid(format!(
@@ -163,12 +156,8 @@ pub fn check_references(
 }
 
 fn check_mapping(template: &Template, mapping: &BTreeMap<String, String>) -> Result<(), Invalid> {
-    let missing: Vec<&str> = template
-        .parameters
-        .iter()
-        .map(|p| p.key.as_str())
-        .filter(|k| !mapping.contains_key(*k))
-        .collect();
+    let missing: Vec<&str> =
+        template.parameters.iter().map(|p| p.key.as_str()).filter(|k| !mapping.contains_key(*k)).collect();
     if !missing.is_empty() {
         return Err(Invalid(format!(
             "variable_mapping must map every placeholder of template {}; missing: {}",
@@ -176,11 +165,8 @@ fn check_mapping(template: &Template, mapping: &BTreeMap<String, String>) -> Res
             missing.join(", ")
         )));
     }
-    let extra: Vec<&str> = mapping
-        .keys()
-        .map(String::as_str)
-        .filter(|k| !template.parameters.iter().any(|p| p.key == *k))
-        .collect();
+    let extra: Vec<&str> =
+        mapping.keys().map(String::as_str).filter(|k| !template.parameters.iter().any(|p| p.key == *k)).collect();
     if !extra.is_empty() {
         return Err(Invalid(format!(
             "variable_mapping has keys that are not placeholders of template {}: {}",
@@ -216,11 +202,7 @@ impl NewCampaign {
             read_count: 0,
             failed_count: 0,
             variable_mapping: self.variable_mapping,
-            scheduled_at: self
-                .scheduled_at
-                .as_deref()
-                .map(|t| parse_time("scheduled_at", t))
-                .transpose()?,
+            scheduled_at: self.scheduled_at.as_deref().map(|t| parse_time("scheduled_at", t)).transpose()?,
             started_at: None,
             completed_at: None,
             created_at: now.to_string(),
@@ -251,10 +233,7 @@ impl CampaignChanges {
             campaign.variable_mapping = v;
         }
         if let Some(v) = self.scheduled_at {
-            campaign.scheduled_at = v
-                .as_deref()
-                .map(|t| parse_time("scheduled_at", t))
-                .transpose()?;
+            campaign.scheduled_at = v.as_deref().map(|t| parse_time("scheduled_at", t)).transpose()?;
         }
         campaign.updated_at = now.to_string();
         Ok(())
@@ -293,10 +272,7 @@ mod tests {
     }
 
     fn mapping(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     #[test]
@@ -308,12 +284,7 @@ mod tests {
         let short = mapping(&[("1", "name"), ("2", "code")]);
         let e = check_references("a1", Some(&a), "t1", Some(&t), &short).unwrap_err();
         assert!(e.0.contains("missing: header.1"), "{}", e.0);
-        let extra = mapping(&[
-            ("header.1", "name"),
-            ("1", "name"),
-            ("2", "code"),
-            ("3", "x"),
-        ]);
+        let extra = mapping(&[("header.1", "name"), ("1", "name"), ("2", "code"), ("3", "x")]);
         let e = check_references("a1", Some(&a), "t1", Some(&t), &extra).unwrap_err();
         assert!(e.0.contains(": 3"), "{}", e.0);
         assert_eq!(required_fields(&full), ["code", "name"]);
@@ -329,8 +300,7 @@ mod tests {
         assert!(e.0.starts_with("template_id"));
         let e = check_references("a2", Some(&account()), "t1", Some(&t), &m).unwrap_err();
         assert!(e.0.contains("another account"));
-        let e = check_references("a1", Some(&account()), "t1", Some(&template("PENDING")), &m)
-            .unwrap_err();
+        let e = check_references("a1", Some(&account()), "t1", Some(&template("PENDING")), &m).unwrap_err();
         assert!(e.0.contains("PENDING"), "{}", e.0);
         let _ = ParameterFormat::Positional;
     }

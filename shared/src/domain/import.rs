@@ -65,55 +65,33 @@ impl ImportPlan {
 
 fn check_field_name(name: &str) -> Result<(), Invalid> {
     if name.is_empty() {
-        return Err(Invalid(
-            "every column needs a name in the header row".into(),
-        ));
+        return Err(Invalid("every column needs a name in the header row".into()));
     }
     if name.chars().count() > MAX_FIELD_NAME_CHARS {
-        return Err(Invalid(format!(
-            "column '{name}' has a name longer than {MAX_FIELD_NAME_CHARS} characters"
-        )));
+        return Err(Invalid(format!("column '{name}' has a name longer than {MAX_FIELD_NAME_CHARS} characters")));
     }
     if RESERVED_FIELDS.contains(&name) {
-        return Err(Invalid(format!(
-            "column '{name}' is reserved for the recipient's own data; rename it"
-        )));
+        return Err(Invalid(format!("column '{name}' is reserved for the recipient's own data; rename it")));
     }
     Ok(())
 }
 
 fn phone_column(names: &[String]) -> Option<usize> {
-    PHONE_ALIASES
-        .iter()
-        .find_map(|alias| names.iter().position(|n| n.eq_ignore_ascii_case(alias)))
+    PHONE_ALIASES.iter().find_map(|alias| names.iter().position(|n| n.eq_ignore_ascii_case(alias)))
 }
 
 /// Reads CSV: a header row, then one recipient per record. Quoted fields, embedded commas and
 /// newlines, CRLF and a UTF-8 byte-order mark are handled by the `csv` crate.
 pub fn parse_csv(body: &[u8]) -> Result<Vec<RawRow>, Invalid> {
     let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
-    let mut reader = csv::ReaderBuilder::new()
-        .flexible(true)
-        .has_headers(true)
-        .from_reader(body);
-    let header = reader
-        .byte_headers()
-        .map_err(|e| Invalid(format!("the CSV header row cannot be read: {e}")))?
-        .clone();
-    let names: Vec<String> = header
-        .iter()
-        .map(|h| String::from_utf8_lossy(h).trim().to_string())
-        .collect();
+    let mut reader = csv::ReaderBuilder::new().flexible(true).has_headers(true).from_reader(body);
+    let header = reader.byte_headers().map_err(|e| Invalid(format!("the CSV header row cannot be read: {e}")))?.clone();
+    let names: Vec<String> = header.iter().map(|h| String::from_utf8_lossy(h).trim().to_string()).collect();
     if names.iter().all(String::is_empty) {
-        return Err(Invalid(
-            "the CSV file is empty; it needs a header row such as phone_number,name".into(),
-        ));
+        return Err(Invalid("the CSV file is empty; it needs a header row such as phone_number,name".into()));
     }
     if names.len() > MAX_COLUMNS {
-        return Err(Invalid(format!(
-            "the CSV file has {} columns; the limit is {MAX_COLUMNS}",
-            names.len()
-        )));
+        return Err(Invalid(format!("the CSV file has {} columns; the limit is {MAX_COLUMNS}", names.len())));
     }
     let Some(phone_idx) = phone_column(&names) else {
         return Err(Invalid(format!(
@@ -133,12 +111,7 @@ pub fn parse_csv(body: &[u8]) -> Result<Vec<RawRow>, Invalid> {
     let mut rows = Vec::new();
     for (i, record) in reader.byte_records().enumerate() {
         let number = i + 1;
-        let mut row = RawRow {
-            number,
-            phone: None,
-            fields: BTreeMap::new(),
-            unreadable: None,
-        };
+        let mut row = RawRow { number, phone: None, fields: BTreeMap::new(), unreadable: None };
         match record {
             Err(e) => row.unreadable = Some(format!("row cannot be read: {e}")),
             Ok(rec) => {
@@ -178,31 +151,19 @@ pub fn parse_csv(body: &[u8]) -> Result<Vec<RawRow>, Invalid> {
 /// Reads the JSON body `{"recipients":[{"phone_number":"+1…","name":"…"},…]}`. Numbers and
 /// booleans become text; `null` means absent.
 pub fn parse_json(body: &[u8]) -> Result<Vec<RawRow>, JsonBodyError> {
-    let value: Value =
-        serde_json::from_slice(body).map_err(|e| JsonBodyError::Malformed(e.to_string()))?;
+    let value: Value = serde_json::from_slice(body).map_err(|e| JsonBodyError::Malformed(e.to_string()))?;
     let Value::Object(mut top) = value else {
-        return Err(JsonBodyError::Invalid(
-            "the body must be an object with a recipients array".into(),
-        ));
+        return Err(JsonBodyError::Invalid("the body must be an object with a recipients array".into()));
     };
     if let Some(k) = top.keys().find(|k| *k != "recipients") {
-        return Err(JsonBodyError::Invalid(format!(
-            "unknown field '{k}': the body takes only recipients"
-        )));
+        return Err(JsonBodyError::Invalid(format!("unknown field '{k}': the body takes only recipients")));
     }
     let Some(Value::Array(items)) = top.remove("recipients") else {
-        return Err(JsonBodyError::Invalid(
-            "recipients must be an array of objects".into(),
-        ));
+        return Err(JsonBodyError::Invalid("recipients must be an array of objects".into()));
     };
     let mut rows = Vec::with_capacity(items.len());
     for (i, item) in items.into_iter().enumerate() {
-        let mut row = RawRow {
-            number: i + 1,
-            phone: None,
-            fields: BTreeMap::new(),
-            unreadable: None,
-        };
+        let mut row = RawRow { number: i + 1, phone: None, fields: BTreeMap::new(), unreadable: None };
         let Value::Object(obj) = item else {
             row.unreadable = Some("recipient must be an object".into());
             rows.push(row);
@@ -211,10 +172,7 @@ pub fn parse_json(body: &[u8]) -> Result<Vec<RawRow>, JsonBodyError> {
         if obj.len() > MAX_COLUMNS {
             row.unreadable = Some(format!("recipient has more than {MAX_COLUMNS} fields"));
         }
-        let phone_key = PHONE_ALIASES
-            .iter()
-            .find(|a| obj.contains_key(**a))
-            .copied();
+        let phone_key = PHONE_ALIASES.iter().find(|a| obj.contains_key(**a)).copied();
         for (k, v) in obj {
             let text = match v {
                 Value::Null => continue,
@@ -222,8 +180,7 @@ pub fn parse_json(body: &[u8]) -> Result<Vec<RawRow>, JsonBodyError> {
                 Value::Number(n) => n.to_string(),
                 Value::Bool(b) => b.to_string(),
                 Value::Array(_) | Value::Object(_) => {
-                    row.unreadable =
-                        Some(format!("field '{k}' must be text, a number or a boolean"));
+                    row.unreadable = Some(format!("field '{k}' must be text, a number or a boolean"));
                     continue;
                 }
             };
@@ -277,16 +234,8 @@ pub fn plan(rows: Vec<RawRow>, required: &[String], phones: &PhoneParser) -> Imp
             );
             continue;
         }
-        if let Some((k, _)) = row
-            .fields
-            .iter()
-            .find(|(_, v)| v.chars().count() > MAX_VALUE_CHARS)
-        {
-            plan.reject(
-                row.number,
-                format!("field '{k}' is longer than {MAX_VALUE_CHARS} characters"),
-                true,
-            );
+        if let Some((k, _)) = row.fields.iter().find(|(_, v)| v.chars().count() > MAX_VALUE_CHARS) {
+            plan.reject(row.number, format!("field '{k}' is longer than {MAX_VALUE_CHARS} characters"), true);
             continue;
         }
         if let Some(first) = seen.get(&phone) {
@@ -294,11 +243,7 @@ pub fn plan(rows: Vec<RawRow>, required: &[String], phones: &PhoneParser) -> Imp
             continue;
         }
         seen.insert(phone.clone(), row.number);
-        plan.accepted.push(Accepted {
-            row: row.number,
-            phone,
-            fields: row.fields,
-        });
+        plan.accepted.push(Accepted { row: row.number, phone, fields: row.fields });
     }
     plan
 }
@@ -337,30 +282,10 @@ mod tests {
     #[test]
     fn csv_header_problems_are_refused() {
         assert!(parse_csv(b"").unwrap_err().0.contains("empty"));
-        assert!(
-            parse_csv(b"name,code\nJohn,1\n")
-                .unwrap_err()
-                .0
-                .contains("no phone column")
-        );
-        assert!(
-            parse_csv(b"phone,status\n1,2\n")
-                .unwrap_err()
-                .0
-                .contains("reserved")
-        );
-        assert!(
-            parse_csv(b"phone,a,a\n1,2,3\n")
-                .unwrap_err()
-                .0
-                .contains("twice")
-        );
-        assert!(
-            parse_csv(b"phone,,b\n1,2,3\n")
-                .unwrap_err()
-                .0
-                .contains("needs a name")
-        );
+        assert!(parse_csv(b"name,code\nJohn,1\n").unwrap_err().0.contains("no phone column"));
+        assert!(parse_csv(b"phone,status\n1,2\n").unwrap_err().0.contains("reserved"));
+        assert!(parse_csv(b"phone,a,a\n1,2,3\n").unwrap_err().0.contains("twice"));
+        assert!(parse_csv(b"phone,,b\n1,2,3\n").unwrap_err().0.contains("needs a name"));
     }
 
     #[test]
@@ -371,16 +296,8 @@ mod tests {
         assert_eq!((p.accepted.len(), p.invalid, p.duplicates), (1, 4, 1));
         let rows: Vec<_> = p.errors.iter().map(|e| e.row).collect();
         assert_eq!(rows, [2, 3, 4, 5, 6]);
-        assert!(
-            p.errors[1].reason.contains("'name' is missing"),
-            "{:?}",
-            p.errors[1]
-        );
-        assert!(
-            p.errors[2].reason.contains("repeats row 1"),
-            "{:?}",
-            p.errors[2]
-        );
+        assert!(p.errors[1].reason.contains("'name' is missing"), "{:?}", p.errors[1]);
+        assert!(p.errors[2].reason.contains("repeats row 1"), "{:?}", p.errors[2]);
         assert!(p.errors[3].reason.contains("3 values"), "{:?}", p.errors[3]);
         assert!(p.errors[4].reason.contains("UTF-8"), "{:?}", p.errors[4]);
     }
@@ -393,18 +310,9 @@ mod tests {
         }
         let p = plan(parse_csv(csv.as_bytes()).unwrap(), &[], &us());
         assert_eq!((p.invalid, p.errors.len()), (150, MAX_REPORTED_ERRORS));
-        let merged = merge_errors(
-            p.errors,
-            vec![Rejection {
-                row: 1,
-                reason: "x".into(),
-            }],
-        );
+        let merged = merge_errors(p.errors, vec![Rejection { row: 1, reason: "x".into() }]);
         assert_eq!(merged.len(), MAX_REPORTED_ERRORS);
-        assert_eq!(
-            (merged[1].row, merged[1].reason.as_str(), merged[2].row),
-            (1, "x", 2)
-        );
+        assert_eq!((merged[1].row, merged[1].reason.as_str(), merged[2].row), (1, "x", 2));
     }
 
     #[test]
@@ -422,12 +330,7 @@ mod tests {
         let p = plan(rows, &["name".to_string()], &us());
         assert_eq!((p.accepted.len(), p.invalid), (2, 2));
         assert!(matches!(parse_json(b"{"), Err(JsonBodyError::Malformed(_))));
-        assert!(matches!(
-            parse_json(br#"{"recipients":{}}"#),
-            Err(JsonBodyError::Invalid(_))
-        ));
-        assert!(
-            matches!(parse_json(br#"{"people":[]}"#), Err(JsonBodyError::Invalid(m)) if m.contains("people"))
-        );
+        assert!(matches!(parse_json(br#"{"recipients":{}}"#), Err(JsonBodyError::Invalid(_))));
+        assert!(matches!(parse_json(br#"{"people":[]}"#), Err(JsonBodyError::Invalid(m)) if m.contains("people")));
     }
 }

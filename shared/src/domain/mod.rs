@@ -21,29 +21,21 @@ pub fn now() -> String {
 
 /// Reads an RFC 3339 time with any offset and returns it in UTC.
 pub fn parse_time(field: &str, value: &str) -> Result<String, crate::error::Invalid> {
-    DateTime::parse_from_rfc3339(value.trim())
-        .map(|t| format_time(t.with_timezone(&Utc)))
-        .map_err(|_| {
-            crate::error::Invalid(format!(
-                "{field} must be an RFC 3339 date-time such as 2024-01-01T10:00:00Z or 2024-01-01T11:00:00+01:00"
-            ))
-        })
+    DateTime::parse_from_rfc3339(value.trim()).map(|t| format_time(t.with_timezone(&Utc))).map_err(|_| {
+        crate::error::Invalid(format!(
+            "{field} must be an RFC 3339 date-time such as 2024-01-01T10:00:00Z or 2024-01-01T11:00:00+01:00"
+        ))
+    })
 }
 
 /// A required text field: trimmed, non-empty, at most `max` characters.
-pub fn required_text(
-    field: &str,
-    value: &str,
-    max: usize,
-) -> Result<String, crate::error::Invalid> {
+pub fn required_text(field: &str, value: &str, max: usize) -> Result<String, crate::error::Invalid> {
     let v = value.trim();
     if v.is_empty() {
         return Err(crate::error::Invalid(format!("{field} must not be empty")));
     }
     if v.chars().count() > max {
-        return Err(crate::error::Invalid(format!(
-            "{field} must be at most {max} characters"
-        )));
+        return Err(crate::error::Invalid(format!("{field} must be at most {max} characters")));
     }
     Ok(v.to_string())
 }
@@ -54,14 +46,8 @@ mod tests {
 
     #[test]
     fn times_are_returned_in_utc() {
-        assert_eq!(
-            parse_time("t", "2027-01-01T09:00:00+01:00").unwrap(),
-            "2027-01-01T08:00:00Z"
-        );
-        assert_eq!(
-            parse_time("t", "2027-01-01T09:00:00.5-02:30").unwrap(),
-            "2027-01-01T11:30:00Z"
-        );
+        assert_eq!(parse_time("t", "2027-01-01T09:00:00+01:00").unwrap(), "2027-01-01T08:00:00Z");
+        assert_eq!(parse_time("t", "2027-01-01T09:00:00.5-02:30").unwrap(), "2027-01-01T11:30:00Z");
         let err = parse_time("scheduled_at", "tomorrow").unwrap_err();
         assert!(err.0.starts_with("scheduled_at must be"));
     }
@@ -69,17 +55,7 @@ mod tests {
     #[test]
     fn required_text_trims_and_limits() {
         assert_eq!(required_text("name", "  a ", 5).unwrap(), "a");
-        assert!(
-            required_text("name", "   ", 5)
-                .unwrap_err()
-                .0
-                .contains("name must not be empty")
-        );
-        assert!(
-            required_text("name", "abcdef", 5)
-                .unwrap_err()
-                .0
-                .contains("at most 5")
-        );
+        assert!(required_text("name", "   ", 5).unwrap_err().0.contains("name must not be empty"));
+        assert!(required_text("name", "abcdef", 5).unwrap_err().0.contains("at most 5"));
     }
 }

@@ -13,9 +13,7 @@ pub struct PhoneParser {
 impl PhoneParser {
     /// `region` is an ISO 3166 code (`US`, `DE`); an unknown one means only `+`-numbers parse.
     pub fn new(region: &str) -> Self {
-        PhoneParser {
-            region: region.trim().to_uppercase().parse::<Id>().ok(),
-        }
+        PhoneParser { region: region.trim().to_uppercase().parse::<Id>().ok() }
     }
 
     pub fn region_known(&self) -> bool {
@@ -31,8 +29,7 @@ impl PhoneParser {
         if raw.len() > 40 {
             return Err("phone number is too long");
         }
-        let number =
-            phonenumber::parse(self.region, raw).map_err(|_| "phone number cannot be read")?;
+        let number = phonenumber::parse(self.region, raw).map_err(|_| "phone number cannot be read")?;
         if !phonenumber::is_valid(&number) {
             return Err("phone number is not a valid number");
         }

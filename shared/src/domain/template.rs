@@ -155,9 +155,7 @@ fn placeholders(component: &str, text: &str) -> Result<Vec<Placeholder>, Invalid
                 _ => return Err(bad_placeholder(component, inner)),
             }
         } else if inner.starts_with(|c: char| c.is_ascii_lowercase())
-            && inner
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            && inner.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
         {
             Placeholder::Named(inner.to_string())
         } else {
@@ -177,11 +175,7 @@ fn bad_placeholder(component: &str, inner: &str) -> Invalid {
 
 /// Checks the placeholders of one component against the template's format and returns their
 /// names in order: positional ones must be numbered 1..n without gaps, named ones are unique.
-fn component_names(
-    component: &str,
-    found: Vec<Placeholder>,
-    format: ParameterFormat,
-) -> Result<Vec<String>, Invalid> {
+fn component_names(component: &str, found: Vec<Placeholder>, format: ParameterFormat) -> Result<Vec<String>, Invalid> {
     let mut numbers = Vec::new();
     let mut names: Vec<String> = Vec::new();
     for p in found {
@@ -225,8 +219,8 @@ fn check_language(v: &str) -> Result<String, Invalid> {
     let v = v.trim();
     let (lang, region) = v.split_once('_').unwrap_or((v, ""));
     let lang_ok = (2..=3).contains(&lang.len()) && lang.chars().all(|c| c.is_ascii_lowercase());
-    let region_ok = region.is_empty()
-        || ((2..=4).contains(&region.len()) && region.chars().all(|c| c.is_ascii_alphanumeric()));
+    let region_ok =
+        region.is_empty() || ((2..=4).contains(&region.len()) && region.chars().all(|c| c.is_ascii_alphanumeric()));
     if !lang_ok || !region_ok || v.ends_with('_') {
         return Err(Invalid(format!(
             "language must be a WhatsApp language code such as en, en_US or pt_BR (got '{v}')"
@@ -237,10 +231,7 @@ fn check_language(v: &str) -> Result<String, Invalid> {
 
 fn check_name(v: &str) -> Result<String, Invalid> {
     let v = required_text("name", v, 512)?;
-    if !v
-        .chars()
-        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-    {
+    if !v.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
         return Err(Invalid(
             "name must use only lowercase letters, digits and underscores, as WhatsApp template names do".into(),
         ));
@@ -254,40 +245,27 @@ fn text_of<'a>(c: &'a Component, label: &str, max: usize) -> Result<&'a str, Inv
         return Err(Invalid(format!("{label} component needs a text")));
     }
     if text.chars().count() > max {
-        return Err(Invalid(format!(
-            "{label} text must be at most {max} characters"
-        )));
+        return Err(Invalid(format!("{label} text must be at most {max} characters")));
     }
     Ok(text)
 }
 
 /// Validates the components and derives the template's parameters, in the order a message
 /// carries them: header, body, then buttons.
-pub fn parse_parameters(
-    components: &[Component],
-    format: ParameterFormat,
-) -> Result<Vec<Parameter>, Invalid> {
+pub fn parse_parameters(components: &[Component], format: ParameterFormat) -> Result<Vec<Parameter>, Invalid> {
     let count = |k| components.iter().filter(|c| c.kind == k).count();
     if count(ComponentType::Body) != 1 {
         return Err(Invalid("components must contain exactly one BODY".into()));
     }
-    for (k, label) in [
-        (ComponentType::Header, "HEADER"),
-        (ComponentType::Footer, "FOOTER"),
-        (ComponentType::Buttons, "BUTTONS"),
-    ] {
+    for (k, label) in
+        [(ComponentType::Header, "HEADER"), (ComponentType::Footer, "FOOTER"), (ComponentType::Buttons, "BUTTONS")]
+    {
         if count(k) > 1 {
-            return Err(Invalid(format!(
-                "components may contain at most one {label}"
-            )));
+            return Err(Invalid(format!("components may contain at most one {label}")));
         }
     }
-    let param = |component: &str, key: String, name: String, index| Parameter {
-        key,
-        component: component.into(),
-        name,
-        index,
-    };
+    let param =
+        |component: &str, key: String, name: String, index| Parameter { key, component: component.into(), name, index };
     let mut header = Vec::new();
     let mut body = Vec::new();
     let mut buttons = Vec::new();
@@ -298,18 +276,11 @@ pub fn parse_parameters(
                 match fmt.as_str() {
                     "TEXT" => {
                         let text = text_of(c, "HEADER", MAX_HEADER_CHARS)?;
-                        let names =
-                            component_names("HEADER", placeholders("HEADER", text)?, format)?;
+                        let names = component_names("HEADER", placeholders("HEADER", text)?, format)?;
                         if names.len() > 1 {
-                            return Err(Invalid(
-                                "HEADER text may have at most one placeholder".into(),
-                            ));
+                            return Err(Invalid("HEADER text may have at most one placeholder".into()));
                         }
-                        header.extend(
-                            names
-                                .into_iter()
-                                .map(|n| param("HEADER", format!("header.{n}"), n, None)),
-                        );
+                        header.extend(names.into_iter().map(|n| param("HEADER", format!("header.{n}"), n, None)));
                     }
                     "IMAGE" | "VIDEO" | "DOCUMENT" | "LOCATION" => {}
                     other => {
@@ -333,9 +304,7 @@ pub fn parse_parameters(
             ComponentType::Buttons => {
                 let list = c.buttons.as_deref().unwrap_or_default();
                 if list.is_empty() || list.len() > MAX_BUTTONS {
-                    return Err(Invalid(format!(
-                        "BUTTONS must hold 1 to {MAX_BUTTONS} buttons"
-                    )));
+                    return Err(Invalid(format!("BUTTONS must hold 1 to {MAX_BUTTONS} buttons")));
                 }
                 for (i, b) in list.iter().enumerate() {
                     let label = format!("buttons[{i}]");
@@ -349,13 +318,9 @@ pub fn parse_parameters(
                             let found = placeholders(&format!("{label}.url"), url)?;
                             match found.as_slice() {
                                 [] => {}
-                                [Placeholder::Positional(1)] if url.ends_with("{{1}}") => buttons
-                                    .push(param(
-                                        "BUTTON",
-                                        format!("button.{i}"),
-                                        "1".into(),
-                                        Some(i),
-                                    )),
+                                [Placeholder::Positional(1)] if url.ends_with("{{1}}") => {
+                                    buttons.push(param("BUTTON", format!("button.{i}"), "1".into(), Some(i)))
+                                }
                                 _ => {
                                     return Err(Invalid(format!(
                                         "{label}.url may have one placeholder, {{{{1}}}}, at its end"
@@ -428,10 +393,7 @@ mod tests {
     #[test]
     fn named_parameters_keep_first_appearance_order() {
         let c = comps(json!([{"type":"BODY","text":"Hi {{first_name}}, {{code}} {{first_name}}"}]));
-        assert_eq!(
-            keys(parse_parameters(&c, ParameterFormat::Named)),
-            ["first_name", "code"]
-        );
+        assert_eq!(keys(parse_parameters(&c, ParameterFormat::Named)), ["first_name", "code"]);
     }
 
     #[test]
@@ -450,41 +412,20 @@ mod tests {
         let zero = comps(json!([{"type":"BODY","text":"Hi {{0}}"}]));
         assert!(parse_parameters(&zero, ParameterFormat::Positional).is_err());
         let open = comps(json!([{"type":"BODY","text":"Hi {{1"}]));
-        assert!(
-            parse_parameters(&open, ParameterFormat::Positional)
-                .unwrap_err()
-                .0
-                .contains("unclosed")
-        );
+        assert!(parse_parameters(&open, ParameterFormat::Positional).unwrap_err().0.contains("unclosed"));
     }
 
     #[test]
     fn structure_rules() {
         let none = comps(json!([{"type":"FOOTER","text":"x"}]));
-        assert!(
-            parse_parameters(&none, ParameterFormat::Positional)
-                .unwrap_err()
-                .0
-                .contains("BODY")
-        );
+        assert!(parse_parameters(&none, ParameterFormat::Positional).unwrap_err().0.contains("BODY"));
         let footer = comps(json!([{"type":"BODY","text":"x"},{"type":"FOOTER","text":"{{1}}"}]));
         assert!(parse_parameters(&footer, ParameterFormat::Positional).is_err());
-        let url = comps(
-            json!([{"type":"BODY","text":"x"},{"type":"BUTTONS","buttons":[
-            {"type":"URL","text":"Go","url":"https://x.example/{{1}}/y"}]}]),
-        );
-        assert!(
-            parse_parameters(&url, ParameterFormat::Positional)
-                .unwrap_err()
-                .0
-                .contains("buttons[0].url")
-        );
-        let image =
-            comps(json!([{"type":"HEADER","format":"IMAGE"},{"type":"BODY","text":"x {{1}}"}]));
-        assert_eq!(
-            keys(parse_parameters(&image, ParameterFormat::Positional)),
-            ["1"]
-        );
+        let url = comps(json!([{"type":"BODY","text":"x"},{"type":"BUTTONS","buttons":[
+            {"type":"URL","text":"Go","url":"https://x.example/{{1}}/y"}]}]));
+        assert!(parse_parameters(&url, ParameterFormat::Positional).unwrap_err().0.contains("buttons[0].url"));
+        let image = comps(json!([{"type":"HEADER","format":"IMAGE"},{"type":"BODY","text":"x {{1}}"}]));
+        assert_eq!(keys(parse_parameters(&image, ParameterFormat::Positional)), ["1"]);
     }
 
     #[test]

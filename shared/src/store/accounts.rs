@@ -32,33 +32,18 @@ impl Db {
 
     /// Writes the account and its token together; `must_exist` guards an update against a
     /// concurrent delete, `!must_exist` a create against an id collision.
-    pub async fn save_account(
-        &self,
-        a: &Account,
-        token: Option<&str>,
-        must_exist: bool,
-    ) -> StoreResult<()> {
-        let condition = if must_exist {
-            "attribute_exists(PK)"
-        } else {
-            "attribute_not_exists(PK)"
-        };
+    pub async fn save_account(&self, a: &Account, token: Option<&str>, must_exist: bool) -> StoreResult<()> {
+        let condition = if must_exist { "attribute_exists(PK)" } else { "attribute_not_exists(PK)" };
         let account = Put::builder()
             .table_name(&self.table)
             .set_item(Some(self.account_item(a)?))
             .condition_expression(condition)
             .build()
             .map_err(|e| StoreError::Dynamo(e.to_string()))?;
-        let mut tx = self
-            .client
-            .transact_write_items()
-            .transact_items(TransactWriteItem::builder().put(account).build());
+        let mut tx =
+            self.client.transact_write_items().transact_items(TransactWriteItem::builder().put(account).build());
         if let Some(t) = token {
-            tx = tx.transact_items(
-                TransactWriteItem::builder()
-                    .put(self.token_put(&a.id, t)?)
-                    .build(),
-            );
+            tx = tx.transact_items(TransactWriteItem::builder().put(self.token_put(&a.id, t)?).build());
         }
         tx.send().await?;
         Ok(())
@@ -83,22 +68,14 @@ impl Db {
         let (total, keys) = tokio::try_join!(self.count(q), self.query_page(q, page, limit))?;
         let keys = keys.into_iter().map(super::table_key).collect();
         let items = self.batch_get(keys, None).await?;
-        Ok(Page {
-            items: decode(items)?,
-            total,
-        })
+        Ok(Page { items: decode(items)?, total })
     }
 
     /// How many of the account's campaigns are in one of `statuses`.
-    pub async fn count_account_campaigns(
-        &self,
-        account_id: &str,
-        statuses: &[CampaignStatus],
-    ) -> StoreResult<u64> {
+    pub async fn count_account_campaigns(&self, account_id: &str, statuses: &[CampaignStatus]) -> StoreResult<u64> {
         let mut total = 0;
         for st in statuses {
-            let q = KeyQuery::index("GSI2", account_campaigns(account_id))
-                .with_prefix(format!("{}#", st.as_str()));
+            let q = KeyQuery::index("GSI2", account_campaigns(account_id)).with_prefix(format!("{}#", st.as_str()));
             total += self.count(&q).await?;
         }
         Ok(total)
@@ -107,12 +84,8 @@ impl Db {
     /// Removes the account, its token and its templates. Campaigns stay as history; they can no
     /// longer be started.
     pub async fn delete_account(&self, id: &str) -> StoreResult<()> {
-        let templates = self
-            .query_keys(&KeyQuery::index("GSI2", account_templates(id)))
-            .await?;
-        let mut keys = self
-            .query_keys(&KeyQuery::table(account_pk(id), ""))
-            .await?;
+        let templates = self.query_keys(&KeyQuery::index("GSI2", account_templates(id))).await?;
+        let mut keys = self.query_keys(&KeyQuery::table(account_pk(id), "")).await?;
         keys.extend(templates);
         self.delete_keys(keys).await?;
         Ok(())

@@ -44,8 +44,9 @@ impl Db {
         limit: u32,
     ) -> StoreResult<Page<Campaign>> {
         let q = match (account_id, status) {
-            (Some(a), Some(st)) => KeyQuery::index("GSI2", account_campaigns(a))
-                .with_prefix(format!("{}#", st.as_str())),
+            (Some(a), Some(st)) => {
+                KeyQuery::index("GSI2", account_campaigns(a)).with_prefix(format!("{}#", st.as_str()))
+            }
             (Some(a), None) => KeyQuery::index("GSI2", account_campaigns(a)),
             (None, Some(st)) => KeyQuery::index("GSI3", campaigns_in_status(st.as_str())),
             (None, None) => KeyQuery::index("GSI1", ALL_CAMPAIGNS.into()),
@@ -61,22 +62,12 @@ impl Db {
             ("account_id", s(&c.account_id)),
             ("template_id", s(&c.template_id)),
             ("template_name", s(&c.template_name)),
-            (
-                "variable_mapping",
-                serde_dynamo::to_attribute_value(&c.variable_mapping)?,
-            ),
-            (
-                "scheduled_at",
-                serde_dynamo::to_attribute_value(&c.scheduled_at)?,
-            ),
+            ("variable_mapping", serde_dynamo::to_attribute_value(&c.variable_mapping)?),
+            ("scheduled_at", serde_dynamo::to_attribute_value(&c.scheduled_at)?),
             ("updated_at", s(&c.updated_at)),
         ];
         values.extend(index_keys(c).into_iter().map(|(k, v)| (k, s(v))));
-        let set: Vec<String> = values
-            .iter()
-            .enumerate()
-            .map(|(i, _)| format!("#f{i} = :v{i}"))
-            .collect();
+        let set: Vec<String> = values.iter().enumerate().map(|(i, _)| format!("#f{i} = :v{i}")).collect();
         let mut req = self
             .client
             .update_item()
@@ -89,9 +80,7 @@ impl Db {
             .expression_attribute_values(":draft", s(CampaignStatus::Draft.as_str()))
             .return_values(ReturnValue::AllNew);
         for (i, (k, v)) in values.into_iter().enumerate() {
-            req = req
-                .expression_attribute_names(format!("#f{i}"), k)
-                .expression_attribute_values(format!(":v{i}"), v);
+            req = req.expression_attribute_names(format!("#f{i}"), k).expression_attribute_values(format!(":v{i}"), v);
         }
         let out = req.send().await?;
         decode_one(out.attributes)
@@ -120,9 +109,7 @@ impl Db {
     /// Deletes the recipients first and the campaign last, so an interrupted delete can be
     /// repeated until it completes.
     pub async fn delete_campaign(&self, id: &str) -> StoreResult<()> {
-        let recipients = self
-            .query_keys(&KeyQuery::table(campaign_pk(id), RECIPIENT_PREFIX))
-            .await?;
+        let recipients = self.query_keys(&KeyQuery::table(campaign_pk(id), RECIPIENT_PREFIX)).await?;
         self.delete_keys(recipients).await?;
         self.client
             .delete_item()

@@ -35,30 +35,21 @@ pub enum StoreError {
     Corrupt(String),
 }
 
-impl<E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static, R: std::fmt::Debug>
-    From<SdkError<E, R>> for StoreError
+impl<E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static, R: std::fmt::Debug> From<SdkError<E, R>>
+    for StoreError
 {
     fn from(e: SdkError<E, R>) -> Self {
-        let code = e
-            .as_service_error()
-            .and_then(|s| s.code())
-            .unwrap_or_default();
+        let code = e.as_service_error().and_then(|s| s.code()).unwrap_or_default();
         if code == "ConditionalCheckFailedException" {
             return StoreError::ConditionFailed;
         }
         if code == "TransactionCanceledException" {
-            let msg = e
-                .as_service_error()
-                .and_then(|s| s.message())
-                .unwrap_or_default();
+            let msg = e.as_service_error().and_then(|s| s.message()).unwrap_or_default();
             if msg.contains("ConditionalCheckFailed") {
                 return StoreError::ConditionFailed;
             }
         }
-        StoreError::Dynamo(format!(
-            "{}",
-            aws_sdk_dynamodb::error::DisplayErrorContext(&e)
-        ))
+        StoreError::Dynamo(format!("{}", aws_sdk_dynamodb::error::DisplayErrorContext(&e)))
     }
 }
 
@@ -120,12 +111,7 @@ impl KeyQuery {
     }
 
     pub fn table(pk: String, sk_prefix: &str) -> Self {
-        KeyQuery {
-            index: None,
-            pk: ("PK", pk),
-            sk_prefix: Some(("SK", sk_prefix.to_string())),
-            newest_first: false,
-        }
+        KeyQuery { index: None, pk: ("PK", pk), sk_prefix: Some(("SK", sk_prefix.to_string())), newest_first: false }
     }
 
     pub fn with_prefix(mut self, prefix: String) -> Self {
@@ -138,10 +124,7 @@ impl KeyQuery {
 
 impl Db {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
-        Db {
-            client,
-            table: table.into(),
-        }
+        Db { client, table: table.into() }
     }
 
     pub fn client(&self) -> &Client {
@@ -152,11 +135,7 @@ impl Db {
         &self.table
     }
 
-    pub(crate) async fn get<T: DeserializeOwned>(
-        &self,
-        pk: String,
-        sk: &str,
-    ) -> StoreResult<Option<T>> {
+    pub(crate) async fn get<T: DeserializeOwned>(&self, pk: String, sk: &str) -> StoreResult<Option<T>> {
         let out = self
             .client
             .get_item()
@@ -166,17 +145,11 @@ impl Db {
             .consistent_read(true)
             .send()
             .await?;
-        out.item
-            .map(|i| serde_dynamo::from_item(i).map_err(StoreError::from))
-            .transpose()
+        out.item.map(|i| serde_dynamo::from_item(i).map_err(StoreError::from)).transpose()
     }
 
     /// Serialises `value` and adds the key attributes.
-    pub(crate) fn item<T: Serialize>(
-        &self,
-        value: &T,
-        keys: Vec<(&str, String)>,
-    ) -> StoreResult<Item> {
+    pub(crate) fn item<T: Serialize>(&self, value: &T, keys: Vec<(&str, String)>) -> StoreResult<Item> {
         let mut item: Item = serde_dynamo::to_item(value)?;
         for (k, v) in keys {
             item.insert(k.to_string(), s(v));
@@ -184,10 +157,7 @@ impl Db {
         Ok(item)
     }
 
-    fn query(
-        &self,
-        q: &KeyQuery,
-    ) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder {
+    fn query(&self, q: &KeyQuery) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder {
         let mut b = self
             .client
             .query()
@@ -213,12 +183,7 @@ impl Db {
         let mut total = 0u64;
         let mut start = None;
         loop {
-            let out = self
-                .query(q)
-                .select(Select::Count)
-                .set_exclusive_start_key(start)
-                .send()
-                .await?;
+            let out = self.query(q).select(Select::Count).set_exclusive_start_key(start).send().await?;
             total += out.count as u64;
             start = out.last_evaluated_key;
             if start.is_none() {
@@ -229,23 +194,12 @@ impl Db {
 
     /// The items (or, on a keys-only index, the keys) of page `page` of size `limit`. Earlier
     /// pages are skipped with counting queries, so no item of them crosses the network.
-    pub(crate) async fn query_page(
-        &self,
-        q: &KeyQuery,
-        page: u32,
-        limit: u32,
-    ) -> StoreResult<Vec<Item>> {
+    pub(crate) async fn query_page(&self, q: &KeyQuery, page: u32, limit: u32) -> StoreResult<Vec<Item>> {
         let mut skip = (page as u64 - 1) * limit as u64;
         let mut start = None;
         while skip > 0 {
             let step = skip.min(i32::MAX as u64) as i32;
-            let out = self
-                .query(q)
-                .select(Select::Count)
-                .limit(step)
-                .set_exclusive_start_key(start)
-                .send()
-                .await?;
+            let out = self.query(q).select(Select::Count).limit(step).set_exclusive_start_key(start).send().await?;
             skip -= (out.count as u64).min(skip);
             start = out.last_evaluated_key;
             if start.is_none() {
@@ -255,12 +209,7 @@ impl Db {
         let mut items = Vec::with_capacity(limit as usize);
         loop {
             let want = limit as usize - items.len();
-            let out = self
-                .query(q)
-                .limit(want as i32)
-                .set_exclusive_start_key(start)
-                .send()
-                .await?;
+            let out = self.query(q).limit(want as i32).set_exclusive_start_key(start).send().await?;
             items.extend(out.items.unwrap_or_default());
             start = out.last_evaluated_key;
             if start.is_none() || items.len() >= limit as usize {
@@ -274,12 +223,7 @@ impl Db {
         let mut keys = Vec::new();
         let mut start = None;
         loop {
-            let out = self
-                .query(q)
-                .projection_expression("PK, SK")
-                .set_exclusive_start_key(start)
-                .send()
-                .await?;
+            let out = self.query(q).projection_expression("PK, SK").set_exclusive_start_key(start).send().await?;
             keys.extend(out.items.unwrap_or_default().into_iter().map(table_key));
             start = out.last_evaluated_key;
             if start.is_none() {
@@ -289,33 +233,19 @@ impl Db {
     }
 
     /// Reads items by key in batches of 100 and returns them in the order of `keys`.
-    pub(crate) async fn batch_get(
-        &self,
-        keys: Vec<Item>,
-        projection: Option<&str>,
-    ) -> StoreResult<Vec<Item>> {
+    pub(crate) async fn batch_get(&self, keys: Vec<Item>, projection: Option<&str>) -> StoreResult<Vec<Item>> {
         let chunks: Vec<Vec<Item>> = keys.chunks(100).map(<[Item]>::to_vec).collect();
         let found: Vec<Vec<Item>> = stream::iter(chunks)
             .map(|chunk| self.batch_get_chunk(chunk, projection))
             .buffered(BATCH_CONCURRENCY)
             .try_collect()
             .await?;
-        let mut by_key: HashMap<(String, String), Item> = found
-            .into_iter()
-            .flatten()
-            .map(|i| (key_pair(&i), i))
-            .collect();
-        Ok(keys
-            .iter()
-            .filter_map(|k| by_key.remove(&key_pair(k)))
-            .collect())
+        let mut by_key: HashMap<(String, String), Item> =
+            found.into_iter().flatten().map(|i| (key_pair(&i), i)).collect();
+        Ok(keys.iter().filter_map(|k| by_key.remove(&key_pair(k))).collect())
     }
 
-    async fn batch_get_chunk(
-        &self,
-        mut keys: Vec<Item>,
-        projection: Option<&str>,
-    ) -> StoreResult<Vec<Item>> {
+    async fn batch_get_chunk(&self, mut keys: Vec<Item>, projection: Option<&str>) -> StoreResult<Vec<Item>> {
         let mut items = Vec::with_capacity(keys.len());
         let mut attempt = 0;
         while !keys.is_empty() {
@@ -325,20 +255,11 @@ impl Db {
                 .set_projection_expression(projection.map(str::to_string))
                 .build()
                 .map_err(|e| StoreError::Dynamo(e.to_string()))?;
-            let out = self
-                .client
-                .batch_get_item()
-                .request_items(&self.table, ka)
-                .send()
-                .await?;
+            let out = self.client.batch_get_item().request_items(&self.table, ka).send().await?;
             if let Some(mut r) = out.responses {
                 items.extend(r.remove(&self.table).unwrap_or_default());
             }
-            keys = out
-                .unprocessed_keys
-                .and_then(|mut u| u.remove(&self.table))
-                .map(|ka| ka.keys)
-                .unwrap_or_default();
+            keys = out.unprocessed_keys.and_then(|mut u| u.remove(&self.table)).map(|ka| ka.keys).unwrap_or_default();
             attempt += 1;
             backoff(attempt, !keys.is_empty()).await?;
         }
@@ -347,15 +268,10 @@ impl Db {
 
     /// Writes (puts or deletes) in batches of 25, several batches at once. Returns how many
     /// requests were written; on an error, how many had been written before it.
-    pub(crate) async fn batch_write(
-        &self,
-        requests: Vec<WriteRequest>,
-    ) -> Result<usize, (usize, StoreError)> {
-        let chunks: Vec<Vec<WriteRequest>> =
-            requests.chunks(25).map(<[WriteRequest]>::to_vec).collect();
-        let mut results = stream::iter(chunks)
-            .map(|chunk| self.batch_write_chunk(chunk))
-            .buffer_unordered(BATCH_CONCURRENCY);
+    pub(crate) async fn batch_write(&self, requests: Vec<WriteRequest>) -> Result<usize, (usize, StoreError)> {
+        let chunks: Vec<Vec<WriteRequest>> = requests.chunks(25).map(<[WriteRequest]>::to_vec).collect();
+        let mut results =
+            stream::iter(chunks).map(|chunk| self.batch_write_chunk(chunk)).buffer_unordered(BATCH_CONCURRENCY);
         let mut written = 0;
         let mut first_error = None;
         while let Some(r) = results.next().await {
@@ -373,10 +289,7 @@ impl Db {
         }
     }
 
-    async fn batch_write_chunk(
-        &self,
-        mut requests: Vec<WriteRequest>,
-    ) -> Result<usize, (usize, StoreError)> {
+    async fn batch_write_chunk(&self, mut requests: Vec<WriteRequest>) -> Result<usize, (usize, StoreError)> {
         let total = requests.len();
         let mut attempt = 0;
         while !requests.is_empty() {
@@ -387,14 +300,9 @@ impl Db {
                 .send()
                 .await
                 .map_err(|e| (total - requests.len(), StoreError::from(e)))?;
-            requests = out
-                .unprocessed_items
-                .and_then(|mut u| u.remove(&self.table))
-                .unwrap_or_default();
+            requests = out.unprocessed_items.and_then(|mut u| u.remove(&self.table)).unwrap_or_default();
             attempt += 1;
-            backoff(attempt, !requests.is_empty())
-                .await
-                .map_err(|e| (total - requests.len(), e))?;
+            backoff(attempt, !requests.is_empty()).await.map_err(|e| (total - requests.len(), e))?;
         }
         Ok(total)
     }
@@ -420,21 +328,14 @@ async fn backoff(attempt: u32, more: bool) -> StoreResult<()> {
         return Ok(());
     }
     if attempt > 10 {
-        return Err(StoreError::Dynamo(
-            "batch items stayed unprocessed after 10 attempts".into(),
-        ));
+        return Err(StoreError::Dynamo("batch items stayed unprocessed after 10 attempts".into()));
     }
     tokio::time::sleep(Duration::from_millis(25 * (1 << attempt.min(6)))).await;
     Ok(())
 }
 
 fn key_pair(item: &Item) -> (String, String) {
-    let get = |k: &str| {
-        item.get(k)
-            .and_then(|v| v.as_s().ok())
-            .cloned()
-            .unwrap_or_default()
-    };
+    let get = |k: &str| item.get(k).and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
     (get("PK"), get("SK"))
 }
 
@@ -445,8 +346,5 @@ pub(crate) fn table_key(mut item: Item) -> Item {
 }
 
 pub(crate) fn decode<T: DeserializeOwned>(items: Vec<Item>) -> StoreResult<Vec<T>> {
-    items
-        .into_iter()
-        .map(|i| serde_dynamo::from_item(i).map_err(StoreError::from))
-        .collect()
+    items.into_iter().map(|i| serde_dynamo::from_item(i).map_err(StoreError::from)).collect()
 }

@@ -4,7 +4,7 @@ use aws_sdk_dynamodb::types::{PutRequest, ReturnValue, WriteRequest};
 
 use super::campaigns::decode_one;
 use super::keys::*;
-use super::{Db, KeyQuery, Page, StoreError, StoreResult, decode, n, s};
+use super::{Db, Item, KeyQuery, Page, StoreError, StoreResult, decode, n, s};
 use crate::domain::campaign::{Campaign, CampaignStatus};
 use crate::domain::import::Accepted;
 use crate::domain::recipient::{Recipient, RecipientStatus};
@@ -45,26 +45,20 @@ impl Db {
             .return_values(ReturnValue::AllNew)
             .send()
             .await?;
-        Ok(ImportLock {
-            campaign: decode_one(out.attributes)?,
-            token,
-        })
+        Ok(ImportLock { campaign: decode_one(out.attributes)?, token })
     }
 
     /// Adds what the import wrote to `total_recipients` and releases the lock.
-    pub async fn finish_import(
-        &self,
-        lock: &ImportLock,
-        added: usize,
-        now: &str,
-    ) -> StoreResult<Campaign> {
+    pub async fn finish_import(&self, lock: &ImportLock, added: usize, now: &str) -> StoreResult<Campaign> {
         let out = self
             .client
             .update_item()
             .table_name(&self.table)
             .key("PK", s(campaign_pk(&lock.campaign.id)))
             .key("SK", s(CAMPAIGN_SK))
-            .update_expression("ADD total_recipients :added SET updated_at = :now REMOVE import_lock, import_lock_until")
+            .update_expression(
+                "ADD total_recipients :added SET updated_at = :now REMOVE import_lock, import_lock_until",
+            )
             .condition_expression("import_lock = :token")
             .expression_attribute_values(":added", n(added))
             .expression_attribute_values(":now", s(now))
@@ -75,33 +69,15 @@ impl Db {
         decode_one(out.attributes)
     }
 
-    /// The numbers among `phones` that the campaign already holds.
-    pub async fn existing_phones(
-        &self,
-        campaign_id: &str,
-        phones: &[&str],
-    ) -> StoreResult<HashSet<String>> {
-        let keys = phones
-            .iter()
-            .map(|p| {
-                [
-                    ("PK".to_string(), s(campaign_pk(campaign_id))),
-                    ("SK".to_string(), s(recipient_sk(p))),
-                ]
-                .into()
-            })
-            .collect();
-        let found = self.batch_get(keys, Some("PK, SK")).await?;
-        Ok(found
-            .iter()
-            .filter_map(|i| {
-                i.get("SK")?
-                    .as_s()
-                    .ok()?
-                    .strip_prefix(RECIPIENT_PREFIX)
-                    .map(str::to_string)
-            })
-            .collect())
+    /// The numbers among `phones` that the campaign already holds, looked up by key in
+    /// parallel batches (reading the whole campaign instead would be sequential pages).
+    pub async fn existing_phones(&self, campaign_id: &str, phones: &[&str]) -> StoreResult<HashSet<String>> {
+        let phone_of = |item: &Item| item.get("SK")?.as_s().ok()?.strip_prefix(RECIPIENT_PREFIX).map(str::to_string);
+        let pk = s(campaign_pk(campaign_id));
+        let keys =
+            phones.iter().map(|p| [("PK".to_string(), pk.clone()), ("SK".to_string(), s(recipient_sk(p)))].into());
+        let found = self.batch_get(keys.collect(), Some("PK, SK")).await?;
+        Ok(found.iter().filter_map(phone_of).collect())
     }
 
     /// Writes new pending recipients. Returns how many were written (also on error).
@@ -158,14 +134,10 @@ impl Db {
             None => {
                 let q = KeyQuery::table(campaign_pk(&campaign.id), RECIPIENT_PREFIX);
                 let items = self.query_page(&q, page, limit).await?;
-                Ok(Page {
-                    items: decode(items)?,
-                    total: campaign.total_recipients,
-                })
+                Ok(Page { items: decode(items)?, total: campaign.total_recipients })
             }
             Some(st) => {
-                let mut q =
-                    KeyQuery::index("GSI2", recipients_in_status(&campaign.id, st.as_str()));
+                let mut q = KeyQuery::index("GSI2", recipients_in_status(&campaign.id, st.as_str()));
                 q.newest_first = false;
                 self.list_indexed(&q, page, limit).await
             }

@@ -47,12 +47,7 @@ impl Db {
         self.get(template_pk(id), TEMPLATE_SK).await
     }
 
-    pub async fn list_templates(
-        &self,
-        account_id: Option<&str>,
-        page: u32,
-        limit: u32,
-    ) -> StoreResult<Page<Template>> {
+    pub async fn list_templates(&self, account_id: Option<&str>, page: u32, limit: u32) -> StoreResult<Page<Template>> {
         let q = match account_id {
             Some(a) => KeyQuery::index("GSI2", account_templates(a)),
             None => KeyQuery::index("GSI1", ALL_TEMPLATES.into()),
@@ -63,26 +58,14 @@ impl Db {
     pub async fn delete_template(&self, t: &Template) -> StoreResult<()> {
         let err = |e: aws_sdk_dynamodb::error::BuildError| StoreError::Dynamo(e.to_string());
         let del = |pk: String, sk: String| {
-            Delete::builder()
-                .table_name(&self.table)
-                .key("PK", s(pk))
-                .key("SK", s(sk))
-                .build()
-                .map_err(err)
+            Delete::builder().table_name(&self.table).key("PK", s(pk)).key("SK", s(sk)).build().map_err(err)
         };
         self.client
             .transact_write_items()
+            .transact_items(TransactWriteItem::builder().delete(del(template_pk(&t.id), TEMPLATE_SK.into())?).build())
             .transact_items(
                 TransactWriteItem::builder()
-                    .delete(del(template_pk(&t.id), TEMPLATE_SK.into())?)
-                    .build(),
-            )
-            .transact_items(
-                TransactWriteItem::builder()
-                    .delete(del(
-                        account_pk(&t.account_id),
-                        template_name_sk(&t.name, &t.language),
-                    )?)
+                    .delete(del(account_pk(&t.account_id), template_name_sk(&t.name, &t.language))?)
                     .build(),
             )
             .send()
