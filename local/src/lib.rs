@@ -1,6 +1,7 @@
 //! The local stack (never deployed): the emulator's table and queues built from `template.yaml`,
 //! and every route of the API on one port through the handlers the Lambda binaries run.
 
+pub mod fake_whatsapp;
 pub mod infra;
 pub mod server;
 

@@ -1,0 +1,1 @@
+//! A fake of the WhatsApp Cloud API for the local stack and the tests (never deployed).
