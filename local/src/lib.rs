@@ -4,18 +4,19 @@
 pub mod fake_whatsapp;
 pub mod infra;
 pub mod server;
+pub mod workers;
 
 use std::sync::Arc;
 
 use shared::api::App;
 use shared::config::Config;
-use shared::store::Db;
 
 pub use infra::BoxError;
 
 /// Everything the local processes share, built against the emulator.
 pub struct Stack {
     pub app: Arc<App>,
+    pub sqs: aws_sdk_sqs::Client,
     pub queues: std::collections::HashMap<String, String>,
 }
 
@@ -28,12 +29,11 @@ impl Stack {
             return Err("AWS_ENDPOINT_URL is not set: the local stack only runs against the emulator".into());
         }
         let template = infra::Template::load(&infra::Template::default_path())?;
-        let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
-        infra::ensure_table(&dynamo, &config.table_name, &template).await?;
-        let queues = infra::ensure_queues(&aws_sdk_sqs::Client::new(&sdk), &config.table_name, &template).await?;
+        infra::ensure_table(&aws_sdk_dynamodb::Client::new(&sdk), &config.table_name, &template).await?;
+        let sqs = aws_sdk_sqs::Client::new(&sdk);
+        let queues = infra::ensure_queues(&sqs, &config.table_name, &template).await?;
         config.dispatch_queue_url = queues.get("DispatchQueue").cloned();
         config.send_queue_url = queues.get("SendQueue").cloned();
-        let db = Db::new(dynamo, config.table_name.clone());
-        Ok(Stack { app: App::new(db, config), queues })
+        Ok(Stack { app: App::new(&sdk, config), sqs, queues })
     }
 }

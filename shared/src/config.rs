@@ -8,10 +8,16 @@ pub struct Config {
     pub table_name: String,
     /// ISO 3166 region used to read national phone numbers (e.g. `0151 2345678` with `DE`).
     pub default_region: String,
-    /// The queue the dispatcher reads (used from the sending change on).
+    /// The queue the dispatcher reads.
     pub dispatch_queue_url: Option<String>,
-    /// The queue the senders read (used from the sending change on).
+    /// The queue the senders read.
     pub send_queue_url: Option<String>,
+    /// Where messages go: Meta's Graph API, or any server that speaks the Cloud API.
+    pub whatsapp_api_url: String,
+    pub whatsapp_api_version: String,
+    /// A claim older than this (seconds) belongs to a sender that is gone: its outcome is
+    /// unknown. At least the sender's timeout.
+    pub stale_claim_seconds: i64,
 }
 
 impl Config {
@@ -22,6 +28,9 @@ impl Config {
             default_region: var("DEFAULT_REGION").unwrap_or_else(|| "US".into()).to_uppercase(),
             dispatch_queue_url: var("DISPATCH_QUEUE_URL"),
             send_queue_url: var("SEND_QUEUE_URL"),
+            whatsapp_api_url: var("WHATSAPP_API_URL").unwrap_or_else(|| "https://graph.facebook.com".into()),
+            whatsapp_api_version: var("WHATSAPP_API_VERSION").unwrap_or_else(|| "v21.0".into()),
+            stale_claim_seconds: var("STALE_CLAIM_SECONDS").and_then(|v| v.parse().ok()).unwrap_or(330),
         }
     }
 }

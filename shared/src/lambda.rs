@@ -1,21 +1,22 @@
-//! What every REST function's `main` calls: read the configuration, build the clients once,
-//! serve one route of [`crate::api::ROUTES`].
+//! What every function's `main` calls: read the configuration, build the clients once, then
+//! serve one route of [`crate::api::ROUTES`] or consume one queue.
 
+use std::time::{Duration, Instant};
+
+use aws_lambda_events::event::sqs::SqsEvent;
 use bytes::Bytes;
-use lambda_http::{Body, Request, Response, service_fn};
+use lambda_http::{Body, LambdaEvent, Request, Response, service_fn};
+use serde_json::json;
 
 use crate::api::{self, App};
 use crate::config::{Config, aws_config, init_tracing};
-use crate::store::Db;
+use crate::sending::{self, Consumer, Incoming};
 
 pub type Error = lambda_http::Error;
 
 /// Builds the application from the environment (used by the Lambda binaries and the local stack).
 pub async fn app_from_env() -> std::sync::Arc<App> {
-    let config = Config::from_env();
-    let sdk = aws_config().await;
-    let db = Db::new(aws_sdk_dynamodb::Client::new(&sdk), config.table_name.clone());
-    App::new(db, config)
+    App::new(&aws_config().await, Config::from_env())
 }
 
 /// Runs the Lambda runtime loop for the route named `name` (the function's binary name).
@@ -28,6 +29,33 @@ pub fn serve_route(name: &str) -> Result<(), Error> {
         lambda_http::run(service_fn(|req: Request| {
             let app = app.clone();
             async move { Ok::<_, Error>(to_lambda(api::dispatch(app, &routes, from_lambda(req)).await)) }
+        }))
+        .await
+    })
+}
+
+/// Runs the Lambda runtime loop of an SQS-triggered function (with `ReportBatchItemFailures`:
+/// only the messages that failed are delivered again).
+pub fn serve_queue(consumer: Consumer) -> Result<(), Error> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(async move {
+        init_tracing();
+        let app = app_from_env().await;
+        lambda_http::lambda_runtime::run(service_fn(|event: LambdaEvent<SqsEvent>| {
+            let app = app.clone();
+            async move {
+                let left_ms =
+                    event.context.deadline.saturating_sub(chrono::Utc::now().timestamp_millis().max(0) as u64);
+                let deadline = Instant::now() + Duration::from_millis(left_ms);
+                let messages = event
+                    .payload
+                    .records
+                    .into_iter()
+                    .map(|r| Incoming { id: r.message_id.unwrap_or_default(), body: r.body.unwrap_or_default() })
+                    .collect();
+                let failed = sending::consume(&app, consumer, messages, deadline).await;
+                let failures: Vec<_> = failed.into_iter().map(|id| json!({ "itemIdentifier": id })).collect();
+                Ok::<_, Error>(json!({ "batchItemFailures": failures }))
+            }
         }))
         .await
     })

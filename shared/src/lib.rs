@@ -3,6 +3,8 @@
 //! - [`domain`]: the rules (accounts, templates, campaigns, recipients, imports), no I/O.
 //! - [`store`]: the DynamoDB adapter.
 //! - [`api`]: the route table and one handler per route.
+//! - [`sending`]: the dispatcher and the sender (SQS-triggered).
+//! - [`queue`], [`whatsapp`]: the SQS and WhatsApp Cloud API adapters.
 //! - [`lambda`]: the wiring a Lambda binary's `main` calls.
 
 pub mod api;
@@ -10,4 +12,7 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod lambda;
+pub mod queue;
+pub mod sending;
 pub mod store;
+pub mod whatsapp;

@@ -1,25 +1,58 @@
-//! Every function has a sample event in `events/`, and each one stays a valid API Gateway
-//! event for the route its function serves.
+//! Every function has a sample event in `events/`, and each one stays a valid event for it:
+//! API Gateway events for the routes, SQS events carrying jobs for the queue consumers.
 
 use std::path::Path;
 
+use aws_lambda_events::event::sqs::SqsEvent;
 use shared::api::{ROUTES, find};
+use shared::domain::sending::{DispatchJob, SendJob};
+
+fn event(name: &str) -> String {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../events").join(format!("{name}.json"));
+    std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()))
+}
 
 #[test]
-fn every_function_has_a_valid_sample_event_for_its_route() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../events");
+fn every_route_has_a_valid_sample_event() {
     let all: Vec<_> = ROUTES.iter().collect();
     for route in ROUTES {
-        let file = dir.join(format!("{}.json", route.name));
-        let text = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
-        let req = lambda_http::request::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        let req = lambda_http::request::from_str(&event(route.name)).unwrap_or_else(|e| panic!("{}: {e}", route.name));
         let (found, params) =
-            find(&all, req.method(), req.uri().path()).unwrap_or_else(|e| panic!("{}: {}", file.display(), e.message));
-        assert_eq!(found.name, route.name, "{} is routed to another function", file.display());
+            find(&all, req.method(), req.uri().path()).unwrap_or_else(|e| panic!("{}: {}", route.name, e.message));
+        assert_eq!(found.name, route.name, "events/{}.json is routed to another function", route.name);
         if route.path.contains("{id}") {
-            assert!(params.iter().any(|(k, v)| k == "id" && !v.is_empty()), "{}", file.display());
+            assert!(params.iter().any(|(k, v)| k == "id" && !v.is_empty()), "{}", route.name);
         }
     }
-    let files = std::fs::read_dir(&dir).unwrap().count();
-    assert_eq!(files, ROUTES.len(), "events/ has files for functions that do not exist");
+}
+
+#[test]
+fn queue_consumers_have_sample_events_carrying_their_jobs() {
+    let dispatch: SqsEvent = serde_json::from_str(&event("dispatcher")).unwrap();
+    for r in &dispatch.records {
+        let job: DispatchJob = serde_json::from_str(r.body.as_deref().unwrap_or_default()).unwrap();
+        assert!(!job.campaign_id.is_empty());
+    }
+    let send: SqsEvent = serde_json::from_str(&event("sender")).unwrap();
+    for r in &send.records {
+        let job: SendJob = serde_json::from_str(r.body.as_deref().unwrap_or_default()).unwrap();
+        assert!(!job.phones.is_empty() && !job.job_id.is_empty());
+    }
+    assert!(!dispatch.records.is_empty() && !send.records.is_empty());
+}
+
+#[test]
+fn there_is_one_event_per_function_and_no_other() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut functions: Vec<String> = std::fs::read_dir(dir.join("functions"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    let mut events: Vec<String> = std::fs::read_dir(dir.join("events"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap().trim_end_matches(".json").to_string())
+        .collect();
+    functions.sort();
+    events.sort();
+    assert_eq!(functions, events);
 }

@@ -52,8 +52,7 @@ impl TestStack {
         let config = Config {
             table_name: format!("t-{}", uuid::Uuid::new_v4().simple()),
             default_region: "US".into(),
-            dispatch_queue_url: None,
-            send_queue_url: None,
+            ..Config::from_env()
         };
         let stack = local::Stack::start(config).await.expect("the emulator should take the table and queues");
         TestStack { app: stack.app }

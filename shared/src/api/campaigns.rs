@@ -29,7 +29,7 @@ pub(crate) fn wrong_status(c: &Campaign, action: &str) -> ApiError {
 }
 
 /// Loads what a campaign refers to and checks it (exists, same account, approved, mapping).
-async fn checked_template(app: &App, c: &Campaign) -> ApiResult<Template> {
+pub(crate) async fn checked_template(app: &App, c: &Campaign) -> ApiResult<Template> {
     let valid = |id: &str| uuid::Uuid::parse_str(id).is_ok();
     let read = app.store_err("could not read the campaign's account or template");
     let account = if valid(&c.account_id) { app.db.get_account(&c.account_id).await.map_err(&read)? } else { None };

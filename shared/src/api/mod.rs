@@ -4,6 +4,7 @@
 //! stack serves all of them on one port. Both go through [`dispatch`], so they answer the same.
 
 mod accounts;
+mod actions;
 mod campaigns;
 mod recipients;
 mod request;
@@ -21,19 +22,28 @@ pub use request::{ApiRequest, Pagination};
 use crate::config::Config;
 use crate::domain::phone::PhoneParser;
 use crate::error::{ApiError, ApiResult};
+use crate::queue::Queue;
 use crate::store::Db;
+use crate::whatsapp::WhatsAppClient;
 
-/// What every handler gets: the store and the configuration, built once per process.
+/// What every handler gets: the store, the queues, the WhatsApp client and the
+/// configuration, built once per process.
 pub struct App {
     pub db: Db,
+    pub queue: Queue,
+    pub whatsapp: WhatsAppClient,
     pub config: Config,
     pub phones: PhoneParser,
 }
 
 impl App {
-    pub fn new(db: Db, config: Config) -> Arc<Self> {
+    pub fn new(sdk: &aws_config::SdkConfig, config: Config) -> Arc<Self> {
+        let db = Db::new(aws_sdk_dynamodb::Client::new(sdk), config.table_name.clone());
+        let queue =
+            Queue::new(aws_sdk_sqs::Client::new(sdk), config.dispatch_queue_url.clone(), config.send_queue_url.clone());
+        let whatsapp = WhatsAppClient::new(&config.whatsapp_api_url, &config.whatsapp_api_version);
         let phones = PhoneParser::new(&config.default_region);
-        Arc::new(App { db, config, phones })
+        Arc::new(App { db, queue, whatsapp, config, phones })
     }
 
     /// The store, with store failures turned into a 503 for the caller.
@@ -95,6 +105,9 @@ pub static ROUTES: &[Route] = &[
     route!("get-campaign", GET, "/api/campaigns/{id}", campaigns::get),
     route!("update-campaign", PUT, "/api/campaigns/{id}", campaigns::update),
     route!("delete-campaign", DELETE, "/api/campaigns/{id}", campaigns::delete),
+    route!("start-campaign", POST, "/api/campaigns/{id}/start", actions::start),
+    route!("pause-campaign", POST, "/api/campaigns/{id}/pause", actions::pause),
+    route!("cancel-campaign", POST, "/api/campaigns/{id}/cancel", actions::cancel),
     route!("import-recipients", POST, "/api/campaigns/{id}/recipients/import", recipients::import),
     route!("list-recipients", GET, "/api/campaigns/{id}/recipients", recipients::list),
 ];

@@ -56,6 +56,55 @@ impl CampaignStatus {
     }
 }
 
+/// What a caller (or the sender) can do to a campaign.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// draft → sending; paused → sending is a resume.
+    Start,
+    /// sending → paused.
+    Pause,
+    /// draft, scheduled, sending or paused → cancelled, for good.
+    Cancel,
+    /// sending → completed, once every recipient is processed.
+    Complete,
+}
+
+impl Action {
+    /// The statuses the action may start from.
+    pub fn from(self) -> &'static [CampaignStatus] {
+        use CampaignStatus::*;
+        match self {
+            Action::Start => &[Draft, Paused],
+            Action::Pause => &[Sending],
+            Action::Cancel => &[Draft, Scheduled, Sending, Paused],
+            Action::Complete => &[Sending],
+        }
+    }
+
+    pub fn to(self) -> CampaignStatus {
+        match self {
+            Action::Start => CampaignStatus::Sending,
+            Action::Pause => CampaignStatus::Paused,
+            Action::Cancel => CampaignStatus::Cancelled,
+            Action::Complete => CampaignStatus::Completed,
+        }
+    }
+
+    pub fn verb(self) -> &'static str {
+        match self {
+            Action::Start => "started",
+            Action::Pause => "paused",
+            Action::Cancel => "cancelled",
+            Action::Complete => "completed",
+        }
+    }
+
+    /// Whether a campaign in `status` may take the action.
+    pub fn allowed(self, status: CampaignStatus) -> bool {
+        self.from().contains(&status)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Campaign {
     pub id: String,
@@ -75,9 +124,17 @@ pub struct Campaign {
     pub completed_at: Option<String>,
     pub created_at: String,
     pub updated_at: String,
+    /// Why the sender paused the campaign (absent when a person paused it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pause_reason: Option<String>,
 }
 
 impl Campaign {
+    /// Every recipient has an outcome (sent or failed).
+    pub fn all_processed(&self) -> bool {
+        self.sent_count + self.failed_count >= self.total_recipients
+    }
+
     /// The recipient fields every imported row must carry for this campaign's messages.
     pub fn required_fields(&self) -> Vec<String> {
         required_fields(&self.variable_mapping)
@@ -207,6 +264,7 @@ impl NewCampaign {
             completed_at: None,
             created_at: now.to_string(),
             updated_at: now.to_string(),
+            pause_reason: None,
         })
     }
 }
@@ -303,6 +361,18 @@ mod tests {
         let e = check_references("a1", Some(&account()), "t1", Some(&template("PENDING")), &m).unwrap_err();
         assert!(e.0.contains("PENDING"), "{}", e.0);
         let _ = ParameterFormat::Positional;
+    }
+
+    #[test]
+    fn the_state_machine() {
+        use CampaignStatus::*;
+        let allowed = |a: Action| CampaignStatus::ALL.into_iter().filter(|s| a.allowed(*s)).collect::<Vec<_>>();
+        assert_eq!(allowed(Action::Start), [Draft, Paused]);
+        assert_eq!(allowed(Action::Pause), [Sending]);
+        assert_eq!(allowed(Action::Cancel), [Draft, Scheduled, Sending, Paused]);
+        assert_eq!(allowed(Action::Complete), [Sending]);
+        assert_eq!((Action::Start.to(), Action::Cancel.to()), (Sending, Cancelled));
+        assert!(!Action::Start.allowed(Cancelled), "a cancelled campaign never resumes");
     }
 
     #[test]

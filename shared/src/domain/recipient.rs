@@ -89,6 +89,15 @@ pub struct Recipient {
     pub error_code: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_message: Option<String>,
+    /// The send job holding the claim while the status is `sending`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claim_id: Option<String>,
+    /// When the claim was taken (unix seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claimed_at: Option<i64>,
+    /// Set once the recipient's send outcome is in the campaign's counters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counted: Option<bool>,
 }
 
 impl Recipient {
@@ -142,13 +151,16 @@ mod tests {
             failed_at: Some("t1".into()),
             error_code: Some(131026),
             error_message: Some("Message undeliverable".into()),
+            claim_id: Some("job".into()),
+            claimed_at: Some(1),
+            counted: Some(true),
         };
         let v = r.to_json();
         assert_eq!(v["name"], "John");
         assert_eq!(v["status"], "failed");
         assert_eq!(v["error_code"], 131026);
         assert_eq!(v["failed_at"], "t1");
-        assert!(v.get("sent_at").is_none() && v.get("campaign_id").is_none());
+        assert!(v.get("sent_at").is_none() && v.get("campaign_id").is_none() && v.get("claim_id").is_none());
     }
 
     #[test]

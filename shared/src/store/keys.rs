@@ -2,6 +2,8 @@
 
 pub const ACCOUNT_SK: &str = "ACCOUNT";
 pub const TOKEN_SK: &str = "TOKEN";
+/// The account's pace: the next free send slot, shared by every sender.
+pub const PACE_SK: &str = "PACE";
 pub const TEMPLATE_SK: &str = "TEMPLATE";
 pub const CAMPAIGN_SK: &str = "#CAMPAIGN";
 pub const RECIPIENT_PREFIX: &str = "R#";

@@ -8,6 +8,7 @@ mod accounts;
 mod campaigns;
 pub mod keys;
 mod recipients;
+pub mod sending;
 mod templates;
 
 use std::collections::HashMap;

@@ -104,6 +104,9 @@ impl Db {
                 failed_at: None,
                 error_code: None,
                 error_message: None,
+                claim_id: None,
+                claimed_at: None,
+                counted: None,
             };
             let keys = vec![
                 ("PK", campaign_pk(campaign_id)),

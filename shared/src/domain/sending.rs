@@ -1,0 +1,254 @@
+//! What the sending side decides without I/O: queue messages, the message body a recipient
+//! gets, how each WhatsApp error is handled, back-off, and the pace of an account.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::recipient::{PHONE_FIELD, Recipient};
+use super::template::{ParameterFormat, Template};
+
+/// A dispatch job: page the campaign's pending recipients from `cursor` (a phone number, the
+/// last one handled) and turn them into send jobs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DispatchJob {
+    pub campaign_id: String,
+    #[serde(default)]
+    pub cursor: Option<String>,
+}
+
+/// A send job: recipients (by number) of one campaign, sent by one sender invocation.
+/// `job_id` names the claims the job makes; a redelivered message keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SendJob {
+    pub job_id: String,
+    pub campaign_id: String,
+    pub phones: Vec<String>,
+    /// How many times these recipients were put back after a pair-rate limit (131056).
+    #[serde(default)]
+    pub attempt: u32,
+}
+
+/// Recipients per send job for an account sending `rate` messages per second: about one
+/// second of sending, between 1 and 25, so a batch of 10 jobs stays well inside the sender's
+/// timeout even when several invocations share the account's pace.
+pub fn job_size(rate: u32) -> usize {
+    (rate as usize).clamp(1, 25)
+}
+
+/// Slots taken from the account's pace in one store write: about 200 ms worth.
+pub fn pace_chunk(rate: u32) -> usize {
+    ((rate / 5) as usize).max(1)
+}
+
+/// The spacing of messages at `rate` per second, in microseconds.
+pub fn interval_micros(rate: u32) -> u64 {
+    1_000_000 / rate.max(1) as u64
+}
+
+/// How a WhatsApp error is handled, decided on Meta's `error.code` (never the HTTP status).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// 130429: the number's throughput was exceeded — slow the account, retry the message.
+    Throughput,
+    /// 131056: too many messages to this user — retry this recipient after 4^n seconds.
+    PairRate,
+    /// Service or call limits, unknown errors: retry with back-off, then fail the recipient.
+    Transient,
+    /// The recipient cannot get this message: fail it with Meta's code and message.
+    Permanent,
+    /// The template or the campaign cannot be sent: pause the campaign.
+    Campaign,
+    /// The account cannot send (token, restriction): pause every sending campaign of it.
+    Account,
+}
+
+pub fn classify(code: i64) -> ErrorClass {
+    match code {
+        130429 => ErrorClass::Throughput,
+        131056 => ErrorClass::PairRate,
+        4 | 80007 | 131000 | 1 | 2 | 131057 => ErrorClass::Transient,
+        132001 | 132007 | 132015 | 132016 | 131048 => ErrorClass::Campaign,
+        190 | 368 | 131031 => ErrorClass::Account,
+        _ => ErrorClass::Permanent,
+    }
+}
+
+/// Attempts of one message against transient errors before the recipient fails.
+pub const MAX_ATTEMPTS: u32 = 4;
+/// Times a recipient is put back after a pair-rate limit before it fails.
+pub const MAX_PAIR_RATE_ATTEMPTS: u32 = 3;
+
+/// Exponential back-off with full jitter: a random wait up to 200 ms × 2^attempt (max 5 s).
+pub fn backoff(attempt: u32, random: f64) -> Duration {
+    let cap = (200u64 << attempt.min(5)).min(5_000) as f64;
+    Duration::from_millis((cap * random.clamp(0.0, 1.0)) as u64)
+}
+
+/// The delay before a pair-rate-limited recipient is tried again: 4^n seconds (n from 1).
+pub fn pair_rate_delay(attempt: u32) -> Duration {
+    Duration::from_secs(4u64.pow(attempt.clamp(1, 4)))
+}
+
+/// A field the message needs but the recipient lacks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MissingField(pub String);
+
+fn field_value<'a>(recipient: &'a Recipient, field: &str) -> Option<&'a str> {
+    if field == PHONE_FIELD {
+        return Some(&recipient.phone_number);
+    }
+    recipient.fields.get(field).map(String::as_str).filter(|v| !v.is_empty())
+}
+
+/// The message body for one recipient: the template with its placeholders filled from the
+/// recipient's fields through the campaign's `variable_mapping`.
+pub fn message_body(
+    template: &Template,
+    mapping: &BTreeMap<String, String>,
+    recipient: &Recipient,
+    callback: &str,
+) -> Result<Value, MissingField> {
+    let mut header = Vec::new();
+    let mut body = Vec::new();
+    let mut buttons: BTreeMap<usize, Vec<Value>> = BTreeMap::new();
+    for p in &template.parameters {
+        let field = mapping.get(&p.key).ok_or_else(|| MissingField(p.key.clone()))?;
+        let text = field_value(recipient, field).ok_or_else(|| MissingField(field.clone()))?;
+        let mut param = json!({ "type": "text", "text": text });
+        if template.parameter_format == ParameterFormat::Named && p.component != "BUTTON" {
+            param["parameter_name"] = json!(p.name);
+        }
+        match p.component.as_str() {
+            "HEADER" => header.push(param),
+            "BUTTON" => buttons.entry(p.index.unwrap_or_default()).or_default().push(param),
+            _ => body.push(param),
+        }
+    }
+    let mut components = Vec::new();
+    if !header.is_empty() {
+        components.push(json!({ "type": "header", "parameters": header }));
+    }
+    if !body.is_empty() {
+        components.push(json!({ "type": "body", "parameters": body }));
+    }
+    for (index, parameters) in buttons {
+        components
+            .push(json!({ "type": "button", "sub_type": "url", "index": index.to_string(), "parameters": parameters }));
+    }
+    Ok(json!({
+        "messaging_product": "whatsapp",
+        "recipient_type": "individual",
+        "to": recipient.phone_number,
+        "type": "template",
+        "template": { "name": template.name, "language": { "code": template.language }, "components": components },
+        "biz_opaque_callback_data": callback,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::recipient::RecipientStatus;
+    use crate::domain::template::NewTemplate;
+
+    fn template(format: &str, components: Value) -> Template {
+        let t: NewTemplate = serde_json::from_value(json!({
+            "account_id": "a", "name": "offer", "language": "en_US", "category": "MARKETING",
+            "status": "APPROVED", "parameter_format": format, "components": components
+        }))
+        .unwrap();
+        t.validate("t".into(), "now").unwrap()
+    }
+
+    fn recipient(fields: &[(&str, &str)]) -> Recipient {
+        Recipient {
+            id: "r".into(),
+            campaign_id: "c".into(),
+            phone_number: "+14155550123".into(),
+            status: RecipientStatus::Sending,
+            fields: fields.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            created_at: "t".into(),
+            wamid: None,
+            sent_at: None,
+            delivered_at: None,
+            read_at: None,
+            failed_at: None,
+            error_code: None,
+            error_message: None,
+            claim_id: None,
+            claimed_at: None,
+            counted: None,
+        }
+    }
+
+    fn mapping(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn positional_header_body_and_url_button() {
+        let t = template(
+            "positional",
+            json!([{"type":"HEADER","format":"TEXT","text":"Hi {{1}}"},
+                   {"type":"BODY","text":"{{1}}, code {{2}}"},
+                   {"type":"BUTTONS","buttons":[{"type":"QUICK_REPLY","text":"Stop"},
+                        {"type":"URL","text":"Go","url":"https://x.example/{{1}}"}]}]),
+        );
+        let m = mapping(&[("header.1", "name"), ("1", "name"), ("2", "code"), ("button.1", "code")]);
+        let b = message_body(&t, &m, &recipient(&[("name", "Ann"), ("code", "X1")]), "c/r").unwrap();
+        assert_eq!(b["to"], "+14155550123");
+        assert_eq!(b["template"]["language"]["code"], "en_US");
+        let c = &b["template"]["components"];
+        assert_eq!(c[0], json!({"type":"header","parameters":[{"type":"text","text":"Ann"}]}));
+        assert_eq!(c[1]["parameters"][1], json!({"type":"text","text":"X1"}));
+        assert_eq!(
+            c[2],
+            json!({"type":"button","sub_type":"url","index":"1","parameters":[{"type":"text","text":"X1"}]})
+        );
+        assert_eq!(b["biz_opaque_callback_data"], "c/r");
+    }
+
+    #[test]
+    fn named_parameters_carry_their_names_and_phone_is_a_field() {
+        let t = template("named", json!([{"type":"BODY","text":"Hi {{first_name}} ({{number}})"}]));
+        let m = mapping(&[("first_name", "name"), ("number", "phone_number")]);
+        let b = message_body(&t, &m, &recipient(&[("name", "Ann")]), "x").unwrap();
+        let p = &b["template"]["components"][0]["parameters"];
+        assert_eq!(p[0], json!({"type":"text","text":"Ann","parameter_name":"first_name"}));
+        assert_eq!(p[1]["text"], "+14155550123");
+        let missing = message_body(&t, &m, &recipient(&[]), "x").unwrap_err();
+        assert_eq!(missing, MissingField("name".into()));
+    }
+
+    #[test]
+    fn errors_are_classified_by_code() {
+        assert_eq!(classify(130429), ErrorClass::Throughput);
+        assert_eq!(classify(131056), ErrorClass::PairRate);
+        for c in [4, 80007, 131000, 1, 2, 131057] {
+            assert_eq!(classify(c), ErrorClass::Transient, "{c}");
+        }
+        for c in [131026, 131047, 131049, 131050, 130472, 131008, 132000, 131021] {
+            assert_eq!(classify(c), ErrorClass::Permanent, "{c}");
+        }
+        for c in [132001, 132007, 132015, 132016, 131048] {
+            assert_eq!(classify(c), ErrorClass::Campaign, "{c}");
+        }
+        for c in [190, 368, 131031] {
+            assert_eq!(classify(c), ErrorClass::Account, "{c}");
+        }
+    }
+
+    #[test]
+    fn pace_and_backoff() {
+        assert_eq!((job_size(5), job_size(10), job_size(1000)), (5, 10, 25));
+        assert_eq!((pace_chunk(5), pace_chunk(10), pace_chunk(1000)), (1, 2, 200));
+        assert_eq!((interval_micros(10), interval_micros(1000)), (100_000, 1_000));
+        assert_eq!(backoff(0, 1.0), Duration::from_millis(200));
+        assert_eq!(backoff(3, 0.5), Duration::from_millis(800));
+        assert_eq!(backoff(9, 1.0), Duration::from_secs(5));
+        assert_eq!((pair_rate_delay(1), pair_rate_delay(2)), (Duration::from_secs(4), Duration::from_secs(16)));
+    }
+}
