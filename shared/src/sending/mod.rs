@@ -66,7 +66,7 @@ pub enum SendError {
 }
 
 /// Marks the campaign completed once every recipient has an outcome. The conditional write
-/// (`sending` and no `completed_at` yet) makes this happen exactly once, whoever calls it.
+/// (from `sending` only; `completed` is final) makes this happen exactly once, whoever calls it.
 pub async fn complete_if_done(app: &App, campaign_id: &str) -> Result<(), SendError> {
     let Some(c) = app.db.get_campaign(campaign_id).await? else { return Ok(()) };
     if c.status != CampaignStatus::Sending || !c.all_processed() {

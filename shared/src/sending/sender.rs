@@ -153,7 +153,11 @@ async fn process(app: &App, cache: &Cache, job: SendJob, deadline: Instant) -> R
             send_one(app, &ctx, &campaign, r, &job, slot, deadline)
         });
         let mut stop = None;
-        for outcome in join_all(sends).await {
+        let outcomes = join_all(sends).await;
+        // Counted per chunk (a few times a second at most), so counters follow the sending.
+        let chunk_phones: Vec<String> = claimed.iter().map(|r| r.phone_number.clone()).collect();
+        count(app, &job.campaign_id, &chunk_phones).await?;
+        for outcome in outcomes {
             match outcome? {
                 Sent::Done => {}
                 Sent::Requeue(phone) => requeue.push(phone),
@@ -175,7 +179,9 @@ async fn process(app: &App, cache: &Cache, job: SendJob, deadline: Instant) -> R
         app.queue.send_jobs(&[next], Duration::ZERO).await?;
     }
     let busy = resolve_unclaimed(app, &job, &unclaimed).await?;
-    count(app, &job).await?;
+    // Whatever is processed but not counted yet: resolved claims, or the work of an earlier
+    // delivery of this job that stopped before counting.
+    count(app, &job.campaign_id, &job.phones).await?;
     if busy {
         return Err(SendError::Busy);
     }
@@ -213,6 +219,14 @@ async fn send_one(
             return Ok(Sent::Requeue(r.phone_number.clone()));
         }
         tokio::time::sleep(wait).await;
+        let interval = interval_micros(ctx.account.send_rate()) as i64;
+        if now_micros() > slot + interval / 2 {
+            // Woken too late (a slow store or a busy machine): sending now could crowd the
+            // next slots, so take a new one instead.
+            slot = app.db.reserve_slots(&ctx.account.id, 1, interval as u64).await?;
+            attempt -= 1;
+            continue;
+        }
         let outcome = app.whatsapp.send(&ctx.account.phone_number_id, &ctx.token, &body).await;
         let (code, message) = match outcome {
             SendOutcome::Accepted { wamid } => {
@@ -302,18 +316,18 @@ async fn resolve_unclaimed(app: &App, job: &SendJob, phones: &[String]) -> Resul
     Ok(busy)
 }
 
-/// Adds the job's processed, not yet counted recipients to the campaign's counters, marking
-/// them counted in the same transaction. A race with another counter is retried.
-async fn count(app: &App, job: &SendJob) -> Result<(), SendError> {
+/// Adds the processed, not yet counted recipients among `phones` to the campaign's counters,
+/// marking them counted in the same transaction. A race with another counter is retried.
+async fn count(app: &App, campaign_id: &str, phones: &[String]) -> Result<(), SendError> {
     let mut last = None;
     for attempt in 0..5 {
-        let recipients = app.db.recipients(&job.campaign_id, &job.phones).await?;
+        let recipients = app.db.recipients(campaign_id, phones).await?;
         let due: Vec<&Recipient> = recipients
             .iter()
             .filter(|r| r.counted.is_none())
             .filter(|r| !matches!(r.status, RecipientStatus::Pending | RecipientStatus::Sending))
             .collect();
-        match app.db.count_outcomes(&job.campaign_id, &due).await {
+        match app.db.count_outcomes(campaign_id, &due).await {
             Ok(()) => return Ok(()),
             Err(e) => {
                 last = Some(e);

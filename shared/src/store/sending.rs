@@ -27,7 +27,8 @@ fn err(e: impl std::fmt::Display) -> StoreError {
 impl Db {
     /// Moves a campaign through the state machine with a conditional write: only from the
     /// action's allowed statuses, never while it is being deleted, and (for a start) never
-    /// while an import runs. `started_at` is set on the first start only, `completed_at` once.
+    /// while an import runs. `started_at` is set on the first start only; `completed_at` once,
+    /// since `completed` is final.
     pub async fn transition(
         &self,
         c: &Campaign,
@@ -41,7 +42,11 @@ impl Db {
         let mut remove = vec![];
         match action {
             Action::Start => {
-                set.push("started_at = if_not_exists(started_at, :now)");
+                // Unset timestamps are stored as NULL, so `if_not_exists` cannot tell; the
+                // status condition below makes the campaign read here the current one.
+                if c.started_at.is_none() {
+                    set.push("started_at = :now");
+                }
                 remove.push("pause_reason");
             }
             Action::Complete => set.push("completed_at = :now"),
@@ -53,9 +58,6 @@ impl Db {
             format!("attribute_exists(PK) AND attribute_not_exists(deleting) AND #status IN ({})", from.join(", "));
         if action == Action::Start {
             condition.push_str(" AND (attribute_not_exists(import_lock_until) OR import_lock_until < :unix)");
-        }
-        if action == Action::Complete {
-            condition.push_str(" AND attribute_not_exists(completed_at)");
         }
         let mut expr = format!("SET {}", set.join(", "));
         if !remove.is_empty() {
@@ -253,9 +255,14 @@ impl Db {
     /// whatever is retried or redelivered. `ConditionFailed` means one was counted
     /// meanwhile; read them again and retry with the rest.
     pub async fn count_outcomes(&self, campaign_id: &str, recipients: &[&Recipient]) -> StoreResult<()> {
-        if recipients.is_empty() {
-            return Ok(());
+        // A transaction holds at most 100 items: the campaign and 99 recipients.
+        for group in recipients.chunks(99) {
+            self.count_group(campaign_id, group).await?;
         }
+        Ok(())
+    }
+
+    async fn count_group(&self, campaign_id: &str, recipients: &[&Recipient]) -> StoreResult<()> {
         let sent = recipients.iter().filter(|r| r.wamid.is_some()).count();
         let failed = recipients.len() - sent;
         let campaign = Update::builder()

@@ -8,12 +8,32 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use bytes::Bytes;
 use http::{Method, StatusCode};
 use serde_json::{Value, json};
+use std::time::Duration;
+
+use local::fake_whatsapp::{self, FakeState};
+use local::workers::Workers;
 use shared::api::{self, App, ROUTES};
 use shared::config::Config;
 
+/// Claims older than this are treated as left behind by a vanished sender.
+pub const STALE_CLAIM_SECONDS: i64 = 2;
+
+/// `count` distinct valid US numbers starting at +1415555<first>.
+pub fn phones(first: u32, count: u32) -> Vec<String> {
+    (first..first + count).map(|i| format!("+1415555{i:04}")).collect()
+}
+
 pub struct TestStack {
     pub app: Arc<App>,
+    pub sqs: aws_sdk_sqs::Client,
+    /// The fake WhatsApp API the senders talk to.
+    pub fake: FakeState,
+    _exclusive: Option<tokio::sync::MutexGuard<'static, ()>>,
 }
+
+/// Tests that send measure pace and timing against one emulator: they run one at a time
+/// (the API tests beside them are short).
+static SENDING: std::sync::LazyLock<tokio::sync::Mutex<()>> = std::sync::LazyLock::new(|| tokio::sync::Mutex::new(()));
 
 pub struct Answer {
     pub status: StatusCode,
@@ -44,18 +64,101 @@ impl Answer {
 }
 
 impl TestStack {
+    /// The API on its own table and queues, senders pointed at a fake WhatsApp API; no
+    /// queue workers (see [`TestStack::with_workers`]).
     pub async fn new() -> Self {
         assert!(
             std::env::var("AWS_ENDPOINT_URL").is_ok(),
             "these tests need the emulator: run scripts/test.sh (it starts moto_server and sets AWS_ENDPOINT_URL)"
         );
+        let fake = FakeState::new();
+        let addr = fake_whatsapp::spawn(fake.clone()).await.expect("the fake WhatsApp API should start");
         let config = Config {
             table_name: format!("t-{}", uuid::Uuid::new_v4().simple()),
             default_region: "US".into(),
+            whatsapp_api_url: format!("http://{addr}"),
+            stale_claim_seconds: STALE_CLAIM_SECONDS,
             ..Config::from_env()
         };
         let stack = local::Stack::start(config).await.expect("the emulator should take the table and queues");
-        TestStack { app: stack.app }
+        TestStack { app: stack.app, sqs: stack.sqs, fake, _exclusive: None }
+    }
+
+    /// A stack for a sending test, running alone among the sending tests, with the
+    /// dispatcher and `senders` sender workers polling its queues as the local stack does
+    /// (none when 0; they stop with the test's runtime).
+    pub async fn sending(senders: usize) -> Self {
+        let guard = SENDING.lock().await;
+        let mut t = Self::new().await;
+        t._exclusive = Some(guard);
+        if senders == 0 {
+            return t;
+        }
+        let workers = Workers { senders, sender_timeout: Duration::from_secs(60), retry_after: Duration::from_secs(1) };
+        workers.spawn(t.app.clone(), t.sqs.clone());
+        t
+    }
+
+    /// Polls the campaign until `done` says so; panics with the last state after `timeout`.
+    pub async fn wait_for(&self, campaign: &str, timeout: Duration, done: impl Fn(&Value) -> bool) -> Value {
+        let start = std::time::Instant::now();
+        loop {
+            let c = self.get(&format!("/api/campaigns/{campaign}")).await.data().clone();
+            if done(&c) {
+                return c;
+            }
+            assert!(start.elapsed() < timeout, "campaign did not reach the expected state in {timeout:?}: {c}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// A draft campaign on a new account of `tier` with the given numbers imported; returns
+    /// (campaign, account). The fake knows the account's token.
+    pub async fn campaign_with(&self, tier: &str, phones: &[String]) -> (String, String) {
+        let account = self.account(tier).await;
+        self.fake.register_account("106540352242922", "EAAG-secret-token");
+        let template = self.template(&account, "offer", "APPROVED").await;
+        let body = json!({"name": "Sale", "account_id": account, "template_id": template,
+                          "variable_mapping": {"1": "name", "2": "discount_code"}});
+        let c = self.post("/api/campaigns", body).await.assert_ok(201)["id"].as_str().unwrap().to_string();
+        self.add_recipients(&c, phones).await;
+        (c, account)
+    }
+
+    /// A second campaign on an existing account (same template name is refused, so a new one).
+    pub async fn another_campaign(&self, account: &str, phones: &[String]) -> String {
+        let template = self.template(account, &format!("offer_{}", uuid::Uuid::new_v4().simple()), "APPROVED").await;
+        let body = json!({"name": "Sale 2", "account_id": account, "template_id": template,
+                          "variable_mapping": {"1": "name", "2": "discount_code"}});
+        let c = self.post("/api/campaigns", body).await.assert_ok(201)["id"].as_str().unwrap().to_string();
+        self.add_recipients(&c, phones).await;
+        c
+    }
+
+    pub async fn add_recipients(&self, campaign: &str, phones: &[String]) {
+        if phones.is_empty() {
+            return;
+        }
+        let mut csv = String::from("phone_number,name,discount_code\n");
+        for (i, p) in phones.iter().enumerate() {
+            csv.push_str(&format!("{p},Name {i},CODE{i}\n"));
+        }
+        let imported = self.post_csv(&format!("/api/campaigns/{campaign}/recipients/import"), csv).await;
+        assert_eq!(imported.assert_ok(200)["imported"].as_u64(), Some(phones.len() as u64), "{}", imported.body);
+    }
+
+    /// Every recipient of a campaign (up to 1,000).
+    pub async fn recipients(&self, campaign: &str) -> Vec<Value> {
+        let mut all = Vec::new();
+        for page in 1..=10 {
+            let p = self.get(&format!("/api/campaigns/{campaign}/recipients?limit=100&page={page}")).await;
+            let items = p.data()["items"].as_array().cloned().unwrap_or_default();
+            if items.is_empty() {
+                break;
+            }
+            all.extend(items);
+        }
+        all
     }
 
     pub async fn call(&self, method: Method, path: &str, content_type: Option<&str>, body: impl Into<Bytes>) -> Answer {

@@ -1,0 +1,249 @@
+//! The sending side end to end: actions, dispatcher, senders, pacing, errors and the
+//! exactly-once guarantees, asserted on the fake WhatsApp API's log and on the table.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use local::fake_whatsapp::{FakeConfig, Injection};
+use serde_json::Value;
+use shared::domain::sending::SendJob;
+use shared::sending::{Incoming, send_batch};
+
+use crate::stack::{STALE_CLAIM_SECONDS, TestStack, phones};
+
+/// How many requests reached the fake for each number.
+fn hits(t: &TestStack) -> HashMap<String, usize> {
+    let mut m = HashMap::new();
+    for r in t.fake.requests() {
+        let to = r.to.clone().unwrap_or_default();
+        *m.entry(format!("+{}", to.trim_start_matches('+'))).or_default() += 1;
+    }
+    m
+}
+
+fn count(c: &Value, k: &str) -> u64 {
+    c[k].as_u64().unwrap_or(u64::MAX)
+}
+
+fn job(campaign: &str, phones: &[String]) -> Incoming {
+    let job = SendJob {
+        job_id: uuid::Uuid::new_v4().to_string(),
+        campaign_id: campaign.into(),
+        phones: phones.to_vec(),
+        attempt: 0,
+    };
+    Incoming { id: job.job_id.clone(), body: serde_json::to_string(&job).unwrap() }
+}
+
+/// Puts a campaign into `sending` through the API, without workers to pick it up.
+async fn start(t: &TestStack, campaign: &str) -> Value {
+    t.post(&format!("/api/campaigns/{campaign}/start"), serde_json::json!({})).await.assert_ok(200).clone()
+}
+
+#[tokio::test]
+async fn a_campaign_completes_with_exact_counters_and_every_recipient_sent_once() {
+    let t = TestStack::sending(4).await;
+    let numbers = phones(100, 40);
+    let (c, _) = t.campaign_with("TIER_100K", &numbers).await;
+    let started = start(&t, &c).await;
+    assert_eq!(started["status"], "sending");
+    assert!(started["started_at"].is_string());
+    let done = t.wait_for(&c, Duration::from_secs(60), |c| c["status"] == "completed").await;
+    assert_eq!(
+        (count(&done, "sent_count"), count(&done, "failed_count"), count(&done, "total_recipients")),
+        (40, 0, 40)
+    );
+    assert!(done["completed_at"].is_string());
+    let recipients = t.recipients(&c).await;
+    assert_eq!(recipients.len(), 40);
+    assert!(recipients.iter().all(|r| r["status"] == "sent" && r["sent_at"].is_string()), "{recipients:?}");
+    let h = hits(&t);
+    assert_eq!(h.len(), 40);
+    assert!(numbers.iter().all(|p| h.get(p) == Some(&1)), "each number exactly once: {h:?}");
+    // The body WhatsApp got carries the recipient's own values.
+    let first = t.fake.requests().into_iter().find(|r| r.to.as_deref() == Some(numbers[0].as_str())).unwrap();
+    let params = &first.body["template"]["components"][0]["parameters"];
+    assert_eq!((params[0]["text"].as_str(), params[1]["text"].as_str()), (Some("Name 0"), Some("CODE0")));
+    // Completed is final.
+    t.post(&format!("/api/campaigns/{c}/pause"), serde_json::json!({})).await.assert_error(409, "is completed");
+}
+
+#[tokio::test]
+async fn pause_stops_sending_within_a_batch_and_resume_sends_only_the_rest() {
+    let t = TestStack::sending(4).await;
+    let numbers = phones(200, 50);
+    let (c, _) = t.campaign_with("TIER_1K", &numbers).await;
+    start(&t, &c).await;
+    t.wait_for(&c, Duration::from_secs(30), |c| count(c, "sent_count") >= 10).await;
+    let paused = t.post(&format!("/api/campaigns/{c}/pause"), serde_json::json!({})).await;
+    assert_eq!(paused.assert_ok(200)["status"], "paused");
+    // Sends already reserved may land; then nothing more.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let after_pause = t.fake.requests().len();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(t.fake.requests().len(), after_pause, "nothing is sent while paused");
+    assert!(after_pause < 50, "the pause stopped the campaign before it finished");
+    let c_paused = t.get(&format!("/api/campaigns/{c}")).await.data().clone();
+    assert_eq!(count(&c_paused, "sent_count") as usize, after_pause, "counters agree with what was sent");
+    let pending = t.get(&format!("/api/campaigns/{c}/recipients?status=pending")).await;
+    assert_eq!(pending.data()["total"].as_u64(), Some((50 - after_pause) as u64));
+
+    let resumed = start(&t, &c).await;
+    assert_eq!(resumed["started_at"], c_paused["started_at"], "started_at is set on the first start only");
+    let done = t.wait_for(&c, Duration::from_secs(60), |c| c["status"] == "completed").await;
+    assert_eq!(count(&done, "sent_count"), 50);
+    let h = hits(&t);
+    assert!(numbers.iter().all(|p| h.get(p) == Some(&1)), "each number exactly once across pause and resume: {h:?}");
+}
+
+#[tokio::test]
+async fn cancel_is_final_and_stops_sending() {
+    let t = TestStack::sending(2).await;
+    let (c, _) = t.campaign_with("TIER_50", &phones(300, 30)).await;
+    start(&t, &c).await;
+    t.wait_for(&c, Duration::from_secs(30), |c| count(c, "sent_count") >= 2).await;
+    let cancelled = t.post(&format!("/api/campaigns/{c}/cancel"), serde_json::json!({})).await;
+    assert_eq!(cancelled.assert_ok(200)["status"], "cancelled");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let sent = t.fake.requests().len();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(t.fake.requests().len(), sent);
+    assert!(sent < 30);
+    t.post(&format!("/api/campaigns/{c}/start"), serde_json::json!({})).await.assert_error(409, "is cancelled");
+    t.post(&format!("/api/campaigns/{c}/cancel"), serde_json::json!({})).await.assert_error(409, "is cancelled");
+}
+
+#[tokio::test]
+async fn actions_from_the_wrong_status_and_unusable_campaigns_are_refused() {
+    let t = TestStack::sending(0).await;
+    let (c, account) = t.campaign_with("TIER_1K", &phones(400, 2)).await;
+    t.post(&format!("/api/campaigns/{c}/pause"), serde_json::json!({})).await.assert_error(409, "is draft");
+    let empty = t.another_campaign(&account, &[]).await;
+    t.post(&format!("/api/campaigns/{empty}/start"), serde_json::json!({})).await.assert_error(422, "no recipients");
+    let campaign = t.get(&format!("/api/campaigns/{c}")).await.data().clone();
+    t.delete(&format!("/api/templates/{}", campaign["template_id"].as_str().unwrap())).await.assert_ok(200);
+    t.post(&format!("/api/campaigns/{c}/start"), serde_json::json!({})).await.assert_error(422, "template_id");
+    assert_eq!(t.get(&format!("/api/campaigns/{c}")).await.data()["status"], "draft");
+    t.post("/api/campaigns/0b6f4c6e-0000-4000-8000-000000000000/start", serde_json::json!({}))
+        .await
+        .assert_error(404, "not found");
+}
+
+#[tokio::test]
+async fn the_same_job_delivered_twice_or_held_by_two_workers_reaches_whatsapp_once() {
+    let t = TestStack::sending(0).await;
+    let numbers = phones(500, 12);
+    let (c, _) = t.campaign_with("TIER_100K", &numbers).await;
+    start(&t, &c).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let held = job(&c, &numbers[..6]);
+    // Two workers hold the same message at once...
+    let (a, b) = tokio::join!(
+        send_batch(&t.app, vec![held.clone()], deadline),
+        send_batch(&t.app, vec![held.clone()], deadline)
+    );
+    // ...and SQS delivers it once more afterwards, with a second job of the same recipients.
+    let again = send_batch(&t.app, vec![held.clone(), job(&c, &numbers[..6])], deadline).await;
+    let rest = send_batch(&t.app, vec![job(&c, &numbers[6..])], deadline).await;
+    assert!(rest.is_empty() && again.is_empty(), "{again:?} {rest:?}");
+    // A worker that found recipients claimed by the other may ask for a redelivery; it then
+    // finds nothing to do.
+    if !a.is_empty() || !b.is_empty() {
+        assert!(send_batch(&t.app, vec![held], deadline).await.is_empty());
+    }
+    let h = hits(&t);
+    assert!(numbers.iter().all(|p| h.get(p) == Some(&1)), "{h:?}");
+    let c = t.get(&format!("/api/campaigns/{c}")).await.data().clone();
+    assert_eq!((count(&c, "sent_count"), count(&c, "failed_count"), c["status"].as_str()), (12, 0, Some("completed")));
+}
+
+#[tokio::test]
+async fn a_crash_between_the_post_and_the_write_never_leads_to_a_second_post() {
+    let t = TestStack::sending(0).await;
+    let numbers = phones(600, 1);
+    let (c, _) = t.campaign_with("TIER_100K", &numbers).await;
+    start(&t, &c).await;
+    // WhatsApp answers slowly; the sender dies after its request left (the future is dropped).
+    t.fake.set_config(FakeConfig { latency_ms: 1500, ..FakeConfig::default() });
+    let held = job(&c, &numbers);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let crashed =
+        tokio::time::timeout(Duration::from_millis(700), send_batch(&t.app, vec![held.clone()], deadline)).await;
+    assert!(crashed.is_err(), "the sender was stopped mid-request");
+    assert_eq!(t.fake.requests().len(), 1, "the request reached WhatsApp");
+    t.fake.set_config(FakeConfig::default());
+    // Redelivered while the claim is fresh: another sender may still be at work, try later.
+    assert_eq!(send_batch(&t.app, vec![held.clone()], deadline).await, vec![held.id.clone()]);
+    tokio::time::sleep(Duration::from_secs(STALE_CLAIM_SECONDS as u64 + 1)).await;
+    // Redelivered after the claim went stale: recorded as unknown, never sent again.
+    assert!(send_batch(&t.app, vec![held], deadline).await.is_empty());
+    assert_eq!(t.fake.requests().len(), 1, "no second POST");
+    let r = &t.recipients(&c).await[0];
+    assert_eq!(r["status"], "failed");
+    assert!(r["error_message"].as_str().unwrap().contains("outcome unknown"), "{r}");
+    let c = t.get(&format!("/api/campaigns/{c}")).await.data().clone();
+    assert_eq!((count(&c, "failed_count"), c["status"].as_str()), (1, Some("completed")));
+}
+
+#[tokio::test]
+async fn transient_errors_are_retried_to_success_and_permanent_ones_recorded() {
+    let t = TestStack::sending(2).await;
+    let flaky = phones(700, 1);
+    let undeliverable = "+14155559002".to_string();
+    let mut numbers = phones(701, 3);
+    numbers.extend(flaky.iter().cloned());
+    numbers.push(undeliverable.clone());
+    t.fake.inject(Injection::error(131000).to(flaky[0].as_str()).times(2));
+    let (c, _) = t.campaign_with("TIER_100K", &numbers).await;
+    start(&t, &c).await;
+    let done = t.wait_for(&c, Duration::from_secs(60), |c| c["status"] == "completed").await;
+    assert_eq!((count(&done, "sent_count"), count(&done, "failed_count")), (4, 1));
+    let h = hits(&t);
+    assert_eq!(h.get(&flaky[0]), Some(&3), "two failures, then success");
+    assert_eq!(h.get(&undeliverable), Some(&1), "a permanent error is not retried");
+    let failed = t.get(&format!("/api/campaigns/{c}/recipients?status=failed")).await;
+    let f = &failed.data()["items"][0];
+    assert_eq!((f["phone_number"].as_str(), f["error_code"].as_i64()), (Some(undeliverable.as_str()), Some(131026)));
+    assert!(f["error_message"].as_str().unwrap().contains("undeliverable"), "{f}");
+}
+
+#[tokio::test]
+async fn a_template_error_pauses_the_campaign_and_a_token_error_pauses_the_account() {
+    let t = TestStack::sending(2).await;
+    // Template gone at Meta (132001): this campaign pauses with the reason.
+    let (c, account) = t.campaign_with("TIER_100K", &["+14155559004".to_string()]).await;
+    start(&t, &c).await;
+    let paused = t.wait_for(&c, Duration::from_secs(30), |c| c["status"] == "paused").await;
+    assert!(paused["pause_reason"].as_str().unwrap().contains("132001"), "{paused}");
+    let r = &t.recipients(&c).await[0];
+    assert_eq!(r["status"], "pending", "not sent, so still pending for a resume");
+
+    // Token expired (190): every sending campaign of the account pauses.
+    let other = t.another_campaign(&account, &phones(800, 30)).await;
+    let expired = t.another_campaign(&account, &["+14155559005".to_string()]).await;
+    t.fake.set_config(FakeConfig { latency_ms: 200, ..FakeConfig::default() });
+    start(&t, &other).await;
+    start(&t, &expired).await;
+    let a = t.wait_for(&other, Duration::from_secs(30), |c| c["status"] == "paused").await;
+    let b = t.wait_for(&expired, Duration::from_secs(30), |c| c["status"] == "paused").await;
+    assert!(a["pause_reason"].as_str().unwrap().contains("190") && b["pause_reason"].as_str().unwrap().contains("190"));
+}
+
+#[tokio::test]
+async fn two_campaigns_on_one_tier_1k_account_keep_its_pace() {
+    let t = TestStack::sending(4).await;
+    let (first, account) = t.campaign_with("TIER_1K", &phones(1000, 60)).await;
+    let second = t.another_campaign(&account, &phones(1100, 60)).await;
+    start(&t, &first).await;
+    start(&t, &second).await;
+    for c in [&first, &second] {
+        t.wait_for(c, Duration::from_secs(60), |c| c["status"] == "completed").await;
+    }
+    let times: Vec<u64> = t.fake.requests().iter().map(|r| r.at_ms).collect();
+    assert_eq!(times.len(), 120);
+    let worst = times.iter().map(|start| times.iter().filter(|t| **t >= *start && **t < start + 1000).count()).max();
+    assert!(worst.unwrap() <= 11, "at most rate + 1 in any second, got {worst:?}");
+    let span = (times[times.len() - 1] - times[0]) as f64 / 1000.0;
+    let rate = (times.len() - 1) as f64 / span;
+    assert!(rate >= 9.5, "average {rate:.2} msg/s");
+}
