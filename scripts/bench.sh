@@ -1,28 +1,33 @@
 #!/usr/bin/env bash
 # Benchmarks that print their figures (never part of the tests). Each starts its own emulator
-# and local stack on free ports and stops them afterwards.
-#   scripts/bench.sh import [ROWS]   time to import ROWS CSV rows (default 100000) in one request
+# (and, for imports, a local stack) on free ports and stops them afterwards.
+#   scripts/bench.sh import [ROWS]              import ROWS CSV rows (default 100000) in one request, twice
+#   scripts/bench.sh send [SECONDS] [MESSAGES]  pace per tier over SECONDS (default 30) of sending, and
+#                                               MESSAGES (default 5000) through TIER_UNLIMITED at 1,000/s
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 cd "$ROOT"
 
 what="${1:-import}"
-log "building the local stack (release)"
-cargo build --release -q -p local --bin local-stack
+log "building (release)"
+cargo build --release -q -p local --bin local-stack --bin bench-send
 
 start_moto "$(free_port)"
-export PORT="$(free_port)" TABLE_NAME="bench-$(date +%s)" RUST_LOG=info
-"$ROOT/target/release/local-stack" > "$STATE/bench-stack.log" 2>&1 &
-STACK_PID=$!
-trap 'kill $STACK_PID $MOTO_PID 2>/dev/null || true' EXIT INT TERM
-API="http://127.0.0.1:$PORT"
-for _ in $(seq 1 100); do curl -s -o /dev/null "$API/api/accounts" && break; sleep 0.2; done
+trap 'kill ${STACK_PID:-} $MOTO_PID 2>/dev/null || true' EXIT INT TERM
 
 case "$what" in
   import)
     rows="${2:-100000}"
+    export PORT="$(free_port)" FAKE_WHATSAPP_PORT="$(free_port)" TABLE_NAME="bench-$(date +%s)" RUST_LOG=info
+    "$ROOT/target/release/local-stack" > "$STATE/bench-stack.log" 2>&1 &
+    STACK_PID=$!
+    API="http://127.0.0.1:$PORT"
+    for _ in $(seq 1 100); do curl -s -o /dev/null "$API/api/accounts" && break; sleep 0.2; done
     "$VENV/moto/bin/python" "$ROOT/scripts/bench_import.py" "$API" "$rows"
     echo "phases inside the handler (parse+validate / existing-number check / writes):"
     grep -o 'import finished.*' "$STATE/bench-stack.log" | sed 's/\x1b\[[0-9;]*m//g'
     ;;
-  *) echo "unknown benchmark: $what (try: import)" >&2; exit 2 ;;
+  send)
+    RUST_LOG=warn "$ROOT/target/release/bench-send" "${2:-30}" "${3:-5000}"
+    ;;
+  *) echo "unknown benchmark: $what (try: import, send)" >&2; exit 2 ;;
 esac

@@ -23,8 +23,13 @@ pub struct Stack {
 impl Stack {
     /// Creates (or finds) the table and queues named after `config.table_name` and builds the
     /// application on them.
-    pub async fn start(mut config: Config) -> Result<Stack, BoxError> {
-        let sdk = shared::config::aws_config().await;
+    pub async fn start(config: Config) -> Result<Stack, BoxError> {
+        Self::start_with(&shared::config::aws_config().await, config).await
+    }
+
+    /// The same with an SDK configuration of the caller's (the benchmark counts requests).
+    pub async fn start_with(sdk: &aws_config::SdkConfig, mut config: Config) -> Result<Stack, BoxError> {
+        let sdk = sdk.clone();
         if sdk.endpoint_url().is_none() {
             return Err("AWS_ENDPOINT_URL is not set: the local stack only runs against the emulator".into());
         }

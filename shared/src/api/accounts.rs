@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
-use super::request::known_id;
+use super::request::load_by_id;
 use super::{ApiRequest, App, Reply};
 use crate::domain::account::{Account, AccountChanges, NewAccount};
 use crate::domain::campaign::CampaignStatus;
@@ -17,12 +17,7 @@ fn view(a: &Account) -> Value {
 }
 
 pub(crate) async fn load(app: &App, id: &str) -> ApiResult<Account> {
-    known_id("account", id)?;
-    app.db
-        .get_account(id)
-        .await
-        .map_err(app.store_err("could not read the account"))?
-        .ok_or_else(|| ApiError::not_found(format!("account {id} not found")))
+    load_by_id(app, "account", id, app.db.get_account(id)).await
 }
 
 pub async fn create(app: Arc<App>, req: ApiRequest) -> ApiResult<Reply> {

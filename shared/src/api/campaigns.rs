@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use serde_json::json;
 
-use super::request::known_id;
+use super::request::load_by_id;
 use super::{ApiRequest, App, Reply};
 use crate::domain::campaign::{Campaign, CampaignChanges, CampaignStatus, NewCampaign, check_references};
 use crate::domain::now;
@@ -15,12 +15,7 @@ use crate::store::StoreError;
 const STATUSES: &str = "draft, scheduled, sending, paused, completed, cancelled";
 
 pub(crate) async fn load(app: &App, id: &str) -> ApiResult<Campaign> {
-    known_id("campaign", id)?;
-    app.db
-        .get_campaign(id)
-        .await
-        .map_err(app.store_err("could not read the campaign"))?
-        .ok_or_else(|| ApiError::not_found(format!("campaign {id} not found")))
+    load_by_id(app, "campaign", id, app.db.get_campaign(id)).await
 }
 
 /// 409 naming the status the campaign is in.

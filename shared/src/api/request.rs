@@ -117,9 +117,15 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
     })
 }
 
-/// Ids are UUIDs; anything else cannot name a stored item.
-pub fn known_id(kind: &str, id: &str) -> ApiResult<()> {
-    uuid::Uuid::parse_str(id).map(|_| ()).map_err(|_| ApiError::not_found(format!("{kind} {id} not found")))
+/// Reads an item by id for a handler: 404 for an id that is not a UUID or names nothing,
+/// 503 when the store fails.
+pub async fn load_by_id<T, F>(app: &super::App, kind: &str, id: &str, read: F) -> ApiResult<T>
+where
+    F: std::future::Future<Output = Result<Option<T>, crate::store::StoreError>>,
+{
+    let not_found = || ApiError::not_found(format!("{kind} {id} not found"));
+    uuid::Uuid::parse_str(id).map_err(|_| not_found())?;
+    read.await.map_err(app.store_err(&format!("could not read the {kind}")))?.ok_or_else(not_found)
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use serde_json::json;
 
-use super::request::known_id;
+use super::request::load_by_id;
 use super::{ApiRequest, App, Reply};
 use crate::domain::now;
 use crate::domain::template::{NewTemplate, Template};
@@ -12,12 +12,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::store::StoreError;
 
 pub(crate) async fn load(app: &App, id: &str) -> ApiResult<Template> {
-    known_id("template", id)?;
-    app.db
-        .get_template(id)
-        .await
-        .map_err(app.store_err("could not read the template"))?
-        .ok_or_else(|| ApiError::not_found(format!("template {id} not found")))
+    load_by_id(app, "template", id, app.db.get_template(id)).await
 }
 
 pub async fn create(app: Arc<App>, req: ApiRequest) -> ApiResult<Reply> {

@@ -101,6 +101,28 @@ pub struct Recipient {
 }
 
 impl Recipient {
+    /// A newly imported recipient, not sent yet.
+    pub fn pending(campaign_id: &str, phone_number: String, fields: BTreeMap<String, String>, now: &str) -> Self {
+        Recipient {
+            id: uuid::Uuid::new_v4().to_string(),
+            campaign_id: campaign_id.to_string(),
+            phone_number,
+            status: RecipientStatus::Pending,
+            fields,
+            created_at: now.to_string(),
+            wamid: None,
+            sent_at: None,
+            delivered_at: None,
+            read_at: None,
+            failed_at: None,
+            error_code: None,
+            error_message: None,
+            claim_id: None,
+            claimed_at: None,
+            counted: None,
+        }
+    }
+
     /// The API's view: the spec's attributes with the imported fields beside them (`name`,
     /// `discount_code`…), and the optional ones only when set.
     pub fn to_json(&self) -> Value {

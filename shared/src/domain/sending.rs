@@ -151,7 +151,6 @@ pub fn message_body(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::recipient::RecipientStatus;
     use crate::domain::template::NewTemplate;
 
     fn template(format: &str, components: Value) -> Template {
@@ -164,24 +163,8 @@ mod tests {
     }
 
     fn recipient(fields: &[(&str, &str)]) -> Recipient {
-        Recipient {
-            id: "r".into(),
-            campaign_id: "c".into(),
-            phone_number: "+14155550123".into(),
-            status: RecipientStatus::Sending,
-            fields: fields.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-            created_at: "t".into(),
-            wamid: None,
-            sent_at: None,
-            delivered_at: None,
-            read_at: None,
-            failed_at: None,
-            error_code: None,
-            error_message: None,
-            claim_id: None,
-            claimed_at: None,
-            counted: None,
-        }
+        let fields = fields.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Recipient::pending("c", "+14155550123".into(), fields, "t")
     }
 
     fn mapping(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {

@@ -68,6 +68,21 @@ pub enum SendError {
 /// Marks the campaign completed once every recipient has an outcome. The conditional write
 /// (from `sending` only; `completed` is final) makes this happen exactly once, whoever calls it.
 pub async fn complete_if_done(app: &App, campaign_id: &str) -> Result<(), SendError> {
+    // The campaign item is also written by counting transactions, which can make a plain
+    // write fail with a transaction conflict: try a few times before leaving it to the next
+    // batch.
+    let mut result = Ok(());
+    for attempt in 0..4 {
+        result = try_complete(app, campaign_id).await;
+        if result.is_ok() {
+            break;
+        }
+        tokio::time::sleep(crate::domain::sending::backoff(attempt, 0.5)).await;
+    }
+    result
+}
+
+async fn try_complete(app: &App, campaign_id: &str) -> Result<(), SendError> {
     let Some(c) = app.db.get_campaign(campaign_id).await? else { return Ok(()) };
     if c.status != CampaignStatus::Sending || !c.all_processed() {
         return Ok(());

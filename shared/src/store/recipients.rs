@@ -90,24 +90,7 @@ impl Db {
         let pending = RecipientStatus::Pending.as_str();
         let mut requests = Vec::with_capacity(accepted.len());
         for a in accepted {
-            let r = Recipient {
-                id: uuid::Uuid::new_v4().to_string(),
-                campaign_id: campaign_id.to_string(),
-                phone_number: a.phone,
-                status: RecipientStatus::Pending,
-                fields: a.fields,
-                created_at: now.to_string(),
-                wamid: None,
-                sent_at: None,
-                delivered_at: None,
-                read_at: None,
-                failed_at: None,
-                error_code: None,
-                error_message: None,
-                claim_id: None,
-                claimed_at: None,
-                counted: None,
-            };
+            let r = Recipient::pending(campaign_id, a.phone, a.fields, now);
             let keys = vec![
                 ("PK", campaign_pk(campaign_id)),
                 ("SK", recipient_sk(&r.phone_number)),

@@ -301,7 +301,8 @@ impl Db {
     pub async fn reserve_slots(&self, account_id: &str, count: u64, interval_us: u64) -> StoreResult<i64> {
         let span = (count * interval_us) as i64;
         loop {
-            let now = now_micros();
+            // Slots start a little ahead, so they are still ahead when the answer arrives.
+            let now = now_micros() + SLOT_LEAD_US;
             // Busy account: the next free slot is in the future; take the span after it.
             let busy = self
                 .client
@@ -355,6 +356,9 @@ impl Db {
         }
     }
 }
+
+/// How far ahead of the reservation the first slot is at least (covers the store's latency).
+pub const SLOT_LEAD_US: i64 = 150_000;
 
 pub fn now_micros() -> i64 {
     chrono::Utc::now().timestamp_micros()
