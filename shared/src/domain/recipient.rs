@@ -95,9 +95,10 @@ pub struct Recipient {
     /// When the claim was taken (unix seconds).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub claimed_at: Option<i64>,
-    /// Set once the recipient's send outcome is in the campaign's counters.
+    /// The tally (one per paced chunk of a sender) that counts this recipient's outcome into
+    /// the campaign's counters, exactly once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub counted: Option<bool>,
+    pub tally: Option<String>,
 }
 
 impl Recipient {
@@ -119,7 +120,7 @@ impl Recipient {
             error_message: None,
             claim_id: None,
             claimed_at: None,
-            counted: None,
+            tally: None,
         }
     }
 
@@ -175,7 +176,7 @@ mod tests {
             error_message: Some("Message undeliverable".into()),
             claim_id: Some("job".into()),
             claimed_at: Some(1),
-            counted: Some(true),
+            tally: Some("t1".into()),
         };
         let v = r.to_json();
         assert_eq!(v["name"], "John");

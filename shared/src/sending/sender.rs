@@ -148,9 +148,10 @@ async fn process(app: &App, cache: &Cache, job: SendJob, deadline: Instant) -> R
         }
         let interval = interval_micros(rate);
         let start = app.db.reserve_slots(&ctx.account.id, claimed.len() as u64, interval).await?;
+        let tally = uuid::Uuid::new_v4().to_string();
         let sends = claimed.iter().enumerate().map(|(i, r)| {
             let slot = start + (i as u64 * interval) as i64;
-            send_one(app, &ctx, &campaign, r, &job, slot, deadline)
+            send_one(app, &ctx, &campaign, r, Claim { job: &job, tally: &tally }, slot, deadline)
         });
         let mut stop = None;
         let outcomes = join_all(sends).await;
@@ -189,17 +190,25 @@ async fn process(app: &App, cache: &Cache, job: SendJob, deadline: Instant) -> R
 }
 
 /// Sends one claimed recipient at its slot, retrying transient errors on new slots.
+/// The claim a sender holds on a recipient: its job, and the tally that will count it.
+#[derive(Clone, Copy)]
+struct Claim<'a> {
+    job: &'a SendJob,
+    tally: &'a str,
+}
+
 async fn send_one(
     app: &App,
     ctx: &Sending,
     campaign: &Campaign,
     r: &Recipient,
-    job: &SendJob,
+    claim: Claim<'_>,
     mut slot: i64,
     deadline: Instant,
 ) -> Result<Sent, SendError> {
+    let job = claim.job;
     let record = |outcome: Outcome| async move {
-        app.db.record(&campaign.id, &r.phone_number, &job.job_id, &outcome, &now()).await
+        app.db.record(&campaign.id, &r.phone_number, &job.job_id, &outcome, claim.tally, &now()).await
     };
     let callback = format!("{}/{}", campaign.id, r.id);
     let body = match message_body(&ctx.template, &campaign.variable_mapping, r, &callback) {
@@ -298,6 +307,7 @@ async fn resolve_unclaimed(app: &App, job: &SendJob, phones: &[String]) -> Resul
         return Ok(false);
     }
     let stale_before = chrono::Utc::now().timestamp() - app.config.stale_claim_seconds;
+    let tally = uuid::Uuid::new_v4().to_string();
     let mut busy = false;
     for r in app.db.recipients(&job.campaign_id, phones).await? {
         let (Some(holder), Some(at)) = (&r.claim_id, r.claimed_at) else { continue };
@@ -309,35 +319,21 @@ async fn resolve_unclaimed(app: &App, job: &SendJob, phones: &[String]) -> Resul
             continue;
         }
         let message = "outcome unknown: the sender stopped between claiming and recording; not sent again".to_string();
-        app.db
-            .record(&job.campaign_id, &r.phone_number, holder, &Outcome::Failed { code: None, message }, &now())
-            .await?;
+        let outcome = Outcome::Failed { code: None, message };
+        app.db.record(&job.campaign_id, &r.phone_number, holder, &outcome, &tally, &now()).await?;
     }
     Ok(busy)
 }
 
-/// Adds the processed, not yet counted recipients among `phones` to the campaign's counters,
-/// marking them counted in the same transaction. A race with another counter is retried.
+/// Adds the recorded outcomes among `phones` that are not counted yet to the campaign's
+/// counters (see [`crate::store::Db::apply_tallies`]); whoever adds the last ones completes
+/// the campaign.
 async fn count(app: &App, campaign_id: &str, phones: &[String]) -> Result<(), SendError> {
-    let mut last = None;
-    for attempt in 0..5 {
-        let recipients = app.db.recipients(campaign_id, phones).await?;
-        let due: Vec<&Recipient> = recipients
-            .iter()
-            .filter(|r| r.counted.is_none())
-            .filter(|r| !matches!(r.status, RecipientStatus::Pending | RecipientStatus::Sending))
-            .collect();
-        match app.db.count_outcomes(campaign_id, &due).await {
-            // Whoever counts the last outcomes sees the totals meet and completes the campaign.
-            Ok(()) if !due.is_empty() => return complete_if_done(app, campaign_id).await,
-            Ok(()) => return Ok(()),
-            Err(e) => {
-                last = Some(e);
-                tokio::time::sleep(backoff(attempt, random())).await;
-            }
-        }
+    let recipients = app.db.recipients(campaign_id, phones).await?;
+    if app.db.apply_tallies(campaign_id, &recipients).await? {
+        complete_if_done(app, campaign_id).await?;
     }
-    Err(last.map(SendError::from).unwrap_or(SendError::Busy))
+    Ok(())
 }
 
 async fn pause_campaign(app: &App, campaign: &Campaign, reason: &str) {

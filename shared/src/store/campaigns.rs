@@ -106,11 +106,12 @@ impl Db {
         decode_one(out.attributes)
     }
 
-    /// Deletes the recipients first and the campaign last, so an interrupted delete can be
-    /// repeated until it completes.
+    /// Deletes the recipients (and tallies) first and the campaign last, so an interrupted
+    /// delete can be repeated until it completes.
     pub async fn delete_campaign(&self, id: &str) -> StoreResult<()> {
-        let recipients = self.query_keys(&KeyQuery::table(campaign_pk(id), RECIPIENT_PREFIX)).await?;
-        self.delete_keys(recipients).await?;
+        let mut items = self.query_keys(&KeyQuery::table(campaign_pk(id), "")).await?;
+        items.retain(|k| k.get("SK").and_then(|v| v.as_s().ok()).map(String::as_str) != Some(CAMPAIGN_SK));
+        self.delete_keys(items).await?;
         self.client
             .delete_item()
             .table_name(&self.table)

@@ -24,6 +24,10 @@ pub fn recipient_sk(phone: &str) -> String {
 pub fn template_name_sk(name: &str, language: &str) -> String {
     format!("TEMPLATE_NAME#{name}#{language}")
 }
+/// The record that a tally of send outcomes was added to the campaign's counters.
+pub fn tally_sk(tally: &str) -> String {
+    format!("TALLY#{tally}")
+}
 pub fn created_sk(created_at: &str, id: &str) -> String {
     format!("{created_at}#{id}")
 }

@@ -1,7 +1,7 @@
 //! The store operations of the sending side: campaign transitions, recipient claims and
 //! outcomes, exactly-once counters, paging pending recipients, and the account's pace.
 
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValue, TransactWriteItem, Update};
 
 use super::campaigns::decode_one;
 use super::keys::*;
@@ -182,14 +182,16 @@ impl Db {
         }
     }
 
-    /// Stores the outcome of a claim held by `job_id`. Returns false when the claim was no
-    /// longer the job's (another holder resolved it first), so nothing was written.
+    /// Stores the outcome of a claim held by `job_id`, with the tally that will count it.
+    /// Returns false when the claim was no longer the job's (another holder resolved it
+    /// first), so nothing was written.
     pub async fn record(
         &self,
         campaign_id: &str,
         phone: &str,
         job_id: &str,
         outcome: &Outcome,
+        tally: &str,
         now: &str,
     ) -> StoreResult<bool> {
         let (status, mut set, mut values): (RecipientStatus, Vec<&str>, Vec<(&str, AttributeValue)>) = match outcome {
@@ -209,6 +211,10 @@ impl Db {
             }
             Outcome::Released => (RecipientStatus::Pending, vec![], vec![]),
         };
+        if *outcome != Outcome::Released {
+            set.push("tally = :tally");
+            values.push((":tally", s(tally)));
+        }
         set.extend(["#status = :to", "GSI2PK = :gsi2pk"]);
         values.push((":to", s(status.as_str())));
         values.push((":gsi2pk", s(recipients_in_status(campaign_id, status.as_str()))));
@@ -250,49 +256,70 @@ impl Db {
         decode(self.batch_get(keys.collect(), None).await?)
     }
 
-    /// Adds the outcomes of `recipients` (processed, not yet counted) to the campaign's
-    /// counters and marks each as counted, in one transaction: a recipient is counted once
-    /// whatever is retried or redelivered. `ConditionFailed` means one was counted
-    /// meanwhile; read them again and retry with the rest.
-    pub async fn count_outcomes(&self, campaign_id: &str, recipients: &[&Recipient]) -> StoreResult<()> {
-        // A transaction holds at most 100 items: the campaign and 99 recipients.
-        for group in recipients.chunks(99) {
-            self.count_group(campaign_id, group).await?;
-        }
-        Ok(())
-    }
-
-    async fn count_group(&self, campaign_id: &str, recipients: &[&Recipient]) -> StoreResult<()> {
-        let sent = recipients.iter().filter(|r| r.wamid.is_some()).count();
-        let failed = recipients.len() - sent;
-        let campaign = Update::builder()
-            .table_name(&self.table)
-            .key("PK", s(campaign_pk(campaign_id)))
-            .key("SK", s(CAMPAIGN_SK))
-            .update_expression("ADD sent_count :sent, failed_count :failed")
-            .expression_attribute_values(":sent", n(sent))
-            .expression_attribute_values(":failed", n(failed))
-            .build()
-            .map_err(err)?;
-        let mut tx =
-            self.client.transact_write_items().transact_items(TransactWriteItem::builder().update(campaign).build());
+    /// Adds the outcomes of `recipients` to the campaign's counters, once per tally: each
+    /// outcome was recorded with the tally of the sender's chunk, and a tally is applied in a
+    /// transaction that also writes its `TALLY#` record on condition it does not exist yet. A
+    /// redelivered job, a second worker or a recovery find the record and add nothing; a tally
+    /// whose sender stopped before applying it is applied by whoever reads its recipients next.
+    /// Returns whether anything was added.
+    pub async fn apply_tallies(&self, campaign_id: &str, recipients: &[Recipient]) -> StoreResult<bool> {
+        let mut tallies: std::collections::BTreeMap<&str, (u64, u64)> = Default::default();
         for r in recipients {
-            let mark = Update::builder()
+            let (Some(t), false) = (&r.tally, matches!(r.status, RecipientStatus::Pending | RecipientStatus::Sending))
+            else {
+                continue;
+            };
+            let e = tallies.entry(t.as_str()).or_default();
+            if r.wamid.is_some() { e.0 += 1 } else { e.1 += 1 }
+        }
+        if tallies.is_empty() {
+            return Ok(false);
+        }
+        let pk = s(campaign_pk(campaign_id));
+        let keys = tallies.keys().map(|t| [("PK".to_string(), pk.clone()), ("SK".to_string(), s(tally_sk(t)))].into());
+        let applied: std::collections::HashSet<String> = self
+            .batch_get(keys.collect(), Some("PK, SK"))
+            .await?
+            .iter()
+            .filter_map(|i| i.get("SK")?.as_s().ok().cloned())
+            .collect();
+        let mut added = false;
+        let expires = chrono::Utc::now().timestamp() + 7 * 24 * 3600;
+        for (t, (sent, failed)) in tallies {
+            if applied.contains(&tally_sk(t)) {
+                continue;
+            }
+            let record = Put::builder()
                 .table_name(&self.table)
-                .key("PK", s(campaign_pk(campaign_id)))
-                .key("SK", s(recipient_sk(&r.phone_number)))
-                .update_expression("SET counted = :yes")
-                .condition_expression("attribute_not_exists(counted) AND #status <> :pending AND #status <> :sending")
-                .expression_attribute_names("#status", "status")
-                .expression_attribute_values(":yes", AttributeValue::Bool(true))
-                .expression_attribute_values(":pending", s(RecipientStatus::Pending.as_str()))
-                .expression_attribute_values(":sending", s(RecipientStatus::Sending.as_str()))
+                .item("PK", pk.clone())
+                .item("SK", s(tally_sk(t)))
+                .item("sent", n(sent))
+                .item("failed", n(failed))
+                .item("expires_at", n(expires))
+                .condition_expression("attribute_not_exists(PK)")
                 .build()
                 .map_err(err)?;
-            tx = tx.transact_items(TransactWriteItem::builder().update(mark).build());
+            let counters = Update::builder()
+                .table_name(&self.table)
+                .key("PK", pk.clone())
+                .key("SK", s(CAMPAIGN_SK))
+                .update_expression("ADD sent_count :sent, failed_count :failed")
+                .expression_attribute_values(":sent", n(sent))
+                .expression_attribute_values(":failed", n(failed))
+                .build()
+                .map_err(err)?;
+            let tx = self
+                .client
+                .transact_write_items()
+                .transact_items(TransactWriteItem::builder().put(record).build())
+                .transact_items(TransactWriteItem::builder().update(counters).build());
+            match tx.send().await.map_err(StoreError::from) {
+                Ok(_) => added = true,
+                Err(StoreError::ConditionFailed) => {} // applied by someone else meanwhile
+                Err(e) => return Err(e),
+            }
         }
-        tx.send().await?;
-        Ok(())
+        Ok(added)
     }
 
     /// Reserves `count` consecutive send slots `interval_us` apart on the account's pace,
