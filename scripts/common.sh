@@ -11,6 +11,9 @@ export AWS_ACCESS_KEY_ID="${AWS_ACCESS_KEY_ID:-local}"
 export AWS_SECRET_ACCESS_KEY="${AWS_SECRET_ACCESS_KEY:-local}"
 export AWS_REGION="${AWS_REGION:-us-east-1}"
 export AWS_DEFAULT_REGION="$AWS_REGION"
+# The emulator sometimes answers 500 under concurrent writes (a thread-safety bug in moto's
+# transactions); the SDK retries those, a few more times than its default 3.
+export AWS_MAX_ATTEMPTS="${AWS_MAX_ATTEMPTS:-8}"
 # Nothing on this path may reach a real AWS account.
 unset AWS_PROFILE AWS_SESSION_TOKEN
 

@@ -18,6 +18,9 @@ pub struct Config {
     /// A claim older than this (seconds) belongs to a sender that is gone: its outcome is
     /// unknown. At least the sender's timeout.
     pub stale_claim_seconds: i64,
+    /// Recipients one dispatcher invocation queues before handing the rest to a follow-up
+    /// dispatch message.
+    pub dispatch_budget: usize,
 }
 
 impl Config {
@@ -31,6 +34,7 @@ impl Config {
             whatsapp_api_url: var("WHATSAPP_API_URL").unwrap_or_else(|| "https://graph.facebook.com".into()),
             whatsapp_api_version: var("WHATSAPP_API_VERSION").unwrap_or_else(|| "v21.0".into()),
             stale_claim_seconds: var("STALE_CLAIM_SECONDS").and_then(|v| v.parse().ok()).unwrap_or(330),
+            dispatch_budget: var("DISPATCH_BUDGET").and_then(|v| v.parse().ok()).unwrap_or(50_000),
         }
     }
 }

@@ -69,6 +69,19 @@ async fn a_campaign_completes_with_exact_counters_and_every_recipient_sent_once(
 }
 
 #[tokio::test]
+async fn the_dispatcher_hands_over_to_follow_up_messages_from_a_cursor() {
+    // A budget of 7 recipients an invocation: 45 recipients take 7 dispatch messages.
+    let t = TestStack::sending_with(4, |c| c.dispatch_budget = 7).await;
+    let numbers = phones(150, 45);
+    let (c, _) = t.campaign_with("TIER_100K", &numbers).await;
+    start(&t, &c).await;
+    let done = t.wait_for(&c, Duration::from_secs(60), |c| c["status"] == "completed").await;
+    assert_eq!(count(&done, "sent_count"), 45);
+    let h = hits(&t);
+    assert!(numbers.iter().all(|p| h.get(p) == Some(&1)), "every recipient once across follow-ups: {h:?}");
+}
+
+#[tokio::test]
 async fn pause_stops_sending_within_a_batch_and_resume_sends_only_the_rest() {
     let t = TestStack::sending(4).await;
     let numbers = phones(200, 50);
@@ -194,12 +207,17 @@ async fn transient_errors_are_retried_to_success_and_permanent_ones_recorded() {
     numbers.extend(flaky.iter().cloned());
     numbers.push(undeliverable.clone());
     t.fake.inject(Injection::error(131000).to(flaky[0].as_str()).times(2));
+    // A throughput error (130429) holds the account back, then the message goes out.
+    let throttled = phones(704, 1);
+    numbers.extend(throttled.iter().cloned());
+    t.fake.inject(Injection::error(130429).to(throttled[0].as_str()).times(1));
     let (c, _) = t.campaign_with("TIER_100K", &numbers).await;
     start(&t, &c).await;
     let done = t.wait_for(&c, Duration::from_secs(60), |c| c["status"] == "completed").await;
-    assert_eq!((count(&done, "sent_count"), count(&done, "failed_count")), (4, 1));
+    assert_eq!((count(&done, "sent_count"), count(&done, "failed_count")), (5, 1));
     let h = hits(&t);
     assert_eq!(h.get(&flaky[0]), Some(&3), "two failures, then success");
+    assert_eq!(h.get(&throttled[0]), Some(&2), "throttled once, then sent");
     assert_eq!(h.get(&undeliverable), Some(&1), "a permanent error is not retried");
     let failed = t.get(&format!("/api/campaigns/{c}/recipients?status=failed")).await;
     let f = &failed.data()["items"][0];

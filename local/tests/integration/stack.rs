@@ -67,19 +67,25 @@ impl TestStack {
     /// The API on its own table and queues, senders pointed at a fake WhatsApp API; no
     /// queue workers (see [`TestStack::with_workers`]).
     pub async fn new() -> Self {
+        Self::configured(|_| {}).await
+    }
+
+    /// [`TestStack::new`] with a configuration change.
+    pub async fn configured(change: impl FnOnce(&mut Config)) -> Self {
         assert!(
             std::env::var("AWS_ENDPOINT_URL").is_ok(),
             "these tests need the emulator: run scripts/test.sh (it starts moto_server and sets AWS_ENDPOINT_URL)"
         );
         let fake = FakeState::new();
         let addr = fake_whatsapp::spawn(fake.clone()).await.expect("the fake WhatsApp API should start");
-        let config = Config {
+        let mut config = Config {
             table_name: format!("t-{}", uuid::Uuid::new_v4().simple()),
             default_region: "US".into(),
             whatsapp_api_url: format!("http://{addr}"),
             stale_claim_seconds: STALE_CLAIM_SECONDS,
             ..Config::from_env()
         };
+        change(&mut config);
         let stack = local::Stack::start(config).await.expect("the emulator should take the table and queues");
         TestStack { app: stack.app, sqs: stack.sqs, fake, _exclusive: None }
     }
@@ -88,8 +94,12 @@ impl TestStack {
     /// dispatcher and `senders` sender workers polling its queues as the local stack does
     /// (none when 0; they stop with the test's runtime).
     pub async fn sending(senders: usize) -> Self {
+        Self::sending_with(senders, |_| {}).await
+    }
+
+    pub async fn sending_with(senders: usize, change: impl FnOnce(&mut Config)) -> Self {
         let guard = SENDING.lock().await;
-        let mut t = Self::new().await;
+        let mut t = Self::configured(change).await;
         t._exclusive = Some(guard);
         if senders == 0 {
             return t;

@@ -10,9 +10,6 @@ use crate::domain::sending::{DispatchJob, SendJob, job_size};
 
 /// Pending recipients read per query.
 const PAGE: i32 = 1000;
-/// Recipients one invocation queues before it hands the rest to a follow-up dispatch message,
-/// so that a campaign of any size fans out without an invocation nearing its timeout.
-pub const BUDGET: usize = 50_000;
 
 /// Handles one dispatch job. Jobs for campaigns that are not sending do nothing; queueing the
 /// same recipients twice is harmless (a recipient is claimed once).
@@ -27,10 +24,15 @@ pub async fn dispatch(app: &App, job: DispatchJob) -> Result<(), SendError> {
         return Ok(());
     };
     let size = job_size(account.send_rate());
+    // After `dispatch_budget` recipients (50,000 by default, a few seconds of work) the rest
+    // goes to a follow-up message, so a campaign of any size fans out without an invocation
+    // nearing its timeout.
+    let budget = app.config.dispatch_budget.max(1);
+    let page = PAGE.min(budget as i32);
     let mut cursor = job.cursor;
     let mut queued = 0;
     loop {
-        let (phones, next) = app.db.pending_phones(&campaign.id, cursor.as_deref(), PAGE).await?;
+        let (phones, next) = app.db.pending_phones(&campaign.id, cursor.as_deref(), page).await?;
         let jobs: Vec<SendJob> = phones
             .chunks(size)
             .map(|p| SendJob {
@@ -45,7 +47,7 @@ pub async fn dispatch(app: &App, job: DispatchJob) -> Result<(), SendError> {
         cursor = next;
         match &cursor {
             None => break,
-            Some(_) if queued >= BUDGET => {
+            Some(_) if queued >= budget => {
                 app.queue.dispatch(&DispatchJob { campaign_id: campaign.id.clone(), cursor }).await?;
                 tracing::info!(campaign = %campaign.id, queued, "dispatch continues in a follow-up message");
                 return Ok(());

@@ -23,6 +23,16 @@ use crate::domain::template::Template;
 use crate::store::sending::{Outcome, now_micros};
 use crate::whatsapp::{REQUEST_TIMEOUT, SendOutcome};
 
+/// Slots a message may retake after waking up late before it is sent late anyway.
+const MAX_SLOT_RETAKES: u32 = 2;
+
+/// How late a message may go out after its slot: half an interval keeps any 1-second window
+/// at rate + 1; at high rates (intervals of a few ms) timers cannot be that exact, and 25 ms
+/// of lateness stays within the one-second burst the pace allows.
+fn late_tolerance(interval_us: i64) -> i64 {
+    (interval_us / 2).max(25_000)
+}
+
 /// How long a 130429 (throughput exceeded) holds the whole account back.
 const THROUGHPUT_PENALTY: Duration = Duration::from_secs(2);
 /// Work is not started when less than this is left before the invocation's deadline.
@@ -220,6 +230,7 @@ async fn send_one(
         }
     };
     let mut attempt = 0;
+    let mut retakes = 0;
     loop {
         attempt += 1;
         let wait = Duration::from_micros((slot - now_micros()).max(0) as u64);
@@ -229,10 +240,12 @@ async fn send_one(
         }
         tokio::time::sleep(wait).await;
         let interval = interval_micros(ctx.account.send_rate()) as i64;
-        if now_micros() > slot + interval / 4 {
+        if now_micros() > slot + late_tolerance(interval) && retakes < MAX_SLOT_RETAKES {
             // Woken too late (a slow store or a busy machine): sending now could crowd the
-            // next slots, so take a new one instead.
+            // next slots, so take a new one — a few times at most, since every retake leaves
+            // a slot unused.
             slot = app.db.reserve_slots(&ctx.account.id, 1, interval as u64).await?;
+            retakes += 1;
             attempt -= 1;
             continue;
         }
