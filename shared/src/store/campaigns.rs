@@ -69,11 +69,7 @@ impl Db {
         values.extend(index_keys(c).into_iter().map(|(k, v)| (k, s(v))));
         let set: Vec<String> = values.iter().enumerate().map(|(i, _)| format!("#f{i} = :v{i}")).collect();
         let mut req = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("PK", s(campaign_pk(&c.id)))
-            .key("SK", s(CAMPAIGN_SK))
+            .update(campaign_pk(&c.id), CAMPAIGN_SK)
             .update_expression(format!("SET {}", set.join(", ")))
             .condition_expression("#status = :draft AND attribute_not_exists(deleting)")
             .expression_attribute_names("#status", "status")
@@ -90,11 +86,7 @@ impl Db {
     /// on. Returns the campaign as it was marked.
     pub async fn mark_deleting(&self, id: &str, now: &str) -> StoreResult<Campaign> {
         let out = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("PK", s(campaign_pk(id)))
-            .key("SK", s(CAMPAIGN_SK))
+            .update(campaign_pk(id), CAMPAIGN_SK)
             .update_expression("SET deleting = :now")
             .condition_expression("attribute_exists(PK) AND #status <> :sending")
             .expression_attribute_names("#status", "status")

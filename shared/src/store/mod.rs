@@ -136,6 +136,15 @@ impl Db {
         &self.table
     }
 
+    /// An `UpdateItem` on one item, to which the caller adds its expressions.
+    pub(crate) fn update(
+        &self,
+        pk: impl Into<String>,
+        sk: impl Into<String>,
+    ) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
+        self.client.update_item().table_name(&self.table).key("PK", s(pk)).key("SK", s(sk))
+    }
+
     pub(crate) async fn get<T: DeserializeOwned>(&self, pk: String, sk: &str) -> StoreResult<Option<T>> {
         let out = self
             .client

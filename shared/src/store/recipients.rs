@@ -26,11 +26,7 @@ impl Db {
     pub async fn lock_import(&self, id: &str, now_unix: i64) -> StoreResult<ImportLock> {
         let token = uuid::Uuid::new_v4().to_string();
         let out = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("PK", s(campaign_pk(id)))
-            .key("SK", s(CAMPAIGN_SK))
+            .update(campaign_pk(id), CAMPAIGN_SK)
             .update_expression("SET import_lock = :token, import_lock_until = :until")
             .condition_expression(
                 "attribute_exists(PK) AND attribute_not_exists(deleting) AND #status IN (:draft, :scheduled) \
@@ -51,11 +47,7 @@ impl Db {
     /// Adds what the import wrote to `total_recipients` and releases the lock.
     pub async fn finish_import(&self, lock: &ImportLock, added: usize, now: &str) -> StoreResult<Campaign> {
         let out = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("PK", s(campaign_pk(&lock.campaign.id)))
-            .key("SK", s(CAMPAIGN_SK))
+            .update(campaign_pk(&lock.campaign.id), CAMPAIGN_SK)
             .update_expression(
                 "ADD total_recipients :added SET updated_at = :now REMOVE import_lock, import_lock_until",
             )

@@ -64,11 +64,7 @@ impl Db {
             expr.push_str(&format!(" REMOVE {}", remove.join(", ")));
         }
         let mut req = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("PK", s(campaign_pk(&c.id)))
-            .key("SK", s(CAMPAIGN_SK))
+            .update(campaign_pk(&c.id), CAMPAIGN_SK)
             .update_expression(expr)
             .condition_expression(condition)
             .expression_attribute_names("#status", "status")
@@ -154,11 +150,7 @@ impl Db {
         now: i64,
     ) -> StoreResult<Option<Recipient>> {
         let res = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("PK", s(campaign_pk(campaign_id)))
-            .key("SK", s(recipient_sk(phone)))
+            .update(campaign_pk(campaign_id), recipient_sk(phone))
             .update_expression("SET #status = :sending, GSI2PK = :gsi2pk, claim_id = :job, claimed_at = :now")
             .condition_expression("#status = :pending")
             .expression_attribute_names("#status", "status")
@@ -226,11 +218,7 @@ impl Db {
             values.push((":now", s(now)));
         }
         let mut req = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("PK", s(campaign_pk(campaign_id)))
-            .key("SK", s(recipient_sk(phone)))
+            .update(campaign_pk(campaign_id), recipient_sk(phone))
             .update_expression(expr)
             .condition_expression("#status = :sending AND claim_id = :job")
             .expression_attribute_names("#status", "status")
@@ -332,11 +320,7 @@ impl Db {
             let now = now_micros() + SLOT_LEAD_US;
             // Busy account: the next free slot is in the future; take the span after it.
             let busy = self
-                .client
-                .update_item()
-                .table_name(&self.table)
-                .key("PK", s(account_pk(account_id)))
-                .key("SK", s(PACE_SK))
+                .update(account_pk(account_id), PACE_SK)
                 .update_expression("SET next_slot = next_slot + :span")
                 .condition_expression("next_slot >= :now")
                 .expression_attribute_values(":span", n(span))
@@ -361,11 +345,7 @@ impl Db {
             }
             // Idle account: start now.
             let idle = self
-                .client
-                .update_item()
-                .table_name(&self.table)
-                .key("PK", s(account_pk(account_id)))
-                .key("SK", s(PACE_SK))
+                .update(account_pk(account_id), PACE_SK)
                 .update_expression("SET next_slot = :end")
                 .condition_expression("attribute_not_exists(next_slot) OR next_slot < :now")
                 .expression_attribute_values(":end", n(now + span))
