@@ -101,17 +101,7 @@ async fn accounts_list_pages_newest_first_with_a_total() {
 async fn an_account_with_a_sending_campaign_is_not_deleted() {
     let t = TestStack::new().await;
     let (campaign, account, _) = t.campaign().await;
-    let pk = format!("CAMPAIGN#{campaign}");
-    let created = t.item(pk.clone(), "#CAMPAIGN").await.unwrap()["created_at"].as_s().unwrap().clone();
-    t.set(
-        pk,
-        "#CAMPAIGN",
-        &[
-            ("status", crate::stack::s("sending")),
-            ("GSI2SK", crate::stack::s(&format!("sending#{created}#{campaign}"))),
-        ],
-    )
-    .await;
+    t.set_campaign_status(&campaign, "sending").await;
     t.delete(&format!("/api/accounts/{account}")).await.assert_error(409, "sending or scheduled");
     t.get(&format!("/api/accounts/{account}")).await.assert_ok(200);
 }

@@ -1,6 +1,6 @@
 use serde_json::json;
 
-use crate::stack::{TestStack, s};
+use crate::stack::TestStack;
 
 #[tokio::test]
 async fn a_campaign_is_created_with_checked_references_and_read_back() {
@@ -65,20 +65,7 @@ async fn campaigns_list_filters_by_status_and_account() {
         ids.push(t.post("/api/campaigns", body).await.assert_ok(201)["id"].as_str().unwrap().to_string());
     }
     let (_, other_account, _) = t.campaign().await;
-    // Put the first campaign in another status the way the sending change will (status and
-    // its index keys together).
-    let pk = format!("CAMPAIGN#{c1}");
-    let created = t.item(pk.clone(), "#CAMPAIGN").await.unwrap()["created_at"].as_s().unwrap().clone();
-    t.set(
-        pk,
-        "#CAMPAIGN",
-        &[
-            ("status", s("completed")),
-            ("GSI2SK", s(&format!("completed#{created}#{c1}"))),
-            ("GSI3PK", s("CAMPAIGNS#completed")),
-        ],
-    )
-    .await;
+    t.set_campaign_status(&c1, "completed").await;
 
     let total = |a: &crate::stack::Answer| a.data()["total"].as_u64().unwrap();
     assert_eq!(total(&t.get("/api/campaigns").await), 4);
@@ -118,7 +105,7 @@ async fn only_drafts_are_updated_and_references_are_checked_again() {
     assert_eq!(switched.assert_ok(200)["template_name"], "named_offer");
     assert_eq!(t.get(&path).await.data()["template_name"], "named_offer");
 
-    t.set(format!("CAMPAIGN#{id}"), "#CAMPAIGN", &[("status", s("paused"))]).await;
+    t.set_campaign_status(&id, "paused").await;
     t.put(&path, json!({"name": "Again"})).await.assert_error(409, "is paused");
     assert_eq!(t.get(&path).await.data()["name"], "Renamed");
 }
@@ -132,11 +119,11 @@ async fn delete_removes_the_recipients_but_not_while_sending() {
     t.post_csv(&format!("{path}/recipients/import"), csv).await.assert_ok(200);
     assert_eq!(t.count_items(format!("CAMPAIGN#{id}"), "R#").await, 3);
 
-    t.set(format!("CAMPAIGN#{id}"), "#CAMPAIGN", &[("status", s("sending"))]).await;
+    t.set_campaign_status(&id, "sending").await;
     t.delete(&path).await.assert_error(409, "is sending");
     assert_eq!(t.count_items(format!("CAMPAIGN#{id}"), "R#").await, 3);
 
-    t.set(format!("CAMPAIGN#{id}"), "#CAMPAIGN", &[("status", s("paused"))]).await;
+    t.set_campaign_status(&id, "paused").await;
     let deleted = t.delete(&path).await;
     assert_eq!(deleted.assert_ok(200)["recipients_deleted"], 3);
     assert_eq!(t.count_items(format!("CAMPAIGN#{id}"), "").await, 0, "campaign and recipients are gone");
