@@ -14,5 +14,6 @@ pub mod error;
 pub mod lambda;
 pub mod queue;
 pub mod sending;
+pub mod signature;
 pub mod store;
 pub mod whatsapp;
