@@ -43,7 +43,7 @@ start_moto() {
   local port="$1"
   venv moto "moto[server]>=5.1,<6"
   log "starting moto_server on 127.0.0.1:$port"
-  "$VENV/moto/bin/moto_server" -H 127.0.0.1 -p "$port" > "$STATE/moto-$port.log" 2>&1 &
+  "$VENV/moto/bin/python" "$ROOT/scripts/moto_server.py" -H 127.0.0.1 -p "$port" > "$STATE/moto-$port.log" 2>&1 &
   MOTO_PID=$!
   export AWS_ENDPOINT_URL="http://127.0.0.1:$port"
   for _ in $(seq 1 100); do

@@ -175,6 +175,47 @@ pub async fn ensure_queues(
     Ok(urls)
 }
 
+/// Creates every event bus of the template, named `<prefix>-<LogicalId>`. Returns logical id →
+/// bus name.
+pub async fn ensure_event_buses(
+    client: &aws_sdk_eventbridge::Client,
+    prefix: &str,
+    template: &Template,
+) -> Result<HashMap<String, String>, BoxError> {
+    let mut names = HashMap::new();
+    for (id, _) in template.resources("AWS::Events::EventBus") {
+        let name = format!("{prefix}-{id}");
+        match client.create_event_bus().name(&name).send().await {
+            Ok(_) => {}
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_already_exists_exception()) => {}
+            Err(e) => {
+                return Err(
+                    format!("create event bus {id}: {}", aws_sdk_eventbridge::error::DisplayErrorContext(e)).into()
+                );
+            }
+        }
+        names.insert(id, name);
+    }
+    Ok(names)
+}
+
+/// Locally, a rule copies every campaign event of `bus` to the queue `<bus>-tap`, where the
+/// tests and developers read them. Returns the queue's URL.
+pub async fn ensure_event_tap(
+    events: &aws_sdk_eventbridge::Client,
+    sqs: &aws_sdk_sqs::Client,
+    bus: &str,
+) -> Result<String, BoxError> {
+    let url = sqs.create_queue().queue_name(format!("{bus}-tap")).send().await?.queue_url.ok_or("no queue URL")?;
+    let attrs = sqs.get_queue_attributes().queue_url(&url).attribute_names(QueueAttributeName::QueueArn).send().await?;
+    let arn = attrs.attributes.and_then(|mut a| a.remove(&QueueAttributeName::QueueArn)).ok_or("no queue ARN")?;
+    let pattern = serde_json::json!({ "source": [shared::events::SOURCE] }).to_string();
+    events.put_rule().name("tap").event_bus_name(bus).event_pattern(pattern).send().await?;
+    let target = aws_sdk_eventbridge::types::Target::builder().id("tap-queue").arn(arn).build()?;
+    events.put_targets().rule("tap").event_bus_name(bus).targets(target).send().await?;
+    Ok(url)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

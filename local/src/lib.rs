@@ -18,6 +18,8 @@ pub struct Stack {
     pub app: Arc<App>,
     pub sqs: aws_sdk_sqs::Client,
     pub queues: std::collections::HashMap<String, String>,
+    /// The queue that receives a copy of every campaign event (see [`infra::ensure_event_tap`]).
+    pub event_tap_url: String,
 }
 
 impl Stack {
@@ -39,6 +41,10 @@ impl Stack {
         let queues = infra::ensure_queues(&sqs, &config.table_name, &template).await?;
         config.dispatch_queue_url = queues.get("DispatchQueue").cloned();
         config.send_queue_url = queues.get("SendQueue").cloned();
-        Ok(Stack { app: App::new(&sdk, config), sqs, queues })
+        let events = aws_sdk_eventbridge::Client::new(&sdk);
+        let buses = infra::ensure_event_buses(&events, &config.table_name, &template).await?;
+        config.event_bus_name = buses.get("EventBus").cloned().ok_or("template.yaml has no EventBus")?;
+        let event_tap_url = infra::ensure_event_tap(&events, &sqs, &config.event_bus_name).await?;
+        Ok(Stack { app: App::new(&sdk, config), sqs, queues, event_tap_url })
     }
 }

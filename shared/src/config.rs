@@ -21,6 +21,15 @@ pub struct Config {
     /// Recipients one dispatcher invocation queues before handing the rest to a follow-up
     /// dispatch message.
     pub dispatch_budget: usize,
+    /// The webhook's shared secrets, in AWS: a Secrets Manager secret holding
+    /// `{"app_secret": …, "verify_token": …}`. When set it wins over the two variables below.
+    pub webhook_secret_arn: Option<String>,
+    /// Meta app secret that signs webhooks (`X-Hub-Signature-256`); locally from the environment.
+    pub whatsapp_app_secret: Option<String>,
+    /// The token Meta's webhook verification must present; locally from the environment.
+    pub whatsapp_verify_token: Option<String>,
+    /// The EventBridge bus campaign events are published to.
+    pub event_bus_name: String,
 }
 
 impl Config {
@@ -35,6 +44,10 @@ impl Config {
             whatsapp_api_version: var("WHATSAPP_API_VERSION").unwrap_or_else(|| "v21.0".into()),
             stale_claim_seconds: var("STALE_CLAIM_SECONDS").and_then(|v| v.parse().ok()).unwrap_or(330),
             dispatch_budget: var("DISPATCH_BUDGET").and_then(|v| v.parse().ok()).unwrap_or(50_000),
+            webhook_secret_arn: var("WEBHOOK_SECRET_ARN"),
+            whatsapp_app_secret: var("WHATSAPP_APP_SECRET"),
+            whatsapp_verify_token: var("WHATSAPP_VERIFY_TOKEN"),
+            event_bus_name: var("EVENT_BUS_NAME").unwrap_or_else(|| "whatsapp-campaigns".into()),
         }
     }
 }

@@ -21,13 +21,15 @@ pub async fn app_from_env() -> std::sync::Arc<App> {
 
 /// Runs the Lambda runtime loop for the route named `name` (the function's binary name).
 pub fn serve_route(name: &str) -> Result<(), Error> {
-    let route = api::route(name).ok_or_else(|| format!("no route named {name}"))?;
+    let routes = api::routes(name);
+    if routes.is_empty() {
+        return Err(format!("no route named {name}").into());
+    }
     tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(async move {
         init_tracing();
         let app = app_from_env().await;
-        let routes = [route];
         lambda_http::run(service_fn(|req: Request| {
-            let app = app.clone();
+            let (app, routes) = (app.clone(), routes.clone());
             async move { Ok::<_, Error>(to_lambda(api::dispatch(app, &routes, from_lambda(req)).await)) }
         }))
         .await

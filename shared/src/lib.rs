@@ -9,10 +9,13 @@
 
 pub mod api;
 pub mod config;
+pub mod delivery;
 pub mod domain;
 pub mod error;
+pub mod events;
 pub mod lambda;
 pub mod queue;
+pub mod secrets;
 pub mod sending;
 pub mod signature;
 pub mod store;

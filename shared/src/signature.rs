@@ -27,6 +27,11 @@ pub fn verify(secret: &[u8], body: &[u8], header: &str) -> bool {
     expected.len() == 32 && mac(secret, body).verify_slice(&expected).is_ok()
 }
 
+/// Compares two secrets in time that depends on their lengths only.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -49,5 +54,12 @@ mod tests {
         assert!(!verify(b"secret", b"{\"a\":1}", &sig[..sig.len() - 2]));
         assert!(!verify(b"secret", b"{\"a\":1}", "sha256=zz"));
         assert!(!verify(b"secret", b"{\"a\":1}", ""));
+    }
+
+    #[test]
+    fn compares_secrets() {
+        assert!(constant_time_eq(b"token", b"token"));
+        assert!(!constant_time_eq(b"token", b"tokeN"));
+        assert!(!constant_time_eq(b"token", b"token2"));
     }
 }

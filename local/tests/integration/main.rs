@@ -3,6 +3,7 @@
 
 mod accounts;
 mod campaigns;
+mod delivery;
 mod recipients;
 mod routing;
 mod sending;

@@ -15,6 +15,10 @@ use local::workers::Workers;
 use shared::api::{self, App, ROUTES};
 use shared::config::Config;
 
+/// The webhook secrets of the test stacks.
+pub const APP_SECRET: &str = "test-app-secret";
+pub const VERIFY_TOKEN: &str = "test-verify-token";
+
 /// Claims older than this are treated as left behind by a vanished sender.
 pub const STALE_CLAIM_SECONDS: i64 = 2;
 
@@ -28,6 +32,8 @@ pub struct TestStack {
     pub sqs: aws_sdk_sqs::Client,
     /// The fake WhatsApp API the senders talk to.
     pub fake: FakeState,
+    /// The queue that receives a copy of every campaign event.
+    pub event_tap_url: String,
     _exclusive: Option<tokio::sync::MutexGuard<'static, ()>>,
 }
 
@@ -83,11 +89,14 @@ impl TestStack {
             default_region: "US".into(),
             whatsapp_api_url: format!("http://{addr}"),
             stale_claim_seconds: STALE_CLAIM_SECONDS,
+            webhook_secret_arn: None,
+            whatsapp_app_secret: Some(APP_SECRET.into()),
+            whatsapp_verify_token: Some(VERIFY_TOKEN.into()),
             ..Config::from_env()
         };
         change(&mut config);
         let stack = local::Stack::start(config).await.expect("the emulator should take the table and queues");
-        TestStack { app: stack.app, sqs: stack.sqs, fake, _exclusive: None }
+        TestStack { app: stack.app, sqs: stack.sqs, fake, event_tap_url: stack.event_tap_url, _exclusive: None }
     }
 
     /// A stack for a sending test, running alone among the sending tests, with the
@@ -171,16 +180,60 @@ impl TestStack {
         all
     }
 
-    pub async fn call(&self, method: Method, path: &str, content_type: Option<&str>, body: impl Into<Bytes>) -> Answer {
+    /// A request through the dispatcher with any headers; the raw answer.
+    pub async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Bytes,
+    ) -> http::Response<String> {
         let mut req = http::Request::builder().method(method).uri(path);
-        if let Some(ct) = content_type {
-            req = req.header("content-type", ct);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
         }
         let routes: Vec<_> = ROUTES.iter().collect();
-        let res = api::dispatch(self.app.clone(), &routes, req.body(body.into()).unwrap()).await;
-        let status = res.status();
-        let body = serde_json::from_str(res.body()).unwrap_or_else(|e| panic!("not JSON ({e}): {}", res.body()));
-        Answer { status, body }
+        api::dispatch(self.app.clone(), &routes, req.body(body).unwrap()).await
+    }
+
+    pub async fn call(&self, method: Method, path: &str, content_type: Option<&str>, body: impl Into<Bytes>) -> Answer {
+        let headers: Vec<(&str, &str)> = content_type.map(|ct| ("content-type", ct)).into_iter().collect();
+        answer(self.raw(method, path, &headers, body.into()).await)
+    }
+
+    /// Posts a webhook body signed with the stack's app secret, as Meta does.
+    pub async fn webhook(&self, body: &str) -> Answer {
+        let signature = shared::signature::sign(APP_SECRET.as_bytes(), body.as_bytes());
+        let headers = [("content-type", "application/json"), ("x-hub-signature-256", signature.as_str())];
+        answer(self.raw(Method::POST, "/webhooks/whatsapp", &headers, Bytes::from(body.to_string())).await)
+    }
+
+    /// The campaign events that reached the bus so far (read from the tap queue), as
+    /// `(detail-type, detail)`, in the order they were published.
+    pub async fn events(&self) -> Vec<(String, Value)> {
+        let mut events = Vec::new();
+        loop {
+            let out = self
+                .sqs
+                .receive_message()
+                .queue_url(&self.event_tap_url)
+                .max_number_of_messages(10)
+                .send()
+                .await
+                .unwrap();
+            let messages = out.messages.unwrap_or_default();
+            if messages.is_empty() {
+                break;
+            }
+            for m in messages {
+                let e: Value = serde_json::from_str(m.body().unwrap_or_default()).unwrap();
+                events.push((e["detail-type"].as_str().unwrap_or_default().to_string(), e["detail"].clone()));
+                let handle = m.receipt_handle().unwrap_or_default();
+                self.sqs.delete_message().queue_url(&self.event_tap_url).receipt_handle(handle).send().await.unwrap();
+            }
+        }
+        events.sort_by(|a, b| a.1["occurred_at"].as_str().cmp(&b.1["occurred_at"].as_str()));
+        events
     }
 
     pub async fn get(&self, path: &str) -> Answer {
@@ -274,6 +327,12 @@ impl TestStack {
         }
         req.send().await.unwrap();
     }
+}
+
+fn answer(res: http::Response<String>) -> Answer {
+    let status = res.status();
+    let body = serde_json::from_str(res.body()).unwrap_or_else(|e| panic!("not JSON ({e}): {}", res.body()));
+    Answer { status, body }
 }
 
 pub fn s(v: &str) -> AttributeValue {

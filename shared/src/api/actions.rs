@@ -7,7 +7,6 @@ use serde_json::json;
 use super::campaigns::{checked_template, load, wrong_status};
 use super::{ApiRequest, App, Reply};
 use crate::domain::campaign::{Action, Campaign};
-use crate::domain::now;
 use crate::domain::sending::DispatchJob;
 use crate::error::{ApiError, ApiResult};
 use crate::store::StoreError;
@@ -20,7 +19,7 @@ fn allowed_statuses(action: Action) -> String {
 /// Applies the action with a conditional write; a lost race is answered with the status the
 /// campaign has now.
 async fn transition(app: &App, c: &Campaign, action: Action) -> ApiResult<Campaign> {
-    match app.db.transition(c, action, &now(), None).await {
+    match app.change_status(c, action, None).await {
         Ok(updated) => Ok(updated),
         Err(StoreError::ConditionFailed) => {
             let current = load(app, &c.id).await?;
@@ -51,7 +50,7 @@ pub async fn start(app: Arc<App>, req: ApiRequest) -> ApiResult<Reply> {
     if let Err(e) = app.queue.dispatch(&DispatchJob { campaign_id: started.id.clone(), cursor: None }).await {
         // Nothing will send it: say so on the campaign rather than leave it "sending".
         let reason = "the send could not be queued; start the campaign again";
-        let _ = app.db.transition(&started, Action::Pause, &now(), Some(reason)).await;
+        let _ = app.change_status(&started, Action::Pause, Some(reason)).await;
         return Err(ApiError::unavailable("could not queue the campaign for sending", e));
     }
     Ok(Reply::ok(json!(started)))

@@ -9,6 +9,7 @@ mod campaigns;
 mod recipients;
 mod request;
 mod templates;
+mod webhook;
 
 use std::sync::Arc;
 
@@ -22,7 +23,9 @@ pub use request::{ApiRequest, Pagination};
 use crate::config::Config;
 use crate::domain::phone::PhoneParser;
 use crate::error::{ApiError, ApiResult};
+use crate::events::EventBus;
 use crate::queue::Queue;
+use crate::secrets::WebhookSecrets;
 use crate::store::Db;
 use crate::whatsapp::WhatsAppClient;
 
@@ -34,6 +37,9 @@ pub struct App {
     pub whatsapp: WhatsAppClient,
     pub config: Config,
     pub phones: PhoneParser,
+    pub events: EventBus,
+    sdk: aws_config::SdkConfig,
+    webhook_secrets: tokio::sync::OnceCell<WebhookSecrets>,
 }
 
 impl App {
@@ -43,7 +49,17 @@ impl App {
             Queue::new(aws_sdk_sqs::Client::new(sdk), config.dispatch_queue_url.clone(), config.send_queue_url.clone());
         let whatsapp = WhatsAppClient::new(&config.whatsapp_api_url, &config.whatsapp_api_version);
         let phones = PhoneParser::new(&config.default_region);
-        Arc::new(App { db, queue, whatsapp, config, phones })
+        let events = EventBus::new(aws_sdk_eventbridge::Client::new(sdk), config.event_bus_name.clone());
+        let (sdk, webhook_secrets) = (sdk.clone(), Default::default());
+        Arc::new(App { db, queue, whatsapp, config, phones, events, sdk, webhook_secrets })
+    }
+
+    /// The webhook's secrets, read once (a failed read is tried again on the next request).
+    pub async fn webhook_secrets(&self) -> ApiResult<&WebhookSecrets> {
+        self.webhook_secrets
+            .get_or_try_init(|| crate::secrets::load(&self.sdk, &self.config))
+            .await
+            .map_err(|e| ApiError::unavailable("the webhook is not configured", e))
     }
 
     /// The store, with store failures turned into a 503 for the caller.
@@ -53,19 +69,24 @@ impl App {
     }
 }
 
-/// A successful answer: the status code and the `data` of the envelope.
+/// A successful answer: the status code and the `data` of the envelope, or plain text (the
+/// webhook's verification challenge).
 #[derive(Debug)]
 pub struct Reply {
     pub status: StatusCode,
     pub data: Value,
+    pub text: Option<String>,
 }
 
 impl Reply {
     pub fn ok(data: Value) -> Self {
-        Reply { status: StatusCode::OK, data }
+        Reply { status: StatusCode::OK, data, text: None }
     }
     pub fn created(data: Value) -> Self {
-        Reply { status: StatusCode::CREATED, data }
+        Reply { status: StatusCode::CREATED, data, text: None }
+    }
+    pub fn text(text: String) -> Self {
+        Reply { status: StatusCode::OK, data: Value::Null, text: Some(text) }
     }
     /// A page of a listing in the spec's shape.
     pub fn page(items: Vec<Value>, total: u64, p: Pagination) -> Self {
@@ -110,10 +131,13 @@ pub static ROUTES: &[Route] = &[
     route!("cancel-campaign", POST, "/api/campaigns/{id}/cancel", actions::cancel),
     route!("import-recipients", POST, "/api/campaigns/{id}/recipients/import", recipients::import),
     route!("list-recipients", GET, "/api/campaigns/{id}/recipients", recipients::list),
+    route!("whatsapp-webhook", GET, "/webhooks/whatsapp", webhook::verify),
+    route!("whatsapp-webhook", POST, "/webhooks/whatsapp", webhook::receive),
 ];
 
-pub fn route(name: &str) -> Option<&'static Route> {
-    ROUTES.iter().find(|r| r.name == name)
+/// The routes one function serves (the webhook function serves two methods of its path).
+pub fn routes(name: &str) -> Vec<&'static Route> {
+    ROUTES.iter().filter(|r| r.name == name).collect()
 }
 
 /// The largest request body a Lambda function can receive (its 6 MB invocation payload limit).
@@ -182,6 +206,13 @@ pub fn too_large(len: usize) -> ApiError {
 /// Turns a handler's outcome into the spec's envelope.
 pub fn respond(result: ApiResult<Reply>) -> http::Response<String> {
     let (status, body) = match result {
+        Ok(Reply { status, text: Some(text), .. }) => {
+            return http::Response::builder()
+                .status(status)
+                .header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")
+                .body(text)
+                .unwrap_or_else(|_| http::Response::new(String::new()));
+        }
         Ok(r) => (r.status, json!({ "status": "success", "data": r.data })),
         Err(e) => (e.status, json!({ "status": "error", "message": e.message, "data": null })),
     };
@@ -208,10 +239,15 @@ mod tests {
     }
 
     #[test]
-    fn every_route_has_a_unique_name_and_a_function_crate() {
+    fn every_route_has_one_function_crate_serving_one_path() {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         for (i, r) in ROUTES.iter().enumerate() {
-            assert!(ROUTES[..i].iter().all(|o| o.name != r.name && (o.path, &o.method) != (r.path, &r.method)));
+            // A function serves one path (the webhook serves two methods of it).
+            assert!(
+                ROUTES[..i]
+                    .iter()
+                    .all(|o| (o.name != r.name || o.path == r.path) && (o.path, &o.method) != (r.path, &r.method))
+            );
             let main = root.join("functions").join(r.name).join("src/main.rs");
             let text = std::fs::read_to_string(&main).unwrap_or_default();
             assert!(text.contains(&format!("\"{}\"", r.name)), "{} does not serve {}", main.display(), r.name);

@@ -7,9 +7,11 @@ use serde_json::json;
 
 use super::campaigns::{load, wrong_status};
 use super::{ApiRequest, App, Reply};
+use crate::domain::campaign::Campaign;
 use crate::domain::import::{self, JsonBodyError, RawRow, Rejection};
 use crate::domain::now;
 use crate::domain::recipient::RecipientStatus;
+use crate::domain::template::Category;
 use crate::error::{ApiError, ApiResult};
 use crate::store::StoreError;
 
@@ -114,6 +116,14 @@ pub async fn import(app: Arc<App>, req: ApiRequest) -> ApiResult<Reply> {
         plan.duplicates += existing.len();
     }
 
+    let opted_out = match withhold_opted_out(&app, &lock.campaign, &mut plan, &mut already).await {
+        Ok(n) => n,
+        Err(e) => {
+            let _ = app.db.finish_import(&lock, 0, &now()).await;
+            return Err(e);
+        }
+    };
+
     let checked = started.elapsed();
     let wanted = plan.accepted.len();
     let stamp = now();
@@ -139,9 +149,46 @@ pub async fn import(app: Arc<App>, req: ApiRequest) -> ApiResult<Reply> {
         "imported": added,
         "duplicates": plan.duplicates,
         "invalid": plan.invalid,
+        "opted_out": opted_out,
         "errors": import::merge_errors(plan.errors, already),
         "total_recipients": campaign.total_recipients,
     })))
+}
+
+/// Numbers that opted out of the account's marketing messages: counted, and for a MARKETING
+/// template not added (each listed among the errors).
+async fn withhold_opted_out(
+    app: &App,
+    campaign: &Campaign,
+    plan: &mut import::ImportPlan,
+    rejected: &mut Vec<Rejection>,
+) -> ApiResult<usize> {
+    if plan.accepted.is_empty() {
+        return Ok(0);
+    }
+    let read = app.store_err("could not read the account's opt-outs");
+    let candidates: Vec<&str> = plan.accepted.iter().map(|a| a.phone.as_str()).collect();
+    let opted_out = app.db.opted_out(&campaign.account_id, &candidates).await.map_err(&read)?;
+    if opted_out.is_empty() {
+        return Ok(0);
+    }
+    let marketing = app
+        .db
+        .get_template(&campaign.template_id)
+        .await
+        .map_err(&read)?
+        .is_some_and(|t| t.category == Category::Marketing);
+    if marketing {
+        plan.accepted.retain(|a| {
+            let keep = !opted_out.contains(&a.phone);
+            if !keep && rejected.len() < import::MAX_REPORTED_ERRORS {
+                let reason = format!("{} opted out of this account's marketing messages; not added", a.phone);
+                rejected.push(Rejection { row: a.row, reason });
+            }
+            keep
+        });
+    }
+    Ok(opted_out.len())
 }
 
 pub async fn list(app: Arc<App>, req: ApiRequest) -> ApiResult<Reply> {

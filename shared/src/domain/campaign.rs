@@ -118,6 +118,11 @@ pub struct Campaign {
     pub delivered_count: u64,
     pub read_count: u64,
     pub failed_count: u64,
+    /// Recipients the senders are done with (accepted or rejected at send). Beyond the spec:
+    /// `failed_count` also counts failures reported later by webhook, so progress and
+    /// completion are read here.
+    #[serde(default)]
+    pub processed_count: u64,
     pub variable_mapping: BTreeMap<String, String>,
     pub scheduled_at: Option<String>,
     pub started_at: Option<String>,
@@ -130,9 +135,9 @@ pub struct Campaign {
 }
 
 impl Campaign {
-    /// Every recipient has an outcome (sent or failed).
+    /// Every recipient has an outcome of its send (accepted or rejected).
     pub fn all_processed(&self) -> bool {
-        self.sent_count + self.failed_count >= self.total_recipients
+        self.processed_count >= self.total_recipients
     }
 
     /// The recipient fields every imported row must carry for this campaign's messages.
@@ -255,6 +260,7 @@ impl NewCampaign {
             status: CampaignStatus::Draft,
             total_recipients: 0,
             sent_count: 0,
+            processed_count: 0,
             delivered_count: 0,
             read_count: 0,
             failed_count: 0,

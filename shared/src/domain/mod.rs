@@ -2,6 +2,7 @@
 
 pub mod account;
 pub mod campaign;
+pub mod delivery;
 pub mod import;
 pub mod phone;
 pub mod recipient;

@@ -99,6 +99,10 @@ pub struct Recipient {
     /// the campaign's counters, exactly once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tally: Option<String>,
+    /// How many times delivery statuses changed this recipient: the condition that keeps two
+    /// webhooks from counting the same change twice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery_version: Option<u64>,
 }
 
 impl Recipient {
@@ -121,6 +125,7 @@ impl Recipient {
             claim_id: None,
             claimed_at: None,
             tally: None,
+            delivery_version: None,
         }
     }
 
@@ -177,6 +182,7 @@ mod tests {
             claim_id: Some("job".into()),
             claimed_at: Some(1),
             tally: Some("t1".into()),
+            delivery_version: Some(2),
         };
         let v = r.to_json();
         assert_eq!(v["name"], "John");

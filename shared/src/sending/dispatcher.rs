@@ -5,7 +5,6 @@ use std::time::Duration;
 use super::{SendError, complete_if_done};
 use crate::api::App;
 use crate::domain::campaign::{Action, CampaignStatus};
-use crate::domain::now;
 use crate::domain::sending::{DispatchJob, SendJob, job_size};
 
 /// Pending recipients read per query.
@@ -20,7 +19,7 @@ pub async fn dispatch(app: &App, job: DispatchJob) -> Result<(), SendError> {
     }
     let Some(account) = app.db.get_account(&campaign.account_id).await? else {
         let reason = "the campaign's account was deleted";
-        app.db.transition(&campaign, Action::Pause, &now(), Some(reason)).await.ok();
+        app.change_status(&campaign, Action::Pause, Some(reason)).await.ok();
         return Ok(());
     };
     let size = job_size(account.send_rate());

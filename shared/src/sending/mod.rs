@@ -10,7 +10,6 @@ pub use sender::send_batch;
 
 use crate::api::App;
 use crate::domain::campaign::{Action, CampaignStatus};
-use crate::domain::now;
 use crate::store::StoreError;
 
 /// The two queue consumers.
@@ -87,7 +86,7 @@ async fn try_complete(app: &App, campaign_id: &str) -> Result<(), SendError> {
     if c.status != CampaignStatus::Sending || !c.all_processed() {
         return Ok(());
     }
-    match app.db.transition(&c, Action::Complete, &now(), None).await {
+    match app.change_status(&c, Action::Complete, None).await {
         Ok(done) => {
             tracing::info!(campaign = %done.id, sent = done.sent_count, failed = done.failed_count, "campaign completed");
             Ok(())

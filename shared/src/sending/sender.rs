@@ -11,6 +11,7 @@ use tokio::sync::Mutex;
 
 use super::{Incoming, SendError, complete_if_done};
 use crate::api::App;
+use crate::delivery::OPTED_OUT_CODE;
 use crate::domain::account::Account;
 use crate::domain::campaign::{Action, Campaign, CampaignStatus};
 use crate::domain::now;
@@ -19,7 +20,7 @@ use crate::domain::sending::{
     ErrorClass, MAX_ATTEMPTS, MAX_PAIR_RATE_ATTEMPTS, SendJob, backoff, classify, interval_micros, message_body,
     pace_chunk, pair_rate_delay,
 };
-use crate::domain::template::Template;
+use crate::domain::template::{Category, Template};
 use crate::store::sending::{Outcome, now_micros};
 use crate::whatsapp::{REQUEST_TIMEOUT, SendOutcome};
 
@@ -153,12 +154,15 @@ async fn process(app: &App, cache: &Cache, job: SendJob, deadline: Instant) -> R
                 None => unclaimed.push(phone),
             }
         }
+        let tally = uuid::Uuid::new_v4().to_string();
+        let (claimed, withheld) =
+            withhold_opted_out(app, &ctx, &campaign.id, claimed, Claim { job: &job, tally: &tally }).await?;
         if claimed.is_empty() {
+            count(app, &job.campaign_id, &withheld).await?;
             continue;
         }
         let interval = interval_micros(rate);
         let start = app.db.reserve_slots(&ctx.account.id, claimed.len() as u64, interval).await?;
-        let tally = uuid::Uuid::new_v4().to_string();
         let sends = claimed.iter().enumerate().map(|(i, r)| {
             let slot = start + (i as u64 * interval) as i64;
             send_one(app, &ctx, &campaign, r, Claim { job: &job, tally: &tally }, slot, deadline)
@@ -166,7 +170,7 @@ async fn process(app: &App, cache: &Cache, job: SendJob, deadline: Instant) -> R
         let mut stop = None;
         let outcomes = join_all(sends).await;
         // Counted per chunk (a few times a second at most), so counters follow the sending.
-        let chunk_phones: Vec<String> = claimed.iter().map(|r| r.phone_number.clone()).collect();
+        let chunk_phones: Vec<String> = claimed.iter().map(|r| r.phone_number.clone()).chain(withheld).collect();
         count(app, &job.campaign_id, &chunk_phones).await?;
         for outcome in outcomes {
             match outcome? {
@@ -220,7 +224,7 @@ async fn send_one(
     let record = |outcome: Outcome| async move {
         app.db.record(&campaign.id, &r.phone_number, &job.job_id, &outcome, claim.tally, &now()).await
     };
-    let callback = format!("{}/{}", campaign.id, r.id);
+    let callback = format!("{}/{}", campaign.id, r.phone_number);
     let body = match message_body(&ctx.template, &campaign.variable_mapping, r, &callback) {
         Ok(b) => b,
         Err(missing) => {
@@ -268,6 +272,10 @@ async fn send_one(
         let described = format!("WhatsApp error {}: {message}", code.map(|c| c.to_string()).unwrap_or("(none)".into()));
         match class {
             ErrorClass::Permanent => {
+                if code == Some(OPTED_OUT_CODE) {
+                    let reason = "a message failed with 131050 (the person stopped marketing messages)";
+                    app.db.set_opt_out(&ctx.account.id, &r.phone_number, true, reason, &now()).await?;
+                }
                 record(Outcome::Failed { code, message }).await?;
                 return Ok(Sent::Done);
             }
@@ -311,6 +319,31 @@ async fn send_one(
     }
 }
 
+/// Marketing templates are never sent to numbers that opted out of the account's marketing
+/// messages: those recipients fail with 131050 without a request. Returns the recipients to
+/// send and the numbers withheld.
+async fn withhold_opted_out(
+    app: &App,
+    ctx: &Sending,
+    campaign_id: &str,
+    claimed: Vec<Recipient>,
+    claim: Claim<'_>,
+) -> Result<(Vec<Recipient>, Vec<String>), SendError> {
+    if ctx.template.category != Category::Marketing || claimed.is_empty() {
+        return Ok((claimed, Vec::new()));
+    }
+    let phones: Vec<&str> = claimed.iter().map(|r| r.phone_number.as_str()).collect();
+    let opted_out = app.db.opted_out(&ctx.account.id, &phones).await?;
+    let (withheld, send): (Vec<Recipient>, Vec<Recipient>) =
+        claimed.into_iter().partition(|r| opted_out.contains(&r.phone_number));
+    for r in &withheld {
+        let message = "not sent: the person opted out of this account's marketing messages".to_string();
+        let outcome = Outcome::Failed { code: Some(OPTED_OUT_CODE), message };
+        app.db.record(campaign_id, &r.phone_number, &claim.job.job_id, &outcome, claim.tally, &now()).await?;
+    }
+    Ok((send, withheld.into_iter().map(|r| r.phone_number).collect()))
+}
+
 /// Recipients of the job that could not be claimed: already processed (nothing to do),
 /// claimed by a sender that is gone (its claim is older than any sender runs: the outcome is
 /// unknown, record it as failed without sending), or claimed by a sender still at work
@@ -352,7 +385,7 @@ async fn count(app: &App, campaign_id: &str, phones: &[String]) -> Result<(), Se
 async fn pause_campaign(app: &App, campaign: &Campaign, reason: &str) {
     tracing::warn!(campaign = %campaign.id, reason, "pausing the campaign");
     // Losing the race to a person's pause or cancel is fine.
-    let _ = app.db.transition(campaign, Action::Pause, &now(), Some(reason)).await;
+    let _ = app.change_status(campaign, Action::Pause, Some(reason)).await;
 }
 
 async fn pause_account(app: &App, account_id: &str, reason: &str) -> Result<(), SendError> {

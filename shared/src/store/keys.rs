@@ -28,6 +28,10 @@ pub fn template_name_sk(name: &str, language: &str) -> String {
 pub fn tally_sk(tally: &str) -> String {
     format!("TALLY#{tally}")
 }
+/// A number that stopped marketing messages from the account (under the account's key).
+pub fn opt_out_sk(phone: &str) -> String {
+    format!("OPTOUT#{phone}")
+}
 pub fn created_sk(created_at: &str, id: &str) -> String {
     format!("{created_at}#{id}")
 }

@@ -6,6 +6,7 @@
 
 mod accounts;
 mod campaigns;
+mod delivery;
 pub mod keys;
 mod recipients;
 pub mod sending;
@@ -21,6 +22,7 @@ use futures_util::{StreamExt, TryStreamExt, stream};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+pub use delivery::{DeliveryChange, RECIPIENTS_PER_TRANSACTION};
 pub use recipients::ImportLock;
 
 pub type Item = HashMap<String, AttributeValue>;
@@ -30,6 +32,9 @@ pub enum StoreError {
     /// A conditional write found the item in another state than expected.
     #[error("condition failed")]
     ConditionFailed,
+    /// Another transaction was changing the same items at the same time; try again.
+    #[error("transaction conflict")]
+    Conflict,
     #[error("DynamoDB: {0}")]
     Dynamo(String),
     #[error("stored item cannot be read: {0}")]
@@ -49,6 +54,12 @@ impl<E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static, R: std
             if msg.contains("ConditionalCheckFailed") {
                 return StoreError::ConditionFailed;
             }
+            if msg.contains("TransactionConflict") {
+                return StoreError::Conflict;
+            }
+        }
+        if code == "TransactionConflictException" {
+            return StoreError::Conflict;
         }
         StoreError::Dynamo(format!("{}", aws_sdk_dynamodb::error::DisplayErrorContext(&e)))
     }

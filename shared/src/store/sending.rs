@@ -291,8 +291,9 @@ impl Db {
                 .table_name(&self.table)
                 .key("PK", pk.clone())
                 .key("SK", s(CAMPAIGN_SK))
-                .update_expression("ADD sent_count :sent, failed_count :failed")
+                .update_expression("ADD sent_count :sent, failed_count :failed, processed_count :processed")
                 .expression_attribute_values(":sent", n(sent))
+                .expression_attribute_values(":processed", n(sent + failed))
                 .expression_attribute_values(":failed", n(failed))
                 .build()
                 .map_err(err)?;

@@ -1,0 +1,463 @@
+//! Delivery tracking through `/webhooks/whatsapp`: the handshake, signatures, statuses applied
+//! to recipients with exact counters under duplicates, disorder and concurrency, opt-outs,
+//! and the campaign events on the bus.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::future::join_all;
+use http::Method;
+use serde_json::{Value, json};
+
+use crate::stack::{APP_SECRET, TestStack, VERIFY_TOKEN, phones, s};
+
+const PHONE_NUMBER_ID: &str = "106540352242922";
+
+fn notification(field: &str, value: Value) -> String {
+    json!({ "object": "whatsapp_business_account",
+            "entry": [{ "id": "102290129340398", "changes": [{ "field": field, "value": value }] }] })
+    .to_string()
+}
+
+fn statuses(list: Vec<Value>) -> String {
+    notification(
+        "messages",
+        json!({ "messaging_product": "whatsapp",
+                "metadata": { "display_phone_number": "15550783881", "phone_number_id": PHONE_NUMBER_ID },
+                "statuses": list }),
+    )
+}
+
+/// One status as Meta sends it; `callback` is what the sender put in biz_opaque_callback_data.
+fn status(wamid: &str, status: &str, secs: i64, callback: Option<String>) -> Value {
+    let mut v = json!({ "id": wamid, "status": status, "timestamp": secs.to_string(), "recipient_id": "14155550100" });
+    if let Some(c) = callback {
+        v["biz_opaque_callback_data"] = json!(c);
+    }
+    if status == "failed" {
+        v["errors"] = json!([{ "code": 131026, "title": "Message undeliverable",
+                               "message": "Message undeliverable", "error_data": { "details": "not on WhatsApp" } }]);
+    }
+    v
+}
+
+/// A campaign whose recipients were all accepted by WhatsApp: returns the campaign and each
+/// recipient's (phone, wamid), written as the sender records them.
+async fn sent_campaign(t: &TestStack, numbers: &[String]) -> (String, String, Vec<(String, String)>) {
+    let (c, account) = t.campaign_with("TIER_1K", numbers).await;
+    let sent: Vec<(String, String)> =
+        numbers.iter().map(|p| (p.clone(), format!("wamid.{}", uuid::Uuid::new_v4().simple()))).collect();
+    for chunk in sent.chunks(50) {
+        let c = &c;
+        join_all(chunk.iter().map(|(phone, wamid)| async move {
+            let values = [
+                ("status", s("sent")),
+                ("wamid", s(wamid)),
+                ("sent_at", s("2026-01-01T10:00:00Z")),
+                ("GSI2PK", s(&format!("CAMPAIGN#{c}#sent"))),
+                ("GSI3PK", s(&format!("WAMID#{wamid}"))),
+                ("GSI3SK", s("R")),
+            ];
+            t.set(format!("CAMPAIGN#{c}"), &format!("R#{phone}"), &values).await;
+        }))
+        .await;
+    }
+    let n = aws_sdk_dynamodb::types::AttributeValue::N(numbers.len().to_string());
+    t.set(format!("CAMPAIGN#{c}"), "#CAMPAIGN", &[("sent_count", n.clone()), ("processed_count", n)]).await;
+    t.set_campaign_status(&c, "completed").await;
+    (c, account, sent)
+}
+
+fn callback(c: &str, phone: &str) -> Option<String> {
+    Some(format!("{c}/{phone}"))
+}
+
+fn counters(c: &Value) -> [u64; 3] {
+    ["delivered_count", "read_count", "failed_count"].map(|k| c[k].as_u64().unwrap_or(u64::MAX))
+}
+
+/// The counters the recipients' statuses add up to.
+async fn recount(t: &TestStack, c: &str) -> [u64; 3] {
+    let rs = t.recipients(c).await;
+    let is = |r: &&Value, s: &[&str]| s.contains(&r["status"].as_str().unwrap_or_default());
+    [
+        rs.iter().filter(|r| is(r, &["delivered", "read"])).count() as u64,
+        rs.iter().filter(|r| is(r, &["read"])).count() as u64,
+        rs.iter().filter(|r| is(r, &["failed"])).count() as u64,
+    ]
+}
+
+async fn campaign(t: &TestStack, c: &str) -> Value {
+    t.get(&format!("/api/campaigns/{c}")).await.assert_ok(200).clone()
+}
+
+#[tokio::test]
+async fn the_verification_handshake_answers_the_challenge_only_for_the_verify_token() {
+    let t = TestStack::new().await;
+    let get = |query: String| {
+        let t = &t;
+        async move { t.raw(Method::GET, &format!("/webhooks/whatsapp?{query}"), &[], Bytes::new()).await }
+    };
+    let ok = get(format!("hub.mode=subscribe&hub.verify_token={VERIFY_TOKEN}&hub.challenge=1158201444")).await;
+    assert_eq!(ok.status(), 200);
+    assert_eq!(ok.body(), "1158201444");
+    assert!(ok.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
+
+    for query in [
+        "hub.mode=subscribe&hub.verify_token=wrong&hub.challenge=1".to_string(),
+        format!("hub.mode=unsubscribe&hub.verify_token={VERIFY_TOKEN}&hub.challenge=1"),
+        "hub.mode=subscribe&hub.challenge=1".to_string(),
+    ] {
+        let refused = get(query.clone()).await;
+        assert_eq!(refused.status(), 403, "{query}");
+        let body: Value = serde_json::from_str(refused.body()).unwrap();
+        assert_eq!((body["status"].as_str(), body["data"].is_null()), (Some("error"), true));
+        assert!(body["message"].as_str().unwrap().contains("hub.verify_token"));
+    }
+    let no_challenge = get(format!("hub.mode=subscribe&hub.verify_token={VERIFY_TOKEN}")).await;
+    assert_eq!(no_challenge.status(), 400);
+}
+
+#[tokio::test]
+async fn signatures_are_checked_over_the_exact_bytes_and_nothing_is_written_without_one() {
+    let t = TestStack::new().await;
+    let numbers = phones(300, 2);
+    let (c, _, sent) = sent_campaign(&t, &numbers).await;
+    // Meta escapes non-ASCII in the JSON it signs; the signature is over those bytes.
+    let value = json!({ "messaging_product": "whatsapp",
+                        "metadata": { "display_phone_number": "15550783881", "phone_number_id": PHONE_NUMBER_ID },
+                        "contacts": [{ "profile": { "name": "Zoë Åström 😀" }, "wa_id": "14155550300" }],
+                        "statuses": [status(&sent[0].1, "delivered", 1_764_000_000, callback(&c, &sent[0].0))] });
+    let escaped =
+        notification("messages", value).replace('ë', "\\u00eb").replace('Å', "\\u00c5").replace('ö', "\\u00f6");
+    let escaped = escaped.replace('😀', "\\ud83d\\ude00");
+    assert!(escaped.is_ascii() && escaped.contains("Zo\\u00eb"));
+    let signature = shared::signature::sign(APP_SECRET.as_bytes(), escaped.as_bytes());
+    let post = |body: String, signature: Option<String>| {
+        let t = &t;
+        async move {
+            let mut headers = vec![("content-type", "application/json")];
+            if let Some(s) = signature.as_deref() {
+                headers.push(("x-hub-signature-256", s));
+            }
+            t.raw(Method::POST, "/webhooks/whatsapp", &headers, Bytes::from(body)).await
+        }
+    };
+
+    // The same JSON with the characters unescaped is other bytes: refused, and so are a
+    // missing signature and one made with another secret.
+    let unescaped: Value = serde_json::from_str(&escaped).unwrap();
+    let wrong_secret = shared::signature::sign(b"another secret", escaped.as_bytes());
+    for (body, sig, words) in [
+        (unescaped.to_string(), Some(signature.clone()), "does not match"),
+        (escaped.clone(), None, "missing"),
+        (escaped.clone(), Some(wrong_secret), "does not match"),
+        (escaped.clone(), Some("sha256=".to_string()), "does not match"),
+    ] {
+        let res = post(body, sig).await;
+        assert_eq!(res.status(), 401, "{}", res.body());
+        assert!(res.body().contains(words) && res.body().contains("X-Hub-Signature-256"), "{}", res.body());
+    }
+    assert_eq!(counters(&campaign(&t, &c).await), [0, 0, 0], "nothing written for a refused signature");
+    assert!(t.recipients(&c).await.iter().all(|r| r["status"] == "sent"));
+
+    let res = post(escaped, Some(signature)).await;
+    assert_eq!(res.status(), 200, "{}", res.body());
+    let body: Value = serde_json::from_str(res.body()).unwrap();
+    assert_eq!(body["data"]["recipients_changed"], 1);
+    assert_eq!(counters(&campaign(&t, &c).await), [1, 0, 0]);
+}
+
+#[tokio::test]
+async fn a_thousand_statuses_in_one_post_are_applied_with_exact_counters() {
+    let t = TestStack::new().await;
+    let numbers = phones(1000, 1000);
+    let (c, _, sent) = sent_campaign(&t, &numbers).await;
+    // Most carry the sender's callback key, one in fifty is found by its wamid; 200 are read
+    // without a delivered status, 100 failed.
+    let list: Vec<Value> = sent
+        .iter()
+        .enumerate()
+        .map(|(i, (phone, wamid))| {
+            let cb = if i % 50 == 0 { None } else { callback(&c, phone) };
+            let st = match i {
+                0..200 => "read",
+                200..300 => "failed",
+                _ => "delivered",
+            };
+            status(wamid, st, 1_764_000_000 + i as i64, cb)
+        })
+        .collect();
+    let body = statuses(list);
+    assert!(body.len() > 150_000, "a payload of realistic size ({} bytes)", body.len());
+    let applied = t.webhook(&body).await.assert_ok(200).clone();
+    assert_eq!((applied["statuses"].as_u64(), applied["recipients_changed"].as_u64()), (Some(1000), Some(1000)));
+    let after = campaign(&t, &c).await;
+    assert_eq!(counters(&after), [900, 200, 100]);
+    assert_eq!(recount(&t, &c).await, counters(&after));
+    // The same payload again (Meta retries) changes nothing.
+    let again = t.webhook(&body).await.assert_ok(200).clone();
+    assert_eq!(again["recipients_changed"], 0);
+    assert_eq!(counters(&campaign(&t, &c).await), [900, 200, 100]);
+    let read = t.get(&format!("/api/campaigns/{c}/recipients?status=read&limit=1")).await.assert_ok(200).clone();
+    assert_eq!(read["total"], 200);
+    let r = &read["items"][0];
+    assert!(r["read_at"].is_string() && r["delivered_at"] == r["read_at"], "read implies delivered: {r}");
+    let failed = t.get(&format!("/api/campaigns/{c}/recipients?status=failed&limit=1")).await.assert_ok(200).clone();
+    let f = &failed["items"][0];
+    assert_eq!((f["error_code"].as_i64(), f["error_message"].as_str()), (Some(131026), Some("not on WhatsApp")));
+    assert!(f["failed_at"].is_string());
+}
+
+fn permutations<T: Clone>(items: &[T]) -> Vec<Vec<T>> {
+    if items.len() <= 1 {
+        return vec![items.to_vec()];
+    }
+    (0..items.len())
+        .flat_map(|i| {
+            let mut rest = items.to_vec();
+            let first = rest.remove(i);
+            permutations(&rest).into_iter().map(move |mut p| {
+                p.insert(0, first.clone());
+                p
+            })
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn duplicates_and_every_order_of_statuses_leave_counters_equal_to_a_recount() {
+    let t = TestStack::new().await;
+    let kinds = ["sent", "delivered", "read", "failed"];
+    let orders = permutations(&kinds);
+    assert_eq!(orders.len(), 24);
+    // One recipient per order of the four statuses, and one per order of the three without
+    // read (so that failed and delivered meet without a read).
+    let without_read = permutations(&["sent", "delivered", "failed"]);
+    let all_orders: Vec<Vec<&str>> = orders.into_iter().chain(without_read).collect();
+    let numbers = phones(2000, all_orders.len() as u32);
+    let (c, _, sent) = sent_campaign(&t, &numbers).await;
+
+    // Each recipient's statuses go out as separate POSTs in its order; the recipients'
+    // sequences run concurrently, and every POST is sent twice.
+    let sequences = sent.iter().zip(&all_orders).map(|((phone, wamid), order)| {
+        let t = &t;
+        let c = &c;
+        async move {
+            for (i, kind) in order.iter().enumerate() {
+                let secs = 1_764_000_000 + kinds.iter().position(|k| k == kind).unwrap() as i64;
+                let cb = if i % 2 == 0 { callback(c, phone) } else { None };
+                let body = statuses(vec![status(wamid, kind, secs, cb)]);
+                t.webhook(&body).await.assert_ok(200);
+                t.webhook(&body).await.assert_ok(200);
+            }
+        }
+    });
+    join_all(sequences).await;
+
+    let after = campaign(&t, &c).await;
+    assert_eq!(recount(&t, &c).await, counters(&after), "{after}");
+    // Whatever the order: read wins where there was a read, delivered supersedes failed.
+    assert_eq!(counters(&after), [30, 24, 0]);
+    let rs = t.recipients(&c).await;
+    for r in &rs {
+        let expected = if r["read_at"].is_string() { "read" } else { "delivered" };
+        assert_eq!(r["status"], expected, "{r}");
+        assert_eq!(r["delivered_at"], "2025-11-24T16:00:01Z", "the delivered timestamp is Meta's: {r}");
+        assert!(r.get("error_code").is_none() && r.get("failed_at").is_none(), "{r}");
+    }
+    assert_eq!(rs.iter().filter(|r| r["status"] == "read").count(), 24);
+}
+
+#[tokio::test]
+async fn failed_after_sent_counts_once_and_a_later_failure_never_undoes_a_delivery() {
+    let t = TestStack::new().await;
+    let numbers = phones(2100, 3);
+    let (c, _, sent) = sent_campaign(&t, &numbers).await;
+    let (a, b, d) = (&sent[0], &sent[1], &sent[2]);
+    let body = statuses(vec![
+        status(&a.1, "failed", 1_764_000_005, callback(&c, &a.0)),
+        status(&b.1, "delivered", 1_764_000_001, callback(&c, &b.0)),
+        status(&d.1, "sent", 1_764_000_000, callback(&c, &d.0)),
+    ]);
+    t.webhook(&body).await.assert_ok(200);
+    t.webhook(&statuses(vec![status(&b.1, "failed", 1_764_000_009, None)])).await.assert_ok(200);
+    let after = campaign(&t, &c).await;
+    assert_eq!(counters(&after), [1, 0, 1]);
+    assert_eq!(after["sent_count"], 3, "accepted messages stay counted as sent");
+    assert_eq!(recount(&t, &c).await, [1, 0, 1]);
+    let rs = t.recipients(&c).await;
+    let by_phone = |p: &str| rs.iter().find(|r| r["phone_number"] == p).unwrap().clone();
+    assert_eq!(by_phone(&a.0)["status"], "failed");
+    assert_eq!(by_phone(&a.0)["failed_at"], "2025-11-24T16:00:05Z");
+    assert_eq!(by_phone(&b.0)["status"], "delivered");
+    assert_eq!(by_phone(&d.0)["status"], "sent");
+}
+
+#[tokio::test]
+async fn unknown_wamids_and_other_fields_are_accepted_and_change_nothing() {
+    let t = TestStack::new().await;
+    let numbers = phones(2200, 1);
+    let (c, _, sent) = sent_campaign(&t, &numbers).await;
+    let inbound = notification(
+        "messages",
+        json!({ "messaging_product": "whatsapp", "metadata": { "phone_number_id": PHONE_NUMBER_ID },
+                "contacts": [{ "profile": { "name": "Zoë" }, "wa_id": "14155552200" }],
+                "messages": [{ "from": "14155552200", "id": "wamid.in", "timestamp": "1764000000",
+                               "type": "text", "text": { "body": "STOP" } }],
+                "statuses": [status("wamid.unknown", "delivered", 1_764_000_000, None),
+                             status("wamid.other", "read", 1_764_000_000, Some(format!("{c}/+14155559999"))),
+                             status(&sent[0].1, "played", 1_764_000_000, None)] }),
+    );
+    let applied = t.webhook(&inbound).await.assert_ok(200).clone();
+    assert_eq!((applied["unknown"].as_u64(), applied["ignored"].as_u64()), (Some(2), Some(2)), "{applied}");
+    let template_update = notification("message_template_status_update", json!({ "event": "APPROVED" }));
+    t.webhook(&template_update).await.assert_ok(200);
+    t.webhook(r#"{"object":"whatsapp_business_account"}"#).await.assert_ok(200);
+    t.webhook("not json").await.assert_error(400, "not a WhatsApp notification");
+    assert_eq!(counters(&campaign(&t, &c).await), [0, 0, 0]);
+    assert_eq!(t.recipients(&c).await[0]["status"], "sent");
+}
+
+#[tokio::test]
+async fn a_store_failure_is_answered_503_so_that_meta_retries_and_the_retry_applies_once() {
+    let t = TestStack::new().await;
+    let numbers = phones(2300, 2);
+    let (c, _, sent) = sent_campaign(&t, &numbers).await;
+    let body = statuses(sent.iter().map(|(p, w)| status(w, "read", 1_764_000_000, callback(&c, p))).collect());
+    // The same handlers on a table that is not there: the store fails.
+    let broken_app = shared::api::App::new(
+        &shared::config::aws_config().await,
+        shared::config::Config { table_name: "no-such-table".into(), ..t.app.config.clone() },
+    );
+    let signature = shared::signature::sign(APP_SECRET.as_bytes(), body.as_bytes());
+    let req = http::Request::post("/webhooks/whatsapp")
+        .header("x-hub-signature-256", signature)
+        .body(Bytes::from(body.clone()))
+        .unwrap();
+    let routes: Vec<_> = shared::api::ROUTES.iter().collect();
+    let res = shared::api::dispatch(broken_app, &routes, req).await;
+    assert_eq!(res.status(), 503, "{}", res.body());
+    assert!(res.body().contains("please retry"));
+
+    t.webhook(&body).await.assert_ok(200);
+    t.webhook(&body).await.assert_ok(200);
+    assert_eq!(counters(&campaign(&t, &c).await), [2, 2, 0]);
+}
+
+/// A UTILITY template on the account, for campaigns that may still reach opted-out numbers.
+async fn utility_campaign(t: &TestStack, account: &str) -> String {
+    let body = json!({"account_id": account, "name": "receipt", "language": "en_US", "category": "UTILITY",
+                      "status": "APPROVED", "components": [{"type": "BODY", "text": "Hi {{1}}, use {{2}}"}]});
+    let template = t.post("/api/templates", body).await.assert_ok(201)["id"].as_str().unwrap().to_string();
+    let body = json!({"name": "Receipts", "account_id": account, "template_id": template,
+                      "variable_mapping": {"1": "name", "2": "discount_code"}});
+    t.post("/api/campaigns", body).await.assert_ok(201)["id"].as_str().unwrap().to_string()
+}
+
+fn csv(numbers: &[String]) -> String {
+    let rows: Vec<String> = numbers.iter().map(|p| format!("{p},N,C")).collect();
+    format!("phone_number,name,discount_code\n{}\n", rows.join("\n"))
+}
+
+#[tokio::test]
+async fn opt_outs_from_failures_and_preferences_are_kept_out_of_marketing_imports() {
+    let t = TestStack::new().await;
+    let numbers = phones(2400, 3);
+    let (c, account, sent) = sent_campaign(&t, &numbers).await;
+    // 131050 on a sent message, and a user_preferences "stop" for another number.
+    let mut failed = status(&sent[0].1, "failed", 1_764_000_000, callback(&c, &sent[0].0));
+    failed["errors"][0]["code"] = json!(131050);
+    t.webhook(&statuses(vec![failed])).await.assert_ok(200);
+    let stop = |number: &str, value: &str| {
+        notification(
+            "user_preferences",
+            json!({ "messaging_product": "whatsapp", "metadata": { "phone_number_id": PHONE_NUMBER_ID },
+                    "user_preferences": [{ "wa_id": number.trim_start_matches('+'), "detail": "User requested to stop",
+                                            "category": "marketing_messages", "value": value, "timestamp": 1764000000 }] }),
+        )
+    };
+    let applied = t.webhook(&stop(&numbers[1], "stop")).await.assert_ok(200).clone();
+    assert_eq!(applied["opt_outs"], 1);
+
+    // A new MARKETING campaign of the account: both are reported and left out.
+    let marketing = t.another_campaign(&account, &[]).await;
+    let fresh = phones(2500, 2);
+    let all: Vec<String> = numbers.iter().chain(&fresh).cloned().collect();
+    let import = t.post_csv(&format!("/api/campaigns/{marketing}/recipients/import"), csv(&all)).await;
+    let data = import.assert_ok(200);
+    assert_eq!((data["imported"].as_u64(), data["opted_out"].as_u64()), (Some(3), Some(2)), "{data}");
+    let reasons = data["errors"].to_string();
+    assert!(reasons.contains(&numbers[0]) && reasons.contains("opted out"), "{reasons}");
+    let kept: Vec<String> = t.recipients(&marketing).await.iter().map(|r| r["phone_number"].to_string()).collect();
+    assert!(!kept.iter().any(|p| p.contains(&numbers[0]) || p.contains(&numbers[1])), "{kept:?}");
+
+    // A UTILITY campaign may still reach them: added, and reported.
+    let utility = utility_campaign(&t, &account).await;
+    let import = t.post_csv(&format!("/api/campaigns/{utility}/recipients/import"), csv(&all)).await;
+    let data = import.assert_ok(200);
+    assert_eq!((data["imported"].as_u64(), data["opted_out"].as_u64()), (Some(5), Some(2)), "{data}");
+
+    // "resume" takes the number off the list.
+    t.webhook(&stop(&numbers[1], "resume")).await.assert_ok(200);
+    let again = t.another_campaign(&account, &[]).await;
+    let import = t.post_csv(&format!("/api/campaigns/{again}/recipients/import"), csv(&all)).await;
+    assert_eq!(import.assert_ok(200)["opted_out"], 1);
+}
+
+#[tokio::test]
+async fn the_sender_never_sends_a_marketing_template_to_an_opted_out_number() {
+    let t = TestStack::sending(2).await;
+    let numbers = phones(2600, 4);
+    let (c, _) = t.campaign_with("TIER_100K", &numbers).await;
+    // The person opts out after the import, before the start.
+    let stop = notification(
+        "user_preferences",
+        json!({ "metadata": { "phone_number_id": PHONE_NUMBER_ID },
+                "user_preferences": [{ "wa_id": numbers[2].trim_start_matches('+'),
+                                        "category": "marketing_messages", "value": "stop" }] }),
+    );
+    t.webhook(&stop).await.assert_ok(200);
+    t.post(&format!("/api/campaigns/{c}/start"), json!({})).await.assert_ok(200);
+    let done = t.wait_for(&c, Duration::from_secs(30), |c| c["status"] == "completed").await;
+    assert_eq!((done["sent_count"].as_u64(), done["failed_count"].as_u64()), (Some(3), Some(1)));
+    let sent_to: Vec<String> = t.fake.requests().iter().filter_map(|r| r.to.clone()).collect();
+    assert_eq!(sent_to.len(), 3);
+    assert!(!sent_to.contains(&numbers[2]), "{sent_to:?}");
+    let r = t.recipients(&c).await.into_iter().find(|r| r["phone_number"] == numbers[2].as_str()).unwrap();
+    assert_eq!((r["status"].as_str(), r["error_code"].as_i64()), (Some("failed"), Some(131050)));
+}
+
+#[tokio::test]
+async fn campaign_events_arrive_on_the_bus_with_the_final_counters() {
+    // No workers at first, so that nothing sends while the lifecycle is walked through.
+    let t = TestStack::sending(0).await;
+    let (lifecycle, _) = t.campaign_with("TIER_100K", &phones(2800, 1)).await;
+    for action in ["start", "pause", "start", "cancel"] {
+        t.post(&format!("/api/campaigns/{lifecycle}/{action}"), json!({})).await.assert_ok(200);
+    }
+    let numbers = phones(2700, 3);
+    let c = t.another_campaign(&t.campaign_with("TIER_100K", &[]).await.1, &numbers).await;
+    t.post(&format!("/api/campaigns/{c}/start"), json!({})).await.assert_ok(200);
+    let workers = local::workers::Workers { senders: 2, retry_after: Duration::from_secs(1), ..Default::default() };
+    workers.spawn(t.app.clone(), t.sqs.clone());
+    t.wait_for(&c, Duration::from_secs(30), |c| c["status"] == "completed").await;
+
+    let events = t.events().await;
+    let of =
+        |id: &str| -> Vec<(String, Value)> { events.iter().filter(|(_, d)| d["campaign_id"] == id).cloned().collect() };
+    let names = |list: &[(String, Value)]| list.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
+    let walked = of(&lifecycle);
+    assert_eq!(names(&walked), ["CampaignStarted", "CampaignPaused", "CampaignResumed", "CampaignCancelled"]);
+    assert_eq!(
+        (walked[1].1["status"].as_str(), walked[1].1["previous_status"].as_str()),
+        (Some("paused"), Some("sending"))
+    );
+    assert_eq!(walked[3].1["status"], "cancelled");
+    let completed = of(&c);
+    assert_eq!(names(&completed), ["CampaignStarted", "CampaignCompleted"]);
+    let done = &completed[1].1;
+    assert_eq!(done["status"], "completed");
+    assert_eq!((done["sent_count"].as_u64(), done["total_recipients"].as_u64()), (Some(3), Some(3)));
+    assert!(done["completed_at"].is_string() && done["account_id"].is_string() && done["occurred_at"].is_string());
+}

@@ -1,0 +1,62 @@
+//! `GET /webhooks/whatsapp`: Meta's verification handshake. `POST /webhooks/whatsapp`: signed
+//! notifications (delivery statuses, opt-outs). Public routes: Meta proves itself with the
+//! shared secrets, not an API key.
+
+use std::sync::Arc;
+
+use http::StatusCode;
+use serde_json::json;
+
+use super::{ApiRequest, App, Reply};
+use crate::delivery;
+use crate::domain::delivery::parse;
+use crate::error::{ApiError, ApiResult};
+use crate::signature::{self, constant_time_eq};
+
+/// Answers the challenge when Meta presents the configured verify token.
+pub async fn verify(app: Arc<App>, req: ApiRequest) -> ApiResult<Reply> {
+    let secrets = app.webhook_secrets().await?;
+    let token_matches =
+        req.query("hub.verify_token").is_some_and(|t| constant_time_eq(t.as_bytes(), secrets.verify_token.as_bytes()));
+    if req.query("hub.mode") != Some("subscribe") || !token_matches {
+        tracing::warn!("webhook verification refused");
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "hub.mode must be subscribe and hub.verify_token must match the configured verify token",
+        ));
+    }
+    let challenge = req.query("hub.challenge").ok_or_else(|| ApiError::bad_request("hub.challenge is missing"))?;
+    Ok(Reply::text(challenge.to_string()))
+}
+
+/// Checks the signature over the exact bytes received, then applies the notification. A
+/// store failure is answered 503, so that Meta delivers the notification again.
+pub async fn receive(app: Arc<App>, req: ApiRequest) -> ApiResult<Reply> {
+    let secrets = app.webhook_secrets().await?;
+    let header = req.headers.get(signature::HEADER).map(|v| v.to_str().unwrap_or_default());
+    let problem = match header {
+        None => Some("the X-Hub-Signature-256 header is missing"),
+        Some(h) if !signature::verify(secrets.app_secret.as_bytes(), &req.body, h) => {
+            Some("the X-Hub-Signature-256 header does not match the body")
+        }
+        Some(_) => None,
+    };
+    if let Some(problem) = problem {
+        // The metric filter of the signature-failure alarm reads this line.
+        tracing::warn!(event = "webhook_signature_rejected", "{problem}");
+        return Err(ApiError::new(StatusCode::UNAUTHORIZED, problem));
+    }
+    let notification = parse(&req.body).map_err(ApiError::bad_request)?;
+    let applied = delivery::apply(&app, notification)
+        .await
+        .map_err(|e| ApiError::unavailable("could not apply the notification", e))?;
+    tracing::info!(
+        statuses = applied.statuses,
+        changed = applied.recipients_changed,
+        unknown = applied.unknown,
+        ignored = applied.ignored,
+        opt_outs = applied.opt_outs,
+        "webhook applied"
+    );
+    Ok(Reply::ok(json!(applied)))
+}

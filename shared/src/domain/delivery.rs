@@ -1,0 +1,438 @@
+//! Delivery tracking: what WhatsApp's webhooks say, and how a recipient's status moves.
+//!
+//! Statuses arrive more than once and in any order. The rules below make the end state of a
+//! recipient depend only on the set of statuses received, never on their order or repetition:
+//!
+//! - Ranks: `sent` < `failed` < `delivered` < `read`. A status only ever moves up.
+//! - `sent` confirms what the sender recorded already; it changes nothing.
+//! - `failed` applies to a message that is only `sent`: it becomes `failed` with Meta's time,
+//!   code and message. A failure reported for a message already delivered or read is ignored.
+//! - `delivered` and `read` supersede a failure (the message did arrive): the failure's time,
+//!   code and message are removed.
+//! - `read` implies `delivered`: `delivered_at` is the earliest of the delivered and read times
+//!   received. Each `*_at` keeps the earliest of Meta's timestamps for that status.
+//! - `played` (voice messages) and unknown statuses are ignored.
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::recipient::{Recipient, RecipientStatus};
+
+/// One delivery status of a message, as it arrived.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusUpdate {
+    pub wamid: String,
+    pub status: Delivery,
+    /// Meta's timestamp, as RFC 3339 UTC.
+    pub at: String,
+    /// What the sender put in `biz_opaque_callback_data`: `<campaign id>/<phone number>`.
+    pub callback: Option<String>,
+    /// On `failed`: Meta's error code and message.
+    pub error: Option<(Option<i64>, String)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Delivery {
+    Sent,
+    Failed,
+    Delivered,
+    Read,
+}
+
+impl Delivery {
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            "sent" => Some(Delivery::Sent),
+            "failed" => Some(Delivery::Failed),
+            "delivered" => Some(Delivery::Delivered),
+            "read" => Some(Delivery::Read),
+            _ => None,
+        }
+    }
+}
+
+/// A `user_preferences` change: the person stopped (or resumed) marketing messages from the
+/// business number `phone_number_id`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Preference {
+    pub phone_number_id: String,
+    /// `+` and the digits of the person's WhatsApp id.
+    pub phone: String,
+    pub stop: bool,
+}
+
+/// What one webhook POST carries that matters here; everything else is counted as ignored.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Notification {
+    pub statuses: Vec<StatusUpdate>,
+    pub preferences: Vec<Preference>,
+    /// Statuses, changes and preferences that carry nothing to apply (inbound messages,
+    /// template updates, `played`, malformed entries).
+    pub ignored: usize,
+}
+
+#[derive(Deserialize)]
+struct Payload {
+    #[serde(default)]
+    entry: Vec<Entry>,
+}
+
+#[derive(Deserialize)]
+struct Entry {
+    #[serde(default)]
+    changes: Vec<Change>,
+}
+
+#[derive(Deserialize)]
+struct Change {
+    #[serde(default)]
+    field: String,
+    #[serde(default)]
+    value: Value,
+}
+
+/// Meta's timestamps are unix seconds, as a string (statuses) or a number (preferences).
+fn timestamp(v: Option<&Value>) -> Option<String> {
+    let secs = match v? {
+        Value::String(s) => s.trim().parse().ok()?,
+        Value::Number(n) => n.as_i64()?,
+        _ => return None,
+    };
+    chrono::DateTime::from_timestamp(secs, 0).map(super::format_time)
+}
+
+fn text(v: &Value, key: &str) -> Option<String> {
+    v.get(key).and_then(Value::as_str).map(str::to_string)
+}
+
+fn status_update(s: &Value) -> Option<StatusUpdate> {
+    let status = Delivery::parse(s.get("status")?.as_str()?)?;
+    let wamid = text(s, "id").filter(|w| !w.is_empty())?;
+    let at = timestamp(s.get("timestamp"))?;
+    let error = (status == Delivery::Failed).then(|| {
+        let e = s.get("errors").and_then(|e| e.get(0)).cloned().unwrap_or(Value::Null);
+        let details = e.get("error_data").and_then(|d| d.get("details")).and_then(Value::as_str);
+        let message = details
+            .or_else(|| e.get("message").and_then(Value::as_str))
+            .or_else(|| e.get("title").and_then(Value::as_str));
+        (e.get("code").and_then(Value::as_i64), message.unwrap_or("failed (no reason given)").to_string())
+    });
+    Some(StatusUpdate { wamid, status, at, callback: text(s, "biz_opaque_callback_data"), error })
+}
+
+fn preference(phone_number_id: &str, p: &Value) -> Option<Preference> {
+    if p.get("category")?.as_str()? != "marketing_messages" {
+        return None;
+    }
+    let stop = match p.get("value")?.as_str()? {
+        "stop" => true,
+        "resume" => false,
+        _ => return None,
+    };
+    let digits = p.get("wa_id")?.as_str()?.trim_start_matches('+');
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(Preference { phone_number_id: phone_number_id.to_string(), phone: format!("+{digits}"), stop })
+}
+
+/// Reads a webhook body. Only a body that is not a JSON object is an error; anything inside
+/// it that cannot be used is counted in [`Notification::ignored`].
+pub fn parse(body: &[u8]) -> Result<Notification, String> {
+    let payload: Payload =
+        serde_json::from_slice(body).map_err(|e| format!("the webhook body is not a WhatsApp notification: {e}"))?;
+    let mut n = Notification::default();
+    let changes = payload.entry.into_iter().flat_map(|e| e.changes);
+    for change in changes {
+        let value = &change.value;
+        let list = |key: &str| value.get(key).and_then(Value::as_array).cloned().unwrap_or_default();
+        match change.field.as_str() {
+            "messages" => {
+                for s in list("statuses") {
+                    match status_update(&s) {
+                        Some(u) => n.statuses.push(u),
+                        None => n.ignored += 1,
+                    }
+                }
+                n.ignored += list("messages").len();
+            }
+            "user_preferences" => {
+                let id = value.get("metadata").and_then(|m| text(m, "phone_number_id")).unwrap_or_default();
+                for p in list("user_preferences") {
+                    match preference(&id, &p) {
+                        Some(p) => n.preferences.push(p),
+                        None => n.ignored += 1,
+                    }
+                }
+            }
+            _ => n.ignored += 1,
+        }
+    }
+    Ok(n)
+}
+
+/// Splits `<campaign id>/<phone number>` (what the sender puts in `biz_opaque_callback_data`).
+pub fn callback_key(callback: &str) -> Option<(&str, &str)> {
+    let (campaign, phone) = callback.split_once('/')?;
+    (!campaign.is_empty() && phone.starts_with('+')).then_some((campaign, phone))
+}
+
+/// The part of a recipient that delivery statuses change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Progress {
+    pub status: RecipientStatus,
+    pub delivered_at: Option<String>,
+    pub read_at: Option<String>,
+    pub failed_at: Option<String>,
+    pub error_code: Option<i64>,
+    pub error_message: Option<String>,
+}
+
+fn rank(s: RecipientStatus) -> u8 {
+    match s {
+        RecipientStatus::Pending | RecipientStatus::Sending => 0,
+        RecipientStatus::Sent => 1,
+        RecipientStatus::Failed => 2,
+        RecipientStatus::Delivered => 3,
+        RecipientStatus::Read => 4,
+    }
+}
+
+fn earliest(current: &mut Option<String>, at: &str) {
+    if current.as_deref().is_none_or(|c| at < c) {
+        *current = Some(at.to_string());
+    }
+}
+
+impl Progress {
+    pub fn of(r: &Recipient) -> Self {
+        Progress {
+            status: r.status,
+            delivered_at: r.delivered_at.clone(),
+            read_at: r.read_at.clone(),
+            failed_at: r.failed_at.clone(),
+            error_code: r.error_code,
+            error_message: r.error_message.clone(),
+        }
+    }
+
+    /// Applies one status by the rules of this module.
+    pub fn apply(&mut self, u: &StatusUpdate) {
+        let at = u.at.as_str();
+        match u.status {
+            Delivery::Sent => {}
+            Delivery::Failed => match self.status {
+                RecipientStatus::Sent => {
+                    self.status = RecipientStatus::Failed;
+                    self.failed_at = Some(at.to_string());
+                    let (code, message) = u.error.clone().unzip();
+                    (self.error_code, self.error_message) = (code.flatten(), message);
+                }
+                RecipientStatus::Failed => earliest(&mut self.failed_at, at),
+                _ => {}
+            },
+            Delivery::Delivered | Delivery::Read => {
+                if rank(self.status) < rank(RecipientStatus::Sent) {
+                    return; // not sent by us (yet): nothing to deliver
+                }
+                let target =
+                    if u.status == Delivery::Read { RecipientStatus::Read } else { RecipientStatus::Delivered };
+                if rank(target) > rank(self.status) {
+                    self.status = target;
+                }
+                (self.failed_at, self.error_code, self.error_message) = (None, None, None);
+                earliest(&mut self.delivered_at, at);
+                if u.status == Delivery::Read {
+                    earliest(&mut self.read_at, at);
+                }
+            }
+        }
+    }
+
+    /// What this progress adds to the campaign's delivered, read and failed counters.
+    pub fn counts(&self) -> Counts {
+        let s = self.status;
+        Counts {
+            delivered: matches!(s, RecipientStatus::Delivered | RecipientStatus::Read) as i64,
+            read: (s == RecipientStatus::Read) as i64,
+            failed: (s == RecipientStatus::Failed) as i64,
+        }
+    }
+}
+
+/// Changes to a campaign's counters (negative when a failure turns out delivered).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub delivered: i64,
+    pub read: i64,
+    pub failed: i64,
+}
+
+impl Counts {
+    pub fn add(&mut self, other: Counts, sign: i64) {
+        self.delivered += sign * other.delivered;
+        self.read += sign * other.read;
+        self.failed += sign * other.failed;
+    }
+
+    pub fn is_zero(&self) -> bool {
+        *self == Counts::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn update(status: Delivery, secs: i64) -> StatusUpdate {
+        let at = crate::domain::format_time(chrono::DateTime::from_timestamp(secs, 0).unwrap());
+        let error = (status == Delivery::Failed).then(|| (Some(131026), "undeliverable".to_string()));
+        StatusUpdate { wamid: "wamid.1".into(), status, at, callback: None, error }
+    }
+
+    fn sent() -> Progress {
+        Progress {
+            status: RecipientStatus::Sent,
+            delivered_at: None,
+            read_at: None,
+            failed_at: None,
+            error_code: None,
+            error_message: None,
+        }
+    }
+
+    fn permutations(items: &[StatusUpdate]) -> Vec<Vec<StatusUpdate>> {
+        if items.len() <= 1 {
+            return vec![items.to_vec()];
+        }
+        let mut all = Vec::new();
+        for i in 0..items.len() {
+            let mut rest = items.to_vec();
+            let first = rest.remove(i);
+            for mut p in permutations(&rest) {
+                p.insert(0, first.clone());
+                all.push(p);
+            }
+        }
+        all
+    }
+
+    fn fold(updates: &[StatusUpdate]) -> Progress {
+        let mut p = sent();
+        updates.iter().for_each(|u| p.apply(u));
+        p
+    }
+
+    #[test]
+    fn the_end_state_depends_only_on_the_set_of_statuses() {
+        let all = [
+            update(Delivery::Sent, 100),
+            update(Delivery::Delivered, 105),
+            update(Delivery::Read, 110),
+            update(Delivery::Failed, 103),
+        ];
+        // Every subset, in every order, with every status possibly repeated.
+        for mask in 1u32..16 {
+            let subset: Vec<StatusUpdate> =
+                all.iter().enumerate().filter(|(i, _)| mask & (1 << i) != 0).map(|(_, u)| u.clone()).collect();
+            let expected = fold(&subset);
+            for order in permutations(&subset) {
+                assert_eq!(fold(&order), expected, "order {order:?}");
+                let doubled: Vec<StatusUpdate> = order.iter().chain(order.iter().rev()).cloned().collect();
+                assert_eq!(fold(&doubled), expected, "repeated {doubled:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn statuses_move_up_and_read_implies_delivered() {
+        let read_only = fold(&[update(Delivery::Read, 110)]);
+        assert_eq!(read_only.status, RecipientStatus::Read);
+        assert_eq!(read_only.delivered_at.as_deref(), Some("1970-01-01T00:01:50Z"));
+        assert_eq!(read_only.counts(), Counts { delivered: 1, read: 1, failed: 0 });
+
+        let late_delivered = fold(&[update(Delivery::Read, 110), update(Delivery::Delivered, 105)]);
+        assert_eq!(late_delivered.status, RecipientStatus::Read);
+        assert_eq!(late_delivered.delivered_at.as_deref(), Some("1970-01-01T00:01:45Z"));
+
+        let failed = fold(&[update(Delivery::Failed, 103)]);
+        assert_eq!(failed.status, RecipientStatus::Failed);
+        assert_eq!((failed.error_code, failed.error_message.as_deref()), (Some(131026), Some("undeliverable")));
+        assert_eq!(failed.counts(), Counts { delivered: 0, read: 0, failed: 1 });
+
+        let delivered_after_failed = fold(&[update(Delivery::Failed, 103), update(Delivery::Delivered, 105)]);
+        assert_eq!(delivered_after_failed.status, RecipientStatus::Delivered);
+        assert_eq!(delivered_after_failed.error_code, None);
+        assert_eq!(delivered_after_failed.failed_at, None);
+
+        assert_eq!(fold(&[update(Delivery::Sent, 100)]), sent());
+    }
+
+    #[test]
+    fn statuses_of_recipients_never_sent_change_nothing() {
+        let mut p = Progress { status: RecipientStatus::Sending, ..sent() };
+        for s in [Delivery::Delivered, Delivery::Read, Delivery::Failed] {
+            p.apply(&update(s, 100));
+        }
+        assert_eq!(p.status, RecipientStatus::Sending);
+        assert_eq!(p.delivered_at, None);
+    }
+
+    #[test]
+    fn parses_statuses_preferences_and_ignores_the_rest() {
+        let body = json!({
+            "object": "whatsapp_business_account",
+            "entry": [{ "id": "waba", "changes": [
+                { "field": "messages", "value": {
+                    "messaging_product": "whatsapp",
+                    "metadata": { "display_phone_number": "1555", "phone_number_id": "pn1" },
+                    "statuses": [
+                        { "id": "wamid.A", "status": "delivered", "timestamp": "1700000000", "recipient_id": "1555",
+                          "biz_opaque_callback_data": "c1/+1555" },
+                        { "id": "wamid.B", "status": "failed", "timestamp": "1700000001", "recipient_id": "1555",
+                          "errors": [{ "code": 131026, "title": "Message undeliverable",
+                                       "error_data": { "details": "not on WhatsApp" } }] },
+                        { "id": "wamid.C", "status": "played", "timestamp": "1700000002" },
+                        { "id": "wamid.D", "status": "read" }
+                    ],
+                    "messages": [{ "from": "1555", "id": "wamid.in", "type": "text" }]
+                }},
+                { "field": "message_template_status_update", "value": { "event": "APPROVED" } },
+                { "field": "user_preferences", "value": {
+                    "metadata": { "phone_number_id": "pn1" },
+                    "user_preferences": [
+                        { "wa_id": "4915112345678", "category": "marketing_messages", "value": "stop", "timestamp": 1700000003 },
+                        { "wa_id": "4915112345679", "category": "marketing_messages", "value": "resume" },
+                        { "wa_id": "x", "category": "marketing_messages", "value": "stop" }
+                    ]
+                }}
+            ]}]
+        });
+        let n = parse(body.to_string().as_bytes()).unwrap();
+        assert_eq!(n.statuses.len(), 2);
+        assert_eq!(n.statuses[0].at, "2023-11-14T22:13:20Z");
+        assert_eq!(n.statuses[0].callback.as_deref(), Some("c1/+1555"));
+        assert_eq!(n.statuses[1].error, Some((Some(131026), "not on WhatsApp".to_string())));
+        assert_eq!(
+            n.preferences,
+            vec![
+                Preference { phone_number_id: "pn1".into(), phone: "+4915112345678".into(), stop: true },
+                Preference { phone_number_id: "pn1".into(), phone: "+4915112345679".into(), stop: false },
+            ]
+        );
+        // played, the status without a timestamp, the inbound message, the template update, the bad wa_id
+        assert_eq!(n.ignored, 5);
+        assert!(parse(b"[1,2]").is_err());
+        assert!(parse(b"not json").is_err());
+        assert_eq!(parse(b"{}").unwrap(), Notification::default());
+    }
+
+    #[test]
+    fn callback_keys() {
+        assert_eq!(callback_key("c1/+1555"), Some(("c1", "+1555")));
+        assert_eq!(callback_key("c1/r1"), None);
+        assert_eq!(callback_key("nothing"), None);
+    }
+}
