@@ -4,7 +4,15 @@
 //! messages: it checks the bearer token and the body, answers `200` with a fresh `wamid` or
 //! Meta's error envelope, and records every request. Errors can be provoked by recipient number
 //! ([`FAULT_NUMBERS`]) or injected through the control API under `/_fake/` (see
-//! `docs/fake-whatsapp.md`) and the matching methods of [`FakeState`].
+//! `docs/fake-whatsapp.md`) and the matching methods of [`FakeState`]. With a `webhook_url`
+//! configured ([`FakeConfig`]), accepted sends are followed by signed status webhooks (the
+//! `webhooks` module).
+
+mod webhooks;
+
+pub use webhooks::{
+    DISPLAY_PHONE_NUMBER, MAX_DELAY_MS, MAX_STATUSES_PER_POST, WABA_ID, WEBHOOK_ATTEMPTS, WebhookPost, meta_json,
+};
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -28,6 +36,10 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// How long the [`Fault::Timeout`] number waits by default before answering.
 pub const DEFAULT_TIMEOUT_MS: u64 = 30_000;
 
+/// The app secret of the local stack when `WHATSAPP_APP_SECRET` is not set: the fake signs its
+/// webhooks with it, and the service checks them with the same default.
+pub const DEV_APP_SECRET: &str = "local-app-secret";
+
 /// Meta error codes the fake answers with, as `(code, HTTP status, message)`. Any other injected
 /// code is answered with HTTP 400 and a generic message.
 pub const ERROR_CODES: &[(u32, u16, &str)] = &[
@@ -40,6 +52,7 @@ pub const ERROR_CODES: &[(u32, u16, &str)] = &[
     (131008, 400, "Required parameter is missing"),
     (131026, 400, "Message undeliverable"),
     (131048, 400, "Spam rate limit hit"),
+    (131049, 400, "This message was not delivered to maintain healthy ecosystem engagement."),
     (
         131050,
         400,
@@ -59,6 +72,9 @@ pub enum Fault {
     Error(u32),
     /// A normal `200`, but only after the configured `timeout_ms` ([`FakeConfig`]).
     Timeout,
+    /// A normal `200` with a wamid, then a `failed` status webhook with this code (after a
+    /// `sent` one when `sent_first`), the way Meta reports some failures.
+    FailedStatus { code: u32, sent_first: bool },
 }
 
 /// Recipient numbers that always provoke a fault (fictional US 555-9xxx numbers). A `to` matches
@@ -74,6 +90,8 @@ pub const FAULT_NUMBERS: &[(&str, Fault)] = &[
     ("+14155559008", Fault::Error(131050)),
     ("+14155559009", Fault::Error(131048)),
     ("+14155559010", Fault::Error(368)),
+    ("+14155559011", Fault::FailedStatus { code: 131026, sent_first: true }),
+    ("+14155559012", Fault::FailedStatus { code: 131050, sent_first: false }),
 ];
 
 /// The HTTP status and message the fake answers for an error code.
@@ -96,7 +114,8 @@ pub fn normalize_number(number: &str) -> Option<String> {
 /// A rule injected through [`FakeState::inject`] or `POST /_fake/faults`: the next `count`
 /// well-formed sends to `to` (any number when `None`) fail with `code` (forever when `count` is
 /// `None`), answered after `delay_ms`. Code `0` only delays the answer; the send is then handled
-/// as usual.
+/// as usual. With `webhook`, the send is accepted and `code` comes later as a `failed` status
+/// webhook instead.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Injection {
@@ -107,17 +126,19 @@ pub struct Injection {
     pub count: Option<u32>,
     #[serde(default)]
     pub delay_ms: Option<u64>,
+    #[serde(default)]
+    pub webhook: bool,
 }
 
 impl Injection {
     /// Every send fails with `code`, until cleared.
     pub fn error(code: u32) -> Injection {
-        Injection { to: None, code, count: None, delay_ms: None }
+        Injection { to: None, code, count: None, delay_ms: None, webhook: false }
     }
 
     /// Every send is answered `delay_ms` later than usual, until cleared.
     pub fn delay(delay_ms: u64) -> Injection {
-        Injection { to: None, code: 0, count: None, delay_ms: Some(delay_ms) }
+        Injection { to: None, code: 0, count: None, delay_ms: Some(delay_ms), webhook: false }
     }
 
     /// Only sends to this number.
@@ -135,6 +156,12 @@ impl Injection {
     /// Answer `delay_ms` later.
     pub fn delayed(mut self, delay_ms: u64) -> Injection {
         self.delay_ms = Some(delay_ms);
+        self
+    }
+
+    /// Accept the send and report `code` as a `failed` status webhook instead.
+    pub fn by_webhook(mut self) -> Injection {
+        self.webhook = true;
         self
     }
 
@@ -186,26 +213,133 @@ pub struct Account {
     pub access_token: String,
 }
 
-/// Timing of the fake: `latency_ms` is added to every send; the [`Fault::Timeout`] number waits
-/// `timeout_ms` (on top of the latency).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+/// Timing and webhooks of the fake. Fields left out of a JSON config take their defaults.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct FakeConfig {
+    /// Added to every send's answer.
     pub latency_ms: u64,
+    /// The [`Fault::Timeout`] number's wait (on top of the latency).
     pub timeout_ms: u64,
+    /// Where status webhooks are posted, like `http://127.0.0.1:3000/webhooks/whatsapp`; none
+    /// are posted when `None`.
+    pub webhook_url: Option<String>,
+    /// The key of the `X-Hub-Signature-256` HMAC; webhooks go unsigned when `None`.
+    pub app_secret: Option<String>,
+    /// When `sent` is posted, counted from the send's answer.
+    pub sent_delay_ms: u64,
+    /// When `delivered` is posted, counted from the send's answer.
+    pub delivered_delay_ms: u64,
+    /// When `read` is posted, counted from the send's answer; `None`: the message is never read.
+    pub read_delay_ms: Option<u64>,
+    /// Post every status twice (the copy one batch window later).
+    pub duplicate: bool,
+    /// Post the statuses of each message in an order other than sent, delivered, read.
+    pub shuffle: bool,
+    /// Statuses falling due within this window of the first due one share a POST.
+    pub batch_window_ms: u64,
+    /// The wait before the first retry of a failed POST; it doubles for each further one.
+    pub retry_backoff_ms: u64,
 }
 
 impl Default for FakeConfig {
     fn default() -> FakeConfig {
-        FakeConfig { latency_ms: 0, timeout_ms: DEFAULT_TIMEOUT_MS }
+        FakeConfig {
+            latency_ms: 0,
+            timeout_ms: DEFAULT_TIMEOUT_MS,
+            webhook_url: None,
+            app_secret: None,
+            sent_delay_ms: 100,
+            delivered_delay_ms: 300,
+            read_delay_ms: Some(600),
+            duplicate: false,
+            shuffle: false,
+            batch_window_ms: 50,
+            retry_backoff_ms: 200,
+        }
     }
 }
 
-/// The body of `POST /_fake/config`: only the fields given change.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ConfigPatch {
-    latency_ms: Option<u64>,
-    timeout_ms: Option<u64>,
+impl FakeConfig {
+    /// The defaults, changed by the environment: `FAKE_WEBHOOK_URL`, `WHATSAPP_APP_SECRET`
+    /// ([`DEV_APP_SECRET`] when unset, unsigned when empty), `FAKE_WEBHOOK_SENT_DELAY_MS`,
+    /// `FAKE_WEBHOOK_DELIVERED_DELAY_MS`, `FAKE_WEBHOOK_READ_DELAY_MS` (`never` for never read),
+    /// `FAKE_WEBHOOK_DUPLICATE` and `FAKE_WEBHOOK_SHUFFLE` (`true` or `false`).
+    pub fn from_env() -> Result<FakeConfig, String> {
+        FakeConfig::from_vars(|name| std::env::var(name).ok())
+    }
+
+    /// [`FakeConfig::from_env`] with the variables looked up by `var`.
+    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<FakeConfig, String> {
+        let value = |name: &str| var(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        let millis = |name: &str| -> Result<Option<u64>, String> {
+            value(name)
+                .map(|v| v.parse().map_err(|_| format!("{name} is not a number of milliseconds: {v:?}")))
+                .transpose()
+        };
+        let flag = |name: &str| -> Result<Option<bool>, String> {
+            value(name)
+                .map(|v| match v.to_ascii_lowercase().as_str() {
+                    "1" | "true" | "yes" => Ok(true),
+                    "0" | "false" | "no" => Ok(false),
+                    _ => Err(format!("{name} is not true or false: {v:?}")),
+                })
+                .transpose()
+        };
+
+        let mut config = FakeConfig {
+            webhook_url: value("FAKE_WEBHOOK_URL"),
+            app_secret: match var("WHATSAPP_APP_SECRET") {
+                None => Some(DEV_APP_SECRET.to_owned()),
+                Some(secret) => Some(secret).filter(|s| !s.is_empty()),
+            },
+            ..FakeConfig::default()
+        };
+        config.sent_delay_ms = millis("FAKE_WEBHOOK_SENT_DELAY_MS")?.unwrap_or(config.sent_delay_ms);
+        config.delivered_delay_ms = millis("FAKE_WEBHOOK_DELIVERED_DELAY_MS")?.unwrap_or(config.delivered_delay_ms);
+        config.read_delay_ms = match value("FAKE_WEBHOOK_READ_DELAY_MS") {
+            Some(never) if never.eq_ignore_ascii_case("never") => None,
+            _ => millis("FAKE_WEBHOOK_READ_DELAY_MS")?.or(config.read_delay_ms),
+        };
+        config.duplicate = flag("FAKE_WEBHOOK_DUPLICATE")?.unwrap_or(config.duplicate);
+        config.shuffle = flag("FAKE_WEBHOOK_SHUFFLE")?.unwrap_or(config.shuffle);
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Whether the webhook URL, when given, is an `http` or `https` URL, and the webhook delays,
+    /// window and back-off are at most [`MAX_DELAY_MS`].
+    pub fn validate(&self) -> Result<(), String> {
+        let delays = [
+            ("sent_delay_ms", Some(self.sent_delay_ms)),
+            ("delivered_delay_ms", Some(self.delivered_delay_ms)),
+            ("read_delay_ms", self.read_delay_ms),
+            ("batch_window_ms", Some(self.batch_window_ms)),
+            ("retry_backoff_ms", Some(self.retry_backoff_ms)),
+        ];
+        if let Some((name, _)) = delays.iter().find(|(_, ms)| ms.is_some_and(|ms| ms > MAX_DELAY_MS)) {
+            return Err(format!("{name} is more than {MAX_DELAY_MS} (a day)"));
+        }
+        let Some(url) = &self.webhook_url else { return Ok(()) };
+        match reqwest::Url::parse(url) {
+            Ok(parsed) if matches!(parsed.scheme(), "http" | "https") && parsed.has_host() => Ok(()),
+            _ => Err(format!("webhook_url {url:?} is not an http(s) URL")),
+        }
+    }
+
+    /// This configuration with the fields of a JSON object replaced (`null` clears an optional
+    /// field); unknown fields and wrong types are refused.
+    fn patched(&self, patch: Value) -> Result<FakeConfig, String> {
+        let Value::Object(patch) = patch else { return Err("the config must be a JSON object".into()) };
+        let mut merged = match serde_json::to_value(self) {
+            Ok(Value::Object(fields)) => fields,
+            _ => Map::new(),
+        };
+        merged.extend(patch);
+        let config: FakeConfig = serde_json::from_value(Value::Object(merged)).map_err(|e| e.to_string())?;
+        config.validate()?;
+        Ok(config)
+    }
 }
 
 /// One request to the send endpoint, accepted or not, as it arrived and as it was answered.
@@ -246,12 +380,15 @@ struct Data {
     requests: Vec<Recorded>,
     seq: u64,
     last_at_ms: u64,
+    webhooks: webhooks::Queue,
 }
 
-/// The fake's state: accounts, templates, faults, timing and recorded requests. Clones share it.
+/// The fake's state: accounts, templates, faults, timing, recorded requests and webhooks.
+/// Clones share it.
 #[derive(Clone, Default)]
 pub struct FakeState {
     data: Arc<Mutex<Data>>,
+    worker: Arc<webhooks::Worker>,
 }
 
 impl FakeState {
@@ -278,9 +415,11 @@ impl FakeState {
             .collect()
     }
 
-    /// Forgets the recorded requests; returns how many there were.
+    /// Forgets the recorded requests and webhook POSTs; returns how many requests there were.
     pub fn clear(&self) -> usize {
-        std::mem::take(&mut self.lock().requests).len()
+        let mut data = self.lock();
+        data.webhooks.clear_posts();
+        std::mem::take(&mut data.requests).len()
     }
 
     /// Adds a fault rule; rules are tried in the order they were added, before [`FAULT_NUMBERS`].
@@ -309,19 +448,22 @@ impl FakeState {
     }
 
     pub fn config(&self) -> FakeConfig {
-        self.lock().config
+        self.lock().config.clone()
     }
 
     pub fn set_config(&self, config: FakeConfig) {
         self.lock().config = config;
     }
 
-    /// Back to a fresh fake: no requests, faults, accounts or templates, default timing.
+    /// Back to a fresh fake: no requests, faults, accounts or templates, default config, no
+    /// webhooks recorded or waiting (POSTs under way are neither recorded nor retried).
     pub fn reset(&self) {
         let mut data = self.lock();
         let seq = data.seq;
         let last_at_ms = data.last_at_ms;
-        *data = Data { seq, last_at_ms, ..Data::default() };
+        let mut webhooks = std::mem::take(&mut data.webhooks);
+        webhooks.reset();
+        *data = Data { seq, last_at_ms, webhooks, ..Data::default() };
     }
 
     /// Decides the answer to a send, consumes the matching fault rule and records the request,
@@ -345,6 +487,7 @@ impl FakeState {
         let mut delay = data.config.latency_ms;
         let result = data.decide(&version, &phone_number_id, token.as_deref(), body.is_ok(), json.as_ref(), &mut delay);
 
+        let mut statuses_queued = false;
         let (status, error_code, wamid, answer) = match result {
             Ok(accepted) => {
                 let wamid = format!("wamid.{}", uuid::Uuid::new_v4().simple());
@@ -353,9 +496,17 @@ impl FakeState {
                     "contacts": [{"input": accepted.input, "wa_id": accepted.wa_id}],
                     "messages": [{"id": wamid, "message_status": "accepted"}],
                 });
-                // webhooks: this is where a later change hooks in status webhooks. With a callback
-                // URL and app secret configured, it will post `sent`, `delivered` and `read` for
-                // `wamid` to that URL (signed with `X-Hub-Signature-256`) after the answer.
+                let message = webhooks::SentMessage {
+                    wamid: &wamid,
+                    recipient_id: &accepted.wa_id,
+                    phone_number_id: &phone_number_id,
+                    biz_opaque_callback_data: json
+                        .as_ref()
+                        .and_then(|v| v.get("biz_opaque_callback_data"))
+                        .and_then(Value::as_str),
+                    failure: accepted.failure,
+                };
+                statuses_queued = data.queue_statuses(&message, Duration::from_millis(delay));
                 (StatusCode::OK, None, Some(wamid), answer)
             }
             Err(error) => (error.status, Some(error.code), None, error.envelope()),
@@ -384,6 +535,10 @@ impl FakeState {
             "fake WhatsApp send"
         );
         data.requests.push(recorded);
+        drop(data);
+        if statuses_queued {
+            self.wake_webhook_worker();
+        }
         Outcome { delay: Duration::from_millis(delay), status, answer }
     }
 }
@@ -395,10 +550,11 @@ struct Outcome {
     answer: Value,
 }
 
-/// The `contacts` entry of an accepted send.
+/// The `contacts` entry of an accepted send, and the failure to report later by webhook.
 struct Accepted {
     input: String,
     wa_id: String,
+    failure: Option<webhooks::LateFailure>,
 }
 
 impl Data {
@@ -439,6 +595,9 @@ impl Data {
             check_against_template(&message, template)?;
         }
 
+        let wa_id = message.to.trim_start_matches('+').to_owned();
+        let accepted = |failure| Ok(Accepted { input: message.input.clone(), wa_id: wa_id.clone(), failure });
+
         if let Some(i) = self.faults.iter().position(|f| f.matches(&message.to)) {
             let fault = self.faults[i].clone();
             match self.faults[i].count.as_mut() {
@@ -448,21 +607,26 @@ impl Data {
                 Some(count) => *count -= 1,
                 None => {}
             }
-            *delay += fault.delay_ms.unwrap_or(0);
+            *delay = delay.saturating_add(fault.delay_ms.unwrap_or(0));
+            if fault.code != 0 && fault.webhook {
+                return accepted(Some(webhooks::LateFailure { code: fault.code, sent_first: false }));
+            }
             if fault.code != 0 {
                 return Err(MetaError::new(fault.code, format!("injected fault for {}", message.to)));
             }
         }
 
         match FAULT_NUMBERS.iter().find(|(number, _)| *number == message.to) {
-            Some((_, Fault::Error(code))) => {
-                return Err(MetaError::new(*code, format!("fault number {}", message.to)));
+            Some((_, Fault::Error(code))) => Err(MetaError::new(*code, format!("fault number {}", message.to))),
+            Some((_, Fault::Timeout)) => {
+                *delay = delay.saturating_add(self.config.timeout_ms);
+                accepted(None)
             }
-            Some((_, Fault::Timeout)) => *delay += self.config.timeout_ms,
-            None => {}
+            Some((_, Fault::FailedStatus { code, sent_first })) => {
+                accepted(Some(webhooks::LateFailure { code: *code, sent_first: *sent_first }))
+            }
+            None => accepted(None),
         }
-        let wa_id = message.to.trim_start_matches('+').to_owned();
-        Ok(Accepted { input: message.input, wa_id })
     }
 }
 
@@ -813,6 +977,8 @@ pub fn router(state: FakeState) -> axum::Router {
         .route("/_fake/accounts", post(add_account))
         .route("/_fake/templates", post(add_template))
         .route("/_fake/config", get(get_config).post(set_config))
+        .route("/_fake/webhooks", get(webhooks::list).post(webhooks::post_payload).delete(webhooks::clear))
+        .route("/_fake/opt-out", post(webhooks::opt_out))
         .route("/_fake/reset", post(reset))
         .fallback(unknown_path)
         .method_not_allowed_fallback(wrong_method)
@@ -909,6 +1075,9 @@ async fn add_fault(State(state): State<FakeState>, body: Body) -> Response {
     if fault.code == 0 && fault.delay_ms.is_none() {
         return MetaError::new(100, "code 0 only delays: give delay_ms").into_response();
     }
+    if fault.code == 0 && fault.webhook {
+        return MetaError::new(100, "webhook reports an error code: give a code other than 0").into_response();
+    }
     state.inject(fault.clone());
     json_response(StatusCode::OK, &json!({ "fault": fault }))
 }
@@ -945,15 +1114,17 @@ async fn get_config(State(state): State<FakeState>) -> Response {
     json_response(StatusCode::OK, &json!({ "config": state.config() }))
 }
 
+/// Only the fields given change.
 async fn set_config(State(state): State<FakeState>, body: Body) -> Response {
-    let patch: ConfigPatch = match control_body(body).await {
+    let patch: Value = match control_body(body).await {
         Ok(p) => p,
         Err(response) => return response,
     };
-    let mut config = state.config();
-    config.latency_ms = patch.latency_ms.unwrap_or(config.latency_ms);
-    config.timeout_ms = patch.timeout_ms.unwrap_or(config.timeout_ms);
-    state.set_config(config);
+    let config = match state.config().patched(patch) {
+        Ok(config) => config,
+        Err(e) => return MetaError::new(100, format!("invalid config: {e}")).into_response(),
+    };
+    state.set_config(config.clone());
     json_response(StatusCode::OK, &json!({ "config": config }))
 }
 
@@ -987,11 +1158,70 @@ mod tests {
     #[test]
     fn every_fault_number_code_has_its_own_status() {
         for (_, fault) in FAULT_NUMBERS {
-            if let Fault::Error(code) = fault {
+            if let Fault::Error(code) | Fault::FailedStatus { code, .. } = fault {
                 assert!(ERROR_CODES.iter().any(|(c, _, _)| c == code), "{code} missing from ERROR_CODES");
             }
         }
         assert_eq!(error_for(131000).0, StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(error_for(424242), (StatusCode::BAD_REQUEST, Cow::Owned("(#424242) An error occurred".into())));
+    }
+
+    #[test]
+    fn config_comes_from_the_environment() {
+        let vars = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| pairs.iter().find(|(n, _)| *n == name).map(|(_, v)| v.to_string())
+        };
+        let config = FakeConfig::from_vars(vars(&[])).unwrap_or_default();
+        assert_eq!(config, FakeConfig { app_secret: Some(DEV_APP_SECRET.into()), ..FakeConfig::default() });
+
+        let config = FakeConfig::from_vars(vars(&[
+            ("FAKE_WEBHOOK_URL", "http://127.0.0.1:3000/webhooks/whatsapp"),
+            ("WHATSAPP_APP_SECRET", "s3cret"),
+            ("FAKE_WEBHOOK_SENT_DELAY_MS", "5"),
+            ("FAKE_WEBHOOK_DELIVERED_DELAY_MS", " 10 "),
+            ("FAKE_WEBHOOK_READ_DELAY_MS", "never"),
+            ("FAKE_WEBHOOK_DUPLICATE", "true"),
+            ("FAKE_WEBHOOK_SHUFFLE", "1"),
+        ]));
+        let expected = FakeConfig {
+            webhook_url: Some("http://127.0.0.1:3000/webhooks/whatsapp".into()),
+            app_secret: Some("s3cret".into()),
+            sent_delay_ms: 5,
+            delivered_delay_ms: 10,
+            read_delay_ms: None,
+            duplicate: true,
+            shuffle: true,
+            ..FakeConfig::default()
+        };
+        assert_eq!(config, Ok(expected));
+
+        // An empty secret means unsigned webhooks.
+        let config = FakeConfig::from_vars(vars(&[("WHATSAPP_APP_SECRET", "")]));
+        assert_eq!(config.map(|c| c.app_secret), Ok(None));
+        for bad in [
+            &[("FAKE_WEBHOOK_READ_DELAY_MS", "soon")][..],
+            &[("FAKE_WEBHOOK_SHUFFLE", "maybe")],
+            &[("FAKE_WEBHOOK_URL", "localhost:3000")],
+        ] {
+            let error = FakeConfig::from_vars(vars(bad)).err().unwrap_or_default();
+            assert!(error.contains(bad[0].0) || error.contains("webhook_url"), "{error}");
+        }
+    }
+
+    #[test]
+    fn a_config_patch_changes_only_the_fields_given() {
+        let config = FakeConfig::default();
+        let patched = config.patched(json!({"latency_ms": 5, "webhook_url": "http://127.0.0.1:1/hook"}));
+        let expected =
+            FakeConfig { latency_ms: 5, webhook_url: Some("http://127.0.0.1:1/hook".into()), ..FakeConfig::default() };
+        assert_eq!(patched, Ok(expected.clone()));
+        let cleared = expected.patched(json!({"webhook_url": null, "read_delay_ms": null}));
+        assert_eq!(cleared, Ok(FakeConfig { latency_ms: 5, read_delay_ms: None, ..FakeConfig::default() }));
+        assert!(config.patched(json!({"latency": 5})).is_err());
+        assert!(config.patched(json!({"latency_ms": "5"})).is_err());
+        assert!(config.patched(json!({"webhook_url": "ftp://host/x"})).is_err());
+        assert!(config.patched(json!([1])).is_err());
+        assert!(config.patched(json!({"read_delay_ms": MAX_DELAY_MS + 1})).is_err());
+        assert!(config.patched(json!({"latency_ms": u64::MAX})).is_ok(), "only the webhook timings are bounded");
     }
 }

@@ -1,10 +1,20 @@
 //! The fake WhatsApp Cloud API, served in-process on an ephemeral port and called over real HTTP.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use local::fake_whatsapp::{self, FAULT_NUMBERS, FakeConfig, FakeState, Fault, Injection, TemplateSpec};
+use axum::body::Bytes;
+use axum::extract::State;
+use http::{HeaderMap, StatusCode};
+use local::fake_whatsapp::{
+    self, DISPLAY_PHONE_NUMBER, FAULT_NUMBERS, FakeConfig, FakeState, Fault, Injection, TemplateSpec, WABA_ID,
+    WEBHOOK_ATTEMPTS,
+};
 use serde_json::{Value, json};
+use shared::signature;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -396,7 +406,7 @@ async fn every_fault_number_but_the_timeout_answers_its_code_and_status() {
         .iter()
         .filter_map(|(number, fault)| match fault {
             Fault::Error(code) => Some((*number, i64::from(*code))),
-            Fault::Timeout => None,
+            Fault::Timeout | Fault::FailedStatus { .. } => None,
         })
         .collect();
     assert_eq!(errors, expected.iter().map(|(n, _, c)| (*n, *c)).collect::<Vec<_>>());
@@ -424,7 +434,8 @@ async fn the_timeout_number_answers_only_after_timeout_ms() {
     let timeout_number = FAULT_NUMBERS.iter().find(|(_, f)| *f == Fault::Timeout).unwrap().0;
     assert_eq!(fake.state.config().timeout_ms, 30_000);
     let configured = control(&fake, "POST", "/_fake/config", Some(json!({"timeout_ms": 300}))).await;
-    assert_eq!(configured.body["config"], json!({"latency_ms": 0, "timeout_ms": 300}));
+    assert_eq!(configured.body["config"]["timeout_ms"], 300);
+    assert_eq!(configured.body["config"]["latency_ms"], 0);
 
     // A caller that gives up sooner sees a timeout.
     let impatient = tokio::time::timeout(Duration::from_millis(100), send(&fake, &positional(timeout_number))).await;
@@ -594,7 +605,7 @@ async fn reset_forgets_accounts_templates_faults_config_and_requests() {
     fake.state.register_account(PNID, "secret");
     fake.state.register_template(TemplateSpec::new("holiday_offer", "en_US", 5));
     fake.state.inject(Injection::error(2));
-    fake.state.set_config(FakeConfig { latency_ms: 10, timeout_ms: 10 });
+    fake.state.set_config(FakeConfig { latency_ms: 10, timeout_ms: 10, ..FakeConfig::default() });
     assert_error(&send(&fake, &positional("+16505551234")).await, 401, 190);
 
     let answer = control(&fake, "POST", "/_fake/reset", None).await;
@@ -602,4 +613,526 @@ async fn reset_forgets_accounts_templates_faults_config_and_requests() {
     assert!(fake.state.requests().is_empty());
     assert_eq!(fake.state.config(), FakeConfig::default());
     assert_accepted(&send(&fake, &positional("+16505551234")).await, "+16505551234");
+}
+
+// ---- status webhooks ----
+
+const SECRET: &str = "test-app-secret";
+
+/// One POST the receiver took.
+#[derive(Clone)]
+struct Received {
+    at: Instant,
+    raw: Bytes,
+    signature: Option<String>,
+    content_type: Option<String>,
+    json: Value,
+}
+
+impl Received {
+    fn signed(&self) -> bool {
+        self.signature.as_deref().is_some_and(|sig| signature::verify(SECRET.as_bytes(), &self.raw, sig))
+    }
+
+    /// Every status object of the payload, in payload order.
+    fn statuses(&self) -> Vec<Value> {
+        let mut statuses = vec![];
+        for entry in self.json["entry"].as_array().unwrap() {
+            for change in entry["changes"].as_array().unwrap() {
+                statuses.extend(change["value"]["statuses"].as_array().cloned().unwrap_or_default());
+            }
+        }
+        statuses
+    }
+}
+
+/// A webhook receiver on an ephemeral port: records every POST with its raw body and headers,
+/// and answers 500 to the first `failures` of them, 200 after.
+#[derive(Clone)]
+struct Receiver {
+    addr: SocketAddr,
+    seen: Arc<Mutex<Vec<Received>>>,
+    failures: Arc<AtomicUsize>,
+}
+
+impl Receiver {
+    async fn start(failures: usize) -> Receiver {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
+        let receiver = Receiver {
+            addr: listener.local_addr().unwrap(),
+            seen: Arc::default(),
+            failures: Arc::new(AtomicUsize::new(failures)),
+        };
+        let app = axum::Router::new().fallback(Receiver::take).with_state(receiver.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        receiver
+    }
+
+    async fn take(State(receiver): State<Receiver>, headers: HeaderMap, raw: Bytes) -> StatusCode {
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        receiver.seen.lock().unwrap().push(Received {
+            at: Instant::now(),
+            signature: header("x-hub-signature-256"),
+            content_type: header("content-type"),
+            json: serde_json::from_slice(&raw).unwrap_or(Value::Null),
+            raw,
+        });
+        let fail = receiver.failures.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
+        if fail { StatusCode::INTERNAL_SERVER_ERROR } else { StatusCode::OK }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}/webhooks/whatsapp", self.addr)
+    }
+
+    fn received(&self) -> Vec<Received> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    /// The `status` of every status received for `wamid`, in arrival order.
+    fn statuses_of(&self, wamid: &str) -> Vec<String> {
+        self.received()
+            .iter()
+            .flat_map(Received::statuses)
+            .filter(|s| s["id"] == wamid)
+            .map(|s| s["status"].as_str().unwrap().to_owned())
+            .collect()
+    }
+}
+
+/// Webhooks to `receiver`, signed with [`SECRET`], with test-sized delays.
+fn webhooks_to(receiver: &Receiver) -> FakeConfig {
+    FakeConfig {
+        webhook_url: Some(receiver.url()),
+        app_secret: Some(SECRET.into()),
+        sent_delay_ms: 20,
+        delivered_delay_ms: 60,
+        read_delay_ms: Some(100),
+        batch_window_ms: 10,
+        retry_backoff_ms: 20,
+        ..FakeConfig::default()
+    }
+}
+
+async fn settle(fake: &Fake) {
+    assert!(fake.state.wait_for_webhooks_idle(Duration::from_secs(10)).await, "webhooks still pending");
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+}
+
+#[tokio::test]
+async fn an_accepted_send_posts_signed_sent_delivered_and_read_in_order() {
+    let fake = start().await;
+    let receiver = Receiver::start(0).await;
+    fake.state.set_config(FakeConfig {
+        sent_delay_ms: 40,
+        delivered_delay_ms: 120,
+        read_delay_ms: Some(200),
+        batch_window_ms: 20,
+        ..webhooks_to(&receiver)
+    });
+    let before = unix_now();
+    let mut body = positional("+16505551234");
+    body["biz_opaque_callback_data"] = json!("campaign-1/recipient-7");
+    let answered = Instant::now();
+    let wamid = assert_accepted(&send(&fake, &body).await, "+16505551234");
+    assert!(receiver.received().is_empty(), "the answer comes before any webhook");
+    assert!(!fake.state.webhooks_idle());
+    settle(&fake).await;
+    let after = unix_now();
+
+    let received = receiver.received();
+    assert_eq!(received.len(), 3, "one POST per status: they fall due 80 ms apart");
+    let mut last_timestamp = 0;
+    for (post, (name, delay_ms)) in received.iter().zip([("sent", 40), ("delivered", 120), ("read", 200)]) {
+        assert!(post.signed(), "{name}: the signature must match the raw bytes");
+        assert_eq!(post.content_type.as_deref(), Some("application/json"));
+        assert!(post.at.duration_since(answered) >= Duration::from_millis(delay_ms), "{name} came early");
+        let payload = &post.json;
+        assert_eq!(payload["object"], "whatsapp_business_account");
+        assert_eq!(payload["entry"].as_array().unwrap().len(), 1);
+        assert_eq!(payload["entry"][0]["id"], WABA_ID);
+        let change = &payload["entry"][0]["changes"][0];
+        assert_eq!(change["field"], "messages");
+        assert_eq!(change["value"]["messaging_product"], "whatsapp");
+        assert_eq!(
+            change["value"]["metadata"],
+            json!({"display_phone_number": DISPLAY_PHONE_NUMBER, "phone_number_id": PNID})
+        );
+        let statuses = change["value"]["statuses"].as_array().unwrap();
+        assert_eq!(statuses.len(), 1);
+        let status = &statuses[0];
+        assert_eq!(status["id"], wamid.as_str());
+        assert_eq!(status["status"], name);
+        assert_eq!(status["recipient_id"], "16505551234");
+        assert_eq!(status["biz_opaque_callback_data"], "campaign-1/recipient-7");
+        let timestamp: u64 = status["timestamp"].as_str().expect("a string").parse().unwrap();
+        assert!((before..=after).contains(&timestamp) && timestamp >= last_timestamp, "{timestamp}");
+        last_timestamp = timestamp;
+        let billed = name != "read";
+        assert_eq!(status["pricing"]["billable"].as_bool(), billed.then_some(true), "{name}");
+        assert_eq!(status["conversation"]["origin"]["type"].as_str(), billed.then_some("marketing"), "{name}");
+        assert_eq!(status["conversation"]["expiration_timestamp"].is_string(), name == "sent");
+        assert!(status.get("errors").is_none());
+    }
+    let conversation = |i: usize| received[i].statuses()[0]["conversation"]["id"].clone();
+    assert_eq!(conversation(0), conversation(1), "sent and delivered share the conversation");
+
+    // The fake recorded each POST, in Rust and over HTTP.
+    let posts = fake.state.webhooks();
+    let pairs: Vec<_> = posts.iter().flat_map(|p| p.statuses.clone()).collect();
+    let expected: Vec<_> = ["sent", "delivered", "read"].map(|s| (wamid.clone(), s.to_owned())).into();
+    assert_eq!(pairs, expected);
+    assert!(posts.iter().all(|p| p.attempt == 1 && p.status == Some(200) && p.error.is_none()));
+    assert_eq!(posts.iter().map(|p| p.seq).collect::<Vec<_>>(), [1, 2, 3]);
+    assert_eq!(posts[0].payload, received[0].json);
+    assert_eq!(posts[0].url, receiver.url());
+    let listed = control(&fake, "GET", "/_fake/webhooks", None).await;
+    assert_eq!(listed.body["webhooks"].as_array().unwrap().len(), 3);
+    assert_eq!(listed.body["webhooks"][2]["statuses"], json!([[wamid, "read"]]));
+    assert_eq!(listed.body["webhooks"][2]["status"], 200);
+}
+
+#[tokio::test]
+async fn without_a_webhook_url_nothing_is_posted_and_without_a_secret_nothing_is_signed() {
+    let fake = start().await;
+    let receiver = Receiver::start(0).await;
+    assert_eq!(fake.state.config().webhook_url, None);
+    assert_accepted(&send(&fake, &positional("+16505551234")).await, "+16505551234");
+    assert!(fake.state.webhooks_idle(), "nothing is queued without a URL");
+
+    fake.state.set_config(FakeConfig { app_secret: None, ..webhooks_to(&receiver) });
+    let wamid = assert_accepted(&send(&fake, &positional("+16505551234")).await, "+16505551234");
+    settle(&fake).await;
+    let received = receiver.received();
+    assert_eq!(receiver.statuses_of(&wamid), ["sent", "delivered", "read"]);
+    assert!(received.iter().all(|r| r.signature.is_none()));
+    assert_eq!(fake.state.webhooks().len(), received.len());
+}
+
+#[tokio::test]
+async fn webhook_config_is_set_through_the_control_api_and_a_null_read_delay_means_never_read() {
+    let fake = start().await;
+    let receiver = Receiver::start(0).await;
+    let patch = json!({
+        "webhook_url": receiver.url(), "app_secret": SECRET, "sent_delay_ms": 10, "delivered_delay_ms": 30,
+        "read_delay_ms": null, "batch_window_ms": 5,
+    });
+    let configured = control(&fake, "POST", "/_fake/config", Some(patch)).await;
+    assert_eq!(configured.status, 200, "{}", configured.body);
+    let config = &configured.body["config"];
+    assert_eq!(config["webhook_url"], receiver.url());
+    assert_eq!(config["read_delay_ms"], Value::Null);
+    assert_eq!(config["duplicate"], false);
+    assert_eq!(config["timeout_ms"], 30_000, "fields not given keep their values");
+    assert_eq!(control(&fake, "GET", "/_fake/config", None).await.body["config"], *config);
+    let expected = FakeConfig {
+        sent_delay_ms: 10,
+        delivered_delay_ms: 30,
+        read_delay_ms: None,
+        batch_window_ms: 5,
+        retry_backoff_ms: 200,
+        ..webhooks_to(&receiver)
+    };
+    assert_eq!(fake.state.config(), expected);
+
+    for bad in [json!({"webhook_url": "not a url"}), json!({"read_delay": 5}), json!({"shuffle": "yes"})] {
+        assert_error(&control(&fake, "POST", "/_fake/config", Some(bad)).await, 400, 100);
+    }
+    assert_eq!(fake.state.config(), expected, "a refused patch changes nothing");
+
+    let wamid = assert_accepted(&send(&fake, &positional("+16505551234")).await, "+16505551234");
+    settle(&fake).await;
+    assert_eq!(receiver.statuses_of(&wamid), ["sent", "delivered"]);
+    assert!(receiver.received().iter().all(Received::signed));
+}
+
+#[tokio::test]
+async fn shuffle_posts_the_statuses_of_a_message_out_of_order() {
+    let fake = start().await;
+    let receiver = Receiver::start(0).await;
+    fake.state.set_config(FakeConfig { shuffle: true, ..webhooks_to(&receiver) });
+    let wamid = assert_accepted(&send(&fake, &positional("+16505551234")).await, "+16505551234");
+    settle(&fake).await;
+
+    let arrived = receiver.statuses_of(&wamid);
+    assert_ne!(arrived, ["sent", "delivered", "read"]);
+    let mut sorted = arrived.clone();
+    sorted.sort();
+    assert_eq!(sorted, ["delivered", "read", "sent"], "each status once: {arrived:?}");
+    assert_eq!(receiver.received().len(), 3, "still at the three delays");
+}
+
+#[tokio::test]
+async fn duplicate_posts_every_status_twice() {
+    let fake = start().await;
+    let receiver = Receiver::start(0).await;
+    fake.state.set_config(FakeConfig { duplicate: true, ..webhooks_to(&receiver) });
+    let wamid = assert_accepted(&send(&fake, &positional("+16505551234")).await, "+16505551234");
+    settle(&fake).await;
+
+    let statuses: Vec<Value> = receiver.received().iter().flat_map(Received::statuses).collect();
+    assert_eq!(statuses.len(), 6);
+    for name in ["sent", "delivered", "read"] {
+        let copies: Vec<&Value> = statuses.iter().filter(|s| s["status"] == name).collect();
+        assert_eq!(copies.len(), 2, "{name}");
+        assert_eq!(copies[0], copies[1], "{name}: the copy is the same status");
+        assert_eq!(copies[0]["id"], wamid.as_str());
+    }
+    assert!(receiver.received().iter().all(Received::signed));
+}
+
+#[tokio::test]
+async fn async_failures_are_accepted_then_reported_as_failed_statuses() {
+    let fake = start().await;
+    let receiver = Receiver::start(0).await;
+    fake.state.set_config(webhooks_to(&receiver));
+    let undeliverable = assert_accepted(&send(&fake, &positional("+14155559011")).await, "+14155559011");
+    let opted_out = assert_accepted(&send(&fake, &positional("14155559012")).await, "14155559012");
+
+    let rule = json!({"to": "+16505551234", "code": 131049, "count": 1, "webhook": true});
+    let injected = control(&fake, "POST", "/_fake/faults", Some(rule)).await;
+    assert_eq!(injected.status, 200, "{}", injected.body);
+    assert_eq!(injected.body["fault"]["webhook"], true);
+    let capped = assert_accepted(&send(&fake, &positional("+16505551234")).await, "+16505551234");
+    let normal = assert_accepted(&send(&fake, &positional("+16505551234")).await, "+16505551234");
+    fake.state.inject(Injection::error(131026).to("+16505550000").by_webhook());
+    let injected_in_rust = assert_accepted(&send(&fake, &positional("+16505550000")).await, "+16505550000");
+    settle(&fake).await;
+
+    assert_eq!(receiver.statuses_of(&undeliverable), ["sent", "failed"]);
+    assert_eq!(receiver.statuses_of(&opted_out), ["failed"]);
+    assert_eq!(receiver.statuses_of(&capped), ["failed"]);
+    assert_eq!(receiver.statuses_of(&injected_in_rust), ["failed"]);
+    assert_eq!(receiver.statuses_of(&normal), ["sent", "delivered", "read"], "the rule was used up");
+
+    let failed: HashMap<String, Value> = receiver
+        .received()
+        .iter()
+        .flat_map(Received::statuses)
+        .filter(|s| s["status"] == "failed")
+        .map(|s| (s["id"].as_str().unwrap().to_owned(), s))
+        .collect();
+    for (wamid, code, recipient) in [
+        (&undeliverable, 131026, "14155559011"),
+        (&opted_out, 131050, "14155559012"),
+        (&capped, 131049, "16505551234"),
+        (&injected_in_rust, 131026, "16505550000"),
+    ] {
+        let status = &failed[wamid.as_str()];
+        assert_eq!(status["recipient_id"], recipient);
+        let errors = status["errors"].as_array().unwrap();
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0]["code"], code);
+        assert!(errors[0]["title"].as_str().is_some_and(|t| !t.is_empty()));
+        assert!(errors[0]["message"].is_string());
+        assert!(errors[0]["error_data"]["details"].is_string());
+        assert!(status.get("pricing").is_none());
+    }
+    assert_eq!(failed[undeliverable.as_str()]["errors"][0]["title"], "Message undeliverable");
+    assert!(failed[opted_out.as_str()]["errors"][0]["title"].as_str().unwrap().contains("marketing messages"));
+
+    // A webhook rule needs a code to report.
+    let bad = control(&fake, "POST", "/_fake/faults", Some(json!({"code": 0, "delay_ms": 5, "webhook": true}))).await;
+    assert_error(&bad, 400, 100);
+}
+
+#[tokio::test]
+async fn a_failing_receiver_is_retried_with_back_off_then_given_up() {
+    let fake = start().await;
+    let receiver = Receiver::start(2).await;
+    // sent and delivered fall due together: one POST of two statuses.
+    fake.state.set_config(FakeConfig {
+        sent_delay_ms: 10,
+        delivered_delay_ms: 10,
+        read_delay_ms: None,
+        retry_backoff_ms: 30,
+        ..webhooks_to(&receiver)
+    });
+    let wamid = assert_accepted(&send(&fake, &positional("+16505551234")).await, "+16505551234");
+    settle(&fake).await;
+
+    let received = receiver.received();
+    assert_eq!(received.len(), 3, "500, 500, then 200");
+    assert!(received.iter().all(|r| r.raw == received[0].raw && r.signed()), "the same signed bytes each time");
+    assert!(received[1].at - received[0].at >= Duration::from_millis(30));
+    assert!(received[2].at - received[1].at >= Duration::from_millis(60), "the wait doubles");
+    let posts = fake.state.webhooks();
+    let attempts: Vec<_> = posts.iter().map(|p| (p.attempt, p.status)).collect();
+    assert_eq!(attempts, [(1, Some(500)), (2, Some(500)), (3, Some(200))]);
+    let pairs = [(wamid.clone(), "sent".to_owned()), (wamid.clone(), "delivered".to_owned())];
+    assert!(posts.iter().all(|p| p.statuses == pairs));
+
+    // Nobody listening: every attempt fails to connect, and it stops after WEBHOOK_ATTEMPTS.
+    let closed = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await.unwrap().local_addr().unwrap();
+    fake.state.clear_webhooks();
+    fake.state.set_config(FakeConfig {
+        webhook_url: Some(format!("http://{closed}/webhooks")),
+        retry_backoff_ms: 5,
+        ..fake.state.config()
+    });
+    assert_accepted(&send(&fake, &positional("+16505551234")).await, "+16505551234");
+    settle(&fake).await;
+    let posts = fake.state.webhooks();
+    assert_eq!(posts.iter().map(|p| p.attempt).collect::<Vec<_>>(), (1..=WEBHOOK_ATTEMPTS).collect::<Vec<_>>());
+    assert!(posts.iter().all(|p| p.status.is_none() && p.error.is_some() && !p.succeeded()));
+}
+
+#[tokio::test]
+async fn a_posted_payload_is_escaped_like_meta_and_signed_over_those_bytes() {
+    let fake = start().await;
+    let receiver = Receiver::start(0).await;
+    let payload = json!({
+        "object": "whatsapp_business_account",
+        "entry": [{"id": WABA_ID, "changes": [{"field": "messages", "value": {
+            "messaging_product": "whatsapp",
+            "contacts": [{"profile": {"name": "Zoë 😀"}, "wa_id": "16505551234"}],
+        }}]}],
+    });
+    // Without a URL there is nowhere to post.
+    assert_error(&control(&fake, "POST", "/_fake/webhooks", Some(payload.clone())).await, 400, 100);
+
+    fake.state.set_config(webhooks_to(&receiver));
+    let answer = control(&fake, "POST", "/_fake/webhooks", Some(payload.clone())).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.body["webhook"]["status"], 200, "the receiver's answer");
+    assert_eq!(answer.body["webhook"]["attempt"], 1);
+
+    let received = receiver.received();
+    assert_eq!(received.len(), 1);
+    let raw = std::str::from_utf8(&received[0].raw).unwrap();
+    assert!(raw.is_ascii(), "{raw}");
+    assert!(raw.contains(r#""name":"Zo\u00eb \ud83d\ude00""#), "{raw}");
+    assert!(received[0].signed());
+    assert_eq!(received[0].json, payload, "the same JSON once unescaped");
+    // A receiver that re-serialises before checking gets another signature.
+    let reserialised = payload.to_string();
+    assert!(!signature::verify(SECRET.as_bytes(), reserialised.as_bytes(), received[0].signature.as_deref().unwrap()));
+
+    // A receiver's failure is answered too (one attempt, no retry).
+    receiver.failures.store(1, Ordering::SeqCst);
+    let answer = control(&fake, "POST", "/_fake/webhooks", Some(json!({"hello": "wörld"}))).await;
+    assert_eq!(answer.body["webhook"]["status"], 500);
+    assert_eq!(receiver.received().len(), 2);
+    assert_eq!(fake.state.webhooks().len(), 2);
+}
+
+#[tokio::test]
+async fn an_opt_out_posts_a_user_preferences_webhook() {
+    let fake = start().await;
+    let receiver = Receiver::start(0).await;
+    fake.state.set_config(webhooks_to(&receiver));
+    let before = unix_now();
+    let answer =
+        control(&fake, "POST", "/_fake/opt-out", Some(json!({"to": "+16505551234", "phone_number_id": PNID}))).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.body["webhook"]["status"], 200);
+
+    let received = receiver.received();
+    assert_eq!(received.len(), 1);
+    assert!(received[0].signed());
+    let raw = std::str::from_utf8(&received[0].raw).unwrap();
+    assert!(raw.contains(r#""name":"Zo\u00eb""#), "the default profile name is escaped: {raw}");
+    let payload = &received[0].json;
+    assert_eq!(payload["object"], "whatsapp_business_account");
+    assert_eq!(payload["entry"][0]["id"], WABA_ID);
+    let change = &payload["entry"][0]["changes"][0];
+    assert_eq!(change["field"], "user_preferences");
+    assert_eq!(change["value"]["messaging_product"], "whatsapp");
+    assert_eq!(change["value"]["metadata"]["phone_number_id"], PNID);
+    assert_eq!(change["value"]["contacts"], json!([{"wa_id": "16505551234", "profile": {"name": "Zoë"}}]));
+    let preference = &change["value"]["user_preferences"][0];
+    assert_eq!(preference["wa_id"], "16505551234");
+    assert_eq!(preference["detail"], "User requested to stop marketing messages");
+    assert_eq!(preference["category"], "marketing_messages");
+    assert_eq!(preference["value"], "stop");
+    let timestamp = preference["timestamp"].as_u64().expect("a number");
+    assert!((before..=unix_now()).contains(&timestamp));
+
+    let named = json!({"to": "16505550000", "phone_number_id": PNID, "name": "Ada"});
+    control(&fake, "POST", "/_fake/opt-out", Some(named)).await;
+    assert_eq!(receiver.received()[1].json["entry"][0]["changes"][0]["value"]["contacts"][0]["profile"]["name"], "Ada");
+
+    for bad in [json!({"to": "nope", "phone_number_id": PNID}), json!({"to": "+16505551234"})] {
+        assert_error(&control(&fake, "POST", "/_fake/opt-out", Some(bad)).await, 400, 100);
+    }
+}
+
+#[tokio::test]
+async fn statuses_falling_due_together_share_a_post_with_a_change_per_number() {
+    let fake = start().await;
+    let receiver = Receiver::start(0).await;
+    fake.state.set_config(FakeConfig {
+        sent_delay_ms: 150,
+        delivered_delay_ms: 150,
+        read_delay_ms: None,
+        batch_window_ms: 300,
+        ..webhooks_to(&receiver)
+    });
+    let other_pnid = "206540352242922";
+    let sends: Vec<_> = (0..40)
+        .map(|i| {
+            let addr = fake.addr;
+            let path = if i % 2 == 0 { SEND.to_owned() } else { format!("/v21.0/{other_pnid}/messages") };
+            let body = positional(&format!("+165055510{i:02}")).to_string();
+            tokio::spawn(async move { call(addr, "POST", &path, Some(TOKEN), Some(&body)).await })
+        })
+        .collect();
+    for handle in sends {
+        assert_eq!(handle.await.unwrap().status, 200);
+    }
+    settle(&fake).await;
+
+    let pnid_of: HashMap<String, String> =
+        fake.state.requests().into_iter().map(|r| (r.wamid.unwrap(), r.phone_number_id)).collect();
+    let received = receiver.received();
+    let statuses: Vec<Value> = received.iter().flat_map(Received::statuses).collect();
+    assert_eq!(statuses.len(), 80, "sent and delivered for each of 40 messages");
+    let mut pairs: Vec<_> = statuses.iter().map(|s| (s["id"].to_string(), s["status"].to_string())).collect();
+    pairs.sort();
+    pairs.dedup();
+    assert_eq!(pairs.len(), 80, "none lost, none twice");
+    assert!(received.len() <= 4, "{} POSTs for 80 statuses due within 300 ms", received.len());
+
+    let largest = received.iter().max_by_key(|r| r.statuses().len()).unwrap();
+    assert!(largest.statuses().len() >= 20);
+    let changes = largest.json["entry"][0]["changes"].as_array().unwrap();
+    assert_eq!(changes.len(), 2, "one change per phone number id");
+    for change in changes {
+        let pnid = change["value"]["metadata"]["phone_number_id"].as_str().unwrap();
+        for status in change["value"]["statuses"].as_array().unwrap() {
+            assert_eq!(pnid_of[status["id"].as_str().unwrap()], pnid);
+        }
+    }
+    assert!(received.iter().all(Received::signed));
+}
+
+#[tokio::test]
+async fn clear_and_reset_forget_webhooks_and_reset_drops_the_waiting_ones() {
+    let fake = start().await;
+    let receiver = Receiver::start(0).await;
+    fake.state.set_config(webhooks_to(&receiver));
+    assert_accepted(&send(&fake, &positional("+16505551234")).await, "+16505551234");
+    settle(&fake).await;
+    assert_eq!(fake.state.webhooks().len(), 3);
+    let cleared = control(&fake, "DELETE", "/_fake/webhooks", None).await;
+    assert_eq!(cleared.body["cleared"], 3);
+    assert!(fake.state.webhooks().is_empty());
+
+    assert_accepted(&send(&fake, &positional("+16505551234")).await, "+16505551234");
+    settle(&fake).await;
+    assert_eq!(fake.state.clear(), 2, "clear forgets requests…");
+    assert!(fake.state.webhooks().is_empty(), "…and webhooks");
+
+    // A reset drops what is waiting: nothing more arrives.
+    assert_accepted(&send(&fake, &positional("+16505551234")).await, "+16505551234");
+    let before = receiver.received().len();
+    control(&fake, "POST", "/_fake/reset", None).await;
+    assert!(fake.state.webhooks_idle());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(receiver.received().len(), before);
+    assert!(fake.state.webhooks().is_empty());
+    assert_eq!(fake.state.config().webhook_url, None);
 }

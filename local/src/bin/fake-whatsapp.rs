@@ -1,9 +1,9 @@
-//! `fake-whatsapp`: a fake of the WhatsApp Cloud API on `127.0.0.1:${FAKE_WHATSAPP_PORT:-8090}`.
-//! See `docs/fake-whatsapp.md`.
+//! `fake-whatsapp`: a fake of the WhatsApp Cloud API on `127.0.0.1:${FAKE_WHATSAPP_PORT:-8090}`,
+//! posting status webhooks to `FAKE_WEBHOOK_URL` when set. See `docs/fake-whatsapp.md`.
 
 use std::net::SocketAddr;
 
-use local::fake_whatsapp::{self, FakeState};
+use local::fake_whatsapp::{self, FakeConfig, FakeState};
 
 #[tokio::main]
 async fn main() -> Result<(), local::BoxError> {
@@ -12,6 +12,8 @@ async fn main() -> Result<(), local::BoxError> {
         Ok(p) => p.trim().parse().map_err(|_| format!("FAKE_WHATSAPP_PORT is not a port number: {p:?}"))?,
         Err(_) => 8090,
     };
+    let state = FakeState::new();
+    state.set_config(FakeConfig::from_env()?);
     // `serve` logs the address once it listens.
-    fake_whatsapp::serve(FakeState::new(), SocketAddr::from(([127, 0, 0, 1], port))).await
+    fake_whatsapp::serve(state, SocketAddr::from(([127, 0, 0, 1], port))).await
 }

@@ -1,10 +1,12 @@
 //! `local-stack`: the whole service on one machine, against the emulator started by
 //! `scripts/local.sh`: the table and queues from `template.yaml`, every API route on one port,
 //! the dispatcher and sender workers polling the local queues, and — unless
-//! `WHATSAPP_API_URL` points elsewhere — the fake WhatsApp Cloud API the senders send to.
+//! `WHATSAPP_API_URL` points elsewhere — the fake WhatsApp Cloud API the senders send to, which
+//! posts its status webhooks back to this stack's webhook route.
 
 use std::net::SocketAddr;
 
+use local::fake_whatsapp::{self, FakeConfig, FakeState};
 use shared::config::Config;
 
 fn port(var: &str, default: u16) -> u16 {
@@ -15,11 +17,16 @@ fn port(var: &str, default: u16) -> u16 {
 async fn main() -> Result<(), local::BoxError> {
     shared::config::init_tracing();
     let mut config = Config::from_env();
+    let api_port = port("PORT", 3000);
     if std::env::var("WHATSAPP_API_URL").is_err() {
         let addr = SocketAddr::from(([127, 0, 0, 1], port("FAKE_WHATSAPP_PORT", 8090)));
-        let fake = local::fake_whatsapp::FakeState::new();
+        let fake = FakeState::new();
+        // Signed with WHATSAPP_APP_SECRET (or the development default the service also uses).
+        let mut fake_config = FakeConfig::from_env()?;
+        fake_config.webhook_url.get_or_insert_with(|| format!("http://127.0.0.1:{api_port}/webhooks/whatsapp"));
+        fake.set_config(fake_config);
         tokio::spawn(async move {
-            if let Err(e) = local::fake_whatsapp::serve(fake, addr).await {
+            if let Err(e) = fake_whatsapp::serve(fake, addr).await {
                 tracing::error!(error = %e, "the fake WhatsApp API stopped");
             }
         });
@@ -29,7 +36,7 @@ async fn main() -> Result<(), local::BoxError> {
     let stack = local::Stack::start(config).await?;
     let workers = local::workers::Workers { senders, ..Default::default() };
     workers.spawn(stack.app.clone(), stack.sqs.clone());
-    let addr = SocketAddr::from(([127, 0, 0, 1], port("PORT", 3000)));
+    let addr = SocketAddr::from(([127, 0, 0, 1], api_port));
     tracing::info!(
         table = %stack.app.config.table_name,
         whatsapp = %stack.app.config.whatsapp_api_url,
