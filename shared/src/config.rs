@@ -21,6 +21,14 @@ pub struct Config {
     /// Recipients one dispatcher invocation queues before handing the rest to a follow-up
     /// dispatch message.
     pub dispatch_budget: usize,
+    /// The EventBridge Scheduler group that holds the campaigns' one-time schedules.
+    pub schedule_group: String,
+    /// What a campaign's schedule invokes: the scheduled-start function.
+    pub scheduled_start_function_arn: Option<String>,
+    /// The role EventBridge Scheduler assumes to invoke it.
+    pub scheduler_role_arn: Option<String>,
+    /// Where EventBridge Scheduler puts a start it could not deliver.
+    pub schedule_dead_letter_queue_arn: Option<String>,
 }
 
 impl Config {
@@ -35,6 +43,10 @@ impl Config {
             whatsapp_api_version: var("WHATSAPP_API_VERSION").unwrap_or_else(|| "v21.0".into()),
             stale_claim_seconds: var("STALE_CLAIM_SECONDS").and_then(|v| v.parse().ok()).unwrap_or(330),
             dispatch_budget: var("DISPATCH_BUDGET").and_then(|v| v.parse().ok()).unwrap_or(50_000),
+            schedule_group: var("SCHEDULE_GROUP").unwrap_or_else(|| "default".into()),
+            scheduled_start_function_arn: var("SCHEDULED_START_FUNCTION_ARN"),
+            scheduler_role_arn: var("SCHEDULER_ROLE_ARN"),
+            schedule_dead_letter_queue_arn: var("SCHEDULE_DEAD_LETTER_QUEUE_ARN"),
         }
     }
 }

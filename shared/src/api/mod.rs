@@ -17,20 +17,23 @@ use futures_util::future::BoxFuture;
 use http::{Method, StatusCode};
 use serde_json::{Value, json};
 
+pub use actions::start_campaign;
 pub use request::{ApiRequest, Pagination};
 
 use crate::config::Config;
 use crate::domain::phone::PhoneParser;
 use crate::error::{ApiError, ApiResult};
 use crate::queue::Queue;
+use crate::scheduler::Scheduler;
 use crate::store::Db;
 use crate::whatsapp::WhatsAppClient;
 
-/// What every handler gets: the store, the queues, the WhatsApp client and the
+/// What every handler gets: the store, the queues, the scheduler, the WhatsApp client and the
 /// configuration, built once per process.
 pub struct App {
     pub db: Db,
     pub queue: Queue,
+    pub scheduler: Scheduler,
     pub whatsapp: WhatsAppClient,
     pub config: Config,
     pub phones: PhoneParser,
@@ -41,9 +44,10 @@ impl App {
         let db = Db::new(aws_sdk_dynamodb::Client::new(sdk), config.table_name.clone());
         let queue =
             Queue::new(aws_sdk_sqs::Client::new(sdk), config.dispatch_queue_url.clone(), config.send_queue_url.clone());
+        let scheduler = Scheduler::new(sdk, &config);
         let whatsapp = WhatsAppClient::new(&config.whatsapp_api_url, &config.whatsapp_api_version);
         let phones = PhoneParser::new(&config.default_region);
-        Arc::new(App { db, queue, whatsapp, config, phones })
+        Arc::new(App { db, queue, scheduler, whatsapp, config, phones })
     }
 
     /// The store, with store failures turned into a 503 for the caller.

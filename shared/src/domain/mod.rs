@@ -5,6 +5,7 @@ pub mod campaign;
 pub mod import;
 pub mod phone;
 pub mod recipient;
+pub mod schedule;
 pub mod sending;
 pub mod template;
 
