@@ -1,6 +1,7 @@
 //! `local-stack`: the whole service on one machine, against the emulator started by
-//! `scripts/local.sh`: the table and queues from `template.yaml`, every API route on one port,
-//! the dispatcher and sender workers polling the local queues, and — unless
+//! `scripts/local.sh`: the table, queues and schedule group from `template.yaml`, every API
+//! route on one port, the dispatcher and sender workers polling the local queues, the firing
+//! of due schedules (which the emulator only stores), and — unless
 //! `WHATSAPP_API_URL` points elsewhere — the fake WhatsApp Cloud API the senders send to.
 
 use std::net::SocketAddr;
@@ -29,6 +30,7 @@ async fn main() -> Result<(), local::BoxError> {
     let stack = local::Stack::start(config).await?;
     let workers = local::workers::Workers { senders, ..Default::default() };
     workers.spawn(stack.app.clone(), stack.sqs.clone());
+    stack.fire_schedules(&local::schedules::Firing::default());
     let addr = SocketAddr::from(([127, 0, 0, 1], port("PORT", 3000)));
     tracing::info!(
         table = %stack.app.config.table_name,
