@@ -1,5 +1,5 @@
 # Shared by scripts/local.sh and scripts/test.sh: Python tools in virtualenvs under .venv/,
-# the DynamoDB/SQS emulator (moto_server) on loopback, dummy AWS credentials.
+# the DynamoDB/SQS/EventBridge Scheduler emulator (moto_server) on loopback, dummy AWS credentials.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The whole service on this machine: the emulator (moto_server), the table and queues from
-# template.yaml, and every API route on http://127.0.0.1:${PORT:-3000}. Ctrl-C stops it all.
+# The whole service on this machine: the emulator (moto_server), the table, queues and schedule
+# group from template.yaml, every API route on http://127.0.0.1:${PORT:-3000}, and due schedules
+# fired locally. Ctrl-C stops it all.
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 export PORT="${PORT:-3000}"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Every check, from a fresh clone: formatting, lints, unit tests, integration tests of every
-# route against DynamoDB/SQS in the emulator, the sample events, and the SAM template
+# route and of scheduled starts against DynamoDB/SQS/EventBridge Scheduler in the emulator, the
+# sample events, and the SAM template
 # (cfn-lint and sam validate --lint; no Docker needed).
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 cd "$ROOT"

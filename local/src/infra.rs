@@ -1,5 +1,6 @@
-//! Creates the table and queues in the emulator from the very resources `template.yaml`
-//! declares, so that the local stack and AWS cannot drift apart. Safe to run again.
+//! Creates the table, queues and schedule group in the emulator from the very resources
+//! `template.yaml` declares, so that the local stack and AWS cannot drift apart. Safe to run
+//! again.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -216,6 +217,35 @@ pub async fn ensure_event_tap(
     Ok(url)
 }
 
+/// Creates every schedule group of the template that does not exist yet, named
+/// `<prefix>-<LogicalId>`. Returns logical id → group name. (The emulator replaces an existing
+/// group, schedules and all, when asked to create it again: hence the look first.)
+pub async fn ensure_schedule_groups(
+    client: &aws_sdk_scheduler::Client,
+    prefix: &str,
+    template: &Template,
+) -> Result<HashMap<String, String>, BoxError> {
+    let mut groups = HashMap::new();
+    for (id, _) in template.resources("AWS::Scheduler::ScheduleGroup") {
+        let name = format!("{prefix}-{id}");
+        match client.get_schedule_group().name(&name).send().await {
+            Ok(_) => {}
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception()) => {
+                client.create_schedule_group().name(&name).send().await.map_err(|e| {
+                    format!("create schedule group {id}: {}", aws_sdk_scheduler::error::DisplayErrorContext(e))
+                })?;
+            }
+            Err(e) => {
+                return Err(
+                    format!("read schedule group {id}: {}", aws_sdk_scheduler::error::DisplayErrorContext(e)).into()
+                );
+            }
+        }
+        groups.insert(id, name);
+    }
+    Ok(groups)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -233,6 +263,11 @@ mod tests {
         assert_eq!(indexes, ["GSI1", "GSI2", "GSI3"]);
         let mut queues: Vec<String> = t.resources("AWS::SQS::Queue").into_iter().map(|(id, _)| id).collect();
         queues.sort();
-        assert_eq!(queues, ["DispatchDeadLetterQueue", "DispatchQueue", "SendDeadLetterQueue", "SendQueue"]);
+        assert_eq!(
+            queues,
+            ["DispatchDeadLetterQueue", "DispatchQueue", "ScheduleDeadLetterQueue", "SendDeadLetterQueue", "SendQueue"]
+        );
+        let groups: Vec<String> = t.resources("AWS::Scheduler::ScheduleGroup").into_iter().map(|(id, _)| id).collect();
+        assert_eq!(groups, ["ScheduleGroup"]);
     }
 }

@@ -1,8 +1,10 @@
-//! The local stack (never deployed): the emulator's table and queues built from `template.yaml`,
-//! and every route of the API on one port through the handlers the Lambda binaries run.
+//! The local stack (never deployed): the emulator's table, queues and schedule group built from
+//! `template.yaml`, every route of the API on one port through the handlers the Lambda binaries
+//! run, the queue consumers, and the firing of due schedules.
 
 pub mod fake_whatsapp;
 pub mod infra;
+pub mod schedules;
 pub mod server;
 pub mod workers;
 
@@ -13,6 +15,9 @@ use shared::config::Config;
 
 pub use infra::BoxError;
 
+/// The verify token of the local stack's webhook when `WHATSAPP_VERIFY_TOKEN` is not set.
+pub const DEV_VERIFY_TOKEN: &str = "local-verify-token";
+
 /// Everything the local processes share, built against the emulator.
 pub struct Stack {
     pub app: Arc<App>,
@@ -22,9 +27,14 @@ pub struct Stack {
     pub event_tap_url: String,
 }
 
+/// The account id the emulator uses; the ARNs of resources it does not run (the scheduled-start
+/// function, the scheduler's role) are made up in it, well-formed as EventBridge Scheduler
+/// requires.
+pub const LOCAL_ACCOUNT: &str = "123456789012";
+
 impl Stack {
-    /// Creates (or finds) the table and queues named after `config.table_name` and builds the
-    /// application on them.
+    /// Creates (or finds) the table, queues and schedule group named after `config.table_name`
+    /// and builds the application on them.
     pub async fn start(config: Config) -> Result<Stack, BoxError> {
         Self::start_with(&shared::config::aws_config().await, config).await
     }
@@ -45,6 +55,29 @@ impl Stack {
         let buses = infra::ensure_event_buses(&events, &config.table_name, &template).await?;
         config.event_bus_name = buses.get("EventBus").cloned().ok_or("template.yaml has no EventBus")?;
         let event_tap_url = infra::ensure_event_tap(&events, &sqs, &config.event_bus_name).await?;
+        let groups =
+            infra::ensure_schedule_groups(&aws_sdk_scheduler::Client::new(&sdk), &config.table_name, &template).await?;
+        config.schedule_group = groups.get("ScheduleGroup").cloned().ok_or("template.yaml has no ScheduleGroup")?;
+        let region = sdk.region().map(|r| r.to_string()).unwrap_or_else(|| "us-east-1".into());
+        let prefix = &config.table_name;
+        config.scheduled_start_function_arn =
+            Some(format!("arn:aws:lambda:{region}:{LOCAL_ACCOUNT}:function:{prefix}-ScheduledStartFunction"));
+        config.scheduler_role_arn = Some(format!("arn:aws:iam::{LOCAL_ACCOUNT}:role/{prefix}-SchedulerRole"));
+        if let Some(url) = queues.get("ScheduleDeadLetterQueue") {
+            let attrs = sqs
+                .get_queue_attributes()
+                .queue_url(url)
+                .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+                .send()
+                .await?;
+            config.schedule_dead_letter_queue_arn =
+                attrs.attributes.and_then(|mut a| a.remove(&aws_sdk_sqs::types::QueueAttributeName::QueueArn));
+        }
         Ok(Stack { app: App::new(&sdk, config), sqs, queues, event_tap_url })
+    }
+
+    /// Fires the stack's due schedules from now on (see [`schedules`]).
+    pub fn fire_schedules(&self, firing: &schedules::Firing) -> tokio::task::JoinHandle<()> {
+        firing.spawn(self.app.clone(), self.sqs.clone(), self.queues.get("ScheduleDeadLetterQueue").cloned())
     }
 }

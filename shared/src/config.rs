@@ -30,6 +30,14 @@ pub struct Config {
     pub whatsapp_verify_token: Option<String>,
     /// The EventBridge bus campaign events are published to.
     pub event_bus_name: String,
+    /// The EventBridge Scheduler group that holds the campaigns' one-time schedules.
+    pub schedule_group: String,
+    /// What a campaign's schedule invokes: the scheduled-start function.
+    pub scheduled_start_function_arn: Option<String>,
+    /// The role EventBridge Scheduler assumes to invoke it.
+    pub scheduler_role_arn: Option<String>,
+    /// Where EventBridge Scheduler puts a start it could not deliver.
+    pub schedule_dead_letter_queue_arn: Option<String>,
 }
 
 impl Config {
@@ -48,6 +56,10 @@ impl Config {
             whatsapp_app_secret: var("WHATSAPP_APP_SECRET"),
             whatsapp_verify_token: var("WHATSAPP_VERIFY_TOKEN"),
             event_bus_name: var("EVENT_BUS_NAME").unwrap_or_else(|| "whatsapp-campaigns".into()),
+            schedule_group: var("SCHEDULE_GROUP").unwrap_or_else(|| "default".into()),
+            scheduled_start_function_arn: var("SCHEDULED_START_FUNCTION_ARN"),
+            scheduler_role_arn: var("SCHEDULER_ROLE_ARN"),
+            schedule_dead_letter_queue_arn: var("SCHEDULE_DEAD_LETTER_QUEUE_ARN"),
         }
     }
 }

@@ -25,7 +25,8 @@ impl CampaignEvent {
     pub fn of(action: Action, from: CampaignStatus) -> Option<Self> {
         Some(match action {
             Action::Start if from == CampaignStatus::Paused => CampaignEvent::Resumed,
-            Action::Start => CampaignEvent::Started,
+            Action::Start | Action::StartScheduled => CampaignEvent::Started,
+            Action::Schedule | Action::Unschedule => return None,
             Action::Pause => CampaignEvent::Paused,
             Action::Cancel => CampaignEvent::Cancelled,
             Action::Complete => CampaignEvent::Completed,
@@ -132,6 +133,8 @@ mod tests {
         use CampaignStatus::*;
         assert_eq!(CampaignEvent::of(Action::Start, Draft), Some(CampaignEvent::Started));
         assert_eq!(CampaignEvent::of(Action::Start, Paused), Some(CampaignEvent::Resumed));
+        assert_eq!(CampaignEvent::of(Action::StartScheduled, Scheduled), Some(CampaignEvent::Started));
+        assert_eq!(CampaignEvent::of(Action::Schedule, Draft), None);
         assert_eq!(CampaignEvent::of(Action::Pause, Sending), Some(CampaignEvent::Paused));
         assert_eq!(CampaignEvent::of(Action::Cancel, Scheduled), Some(CampaignEvent::Cancelled));
         assert_eq!(CampaignEvent::of(Action::Complete, Sending).map(CampaignEvent::name), Some("CampaignCompleted"));

@@ -1,12 +1,14 @@
 //! What every function's `main` calls: read the configuration, build the clients once, then
-//! serve one route of [`crate::api::ROUTES`] or consume one queue.
+//! serve one route of [`crate::api::ROUTES`], consume one queue, or take JSON events.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_lambda_events::event::sqs::SqsEvent;
 use bytes::Bytes;
 use lambda_http::{Body, LambdaEvent, Request, Response, service_fn};
-use serde_json::json;
+use serde::Serialize;
+use serde_json::{Value, json};
 
 use crate::api::{self, App};
 use crate::config::{Config, aws_config, init_tracing};
@@ -15,8 +17,21 @@ use crate::sending::{self, Consumer, Incoming};
 pub type Error = lambda_http::Error;
 
 /// Builds the application from the environment (used by the Lambda binaries and the local stack).
-pub async fn app_from_env() -> std::sync::Arc<App> {
+pub async fn app_from_env() -> Arc<App> {
     App::new(&aws_config().await, Config::from_env())
+}
+
+/// Runs `serve` on a runtime with tracing and the application built once: what every
+/// function's runtime loop needs before its first event.
+fn run_with_app<F, Fut>(serve: F) -> Result<(), Error>
+where
+    F: FnOnce(Arc<App>) -> Fut,
+    Fut: Future<Output = Result<(), Error>>,
+{
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(async move {
+        init_tracing();
+        serve(app_from_env().await).await
+    })
 }
 
 /// Runs the Lambda runtime loop for the route named `name` (the function's binary name).
@@ -25,9 +40,7 @@ pub fn serve_route(name: &str) -> Result<(), Error> {
     if routes.is_empty() {
         return Err(format!("no route named {name}").into());
     }
-    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(async move {
-        init_tracing();
-        let app = app_from_env().await;
+    run_with_app(|app| async move {
         lambda_http::run(service_fn(|req: Request| {
             let (app, routes) = (app.clone(), routes.clone());
             async move { Ok::<_, Error>(to_lambda(api::dispatch(app, &routes, from_lambda(req)).await)) }
@@ -39,9 +52,7 @@ pub fn serve_route(name: &str) -> Result<(), Error> {
 /// Runs the Lambda runtime loop of an SQS-triggered function (with `ReportBatchItemFailures`:
 /// only the messages that failed are delivered again).
 pub fn serve_queue(consumer: Consumer) -> Result<(), Error> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(async move {
-        init_tracing();
-        let app = app_from_env().await;
+    run_with_app(|app| async move {
         lambda_http::lambda_runtime::run(service_fn(|event: LambdaEvent<SqsEvent>| {
             let app = app.clone();
             async move {
@@ -57,6 +68,31 @@ pub fn serve_queue(consumer: Consumer) -> Result<(), Error> {
                 let failed = sending::consume(&app, consumer, messages, deadline).await;
                 let failures: Vec<_> = failed.into_iter().map(|id| json!({ "itemIdentifier": id })).collect();
                 Ok::<_, Error>(json!({ "batchItemFailures": failures }))
+            }
+        }))
+        .await
+    })
+}
+
+/// Runs the Lambda runtime loop of a function invoked with a JSON payload (the scheduled
+/// start, invoked by EventBridge Scheduler): `handler` gets the payload as it came and answers
+/// with what it did; an error makes Lambda retry the (asynchronous) invocation.
+pub fn serve_event<F, Fut, T, E>(handler: F) -> Result<(), Error>
+where
+    F: Fn(Arc<App>, Value) -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+    T: Serialize,
+    E: std::fmt::Display,
+{
+    run_with_app(|app| async move {
+        let handler = &handler;
+        lambda_http::lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {
+            let app = app.clone();
+            async move {
+                match handler(app, event.payload).await {
+                    Ok(done) => Ok(serde_json::to_value(done)?),
+                    Err(e) => Err(Error::from(e.to_string())),
+                }
             }
         }))
         .await

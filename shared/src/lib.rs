@@ -4,7 +4,9 @@
 //! - [`store`]: the DynamoDB adapter.
 //! - [`api`]: the route table and one handler per route.
 //! - [`sending`]: the dispatcher and the sender (SQS-triggered).
-//! - [`queue`], [`whatsapp`]: the SQS and WhatsApp Cloud API adapters.
+//! - [`scheduling`]: the scheduled start (invoked by EventBridge Scheduler).
+//! - [`queue`], [`scheduler`], [`whatsapp`]: the SQS, EventBridge Scheduler and WhatsApp Cloud
+//!   API adapters.
 //! - [`lambda`]: the wiring a Lambda binary's `main` calls.
 
 pub mod api;
@@ -15,6 +17,8 @@ pub mod error;
 pub mod events;
 pub mod lambda;
 pub mod queue;
+pub mod scheduler;
+pub mod scheduling;
 pub mod secrets;
 pub mod sending;
 pub mod signature;

@@ -1,10 +1,12 @@
 //! Every function has a sample event in `events/`, and each one stays a valid event for it:
-//! API Gateway events for the routes, SQS events carrying jobs for the queue consumers.
+//! API Gateway events for the routes, SQS events carrying jobs for the queue consumers, and the
+//! input a campaign's schedule hands the scheduled start.
 
 use std::path::Path;
 
 use aws_lambda_events::event::sqs::SqsEvent;
 use shared::api::{ROUTES, find};
+use shared::domain::schedule::ScheduledStart;
 use shared::domain::sending::{DispatchJob, SendJob};
 
 fn event(name: &str) -> String {
@@ -39,6 +41,13 @@ fn queue_consumers_have_sample_events_carrying_their_jobs() {
         assert!(!job.phones.is_empty() && !job.job_id.is_empty());
     }
     assert!(!dispatch.records.is_empty() && !send.records.is_empty());
+}
+
+#[test]
+fn the_scheduled_start_has_a_sample_of_what_its_schedule_sends() {
+    let start: ScheduledStart = serde_json::from_str(&event("scheduled-start")).unwrap();
+    assert!(uuid::Uuid::parse_str(&start.campaign_id).is_ok());
+    assert!(shared::domain::schedule::at_expression(&start.scheduled_at).is_some(), "{}", start.scheduled_at);
 }
 
 #[test]

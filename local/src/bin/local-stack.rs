@@ -1,8 +1,9 @@
 //! `local-stack`: the whole service on one machine, against the emulator started by
-//! `scripts/local.sh`: the table and queues from `template.yaml`, every API route on one port,
-//! the dispatcher and sender workers polling the local queues, and — unless
-//! `WHATSAPP_API_URL` points elsewhere — the fake WhatsApp Cloud API the senders send to, which
-//! posts its status webhooks back to this stack's webhook route.
+//! `scripts/local.sh`: the table, queues, schedule group and event bus from `template.yaml`,
+//! every API route on one port (the webhook included), the dispatcher and sender workers
+//! polling the local queues, the firing of due schedules (which the emulator only stores), and
+//! — unless `WHATSAPP_API_URL` points elsewhere — the fake WhatsApp Cloud API the senders send
+//! to, which posts its signed status webhooks back to this stack's webhook route.
 
 use std::net::SocketAddr;
 
@@ -17,6 +18,10 @@ fn port(var: &str, default: u16) -> u16 {
 async fn main() -> Result<(), local::BoxError> {
     shared::config::init_tracing();
     let mut config = Config::from_env();
+    // The webhook's secrets: from the environment when set, else the development values the
+    // fake WhatsApp API signs with.
+    config.whatsapp_app_secret.get_or_insert_with(|| fake_whatsapp::DEV_APP_SECRET.into());
+    config.whatsapp_verify_token.get_or_insert_with(|| local::DEV_VERIFY_TOKEN.into());
     let api_port = port("PORT", 3000);
     if std::env::var("WHATSAPP_API_URL").is_err() {
         let addr = SocketAddr::from(([127, 0, 0, 1], port("FAKE_WHATSAPP_PORT", 8090)));
@@ -36,9 +41,11 @@ async fn main() -> Result<(), local::BoxError> {
     let stack = local::Stack::start(config).await?;
     let workers = local::workers::Workers { senders, ..Default::default() };
     workers.spawn(stack.app.clone(), stack.sqs.clone());
+    stack.fire_schedules(&local::schedules::Firing::default());
     let addr = SocketAddr::from(([127, 0, 0, 1], api_port));
     tracing::info!(
         table = %stack.app.config.table_name,
+        events = %stack.event_tap_url,
         whatsapp = %stack.app.config.whatsapp_api_url,
         senders,
         "API listening on http://{addr}"

@@ -1,11 +1,13 @@
-//! Every route of the API and the sending side, through the real handlers and SDK, against
-//! DynamoDB and SQS in the emulator and the fake WhatsApp API.
+//! Every route of the API, the sending side and scheduled starts, through the real handlers
+//! and SDK, against DynamoDB, SQS and EventBridge Scheduler in the emulator and the fake
+//! WhatsApp API.
 
 mod accounts;
 mod campaigns;
 mod delivery;
 mod recipients;
 mod routing;
+mod scheduling;
 mod sending;
 mod stack;
 mod templates;

@@ -30,6 +30,8 @@ pub fn phones(first: u32, count: u32) -> Vec<String> {
 pub struct TestStack {
     pub app: Arc<App>,
     pub sqs: aws_sdk_sqs::Client,
+    /// Logical id (as in `template.yaml`) → URL of the stack's queues.
+    pub queues: HashMap<String, String>,
     /// The fake WhatsApp API the senders talk to.
     pub fake: FakeState,
     /// The queue that receives a copy of every campaign event.
@@ -96,7 +98,14 @@ impl TestStack {
         };
         change(&mut config);
         let stack = local::Stack::start(config).await.expect("the emulator should take the table and queues");
-        TestStack { app: stack.app, sqs: stack.sqs, fake, event_tap_url: stack.event_tap_url, _exclusive: None }
+        TestStack {
+            app: stack.app,
+            sqs: stack.sqs,
+            queues: stack.queues,
+            fake,
+            event_tap_url: stack.event_tap_url,
+            _exclusive: None,
+        }
     }
 
     /// A stack for a sending test, running alone among the sending tests, with the
@@ -116,6 +125,47 @@ impl TestStack {
         let workers = Workers { senders, sender_timeout: Duration::from_secs(60), retry_after: Duration::from_secs(1) };
         workers.spawn(t.app.clone(), t.sqs.clone());
         t
+    }
+
+    /// Fires the stack's due schedules from now on, as the local stack does (checked every
+    /// 200 ms here, failed starts retried after 1 s).
+    pub fn fire_schedules(&self) {
+        let firing =
+            local::schedules::Firing { every: Duration::from_millis(200), retry_after: vec![Duration::from_secs(1)] };
+        firing.spawn(self.app.clone(), self.sqs.clone(), self.queues.get("ScheduleDeadLetterQueue").cloned());
+    }
+
+    /// The campaign's schedule as EventBridge Scheduler (the emulator) holds it.
+    pub async fn schedule(
+        &self,
+        campaign: &str,
+    ) -> Option<aws_sdk_scheduler::operation::get_schedule::GetScheduleOutput> {
+        let s = &self.app.scheduler;
+        let name = shared::domain::schedule::schedule_name(campaign);
+        match s.client().get_schedule().group_name(s.group()).name(name).send().await {
+            Ok(out) => Some(out),
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_resource_not_found_exception()) => None,
+            Err(e) => panic!("get_schedule: {}", aws_sdk_scheduler::error::DisplayErrorContext(e)),
+        }
+    }
+
+    /// The messages waiting in one of the stack's queues (by logical id).
+    pub async fn queued(&self, queue: &str) -> usize {
+        use aws_sdk_sqs::types::QueueAttributeName::{
+            ApproximateNumberOfMessages, ApproximateNumberOfMessagesNotVisible,
+        };
+        let out = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(&self.queues[queue])
+            .attribute_names(ApproximateNumberOfMessages)
+            .attribute_names(ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await
+            .unwrap();
+        let attrs = out.attributes.unwrap_or_default();
+        let get = |k| attrs.get(&k).and_then(|v| v.parse::<usize>().ok()).unwrap_or(0);
+        get(ApproximateNumberOfMessages) + get(ApproximateNumberOfMessagesNotVisible)
     }
 
     /// Polls the campaign until `done` says so; panics with the last state after `timeout`.

@@ -4,10 +4,12 @@ use std::sync::Arc;
 
 use serde_json::json;
 
+use super::actions::{forget_schedule, sync_schedule};
 use super::request::load_by_id;
 use super::{ApiRequest, App, Reply};
 use crate::domain::campaign::{Campaign, CampaignChanges, CampaignStatus, NewCampaign, check_references};
 use crate::domain::now;
+use crate::domain::schedule::{ScheduleChange, ScheduledStart, after_edit};
 use crate::domain::template::Template;
 use crate::error::{ApiError, ApiResult};
 use crate::store::StoreError;
@@ -63,29 +65,62 @@ pub async fn get(app: Arc<App>, req: ApiRequest) -> ApiResult<Reply> {
     Ok(Reply::ok(json!(load(&app, req.param("id")).await?)))
 }
 
-/// Only drafts change. Fields left out stay as they are; `"scheduled_at": null` clears it.
+/// Drafts and scheduled campaigns change. Fields left out stay as they are; `"scheduled_at":
+/// null` clears the time. On a scheduled campaign a new time (still ahead) moves its schedule,
+/// and clearing it makes the campaign a draft again without a schedule.
 pub async fn update(app: Arc<App>, req: ApiRequest) -> ApiResult<Reply> {
     let changes: CampaignChanges = req.json()?;
-    let mut campaign = load(&app, req.param("id")).await?;
-    if campaign.status != CampaignStatus::Draft {
-        return Err(wrong_status(&campaign, "only draft campaigns can be updated"));
+    let was = load(&app, req.param("id")).await?;
+    if !was.status.editable() {
+        return Err(wrong_status(&was, EDITABLE));
     }
+    let mut campaign = was.clone();
     let recheck = changes.touches_references();
     changes.apply(&mut campaign, &now())?;
+    let change = after_edit(&mut campaign, &was, chrono::Utc::now())?;
     if recheck {
         campaign.template_name = checked_template(&app, &campaign).await?.name;
     }
-    match app.db.update_draft(&campaign).await {
-        Ok(updated) => Ok(Reply::ok(json!(updated))),
+    if change == ScheduleChange::Move
+        && let Some(start) = ScheduledStart::of(&campaign)
+    {
+        // The schedule moves first: should the write below fail, it is moved back.
+        app.scheduler
+            .put_start(&start)
+            .await
+            .map_err(|e| ApiError::unavailable("could not move the campaign's schedule", e))?;
+    }
+    let result = app.db.update_editable(&campaign, &was).await;
+    if result.is_err() && change == ScheduleChange::Move {
+        sync_schedule(&app, &campaign.id).await;
+    }
+    match result {
+        Ok(updated) => {
+            if change == ScheduleChange::Clear {
+                forget_schedule(&app, &updated.id).await;
+            }
+            Ok(Reply::ok(json!(updated)))
+        }
         Err(StoreError::ConditionFailed) => {
             let current = load(&app, &campaign.id).await?;
-            Err(wrong_status(&current, "only draft campaigns can be updated"))
+            if current.status.editable() {
+                Err(ApiError::conflict(format!(
+                    "campaign {} changed meanwhile (it is {} now, scheduled_at {}); try again",
+                    current.id,
+                    current.status.as_str(),
+                    current.scheduled_at.as_deref().unwrap_or("null")
+                )))
+            } else {
+                Err(wrong_status(&current, EDITABLE))
+            }
         }
         Err(e) => Err(app.store_err("could not store the campaign")(e)),
     }
 }
 
-/// Any status but `sending` (pause or cancel first); the recipients go with it.
+const EDITABLE: &str = "only draft and scheduled campaigns can be updated";
+
+/// Any status but `sending` (pause or cancel first); the recipients and any schedule go with it.
 pub async fn delete(app: Arc<App>, req: ApiRequest) -> ApiResult<Reply> {
     let campaign = load(&app, req.param("id")).await?;
     let refuse = |c: &Campaign| wrong_status(c, "pause or cancel it before deleting it");
@@ -98,5 +133,6 @@ pub async fn delete(app: Arc<App>, req: ApiRequest) -> ApiResult<Reply> {
         Err(e) => return Err(app.store_err("could not delete the campaign")(e)),
     }
     app.db.delete_campaign(&campaign.id).await.map_err(app.store_err("could not delete the campaign"))?;
+    forget_schedule(&app, &campaign.id).await;
     Ok(Reply::ok(json!({ "id": campaign.id, "deleted": true, "recipients_deleted": campaign.total_recipients })))
 }

@@ -18,6 +18,7 @@ use futures_util::future::BoxFuture;
 use http::{Method, StatusCode};
 use serde_json::{Value, json};
 
+pub use actions::start_campaign;
 pub use request::{ApiRequest, Pagination};
 
 use crate::config::Config;
@@ -25,15 +26,17 @@ use crate::domain::phone::PhoneParser;
 use crate::error::{ApiError, ApiResult};
 use crate::events::EventBus;
 use crate::queue::Queue;
+use crate::scheduler::Scheduler;
 use crate::secrets::WebhookSecrets;
 use crate::store::Db;
 use crate::whatsapp::WhatsAppClient;
 
-/// What every handler gets: the store, the queues, the WhatsApp client and the
+/// What every handler gets: the store, the queues, the scheduler, the WhatsApp client and the
 /// configuration, built once per process.
 pub struct App {
     pub db: Db,
     pub queue: Queue,
+    pub scheduler: Scheduler,
     pub whatsapp: WhatsAppClient,
     pub config: Config,
     pub phones: PhoneParser,
@@ -47,11 +50,12 @@ impl App {
         let db = Db::new(aws_sdk_dynamodb::Client::new(sdk), config.table_name.clone());
         let queue =
             Queue::new(aws_sdk_sqs::Client::new(sdk), config.dispatch_queue_url.clone(), config.send_queue_url.clone());
+        let scheduler = Scheduler::new(sdk, &config);
         let whatsapp = WhatsAppClient::new(&config.whatsapp_api_url, &config.whatsapp_api_version);
         let phones = PhoneParser::new(&config.default_region);
         let events = EventBus::new(aws_sdk_eventbridge::Client::new(sdk), config.event_bus_name.clone());
         let (sdk, webhook_secrets) = (sdk.clone(), Default::default());
-        Arc::new(App { db, queue, whatsapp, config, phones, events, sdk, webhook_secrets })
+        Arc::new(App { db, queue, scheduler, whatsapp, config, phones, events, sdk, webhook_secrets })
     }
 
     /// The webhook's secrets, read once (a failed read is tried again on the next request).

@@ -54,6 +54,12 @@ impl CampaignStatus {
     pub fn deletable(self) -> bool {
         self != CampaignStatus::Sending
     }
+
+    /// `PUT` changes campaigns that have not started: drafts, and scheduled ones (whose
+    /// schedule follows a new `scheduled_at`).
+    pub fn editable(self) -> bool {
+        matches!(self, CampaignStatus::Draft | CampaignStatus::Scheduled)
+    }
 }
 
 /// What a caller (or the sender) can do to a campaign.
@@ -61,6 +67,13 @@ impl CampaignStatus {
 pub enum Action {
     /// draft → sending; paused → sending is a resume.
     Start,
+    /// scheduled → sending, at the scheduled time (or later): only while the campaign is still
+    /// scheduled for the time the caller read.
+    StartScheduled,
+    /// draft → scheduled: the campaign starts by itself at its `scheduled_at`.
+    Schedule,
+    /// scheduled → draft: the scheduled start could not start it (its reason is kept).
+    Unschedule,
     /// sending → paused.
     Pause,
     /// draft, scheduled, sending or paused → cancelled, for good.
@@ -75,6 +88,8 @@ impl Action {
         use CampaignStatus::*;
         match self {
             Action::Start => &[Draft, Paused],
+            Action::StartScheduled | Action::Unschedule => &[Scheduled],
+            Action::Schedule => &[Draft],
             Action::Pause => &[Sending],
             Action::Cancel => &[Draft, Scheduled, Sending, Paused],
             Action::Complete => &[Sending],
@@ -83,7 +98,9 @@ impl Action {
 
     pub fn to(self) -> CampaignStatus {
         match self {
-            Action::Start => CampaignStatus::Sending,
+            Action::Start | Action::StartScheduled => CampaignStatus::Sending,
+            Action::Schedule => CampaignStatus::Scheduled,
+            Action::Unschedule => CampaignStatus::Draft,
             Action::Pause => CampaignStatus::Paused,
             Action::Cancel => CampaignStatus::Cancelled,
             Action::Complete => CampaignStatus::Completed,
@@ -92,7 +109,9 @@ impl Action {
 
     pub fn verb(self) -> &'static str {
         match self {
-            Action::Start => "started",
+            Action::Start | Action::StartScheduled => "started",
+            Action::Schedule => "scheduled",
+            Action::Unschedule => "returned to draft",
             Action::Pause => "paused",
             Action::Cancel => "cancelled",
             Action::Complete => "completed",
@@ -102,6 +121,17 @@ impl Action {
     /// Whether a campaign in `status` may take the action.
     pub fn allowed(self, status: CampaignStatus) -> bool {
         self.from().contains(&status)
+    }
+
+    /// The action holds only while the campaign's `scheduled_at` is still the one the caller
+    /// read: a schedule moved or cleared meanwhile makes it fail (a stale scheduled start).
+    pub fn pins_scheduled_at(self) -> bool {
+        matches!(self, Action::StartScheduled | Action::Schedule | Action::Unschedule)
+    }
+
+    /// The action sends: it waits for a running import to finish (so `total_recipients` is exact).
+    pub fn sends(self) -> bool {
+        matches!(self, Action::Start | Action::StartScheduled)
     }
 }
 
@@ -132,6 +162,10 @@ pub struct Campaign {
     /// Why the sender paused the campaign (absent when a person paused it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pause_reason: Option<String>,
+    /// Why the scheduled start could not start the campaign, which went back to draft
+    /// (absent otherwise; cleared by the next change or action).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule_error: Option<String>,
 }
 
 impl Campaign {
@@ -271,6 +305,7 @@ impl NewCampaign {
             created_at: now.to_string(),
             updated_at: now.to_string(),
             pause_reason: None,
+            schedule_error: None,
         })
     }
 }
@@ -374,6 +409,17 @@ mod tests {
         use CampaignStatus::*;
         let allowed = |a: Action| CampaignStatus::ALL.into_iter().filter(|s| a.allowed(*s)).collect::<Vec<_>>();
         assert_eq!(allowed(Action::Start), [Draft, Paused]);
+        assert_eq!(allowed(Action::StartScheduled), [Scheduled]);
+        assert_eq!(allowed(Action::Schedule), [Draft]);
+        assert_eq!(allowed(Action::Unschedule), [Scheduled]);
+        assert_eq!(
+            (Action::Schedule.to(), Action::StartScheduled.to(), Action::Unschedule.to()),
+            (Scheduled, Sending, Draft)
+        );
+        assert!(Action::StartScheduled.pins_scheduled_at() && !Action::Start.pins_scheduled_at());
+        assert!(Action::Start.sends() && Action::StartScheduled.sends() && !Action::Schedule.sends());
+        let editable: Vec<_> = CampaignStatus::ALL.into_iter().filter(|s| s.editable()).collect();
+        assert_eq!(editable, [Draft, Scheduled]);
         assert_eq!(allowed(Action::Pause), [Sending]);
         assert_eq!(allowed(Action::Cancel), [Draft, Scheduled, Sending, Paused]);
         assert_eq!(allowed(Action::Complete), [Sending]);

@@ -6,6 +6,7 @@ pub mod delivery;
 pub mod import;
 pub mod phone;
 pub mod recipient;
+pub mod schedule;
 pub mod sending;
 pub mod template;
 

@@ -54,9 +54,11 @@ impl Db {
         self.list_indexed(&q, page, limit).await
     }
 
-    /// Stores the editable fields of a draft. Counters are left alone (an import may be adding
-    /// recipients at the same moment); refused when the campaign is no longer a draft.
-    pub async fn update_draft(&self, c: &Campaign) -> StoreResult<Campaign> {
+    /// Stores the editable fields of a draft or scheduled campaign, and its status (a `PUT`
+    /// that clears `scheduled_at` makes a scheduled campaign a draft again). Counters are left
+    /// alone (an import may be adding recipients at the same moment). Refused when the campaign
+    /// is no longer in the status `was` read, or (scheduled) no longer at the time it read.
+    pub async fn update_editable(&self, c: &Campaign, was: &Campaign) -> StoreResult<Campaign> {
         let mut values: Vec<(&str, AttributeValue)> = vec![
             ("name", s(&c.name)),
             ("account_id", s(&c.account_id)),
@@ -64,17 +66,25 @@ impl Db {
             ("template_name", s(&c.template_name)),
             ("variable_mapping", serde_dynamo::to_attribute_value(&c.variable_mapping)?),
             ("scheduled_at", serde_dynamo::to_attribute_value(&c.scheduled_at)?),
+            ("status", s(c.status.as_str())),
             ("updated_at", s(&c.updated_at)),
         ];
         values.extend(index_keys(c).into_iter().map(|(k, v)| (k, s(v))));
         let set: Vec<String> = values.iter().enumerate().map(|(i, _)| format!("#f{i} = :v{i}")).collect();
+        let mut condition = "#status = :was AND attribute_not_exists(deleting)".to_string();
+        if was.status == CampaignStatus::Scheduled {
+            condition.push_str(" AND scheduled_at = :was_at");
+        }
         let mut req = self
             .update(campaign_pk(&c.id), CAMPAIGN_SK)
-            .update_expression(format!("SET {}", set.join(", ")))
-            .condition_expression("#status = :draft AND attribute_not_exists(deleting)")
+            .update_expression(format!("SET {} REMOVE schedule_error", set.join(", ")))
+            .condition_expression(condition)
             .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":draft", s(CampaignStatus::Draft.as_str()))
+            .expression_attribute_values(":was", s(was.status.as_str()))
             .return_values(ReturnValue::AllNew);
+        if was.status == CampaignStatus::Scheduled {
+            req = req.expression_attribute_values(":was_at", s(was.scheduled_at.clone().unwrap_or_default()));
+        }
         for (i, (k, v)) in values.into_iter().enumerate() {
             req = req.expression_attribute_names(format!("#f{i}"), k).expression_attribute_values(format!(":v{i}"), v);
         }

@@ -26,22 +26,24 @@ fn err(e: impl std::fmt::Display) -> StoreError {
 
 impl Db {
     /// Moves a campaign through the state machine with a conditional write: only from the
-    /// action's allowed statuses, never while it is being deleted, and (for a start) never
-    /// while an import runs. `started_at` is set on the first start only; `completed_at` once,
-    /// since `completed` is final.
+    /// action's allowed statuses, never while it is being deleted, for a start never while an
+    /// import runs, and for an action tied to the schedule only while `scheduled_at` is still
+    /// the one read in `c`. `started_at` is set on the first start only; `completed_at` once,
+    /// since `completed` is final. `reason` is kept as `pause_reason` on a pause and as
+    /// `schedule_error` when a scheduled start sends the campaign back to draft.
     pub async fn transition(
         &self,
         c: &Campaign,
         action: Action,
         now: &str,
-        pause_reason: Option<&str>,
+        reason: Option<&str>,
     ) -> StoreResult<Campaign> {
         let to = action.to();
         let created = created_sk(&c.created_at, &c.id);
         let mut set = vec!["#status = :to", "GSI2SK = :gsi2sk", "GSI3PK = :gsi3pk", "updated_at = :now"];
         let mut remove = vec![];
         match action {
-            Action::Start => {
+            Action::Start | Action::StartScheduled => {
                 // Unset timestamps are stored as NULL, so `if_not_exists` cannot tell; the
                 // status condition below makes the campaign read here the current one.
                 if c.started_at.is_none() {
@@ -50,14 +52,21 @@ impl Db {
                 remove.push("pause_reason");
             }
             Action::Complete => set.push("completed_at = :now"),
-            Action::Pause if pause_reason.is_some() => set.push("pause_reason = :reason"),
+            Action::Pause if reason.is_some() => set.push("pause_reason = :reason"),
+            Action::Unschedule if reason.is_some() => set.push("schedule_error = :reason"),
             _ => remove.push("pause_reason"),
+        }
+        if !set.contains(&"schedule_error = :reason") {
+            remove.push("schedule_error");
         }
         let from: Vec<String> = (0..action.from().len()).map(|i| format!(":from{i}")).collect();
         let mut condition =
             format!("attribute_exists(PK) AND attribute_not_exists(deleting) AND #status IN ({})", from.join(", "));
-        if action == Action::Start {
+        if action.sends() {
             condition.push_str(" AND (attribute_not_exists(import_lock_until) OR import_lock_until < :unix)");
+        }
+        if action.pins_scheduled_at() {
+            condition.push_str(" AND scheduled_at = :scheduled_at");
         }
         let mut expr = format!("SET {}", set.join(", "));
         if !remove.is_empty() {
@@ -76,10 +85,14 @@ impl Db {
         for (i, st) in action.from().iter().enumerate() {
             req = req.expression_attribute_values(format!(":from{i}"), s(st.as_str()));
         }
-        if action == Action::Start {
+        if action.sends() {
             req = req.expression_attribute_values(":unix", n(chrono::Utc::now().timestamp()));
         }
-        if let (Action::Pause, Some(r)) = (action, pause_reason) {
+        if action.pins_scheduled_at() {
+            // A campaign without a time never matches (a NULL attribute is not this string).
+            req = req.expression_attribute_values(":scheduled_at", s(c.scheduled_at.clone().unwrap_or_default()));
+        }
+        if let (Action::Pause | Action::Unschedule, Some(r)) = (action, reason) {
             req = req.expression_attribute_values(":reason", s(r));
         }
         decode_one(req.send().await?.attributes)
