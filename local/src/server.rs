@@ -31,3 +31,16 @@ pub async fn serve(app: Arc<App>, addr: SocketAddr) -> Result<(), crate::BoxErro
     axum::serve(listener, router(app)).await?;
     Ok(())
 }
+
+/// Serves on an ephemeral port of 127.0.0.1 in the background (tests, benchmarks); returns the
+/// address.
+pub async fn spawn(app: Arc<App>) -> std::io::Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, router(app)).await {
+            tracing::error!(error = %e, "the local API stopped");
+        }
+    });
+    Ok(addr)
+}

@@ -461,3 +461,44 @@ async fn campaign_events_arrive_on_the_bus_with_the_final_counters() {
     assert_eq!((done["sent_count"].as_u64(), done["total_recipients"].as_u64()), (Some(3), Some(3)));
     assert!(done["completed_at"].is_string() && done["account_id"].is_string() && done["occurred_at"].is_string());
 }
+
+#[tokio::test]
+async fn a_local_campaign_reaches_delivered_and_read_counts_from_the_fakes_webhooks() {
+    let t = TestStack::sending(2).await;
+    let api = local::server::spawn(t.app.clone()).await.unwrap();
+    let mut config = t.fake.config();
+    config.webhook_url = Some(format!("http://{api}/webhooks/whatsapp"));
+    config.app_secret = Some(APP_SECRET.into());
+    (config.sent_delay_ms, config.delivered_delay_ms, config.read_delay_ms) = (20, 60, Some(120));
+    // Every status twice, and each message's statuses out of their natural order.
+    (config.duplicate, config.shuffle) = (true, true);
+    t.fake.set_config(config);
+    // Two numbers the fake accepts and then reports failed by webhook: 131026, and 131050 (opt-out).
+    let (undeliverable, opted_out) = ("+14155559011".to_string(), "+14155559012".to_string());
+    let mut numbers = phones(2900, 6);
+    numbers.extend([undeliverable.clone(), opted_out.clone()]);
+    let (c, account) = t.campaign_with("TIER_100K", &numbers).await;
+    t.post(&format!("/api/campaigns/{c}/start"), json!({})).await.assert_ok(200);
+    t.wait_for(&c, Duration::from_secs(30), |c| c["status"] == "completed").await;
+    let done = t
+        .wait_for(&c, Duration::from_secs(30), |c| {
+            (c["delivered_count"].as_u64(), c["read_count"].as_u64(), c["failed_count"].as_u64())
+                == (Some(6), Some(6), Some(2))
+        })
+        .await;
+    assert!(t.fake.wait_for_webhooks_idle(Duration::from_secs(10)).await);
+    assert_eq!(done["sent_count"], 8, "all eight were accepted at send");
+    assert_eq!(recount(&t, &c).await, counters(&campaign(&t, &c).await));
+    // sent, delivered, read for six; sent, failed and failed for the two others; all twice.
+    let posts = t.fake.webhooks();
+    let delivered: usize = posts.iter().filter(|p| p.succeeded()).map(|p| p.statuses.len()).sum();
+    assert_eq!(delivered, 2 * (6 * 3 + 2 + 1), "{posts:?}");
+    assert!(posts.iter().all(|p| p.succeeded() || p.status == Some(503)), "only retriable refusals: {posts:?}");
+    let rs = t.recipients(&c).await;
+    let failed = rs.iter().find(|r| r["phone_number"] == undeliverable.as_str()).unwrap();
+    assert_eq!((failed["status"].as_str(), failed["error_code"].as_i64()), (Some("failed"), Some(131026)));
+    // The 131050 failure put the number on the account's opt-out list.
+    let next = t.another_campaign(&account, &[]).await;
+    let import = t.post_csv(&format!("/api/campaigns/{next}/recipients/import"), csv(&numbers)).await;
+    assert_eq!(import.assert_ok(200)["opted_out"], 1);
+}
