@@ -4,12 +4,14 @@
 #   scripts/bench.sh import [ROWS]              import ROWS CSV rows (default 100000) in one request, twice
 #   scripts/bench.sh send [SECONDS] [MESSAGES]  pace per tier over SECONDS (default 30) of sending, and
 #                                               MESSAGES (default 5000) through TIER_UNLIMITED at 1,000/s
+#   scripts/bench.sh webhook [RECIPIENTS]       delivery statuses one webhook process absorbs: delivered,
+#                                               read, then repeated, for RECIPIENTS (default 10000)
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 cd "$ROOT"
 
 what="${1:-import}"
 log "building (release)"
-cargo build --release -q -p local --bin local-stack --bin bench-send
+cargo build --release -q -p local --bin local-stack --bin bench-send --bin bench-webhook
 
 start_moto "$(free_port)"
 trap 'kill ${STACK_PID:-} $MOTO_PID 2>/dev/null || true' EXIT INT TERM
@@ -29,5 +31,8 @@ case "$what" in
   send)
     RUST_LOG=warn "$ROOT/target/release/bench-send" "${2:-30}" "${3:-5000}"
     ;;
-  *) echo "unknown benchmark: $what (try: import, send)" >&2; exit 2 ;;
+  webhook)
+    RUST_LOG=warn "$ROOT/target/release/bench-webhook" "${2:-10000}"
+    ;;
+  *) echo "unknown benchmark: $what (try: import, send, webhook)" >&2; exit 2 ;;
 esac

@@ -2,6 +2,7 @@
 //! `template.yaml`, every route of the API on one port through the handlers the Lambda binaries
 //! run, the queue consumers, and the firing of due schedules.
 
+pub mod bench;
 pub mod fake_whatsapp;
 pub mod infra;
 pub mod schedules;
