@@ -193,6 +193,9 @@ async fn a_fire_starts_the_campaign_once_however_often_it_comes() {
     assert!(matches!(&third, Fired::Ignored { reason } if reason.contains("is sending")), "{third:?}");
     assert_eq!(campaign(&t, &c).await["started_at"], started_at.as_str(), "started once");
     assert_eq!(t.queued("DispatchQueue").await, 1, "one dispatch for the campaign");
+    let events: Vec<String> =
+        t.events().await.into_iter().filter(|(_, d)| d["campaign_id"] == c.as_str()).map(|(n, _)| n).collect();
+    assert_eq!(events, ["CampaignStarted"], "one start announced");
 }
 
 #[tokio::test]
