@@ -57,6 +57,24 @@ impl Template {
     }
 }
 
+/// The logical id of the queue a `RedrivePolicy` sends to (`!GetAtt <Queue>.Arn`).
+fn dead_letter_target(redrive_policy: &Value) -> Option<String> {
+    match redrive_policy.get("deadLetterTargetArn")? {
+        Value::Tagged(t) => t.value.as_str().map(|s| s.trim_end_matches(".Arn").to_string()),
+        _ => None,
+    }
+}
+
+impl Template {
+    /// Dead-letter queue → the queue whose `RedrivePolicy` sends to it.
+    pub fn dead_letter_sources(&self) -> HashMap<String, String> {
+        self.resources("AWS::SQS::Queue")
+            .into_iter()
+            .filter_map(|(id, props)| Some((dead_letter_target(props.get("RedrivePolicy")?)?, id)))
+            .collect()
+    }
+}
+
 fn text<'a>(v: &'a Value, key: &str) -> Result<&'a str, BoxError> {
     v.get(key).and_then(Value::as_str).ok_or_else(|| format!("template: {key} missing").into())
 }
@@ -148,13 +166,8 @@ pub async fn ensure_queues(
             }
         }
         if let Some(rp) = props.get("RedrivePolicy") {
-            let target = rp
-                .get("deadLetterTargetArn")
-                .and_then(|v| match v {
-                    Value::Tagged(t) => t.value.as_str().map(|s| s.trim_end_matches(".Arn").to_string()),
-                    _ => None,
-                })
-                .ok_or_else(|| format!("{id}: RedrivePolicy needs !GetAtt <Queue>.Arn"))?;
+            let target =
+                dead_letter_target(rp).ok_or_else(|| format!("{id}: RedrivePolicy needs !GetAtt <Queue>.Arn"))?;
             let arn = arns.get(&target).ok_or_else(|| format!("{id}: unknown dead-letter queue {target}"))?;
             let max = rp.get("maxReceiveCount").and_then(Value::as_u64).unwrap_or(5);
             let policy = serde_json::json!({ "deadLetterTargetArn": arn, "maxReceiveCount": max });

@@ -3,6 +3,7 @@
 //! run, the queue consumers, and the firing of due schedules.
 
 pub mod bench;
+pub mod dead_letters;
 pub mod fake_whatsapp;
 pub mod infra;
 pub mod schedules;

@@ -439,8 +439,7 @@ async fn campaign_events_arrive_on_the_bus_with_the_final_counters() {
     let numbers = phones(2700, 3);
     let c = t.another_campaign(&t.campaign_with("TIER_100K", &[]).await.1, &numbers).await;
     t.post(&format!("/api/campaigns/{c}/start"), json!({})).await.assert_ok(200);
-    let workers = local::workers::Workers { senders: 2, retry_after: Duration::from_secs(1), ..Default::default() };
-    workers.spawn(t.app.clone(), t.sqs.clone());
+    t.spawn_workers(2);
     t.wait_for(&c, Duration::from_secs(30), |c| c["status"] == "completed").await;
 
     let events = t.events().await;

@@ -5,6 +5,7 @@
 mod accounts;
 mod campaigns;
 mod delivery;
+mod faults;
 mod recipients;
 mod routing;
 mod scheduling;

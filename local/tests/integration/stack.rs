@@ -80,6 +80,11 @@ impl TestStack {
 
     /// [`TestStack::new`] with a configuration change.
     pub async fn configured(change: impl FnOnce(&mut Config)) -> Self {
+        Self::built(None, change).await
+    }
+
+    /// A stack whose AWS requests go to `endpoint` (a proxy in front of the emulator).
+    async fn built(endpoint: Option<&str>, change: impl FnOnce(&mut Config)) -> Self {
         assert!(
             std::env::var("AWS_ENDPOINT_URL").is_ok(),
             "these tests need the emulator: run scripts/test.sh (it starts moto_server and sets AWS_ENDPOINT_URL)"
@@ -97,7 +102,12 @@ impl TestStack {
             ..Config::from_env()
         };
         change(&mut config);
-        let stack = local::Stack::start(config).await.expect("the emulator should take the table and queues");
+        let mut sdk = shared::config::aws_config().await;
+        if let Some(endpoint) = endpoint {
+            sdk = sdk.into_builder().endpoint_url(endpoint).build();
+        }
+        let stack =
+            local::Stack::start_with(&sdk, config).await.expect("the emulator should take the table and queues");
         TestStack {
             app: stack.app,
             sqs: stack.sqs,
@@ -116,15 +126,25 @@ impl TestStack {
     }
 
     pub async fn sending_with(senders: usize, change: impl FnOnce(&mut Config)) -> Self {
+        Self::sending_via(None, senders, change).await
+    }
+
+    /// [`TestStack::sending_with`], with the AWS requests going to `endpoint` when given.
+    pub async fn sending_via(endpoint: Option<&str>, senders: usize, change: impl FnOnce(&mut Config)) -> Self {
         let guard = SENDING.lock().await;
-        let mut t = Self::configured(change).await;
+        let mut t = Self::built(endpoint, change).await;
         t._exclusive = Some(guard);
+        t.spawn_workers(senders);
+        t
+    }
+
+    /// Starts the dispatcher and `senders` sender workers on this runtime (none when 0).
+    pub fn spawn_workers(&self, senders: usize) -> Vec<tokio::task::JoinHandle<()>> {
         if senders == 0 {
-            return t;
+            return Vec::new();
         }
         let workers = Workers { senders, sender_timeout: Duration::from_secs(60), retry_after: Duration::from_secs(1) };
-        workers.spawn(t.app.clone(), t.sqs.clone());
-        t
+        workers.spawn(self.app.clone(), self.sqs.clone())
     }
 
     /// Fires the stack's due schedules from now on, as the local stack does (checked every
