@@ -283,4 +283,28 @@ mod tests {
         let groups: Vec<String> = t.resources("AWS::Scheduler::ScheduleGroup").into_iter().map(|(id, _)| id).collect();
         assert_eq!(groups, ["ScheduleGroup"]);
     }
+
+    #[test]
+    fn every_dead_letter_queue_the_sender_and_the_webhook_signature_have_an_alarm() {
+        let t = Template::load(&Template::default_path()).unwrap();
+        let alarms: Vec<Value> = t.resources("AWS::CloudWatch::Alarm").into_iter().map(|(_, p)| p).collect();
+        let watches = |metric: &str, target: &str| {
+            alarms.iter().any(|a| {
+                let dims = serde_yaml::to_string(&a["Dimensions"]).unwrap_or_default();
+                a["MetricName"].as_str() == Some(metric) && dims.contains(target) && a["AlarmDescription"].is_string()
+            })
+        };
+        let queues: Vec<String> = t.resources("AWS::SQS::Queue").into_iter().map(|(id, _)| id).collect();
+        let dead_letter_queues: Vec<&String> = queues.iter().filter(|q| q.ends_with("DeadLetterQueue")).collect();
+        assert_eq!(dead_letter_queues.len(), 3);
+        for q in dead_letter_queues {
+            assert!(watches("ApproximateNumberOfMessagesVisible", &format!("{q}.QueueName")), "no alarm on {q}");
+        }
+        assert!(watches("Errors", "SenderFunction") && watches("Throttles", "SenderFunction"));
+        // The signature alarm counts the very log line the webhook writes.
+        let filters = t.resources("AWS::Logs::MetricFilter");
+        let pattern = filters.iter().find_map(|(_, p)| p["FilterPattern"].as_str()).unwrap_or_default().to_string();
+        assert!(pattern.contains(&format!("$.fields.event = \"{}\"", shared::api::webhook::SIGNATURE_REJECTED)));
+        assert!(alarms.iter().any(|a| a["MetricName"] == "SignatureRejected"));
+    }
 }

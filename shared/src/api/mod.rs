@@ -9,7 +9,7 @@ mod campaigns;
 mod recipients;
 mod request;
 mod templates;
-mod webhook;
+pub mod webhook;
 
 use std::sync::Arc;
 

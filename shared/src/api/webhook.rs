@@ -13,6 +13,10 @@ use crate::domain::delivery::parse;
 use crate::error::{ApiError, ApiResult};
 use crate::signature::{self, constant_time_eq};
 
+/// The `event` field of the log line of a refused signature (the alarm's metric filter
+/// counts these lines).
+pub const SIGNATURE_REJECTED: &str = "webhook_signature_rejected";
+
 /// Answers the challenge when Meta presents the configured verify token.
 pub async fn verify(app: Arc<App>, req: ApiRequest) -> ApiResult<Reply> {
     let secrets = app.webhook_secrets().await?;
@@ -43,7 +47,7 @@ pub async fn receive(app: Arc<App>, req: ApiRequest) -> ApiResult<Reply> {
     };
     if let Some(problem) = problem {
         // The metric filter of the signature-failure alarm reads this line.
-        tracing::warn!(event = "webhook_signature_rejected", "{problem}");
+        tracing::warn!(event = SIGNATURE_REJECTED, "{problem}");
         return Err(ApiError::new(StatusCode::UNAUTHORIZED, problem));
     }
     let notification = parse(&req.body).map_err(ApiError::bad_request)?;
