@@ -6,7 +6,7 @@
 //! - [`sending`]: the dispatcher and the sender (SQS-triggered).
 //! - [`scheduling`]: the scheduled start (invoked by EventBridge Scheduler).
 //! - [`queue`], [`scheduler`], [`whatsapp`]: the SQS, EventBridge Scheduler and WhatsApp Cloud
-//!   API adapters.
+//!   API adapters; [`secrets`]: secret values and the Secrets Manager adapter.
 //! - [`lambda`]: the wiring a Lambda binary's `main` calls.
 
 pub mod api;

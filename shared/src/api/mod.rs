@@ -27,14 +27,15 @@ use crate::error::{ApiError, ApiResult};
 use crate::events::EventBus;
 use crate::queue::Queue;
 use crate::scheduler::Scheduler;
-use crate::secrets::WebhookSecrets;
+use crate::secrets::{AccountTokens, WebhookSecrets};
 use crate::store::Db;
 use crate::whatsapp::WhatsAppClient;
 
-/// What every handler gets: the store, the queues, the scheduler, the WhatsApp client and the
-/// configuration, built once per process.
+/// What every handler gets: the store, the accounts' tokens, the queues, the scheduler, the
+/// WhatsApp client and the configuration, built once per process.
 pub struct App {
     pub db: Db,
+    pub tokens: AccountTokens,
     pub queue: Queue,
     pub scheduler: Scheduler,
     pub whatsapp: WhatsAppClient,
@@ -48,6 +49,7 @@ pub struct App {
 impl App {
     pub fn new(sdk: &aws_config::SdkConfig, config: Config) -> Arc<Self> {
         let db = Db::new(aws_sdk_dynamodb::Client::new(sdk), config.table_name.clone());
+        let tokens = AccountTokens::new(aws_sdk_secretsmanager::Client::new(sdk), config.account_secret_prefix.clone());
         let queue =
             Queue::new(aws_sdk_sqs::Client::new(sdk), config.dispatch_queue_url.clone(), config.send_queue_url.clone());
         let scheduler = Scheduler::new(sdk, &config);
@@ -55,7 +57,7 @@ impl App {
         let phones = PhoneParser::new(&config.default_region);
         let events = EventBus::new(aws_sdk_eventbridge::Client::new(sdk), config.event_bus_name.clone());
         let (sdk, webhook_secrets) = (sdk.clone(), Default::default());
-        Arc::new(App { db, queue, scheduler, whatsapp, config, phones, events, sdk, webhook_secrets })
+        Arc::new(App { db, tokens, queue, scheduler, whatsapp, config, phones, events, sdk, webhook_secrets })
     }
 
     /// The webhook's secrets, read once (a failed read is tried again on the next request).

@@ -1,7 +1,9 @@
 //! Key and index values of every entity; `docs/dynamodb.md` lists the access patterns they serve.
 
 pub const ACCOUNT_SK: &str = "ACCOUNT";
-pub const TOKEN_SK: &str = "TOKEN";
+/// Where earlier versions kept an account's access token (now in Secrets Manager): only ever
+/// deleted.
+pub const LEGACY_TOKEN_SK: &str = "TOKEN";
 /// The account's pace: the next free send slot, shared by every sender.
 pub const PACE_SK: &str = "PACE";
 pub const TEMPLATE_SK: &str = "TEMPLATE";
