@@ -13,7 +13,8 @@ pub const KEY_PREFIX: &str = "wak_";
 /// Random bytes in a key (from the operating system's CSPRNG): 256 bits.
 pub const KEY_BYTES: usize = 32;
 /// Characters of a key kept for listings: `wak_` and 8 hex digits (32 of the 256 bits), enough
-/// to tell keys apart, far too few to guess the rest.
+/// to tell keys apart, far too few to guess the rest. A shorter key chosen by an operator
+/// shows a quarter of itself at most.
 pub const SHOWN_PREFIX_LEN: usize = KEY_PREFIX.len() + 8;
 /// The longest key presented that is looked up at all (keys are 68 characters; a development
 /// key may be any length up to this).
@@ -44,7 +45,7 @@ impl NewApiKey {
         Ok(ApiKey {
             id,
             name: required_text("name", &self.name, 100)?,
-            prefix: key.expose().chars().take(SHOWN_PREFIX_LEN).collect(),
+            prefix: key.expose().chars().take(SHOWN_PREFIX_LEN.min(key.expose().chars().count() / 4)).collect(),
             created_at: now.to_string(),
             last_used_at: None,
         })
@@ -76,6 +77,8 @@ mod tests {
         let shown = serde_json::to_string(&record).unwrap();
         assert!(!shown.contains(&key.expose()[SHOWN_PREFIX_LEN..]), "{shown}");
         assert!(NewApiKey { name: "  ".into() }.validate("id".into(), &key, "t").unwrap_err().0.contains("name"));
+        let short = NewApiKey { name: "dev".into() }.validate("id".into(), &"local-dev-key-01".into(), "t").unwrap();
+        assert_eq!(short.prefix, "loca");
     }
 
     #[test]
