@@ -20,6 +20,7 @@ case "$what" in
   import)
     rows="${2:-100000}"
     export PORT="$(free_port)" FAKE_WHATSAPP_PORT="$(free_port)" TABLE_NAME="bench-$(date +%s)" RUST_LOG=info
+    export LOCAL_API_KEY="bench-$(date +%s%N)"   # the import goes through the API, key and all
     "$ROOT/target/release/local-stack" > "$STATE/bench-stack.log" 2>&1 &
     STACK_PID=$!
     API="http://127.0.0.1:$PORT"

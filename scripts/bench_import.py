@@ -1,5 +1,6 @@
 """Imports N generated CSV rows into a fresh campaign of the local stack and prints the figures."""
 import json
+import os
 import sys
 import time
 import urllib.request
@@ -9,7 +10,8 @@ api, rows = sys.argv[1], int(sys.argv[2])
 
 def call(method, path, body=None, content_type="application/json"):
     data = body if isinstance(body, bytes) else (json.dumps(body).encode() if body is not None else None)
-    req = urllib.request.Request(api + path, data=data, method=method, headers={"content-type": content_type})
+    headers = {"content-type": content_type, "x-api-key": os.environ["LOCAL_API_KEY"]}
+    req = urllib.request.Request(api + path, data=data, method=method, headers=headers)
     with urllib.request.urlopen(req, timeout=600) as r:
         return json.loads(r.read())["data"]
 

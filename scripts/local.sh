@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole service on this machine: the emulator (moto_server), the table, queues and schedule
-# group from template.yaml, every API route on http://127.0.0.1:${PORT:-3000}, and due schedules
-# fired locally. Ctrl-C stops it all.
+# group from template.yaml, every API route on http://127.0.0.1:${PORT:-3000} behind an API key
+# (LOCAL_API_KEY, or one made and printed at start), and due schedules fired locally. Ctrl-C
+# stops it all.
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 export PORT="${PORT:-3000}"
@@ -18,4 +19,9 @@ start_moto "$MOTO_PORT"
 trap 'kill $MOTO_PID 2>/dev/null || true' EXIT INT TERM
 
 log "API on http://127.0.0.1:$PORT (emulator $AWS_ENDPOINT_URL, table $TABLE_NAME)"
+if [ -n "${LOCAL_API_KEY:-}" ]; then
+  log "API key from LOCAL_API_KEY (printed below); every /api/... request needs it"
+else
+  log "API key: a new one, printed below (set LOCAL_API_KEY to keep one across restarts)"
+fi
 "$ROOT/target/release/local-stack"

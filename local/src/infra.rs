@@ -307,4 +307,47 @@ mod tests {
         assert!(pattern.contains(&format!("$.fields.event = \"{}\"", shared::api::webhook::SIGNATURE_REJECTED)));
         assert!(alarms.iter().any(|a| a["MetricName"] == "SignatureRejected"));
     }
+
+    #[test]
+    fn every_route_is_its_functions_http_event_behind_the_authorizer_unless_public() {
+        let t = Template::load(&Template::default_path()).unwrap();
+        let mut declared = Vec::new();
+        let mut binaries = Vec::new();
+        for (_, r) in t.resources.iter().filter(|(_, r)| r["Type"] == "AWS::Serverless::Function") {
+            let binary = r["Metadata"]["BuildProperties"]["Binary"].as_str().unwrap().to_string();
+            binaries.push(binary.clone());
+            for (_, e) in r["Properties"]["Events"].as_mapping().into_iter().flatten() {
+                if e["Type"] == "HttpApi" {
+                    let p = &e["Properties"];
+                    let public = p["Auth"]["Authorizer"] == "NONE";
+                    let (method, path) = (p["Method"].as_str().unwrap(), p["Path"].as_str().unwrap());
+                    declared.push(format!("{binary} {method} {path} public={public}"));
+                }
+            }
+        }
+        let mut routes: Vec<String> = shared::api::ROUTES
+            .iter()
+            .map(|r| format!("{} {} {} public={}", r.name, r.method, r.path, r.public))
+            .collect();
+        declared.sort();
+        routes.sort();
+        assert_eq!(declared, routes);
+
+        // The authorizer: every route by default, either header (no identity source), no cache.
+        let api = &t.resources("AWS::Serverless::HttpApi")[0].1["Auth"];
+        let name = api["DefaultAuthorizer"].as_str().unwrap();
+        let authorizer = &api["Authorizers"][name];
+        assert_eq!(authorizer["AuthorizerPayloadFormatVersion"], "2.0");
+        assert_eq!(authorizer["EnableSimpleResponses"], true);
+        assert_eq!(authorizer["Identity"]["ReauthorizeEvery"], 0);
+        assert!(authorizer["Identity"].get("Headers").is_none());
+
+        // Every function crate is deployed.
+        let dir = Template::default_path().parent().unwrap().join("functions");
+        let mut crates: Vec<String> =
+            std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        crates.sort();
+        binaries.sort();
+        assert_eq!(crates, binaries);
+    }
 }

@@ -56,6 +56,8 @@ impl Stack {
         let events = aws_sdk_eventbridge::Client::new(&sdk);
         let buses = infra::ensure_event_buses(&events, &config.table_name, &template).await?;
         config.event_bus_name = buses.get("EventBus").cloned().ok_or("template.yaml has no EventBus")?;
+        // As the template names them after the stack: the accounts' token secrets.
+        config.account_secret_prefix = format!("{}/accounts/", config.table_name);
         let event_tap_url = infra::ensure_event_tap(&events, &sqs, &config.event_bus_name).await?;
         let groups =
             infra::ensure_schedule_groups(&aws_sdk_scheduler::Client::new(&sdk), &config.table_name, &template).await?;

@@ -2,6 +2,8 @@
 
 use std::env;
 
+use crate::secrets::Secret;
+
 #[derive(Debug, Clone)]
 pub struct Config {
     /// The single DynamoDB table.
@@ -25,9 +27,11 @@ pub struct Config {
     /// `{"app_secret": …, "verify_token": …}`. When set it wins over the two variables below.
     pub webhook_secret_arn: Option<String>,
     /// Meta app secret that signs webhooks (`X-Hub-Signature-256`); locally from the environment.
-    pub whatsapp_app_secret: Option<String>,
+    pub whatsapp_app_secret: Option<Secret>,
     /// The token Meta's webhook verification must present; locally from the environment.
-    pub whatsapp_verify_token: Option<String>,
+    pub whatsapp_verify_token: Option<Secret>,
+    /// Each account's access token is the Secrets Manager secret `<prefix><account id>`.
+    pub account_secret_prefix: String,
     /// The EventBridge bus campaign events are published to.
     pub event_bus_name: String,
     /// The EventBridge Scheduler group that holds the campaigns' one-time schedules.
@@ -53,8 +57,10 @@ impl Config {
             stale_claim_seconds: var("STALE_CLAIM_SECONDS").and_then(|v| v.parse().ok()).unwrap_or(330),
             dispatch_budget: var("DISPATCH_BUDGET").and_then(|v| v.parse().ok()).unwrap_or(50_000),
             webhook_secret_arn: var("WEBHOOK_SECRET_ARN"),
-            whatsapp_app_secret: var("WHATSAPP_APP_SECRET"),
-            whatsapp_verify_token: var("WHATSAPP_VERIFY_TOKEN"),
+            whatsapp_app_secret: var("WHATSAPP_APP_SECRET").map(Secret::from),
+            whatsapp_verify_token: var("WHATSAPP_VERIFY_TOKEN").map(Secret::from),
+            account_secret_prefix: var("ACCOUNT_SECRET_PREFIX")
+                .unwrap_or_else(|| "whatsapp-campaigns/accounts/".into()),
             event_bus_name: var("EVENT_BUS_NAME").unwrap_or_else(|| "whatsapp-campaigns".into()),
             schedule_group: var("SCHEDULE_GROUP").unwrap_or_else(|| "default".into()),
             scheduled_start_function_arn: var("SCHEDULED_START_FUNCTION_ARN"),
@@ -82,4 +88,20 @@ pub fn init_tracing() {
     };
     // A second initialisation (tests) is harmless.
     let _ = result;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_hides_the_webhook_secrets() {
+        let config = Config {
+            whatsapp_app_secret: Some("app-secret-value".into()),
+            whatsapp_verify_token: Some("verify-token-value".into()),
+            ..Config::from_env()
+        };
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("app-secret-value") && !shown.contains("verify-token-value"), "{shown}");
+    }
 }

@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::secrets::Secret;
+
 /// What became of one send request.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SendOutcome {
@@ -39,12 +41,12 @@ impl WhatsAppClient {
         WhatsAppClient { http, base_url: base_url.trim_end_matches('/').to_string(), version: version.to_string() }
     }
 
-    pub async fn send(&self, phone_number_id: &str, token: &str, body: &Value) -> SendOutcome {
+    pub async fn send(&self, phone_number_id: &str, token: &Secret, body: &Value) -> SendOutcome {
         let url = format!("{}/{}/{}/messages", self.base_url, self.version, phone_number_id);
         let res = self
             .http
             .post(url)
-            .bearer_auth(token)
+            .bearer_auth(token.expose())
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(body.to_string())
             .send()

@@ -1,11 +1,14 @@
 //! Every function has a sample event in `events/`, and each one stays a valid event for it:
-//! API Gateway events for the routes, SQS events carrying jobs for the queue consumers, and the
-//! input a campaign's schedule hands the scheduled start.
+//! API Gateway events for the routes, SQS events carrying jobs for the queue consumers, the
+//! input a campaign's schedule hands the scheduled start, the authorizer's request and the
+//! bootstrap function's input.
 
 use std::path::Path;
 
+use aws_lambda_events::event::apigw::ApiGatewayV2CustomAuthorizerV2Request;
 use aws_lambda_events::event::sqs::SqsEvent;
 use shared::api::{ROUTES, find};
+use shared::domain::api_key::NewApiKey;
 use shared::domain::schedule::ScheduledStart;
 use shared::domain::sending::{DispatchJob, SendJob};
 
@@ -48,6 +51,22 @@ fn the_scheduled_start_has_a_sample_of_what_its_schedule_sends() {
     let start: ScheduledStart = serde_json::from_str(&event("scheduled-start")).unwrap();
     assert!(uuid::Uuid::parse_str(&start.campaign_id).is_ok());
     assert!(shared::domain::schedule::at_expression(&start.scheduled_at).is_some(), "{}", start.scheduled_at);
+}
+
+#[test]
+fn the_authorizer_has_a_sample_request_for_a_keyed_route_carrying_a_key() {
+    let req: ApiGatewayV2CustomAuthorizerV2Request = serde_json::from_str(&event("authorizer")).unwrap();
+    assert!(shared::auth::presented_key(&req.headers).is_ok());
+    let all: Vec<_> = ROUTES.iter().collect();
+    let (method, path) = req.route_key.as_deref().and_then(|k| k.split_once(' ')).unwrap();
+    let (route, _) = find(&all, &method.parse().unwrap(), path).unwrap_or_else(|e| panic!("{}", e.message));
+    assert!(!route.public);
+}
+
+#[test]
+fn the_bootstrap_function_has_a_sample_input() {
+    let new: NewApiKey = serde_json::from_str(&event("bootstrap-api-key")).unwrap();
+    assert!(!new.name.is_empty());
 }
 
 #[test]

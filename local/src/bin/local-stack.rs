@@ -3,12 +3,14 @@
 //! every API route on one port (the webhook included), the dispatcher and sender workers
 //! polling the local queues, the firing of due schedules (which the emulator only stores), and
 //! — unless `WHATSAPP_API_URL` points elsewhere — the fake WhatsApp Cloud API the senders send
-//! to, which posts its signed status webhooks back to this stack's webhook route.
+//! to, which posts its signed status webhooks back to this stack's webhook route. The API
+//! wants a key, as in AWS: `LOCAL_API_KEY`, or one made at start and printed.
 
 use std::net::SocketAddr;
 
 use local::fake_whatsapp::{self, FakeConfig, FakeState};
 use shared::config::Config;
+use shared::domain::api_key::NewApiKey;
 
 fn port(var: &str, default: u16) -> u16 {
     std::env::var(var).ok().and_then(|p| p.parse().ok()).unwrap_or(default)
@@ -42,7 +44,9 @@ async fn main() -> Result<(), local::BoxError> {
     let workers = local::workers::Workers { senders, ..Default::default() };
     workers.spawn(stack.app.clone(), stack.sqs.clone());
     stack.fire_schedules(&local::schedules::Firing::default());
+    let key = development_key(&stack.app).await?;
     let addr = SocketAddr::from(([127, 0, 0, 1], api_port));
+    println!("API key: {key}\n  send it as  X-API-Key: {key}  or  Authorization: Bearer {key}");
     tracing::info!(
         table = %stack.app.config.table_name,
         events = %stack.event_tap_url,
@@ -51,4 +55,22 @@ async fn main() -> Result<(), local::BoxError> {
         "API listening on http://{addr}"
     );
     local::server::serve(stack.app, addr).await
+}
+
+/// The key for the API: `LOCAL_API_KEY` when set (registered in the table, so that the same
+/// check as in AWS accepts it), else a new one.
+async fn development_key(app: &shared::api::App) -> Result<String, local::BoxError> {
+    match std::env::var("LOCAL_API_KEY").ok().filter(|k| !k.trim().is_empty()) {
+        Some(key) => {
+            let new = NewApiKey { name: "local development key (LOCAL_API_KEY)".into() };
+            shared::auth::register(&app.db, new, key.trim().into())
+                .await
+                .map_err(|e| format!("LOCAL_API_KEY: {}", e.message))?;
+            Ok(key.trim().to_string())
+        }
+        None => {
+            let new = NewApiKey { name: "local development key".into() };
+            Ok(shared::auth::issue(&app.db, new).await?.secret.expose().to_string())
+        }
+    }
 }

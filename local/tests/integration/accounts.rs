@@ -1,6 +1,6 @@
 use serde_json::json;
 
-use crate::stack::TestStack;
+use crate::stack::{TestStack, s};
 
 #[tokio::test]
 async fn accounts_are_created_read_listed_updated_and_deleted() {
@@ -14,20 +14,20 @@ async fn accounts_are_created_read_listed_updated_and_deleted() {
     assert!(a.get("access_token").is_none(), "the token is write-only: {a}");
     assert!(!created.body.to_string().contains("EAAG-secret"));
 
-    // The token sits in its own item, away from the account item every read loads.
-    let token = t.item(format!("ACCOUNT#{id}"), "TOKEN").await.unwrap();
-    assert_eq!(token["access_token"].as_s().unwrap(), "EAAG-secret");
-    let stored = t.item(format!("ACCOUNT#{id}"), "ACCOUNT").await.unwrap();
-    assert!(!stored.contains_key("access_token"));
+    // The token is the account's own secret in Secrets Manager; nothing of it is in the table.
+    assert_eq!(t.app.tokens.secret_name(id), format!("{}/accounts/{id}", t.app.config.table_name));
+    assert_eq!(t.app.tokens.get(id).await.unwrap().unwrap().expose(), "EAAG-secret");
+    assert_no_token_in_the_table(&t, id, "EAAG-secret").await;
 
     let got = t.get(&format!("/api/accounts/{id}")).await;
     assert_eq!(got.assert_ok(200)["name"], "Acme");
     assert!(got.data().get("access_token").is_none());
+    assert!(!t.get("/api/accounts").await.body.to_string().contains("EAAG-secret"));
 
     let updated = t
         .put(
             &format!("/api/accounts/{id}"),
-            json!({"messaging_limit_tier": "TIER_1K", "throughput_mps": 1000, "access_token": "NEW"}),
+            json!({"messaging_limit_tier": "TIER_1K", "throughput_mps": 1000, "access_token": "NEW-token"}),
         )
         .await;
     let u = updated.assert_ok(200);
@@ -35,12 +35,48 @@ async fn accounts_are_created_read_listed_updated_and_deleted() {
         (u["messaging_limit_tier"].as_str(), u["throughput_mps"].as_u64(), u["name"].as_str()),
         (Some("TIER_1K"), Some(1000), Some("Acme"))
     );
-    let token = t.item(format!("ACCOUNT#{id}"), "TOKEN").await.unwrap();
-    assert_eq!(token["access_token"].as_s().unwrap(), "NEW");
+    assert!(!updated.body.to_string().contains("NEW-token"));
+    assert_eq!(t.app.tokens.get(id).await.unwrap().unwrap().expose(), "NEW-token");
+    assert_no_token_in_the_table(&t, id, "NEW-token").await;
+    // A change without a token keeps it.
+    t.put(&format!("/api/accounts/{id}"), json!({"name": "Acme 2"})).await.assert_ok(200);
+    assert_eq!(t.app.tokens.get(id).await.unwrap().unwrap().expose(), "NEW-token");
 
     t.delete(&format!("/api/accounts/{id}")).await.assert_ok(200);
     t.get(&format!("/api/accounts/{id}")).await.assert_error(404, "not found");
-    assert!(t.item(format!("ACCOUNT#{id}"), "TOKEN").await.is_none(), "the token goes with the account");
+    assert!(t.app.tokens.get(id).await.unwrap().is_none(), "the secret goes with the account");
+}
+
+/// No attribute of any item under the account's key holds the token.
+async fn assert_no_token_in_the_table(t: &TestStack, id: &str, token: &str) {
+    let db = &t.app.db;
+    let out = db
+        .client()
+        .query()
+        .table_name(db.table())
+        .key_condition_expression("PK = :pk")
+        .expression_attribute_values(":pk", s(&format!("ACCOUNT#{id}")))
+        .send()
+        .await
+        .unwrap();
+    let items = out.items.unwrap_or_default();
+    assert!(!items.is_empty());
+    for item in items {
+        assert!(!item.contains_key("access_token"), "{item:?}");
+        assert!(item.values().all(|v| !v.as_s().is_ok_and(|v| v.contains(token))), "{item:?}");
+    }
+    assert!(t.item(format!("ACCOUNT#{id}"), "TOKEN").await.is_none());
+}
+
+#[tokio::test]
+async fn a_token_kept_in_the_table_by_an_earlier_version_moves_to_its_secret_when_set_again() {
+    let t = TestStack::new().await;
+    let id = t.account("TIER_1K").await;
+    t.app.tokens.delete(&id).await.unwrap();
+    t.set(format!("ACCOUNT#{id}"), "TOKEN", &[("access_token", s("EAAG-old"))]).await;
+    t.put(&format!("/api/accounts/{id}"), json!({"access_token": "EAAG-again"})).await.assert_ok(200);
+    assert_eq!(t.app.tokens.get(&id).await.unwrap().unwrap().expose(), "EAAG-again");
+    assert!(t.item(format!("ACCOUNT#{id}"), "TOKEN").await.is_none(), "the old token item is deleted");
 }
 
 #[tokio::test]

@@ -96,7 +96,7 @@ async fn the_verification_handshake_answers_the_challenge_only_for_the_verify_to
     let t = TestStack::new().await;
     let get = |query: String| {
         let t = &t;
-        async move { t.raw(Method::GET, &format!("/webhooks/whatsapp?{query}"), &[], Bytes::new()).await }
+        async move { t.request(Method::GET, &format!("/webhooks/whatsapp?{query}"), &[], Bytes::new()).await }
     };
     let ok = get(format!("hub.mode=subscribe&hub.verify_token={VERIFY_TOKEN}&hub.challenge=1158201444")).await;
     assert_eq!(ok.status(), 200);
@@ -140,7 +140,7 @@ async fn signatures_are_checked_over_the_exact_bytes_and_nothing_is_written_with
             if let Some(s) = signature.as_deref() {
                 headers.push(("x-hub-signature-256", s));
             }
-            t.raw(Method::POST, "/webhooks/whatsapp", &headers, Bytes::from(body)).await
+            t.request(Method::POST, "/webhooks/whatsapp", &headers, Bytes::from(body)).await
         }
     };
 

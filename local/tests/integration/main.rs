@@ -1,8 +1,9 @@
-//! Every route of the API, the sending side and scheduled starts, through the real handlers
-//! and SDK, against DynamoDB, SQS and EventBridge Scheduler in the emulator and the fake
-//! WhatsApp API.
+//! Every route of the API behind its API-key check, the sending side and scheduled starts,
+//! through the real handlers and SDK, against DynamoDB, SQS, EventBridge Scheduler and Secrets
+//! Manager in the emulator and the fake WhatsApp API.
 
 mod accounts;
+mod api_keys;
 mod campaigns;
 mod delivery;
 mod faults;

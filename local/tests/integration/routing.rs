@@ -40,7 +40,8 @@ async fn the_local_server_answers_over_http_and_refuses_bodies_over_the_lambda_l
                       "messaging_limit_tier": "TIER_2K"})
     .to_string();
     let head = format!(
-        "POST /api/accounts HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        "POST /api/accounts HTTP/1.1\r\nhost: x\r\nx-api-key: {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        t.api_key,
         body.len()
     );
     let answer = raw(addr, head, body.as_bytes()).await;
@@ -49,7 +50,8 @@ async fn the_local_server_answers_over_http_and_refuses_bodies_over_the_lambda_l
 
     let big = vec![b'a'; shared::api::MAX_BODY_BYTES + 10];
     let head = format!(
-        "POST /api/campaigns/0b6f4c6e-0000-4000-8000-000000000000/recipients/import HTTP/1.1\r\nhost: x\r\ncontent-type: text/csv\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        "POST /api/campaigns/0b6f4c6e-0000-4000-8000-000000000000/recipients/import HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {}\r\ncontent-type: text/csv\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        t.api_key,
         big.len()
     );
     let answer = raw(addr, head, &big).await;

@@ -265,3 +265,23 @@ async fn two_campaigns_on_one_tier_1k_account_keep_its_pace() {
     let rate = (times.len() - 1) as f64 / span;
     assert!(rate >= 9.5, "average {rate:.2} msg/s");
 }
+
+#[tokio::test]
+async fn an_account_without_its_token_secret_pauses_and_resumes_once_the_token_is_set() {
+    let t = TestStack::sending(1).await;
+    let (c, account) = t.campaign_with("TIER_100K", &phones(900, 3)).await;
+    t.app.tokens.delete(&account).await.unwrap();
+    start(&t, &c).await;
+    let paused = t.wait_for(&c, Duration::from_secs(30), |c| c["status"] == "paused").await;
+    assert!(paused["pause_reason"].as_str().unwrap().contains("no access token"), "{paused}");
+    assert!(t.fake.requests().is_empty(), "nothing was sent without a token");
+
+    // The token read from its secret is the one WhatsApp gets.
+    t.put(&format!("/api/accounts/{account}"), serde_json::json!({"access_token": "EAAG-secret-token"}))
+        .await
+        .assert_ok(200);
+    start(&t, &c).await;
+    let done = t.wait_for(&c, Duration::from_secs(30), |c| c["status"] == "completed").await;
+    assert_eq!(count(&done, "sent_count"), 3);
+    assert!(t.fake.requests().iter().all(|r| r.token.as_deref() == Some("EAAG-secret-token")));
+}

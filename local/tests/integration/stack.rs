@@ -1,5 +1,6 @@
 //! A test's own copy of the stack: a fresh table and queues in the emulator (so tests run in
-//! parallel without seeing each other), and requests through the real dispatcher and SDK.
+//! parallel without seeing each other), and requests through the local server's API-key check,
+//! the real dispatcher and SDK.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,8 +13,9 @@ use std::time::Duration;
 
 use local::fake_whatsapp::{self, FakeState};
 use local::workers::Workers;
-use shared::api::{self, App, ROUTES};
+use shared::api::App;
 use shared::config::Config;
+use shared::domain::api_key::NewApiKey;
 
 /// The webhook secrets of the test stacks.
 pub const APP_SECRET: &str = "test-app-secret";
@@ -36,6 +38,8 @@ pub struct TestStack {
     pub fake: FakeState,
     /// The queue that receives a copy of every campaign event.
     pub event_tap_url: String,
+    /// The API key every request of the helpers carries (made when the stack starts).
+    pub api_key: String,
     _exclusive: Option<tokio::sync::MutexGuard<'static, ()>>,
 }
 
@@ -108,12 +112,14 @@ impl TestStack {
         }
         let stack =
             local::Stack::start_with(&sdk, config).await.expect("the emulator should take the table and queues");
+        let issued = shared::auth::issue(&stack.app.db, NewApiKey { name: "tests".into() }).await.unwrap();
         TestStack {
             app: stack.app,
             sqs: stack.sqs,
             queues: stack.queues,
             fake,
             event_tap_url: stack.event_tap_url,
+            api_key: issued.secret.expose().to_string(),
             _exclusive: None,
         }
     }
@@ -250,8 +256,9 @@ impl TestStack {
         all
     }
 
-    /// A request through the dispatcher with any headers; the raw answer.
-    pub async fn raw(
+    /// A request with exactly these headers (no API key unless given) through the local
+    /// server's key check and the dispatcher; the raw answer.
+    pub async fn request(
         &self,
         method: Method,
         path: &str,
@@ -262,8 +269,20 @@ impl TestStack {
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
-        let routes: Vec<_> = ROUTES.iter().collect();
-        api::dispatch(self.app.clone(), &routes, req.body(body).unwrap()).await
+        local::server::answer(self.app.clone(), req.body(body).unwrap()).await
+    }
+
+    /// [`TestStack::request`] with the stack's API key added; the raw answer.
+    pub async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Bytes,
+    ) -> http::Response<String> {
+        let mut with_key = vec![("x-api-key", self.api_key.as_str())];
+        with_key.extend_from_slice(headers);
+        self.request(method, path, &with_key, body).await
     }
 
     pub async fn call(&self, method: Method, path: &str, content_type: Option<&str>, body: impl Into<Bytes>) -> Answer {
@@ -271,11 +290,12 @@ impl TestStack {
         answer(self.raw(method, path, &headers, body.into()).await)
     }
 
-    /// Posts a webhook body signed with the stack's app secret, as Meta does.
+    /// Posts a webhook body signed with the stack's app secret, as Meta does (without an API
+    /// key: the webhook is public).
     pub async fn webhook(&self, body: &str) -> Answer {
         let signature = shared::signature::sign(APP_SECRET.as_bytes(), body.as_bytes());
         let headers = [("content-type", "application/json"), ("x-hub-signature-256", signature.as_str())];
-        answer(self.raw(Method::POST, "/webhooks/whatsapp", &headers, Bytes::from(body.to_string())).await)
+        answer(self.request(Method::POST, "/webhooks/whatsapp", &headers, Bytes::from(body.to_string())).await)
     }
 
     /// The campaign events that reached the bus so far (read from the tap queue), as
@@ -399,7 +419,7 @@ impl TestStack {
     }
 }
 
-fn answer(res: http::Response<String>) -> Answer {
+pub fn answer(res: http::Response<String>) -> Answer {
     let status = res.status();
     let body = serde_json::from_str(res.body()).unwrap_or_else(|e| panic!("not JSON ({e}): {}", res.body()));
     Answer { status, body }

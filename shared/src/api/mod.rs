@@ -6,6 +6,7 @@
 mod accounts;
 mod actions;
 mod campaigns;
+mod keys;
 mod recipients;
 mod request;
 mod templates;
@@ -19,7 +20,7 @@ use http::{Method, StatusCode};
 use serde_json::{Value, json};
 
 pub use actions::start_campaign;
-pub use request::{ApiRequest, Pagination};
+pub use request::{ApiRequest, Pagination, parse_json};
 
 use crate::config::Config;
 use crate::domain::phone::PhoneParser;
@@ -27,14 +28,15 @@ use crate::error::{ApiError, ApiResult};
 use crate::events::EventBus;
 use crate::queue::Queue;
 use crate::scheduler::Scheduler;
-use crate::secrets::WebhookSecrets;
+use crate::secrets::{AccountTokens, WebhookSecrets};
 use crate::store::Db;
 use crate::whatsapp::WhatsAppClient;
 
-/// What every handler gets: the store, the queues, the scheduler, the WhatsApp client and the
-/// configuration, built once per process.
+/// What every handler gets: the store, the accounts' tokens, the queues, the scheduler, the
+/// WhatsApp client and the configuration, built once per process.
 pub struct App {
     pub db: Db,
+    pub tokens: AccountTokens,
     pub queue: Queue,
     pub scheduler: Scheduler,
     pub whatsapp: WhatsAppClient,
@@ -48,6 +50,7 @@ pub struct App {
 impl App {
     pub fn new(sdk: &aws_config::SdkConfig, config: Config) -> Arc<Self> {
         let db = Db::new(aws_sdk_dynamodb::Client::new(sdk), config.table_name.clone());
+        let tokens = AccountTokens::new(aws_sdk_secretsmanager::Client::new(sdk), config.account_secret_prefix.clone());
         let queue =
             Queue::new(aws_sdk_sqs::Client::new(sdk), config.dispatch_queue_url.clone(), config.send_queue_url.clone());
         let scheduler = Scheduler::new(sdk, &config);
@@ -55,7 +58,7 @@ impl App {
         let phones = PhoneParser::new(&config.default_region);
         let events = EventBus::new(aws_sdk_eventbridge::Client::new(sdk), config.event_bus_name.clone());
         let (sdk, webhook_secrets) = (sdk.clone(), Default::default());
-        Arc::new(App { db, queue, scheduler, whatsapp, config, phones, events, sdk, webhook_secrets })
+        Arc::new(App { db, tokens, queue, scheduler, whatsapp, config, phones, events, sdk, webhook_secrets })
     }
 
     /// The webhook's secrets, read once (a failed read is tried again on the next request).
@@ -107,11 +110,26 @@ pub struct Route {
     /// API Gateway's path syntax: `/api/campaigns/{id}`.
     pub path: &'static str,
     pub handler: Handler,
+    /// Open without an API key (the webhook, which Meta authenticates by signature). Every
+    /// other route needs a key, checked before it is dispatched ([`crate::auth::check`]).
+    pub public: bool,
 }
 
 macro_rules! route {
     ($name:literal, $method:ident, $path:literal, $handler:path) => {
-        Route { name: $name, method: Method::$method, path: $path, handler: |app, req| Box::pin($handler(app, req)) }
+        route!($name, $method, $path, $handler, false)
+    };
+    ($name:literal, $method:ident, $path:literal, $handler:path, public) => {
+        route!($name, $method, $path, $handler, true)
+    };
+    ($name:literal, $method:ident, $path:literal, $handler:path, $public:literal) => {
+        Route {
+            name: $name,
+            method: Method::$method,
+            path: $path,
+            handler: |app, req| Box::pin($handler(app, req)),
+            public: $public,
+        }
     };
 }
 
@@ -135,8 +153,11 @@ pub static ROUTES: &[Route] = &[
     route!("cancel-campaign", POST, "/api/campaigns/{id}/cancel", actions::cancel),
     route!("import-recipients", POST, "/api/campaigns/{id}/recipients/import", recipients::import),
     route!("list-recipients", GET, "/api/campaigns/{id}/recipients", recipients::list),
-    route!("whatsapp-webhook", GET, "/webhooks/whatsapp", webhook::verify),
-    route!("whatsapp-webhook", POST, "/webhooks/whatsapp", webhook::receive),
+    route!("list-api-keys", GET, "/api/keys", keys::list),
+    route!("create-api-key", POST, "/api/keys", keys::create),
+    route!("revoke-api-key", DELETE, "/api/keys/{id}", keys::revoke),
+    route!("whatsapp-webhook", GET, "/webhooks/whatsapp", webhook::verify, public),
+    route!("whatsapp-webhook", POST, "/webhooks/whatsapp", webhook::receive, public),
 ];
 
 /// The routes one function serves (the webhook function serves two methods of its path).
@@ -186,7 +207,8 @@ pub fn find<'r>(routes: &[&'r Route], method: &Method, path: &str) -> ApiResult<
     ))
 }
 
-/// Answers one request with the given routes (all of them locally, one in a Lambda).
+/// Answers one request with the given routes (all of them locally, one in a Lambda). The API
+/// key has been checked before (by the authorizer in AWS, by the local server locally).
 pub async fn dispatch(app: Arc<App>, routes: &[&'static Route], req: http::Request<Bytes>) -> http::Response<String> {
     let (parts, body) = req.into_parts();
     let result = match find(routes, &parts.method, parts.uri.path()) {
@@ -255,6 +277,13 @@ mod tests {
             let main = root.join("functions").join(r.name).join("src/main.rs");
             let text = std::fs::read_to_string(&main).unwrap_or_default();
             assert!(text.contains(&format!("\"{}\"", r.name)), "{} does not serve {}", main.display(), r.name);
+        }
+    }
+
+    #[test]
+    fn every_api_route_needs_a_key_and_only_the_webhook_is_public() {
+        for r in ROUTES {
+            assert_eq!(r.public, !r.path.starts_with("/api/"), "{} {}", r.method, r.path);
         }
     }
 

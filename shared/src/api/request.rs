@@ -9,12 +9,24 @@ use serde::de::DeserializeOwned;
 
 use crate::error::{ApiError, ApiResult};
 
-#[derive(Debug)]
 pub struct ApiRequest {
     params: Vec<(String, String)>,
     query: HashMap<String, String>,
     pub headers: HeaderMap,
     pub body: Bytes,
+}
+
+/// Shows the path ids and the names of the query values and headers only: the headers carry
+/// the API key and bodies may carry an access token.
+impl std::fmt::Debug for ApiRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiRequest")
+            .field("params", &self.params)
+            .field("query", &self.query.keys().collect::<Vec<_>>())
+            .field("headers", &self.headers.keys().collect::<Vec<_>>())
+            .field("body_bytes", &self.body.len())
+            .finish()
+    }
 }
 
 /// `page` (from 1) and `limit` (1 to 100) of a listing.
@@ -133,6 +145,16 @@ mod tests {
     use super::*;
     use crate::domain::account::NewAccount;
     use http::StatusCode;
+
+    #[test]
+    fn debug_output_shows_no_header_value_or_body() {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-api-key", "wak_secret".parse().unwrap());
+        let body = Bytes::from_static(br#"{"access_token":"EAAG-secret"}"#);
+        let shown = format!("{:?}", ApiRequest::new(vec![], Some("a=1"), headers, body));
+        assert!(!shown.contains("wak_secret") && !shown.contains("EAAG-secret"), "{shown}");
+        assert!(shown.contains("x-api-key"), "{shown}");
+    }
 
     fn req(query: &str) -> ApiRequest {
         ApiRequest::new(vec![], Some(query), HeaderMap::new(), Bytes::new())

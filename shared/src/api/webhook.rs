@@ -20,8 +20,9 @@ pub const SIGNATURE_REJECTED: &str = "webhook_signature_rejected";
 /// Answers the challenge when Meta presents the configured verify token.
 pub async fn verify(app: Arc<App>, req: ApiRequest) -> ApiResult<Reply> {
     let secrets = app.webhook_secrets().await?;
-    let token_matches =
-        req.query("hub.verify_token").is_some_and(|t| constant_time_eq(t.as_bytes(), secrets.verify_token.as_bytes()));
+    let token_matches = req
+        .query("hub.verify_token")
+        .is_some_and(|t| constant_time_eq(t.as_bytes(), secrets.verify_token.expose().as_bytes()));
     if req.query("hub.mode") != Some("subscribe") || !token_matches {
         tracing::warn!("webhook verification refused");
         return Err(ApiError::new(
@@ -40,7 +41,7 @@ pub async fn receive(app: Arc<App>, req: ApiRequest) -> ApiResult<Reply> {
     let header = req.headers.get(signature::HEADER).map(|v| v.to_str().unwrap_or_default());
     let problem = match header {
         None => Some("the X-Hub-Signature-256 header is missing"),
-        Some(h) if !signature::verify(secrets.app_secret.as_bytes(), &req.body, h) => {
+        Some(h) if !signature::verify(secrets.app_secret.expose().as_bytes(), &req.body, h) => {
             Some("the X-Hub-Signature-256 header does not match the body")
         }
         Some(_) => None,

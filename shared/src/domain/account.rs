@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use super::required_text;
 use crate::error::Invalid;
+use crate::secrets::Secret;
 
 /// Meta's messaging-limit tiers. The pace this project allows for each lives in [`Tier::rate`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,8 +44,9 @@ impl Tier {
 pub const DEFAULT_THROUGHPUT_MPS: u32 = 80;
 pub const MAX_THROUGHPUT_MPS: u32 = 1000;
 
-/// An account as stored and returned. The access token is kept apart (see the README) and is
-/// never part of this struct, so it can't leak into a response or a log line.
+/// An account as stored and returned. The access token is kept apart, in Secrets Manager (see
+/// the README), and is never part of this struct, so it can't leak into a response, a stored
+/// item or a log line.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Account {
     pub id: String,
@@ -73,7 +75,8 @@ pub struct NewAccount {
     pub name: String,
     pub phone_number_id: String,
     pub business_account_id: String,
-    pub access_token: String,
+    /// Write-only; `Debug` shows it redacted.
+    pub access_token: Secret,
     pub messaging_limit_tier: Tier,
     pub throughput_mps: Option<u32>,
 }
@@ -85,7 +88,7 @@ pub struct AccountChanges {
     pub name: Option<String>,
     pub phone_number_id: Option<String>,
     pub business_account_id: Option<String>,
-    pub access_token: Option<String>,
+    pub access_token: Option<Secret>,
     pub messaging_limit_tier: Option<Tier>,
     pub throughput_mps: Option<u32>,
 }
@@ -98,12 +101,12 @@ fn digits_id(field: &str, v: &str) -> Result<String, Invalid> {
     Ok(v)
 }
 
-fn token(v: &str) -> Result<String, Invalid> {
-    let v = required_text("access_token", v, 4096)?;
+fn token(v: &Secret) -> Result<Secret, Invalid> {
+    let v = required_text("access_token", v.expose(), 4096)?;
     if v.chars().any(char::is_whitespace) {
         return Err(Invalid("access_token must not contain spaces".into()));
     }
-    Ok(v)
+    Ok(Secret::from(v))
 }
 
 fn throughput(v: u32) -> Result<u32, Invalid> {
@@ -115,7 +118,7 @@ fn throughput(v: u32) -> Result<u32, Invalid> {
 
 impl NewAccount {
     /// Checks every field; returns the account and its access token.
-    pub fn validate(self, id: String, now: &str) -> Result<(Account, String), Invalid> {
+    pub fn validate(self, id: String, now: &str) -> Result<(Account, Secret), Invalid> {
         let account = Account {
             id,
             name: required_text("name", &self.name, 200)?,
@@ -132,7 +135,7 @@ impl NewAccount {
 
 impl AccountChanges {
     /// Applies the changes; returns the new access token when one was given.
-    pub fn apply(self, account: &mut Account, now: &str) -> Result<Option<String>, Invalid> {
+    pub fn apply(self, account: &mut Account, now: &str) -> Result<Option<Secret>, Invalid> {
         if let Some(v) = self.name {
             account.name = required_text("name", &v, 200)?;
         }
@@ -149,7 +152,7 @@ impl AccountChanges {
             account.throughput_mps = throughput(v)?;
         }
         account.updated_at = now.to_string();
-        self.access_token.as_deref().map(token).transpose()
+        self.access_token.as_ref().map(token).transpose()
     }
 }
 
@@ -184,12 +187,25 @@ mod tests {
     #[test]
     fn throughput_defaults_to_80_and_caps_the_tier() {
         let (a, token) = new_account(Tier::Unlimited, None).validate("id".into(), "t").unwrap();
-        assert_eq!((a.name.as_str(), a.throughput_mps, token.as_str()), ("Acme", 80, "EAAG"));
+        assert_eq!((a.name.as_str(), a.throughput_mps, token.expose()), ("Acme", 80, "EAAG"));
         assert_eq!(a.send_rate(), 80);
         let (a, _) = new_account(Tier::Tier100K, Some(20)).validate("id".into(), "t").unwrap();
         assert_eq!(a.send_rate(), 20);
         let err = new_account(Tier::Tier1K, Some(1001)).validate("id".into(), "t").unwrap_err();
         assert!(err.0.contains("throughput_mps"));
+    }
+
+    #[test]
+    fn the_token_never_shows_in_debug_output() {
+        let new: NewAccount = serde_json::from_value(serde_json::json!({"name": "A", "phone_number_id": "1",
+            "business_account_id": "2", "access_token": "EAAG-hidden", "messaging_limit_tier": "TIER_1K"}))
+        .unwrap();
+        assert!(!format!("{new:?}").contains("EAAG-hidden"));
+        let changes = AccountChanges { access_token: Some("EAAG-hidden".into()), ..Default::default() };
+        assert!(!format!("{changes:?}").contains("EAAG-hidden"));
+        let (account, token) = new.validate("id".into(), "t").unwrap();
+        assert_eq!(token.expose(), "EAAG-hidden");
+        assert!(!serde_json::to_string(&account).unwrap().contains("EAAG-hidden"));
     }
 
     #[test]
@@ -203,7 +219,7 @@ mod tests {
             access_token: Some("NEW".into()),
             ..Default::default()
         };
-        assert_eq!(changes.apply(&mut a, "t2").unwrap().as_deref(), Some("NEW"));
+        assert_eq!(changes.apply(&mut a, "t2").unwrap().as_ref().map(Secret::expose), Some("NEW"));
         assert_eq!((a.messaging_limit_tier, a.updated_at.as_str()), (Tier::Tier10K, "t2"));
     }
 }

@@ -1,6 +1,7 @@
 //! The rules of the product, free of AWS and HTTP types so they are unit-tested without I/O.
 
 pub mod account;
+pub mod api_key;
 pub mod campaign;
 pub mod delivery;
 pub mod import;

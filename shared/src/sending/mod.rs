@@ -58,6 +58,8 @@ pub enum SendError {
     Store(#[from] StoreError),
     #[error("{0}")]
     Queue(#[from] crate::queue::QueueError),
+    #[error("{0}")]
+    Secrets(#[from] crate::secrets::SecretsError),
     #[error("the message is not a job: {0}")]
     Malformed(String),
     #[error("recipients are held by another sender; retry later")]

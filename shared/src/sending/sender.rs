@@ -21,6 +21,7 @@ use crate::domain::sending::{
     pace_chunk, pair_rate_delay,
 };
 use crate::domain::template::{Category, Template};
+use crate::secrets::Secret;
 use crate::store::sending::{Outcome, now_micros};
 use crate::whatsapp::{REQUEST_TIMEOUT, SendOutcome};
 
@@ -42,33 +43,35 @@ const DEADLINE_MARGIN: Duration = Duration::from_secs(15);
 /// What a sender needs of an account, read once per invocation.
 struct Sending {
     account: Account,
-    token: String,
+    token: Secret,
     template: Template,
 }
 
-/// Accounts, tokens and templates read once per invocation, keyed by (account, template);
-/// `None` when one of them is gone.
+/// Accounts, tokens (from Secrets Manager) and templates read once per invocation, keyed by
+/// (account, template); the reason the campaign cannot be sent when one of them is missing.
 #[derive(Default)]
 struct Cache {
-    entries: Mutex<HashMap<CacheKey, Option<Arc<Sending>>>>,
+    entries: Mutex<HashMap<CacheKey, Result<Arc<Sending>, &'static str>>>,
 }
 
 type CacheKey = (String, String);
 
 impl Cache {
-    async fn get(&self, app: &App, c: &Campaign) -> Result<Option<Arc<Sending>>, SendError> {
+    async fn get(&self, app: &App, c: &Campaign) -> Result<Result<Arc<Sending>, &'static str>, SendError> {
         let key = (c.account_id.clone(), c.template_id.clone());
         if let Some(hit) = self.entries.lock().await.get(&key) {
             return Ok(hit.clone());
         }
-        let (account, token, template) = tokio::try_join!(
+        let (account, token, template) = tokio::join!(
             app.db.get_account(&c.account_id),
-            app.db.access_token(&c.account_id),
+            app.tokens.get(&c.account_id),
             app.db.get_template(&c.template_id)
-        )?;
-        let entry = match (account, token, template) {
-            (Some(account), Some(token), Some(template)) => Some(Arc::new(Sending { account, token, template })),
-            _ => None,
+        );
+        let entry = match (account?, token?, template?) {
+            (Some(account), Some(token), Some(template)) => Ok(Arc::new(Sending { account, token, template })),
+            (None, _, _) => Err("the campaign's account was deleted"),
+            (_, None, _) => Err("the account has no access token; set it with PUT /api/accounts/{id}, then resume"),
+            (_, _, None) => Err("the campaign's template was deleted"),
         };
         self.entries.lock().await.insert(key, entry.clone());
         Ok(entry)
@@ -138,10 +141,12 @@ async fn process(app: &App, cache: &Cache, job: SendJob, deadline: Instant) -> R
         if campaign.status != CampaignStatus::Sending {
             break; // paused or cancelled: the rest stays pending
         }
-        let Some(ctx) = cache.get(app, &campaign).await? else {
-            pause_campaign(app, &campaign, "the campaign's account, its access token or its template was deleted")
-                .await;
-            break;
+        let ctx = match cache.get(app, &campaign).await? {
+            Ok(ctx) => ctx,
+            Err(reason) => {
+                pause_campaign(app, &campaign, reason).await;
+                break;
+            }
         };
         let rate = ctx.account.send_rate();
         let chunk: Vec<String> = remaining.drain(..pace_chunk(rate).min(remaining.len())).collect();

@@ -1,4 +1,4 @@
-use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem};
 
 use super::keys::*;
 use super::{Db, KeyQuery, Page, StoreError, StoreResult, decode, s};
@@ -18,21 +18,10 @@ impl Db {
         )
     }
 
-    /// The access token lives in its own item under the account's key, read only by senders,
-    /// so that no listing or lookup of accounts ever loads it.
-    fn token_put(&self, account_id: &str, token: &str) -> StoreResult<Put> {
-        Put::builder()
-            .table_name(&self.table)
-            .item("PK", s(account_pk(account_id)))
-            .item("SK", s(TOKEN_SK))
-            .item("access_token", s(token))
-            .build()
-            .map_err(|e| StoreError::Dynamo(e.to_string()))
-    }
-
-    /// Writes the account and its token together; `must_exist` guards an update against a
-    /// concurrent delete, `!must_exist` a create against an id collision.
-    pub async fn save_account(&self, a: &Account, token: Option<&str>, must_exist: bool) -> StoreResult<()> {
+    /// Writes the account; `must_exist` guards an update against a concurrent delete,
+    /// `!must_exist` a create against an id collision. `drop_legacy_token` also deletes the
+    /// token item earlier versions kept in the table (tokens live in Secrets Manager now).
+    pub async fn save_account(&self, a: &Account, must_exist: bool, drop_legacy_token: bool) -> StoreResult<()> {
         let condition = if must_exist { "attribute_exists(PK)" } else { "attribute_not_exists(PK)" };
         let account = Put::builder()
             .table_name(&self.table)
@@ -42,8 +31,14 @@ impl Db {
             .map_err(|e| StoreError::Dynamo(e.to_string()))?;
         let mut tx =
             self.client.transact_write_items().transact_items(TransactWriteItem::builder().put(account).build());
-        if let Some(t) = token {
-            tx = tx.transact_items(TransactWriteItem::builder().put(self.token_put(&a.id, t)?).build());
+        if drop_legacy_token {
+            let token = Delete::builder()
+                .table_name(&self.table)
+                .key("PK", s(account_pk(&a.id)))
+                .key("SK", s(LEGACY_TOKEN_SK))
+                .build()
+                .map_err(|e| StoreError::Dynamo(e.to_string()))?;
+            tx = tx.transact_items(TransactWriteItem::builder().delete(token).build());
         }
         tx.send().await?;
         Ok(())
@@ -81,7 +76,7 @@ impl Db {
         Ok(total)
     }
 
-    /// Removes the account, its token and its templates. Campaigns stay as history; they can no
+    /// Removes the account's items (pace, opt-outs, a legacy token item) and its templates. Campaigns stay as history; they can no
     /// longer be started.
     pub async fn delete_account(&self, id: &str) -> StoreResult<()> {
         let templates = self.query_keys(&KeyQuery::index("GSI2", account_templates(id))).await?;

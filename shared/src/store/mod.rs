@@ -5,6 +5,7 @@
 //! unprocessed items) are written once.
 
 mod accounts;
+mod api_keys;
 mod campaigns;
 mod delivery;
 pub mod keys;

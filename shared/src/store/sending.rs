@@ -106,14 +106,6 @@ impl Db {
         decode(self.batch_get(keys, None).await?)
     }
 
-    pub async fn access_token(&self, account_id: &str) -> StoreResult<Option<String>> {
-        #[derive(serde::Deserialize)]
-        struct Token {
-            access_token: String,
-        }
-        Ok(self.get::<Token>(account_pk(account_id), TOKEN_SK).await?.map(|t| t.access_token))
-    }
-
     /// A page of the campaign's pending numbers after `cursor`, in number order, and the
     /// cursor to continue from (none when the page was the last).
     pub async fn pending_phones(
