@@ -118,9 +118,12 @@ async fn store(db: &Db, new: NewApiKey, secret: Secret) -> ApiResult<Issued> {
 }
 
 /// The authorizer function: API Gateway (HTTP API, payload 2.0, simple responses) hands it
-/// each `/api/...` request before the route's function. A missing, unknown or revoked key is
-/// `{"isAuthorized": false}`; a store failure is an error (API Gateway answers 500), so that
-/// an outage never looks like a bad key. The key is never logged.
+/// each `/api/...` request before the route's function. An HTTP API cannot shape an
+/// authorizer's denial (it would be a bare `403 {"message":"Forbidden"}`), so the authorizer
+/// passes its verdict to the route's function in the request context instead: the id of a
+/// valid key, or the refusal (401 for a missing, unknown or revoked key, 503 when the store
+/// cannot tell). The function answers a refusal in the API's envelope before any handler runs
+/// ([`verdict`]), and refuses a request without a verdict. The key is never logged.
 pub async fn authorizer(app: Arc<App>, event: Value) -> Result<Value, String> {
     let Ok(request) = serde_json::from_value::<ApiGatewayV2CustomAuthorizerV2Request>(event) else {
         // serde's message could quote a header value: not logged.
@@ -128,14 +131,35 @@ pub async fn authorizer(app: Arc<App>, event: Value) -> Result<Value, String> {
         return Ok(json!({ "isAuthorized": false }));
     };
     let route = request.route_key.unwrap_or_default();
-    match check(&app.db, &request.headers).await {
-        Ok(key) => Ok(json!({ "isAuthorized": true, "context": { "api_key_id": key.id } })),
-        Err(e) if e.status == http::StatusCode::UNAUTHORIZED => {
-            tracing::info!(route = %route, reason = %e.message, "refused");
-            Ok(json!({ "isAuthorized": false }))
+    let context = match check(&app.db, &request.headers).await {
+        Ok(key) => json!({ API_KEY_ID: key.id }),
+        Err(e) => {
+            tracing::info!(route = %route, status = e.status.as_u16(), reason = %e.message, "refused");
+            json!({ REFUSED_STATUS: e.status.as_u16(), REFUSED_MESSAGE: e.message })
         }
-        Err(e) => Err(e.message),
+    };
+    Ok(json!({ "isAuthorized": true, "context": context }))
+}
+
+/// The authorizer's verdict in the request context (`requestContext.authorizer.lambda`).
+const API_KEY_ID: &str = "api_key_id";
+const REFUSED_STATUS: &str = "refused_status";
+const REFUSED_MESSAGE: &str = "refused_message";
+
+/// What a route's function makes of the authorizer's verdict: a valid key's id lets the
+/// request through; a refusal is answered with its status and message; no verdict at all (the
+/// authorizer not attached) is a 401 too, so that a misconfiguration fails closed.
+pub fn verdict(context: Option<&std::collections::HashMap<String, Value>>) -> ApiResult<()> {
+    let context = context.cloned().unwrap_or_default();
+    if context.get(API_KEY_ID).and_then(Value::as_str).is_some_and(|id| !id.is_empty()) {
+        return Ok(());
     }
+    let status = match context.get(REFUSED_STATUS).and_then(Value::as_u64) {
+        Some(503) => http::StatusCode::SERVICE_UNAVAILABLE,
+        _ => http::StatusCode::UNAUTHORIZED,
+    };
+    let message = context.get(REFUSED_MESSAGE).and_then(Value::as_str).unwrap_or(MISSING);
+    Err(ApiError::new(status, message))
 }
 
 /// The bootstrap function: makes a key without one, for the first key after `sam deploy` (or
@@ -154,6 +178,20 @@ mod tests {
 
     fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
         pairs.iter().map(|(k, v)| (http::HeaderName::from_static(k), v.parse().unwrap())).collect()
+    }
+
+    #[test]
+    fn the_route_function_follows_the_authorizers_verdict_and_fails_closed() {
+        let ctx = |v: Value| serde_json::from_value::<std::collections::HashMap<String, Value>>(v).unwrap();
+        assert!(verdict(Some(&ctx(json!({ "api_key_id": "k1" })))).is_ok());
+        let refused = verdict(Some(&ctx(json!({ "refused_status": 401, "refused_message": NOT_VALID })))).unwrap_err();
+        assert_eq!((refused.status.as_u16(), refused.message.as_str()), (401, NOT_VALID));
+        let unavailable = verdict(Some(&ctx(json!({ "refused_status": 503, "refused_message": "x" })))).unwrap_err();
+        assert_eq!(unavailable.status.as_u16(), 503);
+        for missing in [None, Some(ctx(json!({}))), Some(ctx(json!({ "api_key_id": "" })))] {
+            let e = verdict(missing.as_ref()).unwrap_err();
+            assert_eq!((e.status.as_u16(), e.message.as_str()), (401, MISSING));
+        }
     }
 
     #[test]

@@ -43,7 +43,7 @@ pub fn serve_route(name: &str) -> Result<(), Error> {
     run_with_app(|app| async move {
         lambda_http::run(service_fn(|req: Request| {
             let (app, routes) = (app.clone(), routes.clone());
-            async move { Ok::<_, Error>(to_lambda(api::dispatch(app, &routes, from_lambda(req)).await)) }
+            async move { Ok::<_, Error>(answer(app, &routes, req).await) }
         }))
         .await
     })
@@ -97,6 +97,28 @@ where
         }))
         .await
     })
+}
+
+/// Answers one API Gateway request with `routes`: a route that needs a key is refused (401 or
+/// 503 in the envelope) unless the authorizer's verdict in the request context accepts it;
+/// then the dispatcher.
+pub async fn answer(app: Arc<App>, routes: &[&'static api::Route], req: Request) -> Response<Body> {
+    let verdict = authorizer_verdict(&req);
+    let req = from_lambda(req);
+    let needs_key = api::find(routes, req.method(), req.uri().path()).is_ok_and(|(r, _)| !r.public);
+    if needs_key && let Err(refused) = crate::auth::verdict(verdict.as_ref()) {
+        return to_lambda(api::respond(Err(refused)));
+    }
+    to_lambda(api::dispatch(app, routes, req).await)
+}
+
+/// The API-key authorizer's verdict on this request (`requestContext.authorizer.lambda`).
+fn authorizer_verdict(req: &Request) -> Option<std::collections::HashMap<String, Value>> {
+    use lambda_http::RequestExt;
+    match req.request_context_ref()? {
+        lambda_http::request::RequestContext::ApiGatewayV2(ctx) => ctx.authorizer.as_ref().map(|a| a.fields.clone()),
+        _ => None,
+    }
 }
 
 fn from_lambda(req: Request) -> http::Request<Bytes> {

@@ -147,11 +147,54 @@ async fn the_authorizer_function_answers_simple_responses_with_the_same_check() 
     assert!(yes["context"]["api_key_id"].is_string());
     let bearer = ask(json!({"authorization": format!("Bearer {}", t.api_key)})).await.unwrap();
     assert_eq!(bearer["isAuthorized"], true);
+    // A refusal is passed on to the route's function, which answers it in the envelope.
     for headers in [json!({}), json!({"x-api-key": "wak_wrong"}), json!({"authorization": "Basic eDp5"})] {
-        assert_eq!(ask(headers).await.unwrap(), json!({"isAuthorized": false}));
+        let no = ask(headers).await.unwrap();
+        assert_eq!((no["isAuthorized"].as_bool(), no["context"]["refused_status"].as_u64()), (Some(true), Some(401)));
+        assert!(no["context"].get("api_key_id").is_none(), "{no}");
     }
     let junk = shared::auth::authorizer(t.app.clone(), json!({"headers": "x"})).await.unwrap();
     assert_eq!(junk, json!({"isAuthorized": false}));
+}
+
+/// A route function's answer to its sample event with `authorizer` as the authorizer's part
+/// of the request context (none when null).
+async fn route_function(t: &TestStack, name: &str, authorizer: Value) -> (u16, Value) {
+    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../events/{name}.json"));
+    let mut event: Value = serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
+    match authorizer {
+        Value::Null => event["requestContext"].as_object_mut().unwrap().remove("authorizer"),
+        a => event["requestContext"]["authorizer"].as_object_mut().unwrap().insert("lambda".into(), a),
+    };
+    let req = lambda_http::request::from_str(&event.to_string()).unwrap();
+    let res = shared::lambda::answer(t.app.clone(), &shared::api::routes(name), req).await;
+    let status = res.status().as_u16();
+    let body = match res.into_body() {
+        lambda_http::Body::Text(t) => serde_json::from_str(&t).unwrap(),
+        other => panic!("not a text body: {other:?}"),
+    };
+    (status, body)
+}
+
+#[tokio::test]
+async fn in_aws_the_route_function_answers_the_authorizers_refusal_in_the_envelope_and_fails_closed() {
+    let t = TestStack::new().await;
+    let ask = |headers: Value| shared::auth::authorizer(t.app.clone(), authorizer_event(headers));
+    let accepted = ask(json!({"x-api-key": t.api_key})).await.unwrap()["context"].clone();
+    let (status, body) = route_function(&t, "list-campaigns", accepted).await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("success")), "{body}");
+
+    let refused = ask(json!({"x-api-key": "wak_wrong"})).await.unwrap()["context"].clone();
+    let (status, body) = route_function(&t, "list-campaigns", refused).await;
+    assert_eq!(status, 401);
+    assert_eq!(
+        body,
+        json!({"status": "error", "message": "the API key is not valid (unknown or revoked)", "data": null})
+    );
+    // No verdict at all (the authorizer detached): refused as well.
+    let (status, body) = route_function(&t, "list-campaigns", Value::Null).await;
+    assert_eq!((status, body["data"].is_null()), (401, true), "{body}");
+    assert!(body["message"].as_str().unwrap().contains("X-API-Key"));
 }
 
 #[tokio::test]
