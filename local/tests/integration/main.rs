@@ -5,6 +5,7 @@
 mod accounts;
 mod campaigns;
 mod delivery;
+mod limits;
 mod recipients;
 mod routing;
 mod scheduling;

@@ -7,6 +7,7 @@ use bytes::Bytes;
 use http::HeaderMap;
 use serde::de::DeserializeOwned;
 
+use crate::domain::limits::{self, MAX_JSON_BODY_BYTES, MAX_PAGE, MAX_PAGE_SIZE};
 use crate::error::{ApiError, ApiResult};
 
 #[derive(Debug)]
@@ -17,14 +18,12 @@ pub struct ApiRequest {
     pub body: Bytes,
 }
 
-/// `page` (from 1) and `limit` (1 to 100) of a listing.
+/// `page` (from 1) and `limit` (1 to [`MAX_PAGE_SIZE`]) of a listing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Pagination {
     pub page: u32,
     pub limit: u32,
 }
-
-pub const MAX_LIMIT: u32 = 100;
 
 impl ApiRequest {
     pub fn new(params: Vec<(String, String)>, query: Option<&str>, headers: HeaderMap, body: Bytes) -> Self {
@@ -48,12 +47,11 @@ impl ApiRequest {
             match self.query(name) {
                 None => Ok(default),
                 Some(v) => v.parse::<u32>().ok().filter(|n| (1..=max).contains(n)).ok_or_else(|| {
-                    let range = if max == u32::MAX { "≥ 1".to_string() } else { format!("from 1 to {max}") };
-                    ApiError::bad_request(format!("{name} must be a whole number {range} (got '{v}')"))
+                    ApiError::bad_request(format!("{name} must be a whole number from 1 to {max} (got '{v}')"))
                 }),
             }
         };
-        Ok(Pagination { page: number("page", 1, 100_000)?, limit: number("limit", default_limit, MAX_LIMIT)? })
+        Ok(Pagination { page: number("page", 1, MAX_PAGE)?, limit: number("limit", default_limit, MAX_PAGE_SIZE)? })
     }
 
     /// A query value that must be one of a fixed set (a status), parsed by `parse`.
@@ -71,8 +69,9 @@ impl ApiRequest {
         Some(v.split(';').next().unwrap_or_default().trim().to_ascii_lowercase())
     }
 
-    /// The body as JSON of type `T`. Errors name the field: 400 for malformed JSON and wrong
-    /// types, 422 for a missing or unknown field or a value outside the allowed set.
+    /// The body of a create or an update as JSON of type `T`. Errors name the field: 400 for
+    /// malformed JSON and wrong types, 422 for a missing or unknown field or a value outside the
+    /// allowed set, 413 for a body over [`MAX_JSON_BODY_BYTES`].
     pub fn json<T: DeserializeOwned>(&self) -> ApiResult<T> {
         if let Some(ct) = self.content_type()
             && ct != "application/json"
@@ -82,6 +81,12 @@ impl ApiRequest {
                 "Content-Type {ct} is not supported here; send application/json"
             )));
         }
+        if self.body.len() > MAX_JSON_BODY_BYTES {
+            return Err(ApiError::too_large(format!(
+                "the request body has {} bytes; the limit for this request is {MAX_JSON_BODY_BYTES} bytes (256 KB)",
+                self.body.len()
+            )));
+        }
         parse_json(&self.body)
     }
 }
@@ -89,6 +94,10 @@ impl ApiRequest {
 pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::bad_request("malformed JSON: the body is empty"));
+    }
+    let depth = limits::json_depth(body);
+    if depth > limits::MAX_JSON_DEPTH {
+        return Err(ApiError::invalid(limits::too_deep(depth)));
     }
     let de = &mut serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(de).map_err(|e| {
