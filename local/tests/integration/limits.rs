@@ -221,3 +221,31 @@ async fn unknown_fields_are_refused_by_every_create_and_update() {
     assert_eq!(t.get("/api/accounts").await.data()["total"], 1, "nothing else was stored");
     assert_eq!(t.get("/api/templates").await.data()["total"], 1);
 }
+
+/// Before the limits, a template whose example made its item larger than DynamoDB takes
+/// (400 KB) was answered 503 "please retry"; one nested deeper than DynamoDB's 32 levels, or
+/// holding a number beyond its range, was stored by the emulator but fails in AWS alike; and a
+/// header format in small letters (or a format on a BODY) was stored as sent, outside the
+/// contract's values.
+#[tokio::test]
+async fn templates_dynamodb_cannot_store_are_refused_as_input() {
+    let t = TestStack::new().await;
+    let account = t.account("TIER_1K").await;
+    let template = |components: Value| {
+        json!({"account_id": account, "name": "offer", "language": "en", "category": "UTILITY",
+               "status": "APPROVED", "components": components})
+    };
+    let body = |example: Value| template(json!([{"type": "BODY", "text": "x", "example": example}]));
+    t.post("/api/templates", body(json!([long(500_000)]))).await.assert_error(413, "262144 bytes");
+    t.post("/api/templates", body(json!([long(200_000)]))).await.assert_error(422, "at most 4096 bytes");
+    let deep =
+        body(json!("DEEP")).to_string().replace("\"DEEP\"", &format!("{}\"x\"{}", "[".repeat(40), "]".repeat(40)));
+    let answer = t.call(http::Method::POST, "/api/templates", Some("application/json"), deep).await;
+    answer.assert_error(422, "the limit is 16 levels");
+    t.post("/api/templates", body(json!([1e300]))).await.assert_error(422, "Meta's sample values");
+    let odd_format = template(json!([{"type": "BODY", "text": "x", "format": "whatever"}]));
+    t.post("/api/templates", odd_format).await.assert_error(422, "BODY takes no format");
+    let image = template(json!([{"type": "HEADER", "format": "image"}, {"type": "BODY", "text": "x"}]));
+    let created = t.post("/api/templates", image).await;
+    assert_eq!(created.assert_ok(201)["components"][0]["format"], "IMAGE");
+}

@@ -4,6 +4,7 @@
 
 mod accounts;
 mod campaigns;
+mod contract;
 mod delivery;
 mod limits;
 mod recipients;

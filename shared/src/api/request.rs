@@ -103,12 +103,18 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
-        if inner.is_syntax() || inner.is_eof() {
-            return ApiError::bad_request(format!("malformed JSON: {inner}"));
-        }
         // serde's text ends with " at line 1 column 20"; the field path says more.
         let text = inner.to_string();
         let text = text.split(" at line ").next().unwrap_or(&text).to_string();
+        if inner.is_syntax() || inner.is_eof() {
+            // Well-formed JSON that serde reads as a syntax error: an object or array where a
+            // name (an enum) is expected.
+            if serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok() {
+                let at = if path == "." { "body" } else { path.as_str() };
+                return ApiError::bad_request(format!("{at}: invalid type: a value of another type is expected"));
+            }
+            return ApiError::bad_request(format!("malformed JSON: {inner}"));
+        }
         if let Some(field) = text.strip_prefix("missing field `").and_then(|t| t.strip_suffix('`')) {
             let at = if path == "." { String::new() } else { format!("{path}.") };
             return ApiError::invalid(format!("{at}{field} is required"));
@@ -172,6 +178,11 @@ mod tests {
         );
         let e = parse_json::<NewAccount>(br#"{"name":"a"}"#).unwrap_err();
         assert_eq!((e.status, e.message.as_str()), (StatusCode::UNPROCESSABLE_ENTITY, "phone_number_id is required"));
+        let e = parse_json::<NewAccount>(br#"{"name":"a","messaging_limit_tier":{}}"#).unwrap_err();
+        assert_eq!(
+            (e.status, e.message.as_str()),
+            (StatusCode::BAD_REQUEST, "messaging_limit_tier: invalid type: a value of another type is expected")
+        );
         let e = parse_json::<NewAccount>(br#"{"nme":"a"}"#).unwrap_err();
         assert!(e.message.contains("unknown field 'nme'"), "{}", e.message);
         let e = parse_json::<NewAccount>(
