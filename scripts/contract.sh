@@ -4,7 +4,8 @@
 # data in every status (scripts/contract_seed.py), and checks that no answer is a 5xx and that
 # every answer's status, content type and body are ones the contract documents.
 # Run by scripts/test.sh against its emulator; run alone, it starts one. CONTRACT_EXAMPLES
-# (default 40) bounds the cases per operation in each phase.
+# (default 40) bounds the cases per operation in each phase; CONTRACT_ARGS adds schemathesis
+# options (`--seed N` to replay a run, `--report har` to keep every request and answer).
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 cd "$ROOT"
 
@@ -38,7 +39,8 @@ log "schemathesis: every operation of docs/openapi.yaml, ${CONTRACT_EXAMPLES:-40
 status=0
 PYTHONPATH="$ROOT/scripts" SCHEMATHESIS_HOOKS=contract_hooks "$VENV/schemathesis/bin/schemathesis" --config-file "$config" run docs/openapi.yaml --url "$api" \
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
-  --max-examples "${CONTRACT_EXAMPLES:-40}" --workers 1 --no-color --generation-database none || status=$?
+  --max-examples "${CONTRACT_EXAMPLES:-40}" --workers 1 --no-color --generation-database none ${CONTRACT_ARGS:-} \
+  || status=$?
 if [ "$status" -ne 0 ]; then
   echo "the service's log: $STATE/contract-stack-$port.log" >&2
   grep -iE "panic|error" "$STATE/contract-stack-$port.log" | tail -20 >&2 || true
