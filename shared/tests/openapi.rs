@@ -86,11 +86,9 @@ fn every_operation_documents_its_envelope_and_error_statuses() {
             assert!(has("400"), "{at}: 400 for a bad query value");
         }
         assert!(has("413"), "{at}: 413 for a body over 6 MB (the dispatcher refuses it on any route)");
-        if let Some(body) = op.get("requestBody") {
-            if body["content"].get("application/json").is_some() && path.starts_with("/api/") {
-                for code in ["400", "415", "422"] {
-                    assert!(has(code), "{at}: {code} for a body it cannot take");
-                }
+        if path.starts_with("/api/") && op.pointer("/requestBody/content/application~1json").is_some() {
+            for code in ["400", "415", "422"] {
+                assert!(has(code), "{at}: {code} for a body it cannot take");
             }
         }
         for (code, response) in responses {

@@ -95,10 +95,7 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::bad_request("malformed JSON: the body is empty"));
     }
-    let depth = limits::json_depth(body);
-    if depth > limits::MAX_JSON_DEPTH {
-        return Err(ApiError::invalid(limits::too_deep(depth)));
-    }
+    limits::check_depth(body).map_err(ApiError::invalid)?;
     let de = &mut serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();

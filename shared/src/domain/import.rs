@@ -155,10 +155,7 @@ pub fn parse_csv(body: &[u8]) -> Result<Vec<RawRow>, Invalid> {
 /// booleans become text; `null` means absent. Like [`parse_csv`], it returns at most one row
 /// past [`IMPORT_ROWS`].
 pub fn parse_json(body: &[u8]) -> Result<Vec<RawRow>, JsonBodyError> {
-    let depth = limits::json_depth(body);
-    if depth > limits::MAX_JSON_DEPTH {
-        return Err(JsonBodyError::Invalid(limits::too_deep(depth)));
-    }
+    limits::check_depth(body).map_err(JsonBodyError::Invalid)?;
     let value: Value = serde_json::from_slice(body).map_err(|e| JsonBodyError::Malformed(e.to_string()))?;
     let Value::Object(mut top) = value else {
         return Err(JsonBodyError::Invalid("the body must be an object with a recipients array".into()));

@@ -80,9 +80,14 @@ pub fn json_depth(body: &[u8]) -> usize {
     deepest
 }
 
-/// The message of a body nested deeper than [`MAX_JSON_DEPTH`].
-pub fn too_deep(depth: usize) -> String {
-    format!("the JSON body is nested {depth} levels deep; the limit is {MAX_JSON_DEPTH} levels of arrays and objects")
+/// Refuses a JSON body nested deeper than [`MAX_JSON_DEPTH`], with a message naming the limit.
+pub fn check_depth(body: &[u8]) -> Result<(), String> {
+    match json_depth(body) {
+        depth if depth > MAX_JSON_DEPTH => Err(format!(
+            "the JSON body is nested {depth} levels deep; the limit is {MAX_JSON_DEPTH} levels of arrays and objects"
+        )),
+        _ => Ok(()),
+    }
 }
 
 #[cfg(test)]
