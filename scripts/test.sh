@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every check, from a fresh clone: formatting, lints, unit tests, integration tests of every
 # route and of scheduled starts against DynamoDB/SQS/EventBridge Scheduler in the emulator, the
-# sample events, and the SAM template
+# sample events, the API contract (docs/openapi.yaml: checked against the router by a test, and
+# against a running local stack by schemathesis), and the SAM template
 # (cfn-lint and sam validate --lint; no Docker needed).
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 cd "$ROOT"
@@ -21,6 +22,9 @@ trap 'kill $MOTO_PID 2>/dev/null || true' EXIT INT TERM
 
 log "cargo test (unit, events, and integration against $AWS_ENDPOINT_URL)"
 cargo test --workspace --no-fail-fast
+
+log "API contract: schemathesis against a local stack"
+bash scripts/contract.sh
 
 log "cfn-lint template.yaml"
 "$VENV/tools/bin/cfn-lint" template.yaml

@@ -5,8 +5,10 @@
 mod accounts;
 mod api_keys;
 mod campaigns;
+mod contract;
 mod delivery;
 mod faults;
+mod limits;
 mod recipients;
 mod routing;
 mod scheduling;

@@ -167,7 +167,7 @@ pub fn routes(name: &str) -> Vec<&'static Route> {
 
 /// The largest request body a Lambda function can receive (its 6 MB invocation payload limit).
 /// The local stack applies the same limit so that it answers as AWS would.
-pub const MAX_BODY_BYTES: usize = 6 * 1024 * 1024;
+pub use crate::domain::limits::MAX_BODY_BYTES;
 
 /// Matches `path` against a route pattern and returns the `{name}` captures.
 fn match_path(pattern: &str, path: &str) -> Option<Vec<(String, String)>> {

@@ -9,6 +9,7 @@ use super::campaigns::{load, wrong_status};
 use super::{ApiRequest, App, Reply};
 use crate::domain::campaign::Campaign;
 use crate::domain::import::{self, JsonBodyError, RawRow, Rejection};
+use crate::domain::limits::{IMPORT_ROWS, REPORTED_ERRORS};
 use crate::domain::now;
 use crate::domain::recipient::RecipientStatus;
 use crate::domain::template::Category;
@@ -73,6 +74,11 @@ pub async fn import(app: Arc<App>, req: ApiRequest) -> ApiResult<Reply> {
     if rows.is_empty() {
         return Err(ApiError::invalid("the import has no recipient rows"));
     }
+    if rows.len() > IMPORT_ROWS {
+        return Err(ApiError::too_large(format!(
+            "the import has more than {IMPORT_ROWS} rows; the limit is {IMPORT_ROWS} rows per import: split the file"
+        )));
+    }
     let lock = match app.db.lock_import(&campaign.id, chrono::Utc::now().timestamp()).await {
         Ok(lock) => lock,
         Err(StoreError::ConditionFailed) => {
@@ -108,7 +114,7 @@ pub async fn import(app: Arc<App>, req: ApiRequest) -> ApiResult<Reply> {
         };
         plan.accepted.retain(|a| {
             let keep = !existing.contains(&a.phone);
-            if !keep && already.len() < import::MAX_REPORTED_ERRORS {
+            if !keep && already.len() < REPORTED_ERRORS {
                 already.push(Rejection { row: a.row, reason: format!("{} is already in the campaign", a.phone) });
             }
             keep
@@ -181,7 +187,7 @@ async fn withhold_opted_out(
     if marketing {
         plan.accepted.retain(|a| {
             let keep = !opted_out.contains(&a.phone);
-            if !keep && rejected.len() < import::MAX_REPORTED_ERRORS {
+            if !keep && rejected.len() < REPORTED_ERRORS {
                 let reason = format!("{} opted out of this account's marketing messages; not added", a.phone);
                 rejected.push(Rejection { row: a.row, reason });
             }

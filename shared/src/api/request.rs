@@ -7,6 +7,7 @@ use bytes::Bytes;
 use http::HeaderMap;
 use serde::de::DeserializeOwned;
 
+use crate::domain::limits::{self, MAX_JSON_BODY_BYTES, MAX_PAGE, MAX_PAGE_SIZE};
 use crate::error::{ApiError, ApiResult};
 
 pub struct ApiRequest {
@@ -29,14 +30,12 @@ impl std::fmt::Debug for ApiRequest {
     }
 }
 
-/// `page` (from 1) and `limit` (1 to 100) of a listing.
+/// `page` (from 1) and `limit` (1 to [`MAX_PAGE_SIZE`]) of a listing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Pagination {
     pub page: u32,
     pub limit: u32,
 }
-
-pub const MAX_LIMIT: u32 = 100;
 
 impl ApiRequest {
     pub fn new(params: Vec<(String, String)>, query: Option<&str>, headers: HeaderMap, body: Bytes) -> Self {
@@ -60,12 +59,11 @@ impl ApiRequest {
             match self.query(name) {
                 None => Ok(default),
                 Some(v) => v.parse::<u32>().ok().filter(|n| (1..=max).contains(n)).ok_or_else(|| {
-                    let range = if max == u32::MAX { "≥ 1".to_string() } else { format!("from 1 to {max}") };
-                    ApiError::bad_request(format!("{name} must be a whole number {range} (got '{v}')"))
+                    ApiError::bad_request(format!("{name} must be a whole number from 1 to {max} (got '{v}')"))
                 }),
             }
         };
-        Ok(Pagination { page: number("page", 1, 100_000)?, limit: number("limit", default_limit, MAX_LIMIT)? })
+        Ok(Pagination { page: number("page", 1, MAX_PAGE)?, limit: number("limit", default_limit, MAX_PAGE_SIZE)? })
     }
 
     /// A query value that must be one of a fixed set (a status), parsed by `parse`.
@@ -83,8 +81,9 @@ impl ApiRequest {
         Some(v.split(';').next().unwrap_or_default().trim().to_ascii_lowercase())
     }
 
-    /// The body as JSON of type `T`. Errors name the field: 400 for malformed JSON and wrong
-    /// types, 422 for a missing or unknown field or a value outside the allowed set.
+    /// The body of a create or an update as JSON of type `T`. Errors name the field: 400 for
+    /// malformed JSON and wrong types, 422 for a missing or unknown field or a value outside the
+    /// allowed set, 413 for a body over [`MAX_JSON_BODY_BYTES`].
     pub fn json<T: DeserializeOwned>(&self) -> ApiResult<T> {
         if let Some(ct) = self.content_type()
             && ct != "application/json"
@@ -92,6 +91,12 @@ impl ApiRequest {
         {
             return Err(ApiError::unsupported_media(format!(
                 "Content-Type {ct} is not supported here; send application/json"
+            )));
+        }
+        if self.body.len() > MAX_JSON_BODY_BYTES {
+            return Err(ApiError::too_large(format!(
+                "the request body has {} bytes; the limit for this request is {MAX_JSON_BODY_BYTES} bytes (256 KB)",
+                self.body.len()
             )));
         }
         parse_json(&self.body)
@@ -102,16 +107,23 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::bad_request("malformed JSON: the body is empty"));
     }
+    limits::check_depth(body).map_err(ApiError::invalid)?;
     let de = &mut serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
-        if inner.is_syntax() || inner.is_eof() {
-            return ApiError::bad_request(format!("malformed JSON: {inner}"));
-        }
         // serde's text ends with " at line 1 column 20"; the field path says more.
         let text = inner.to_string();
         let text = text.split(" at line ").next().unwrap_or(&text).to_string();
+        if inner.is_syntax() || inner.is_eof() {
+            // Well-formed JSON that serde reads as a syntax error: an object or array where a
+            // name (an enum) is expected.
+            if serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok() {
+                let at = if path == "." { "body" } else { path.as_str() };
+                return ApiError::bad_request(format!("{at}: invalid type: a value of another type is expected"));
+            }
+            return ApiError::bad_request(format!("malformed JSON: {inner}"));
+        }
         if let Some(field) = text.strip_prefix("missing field `").and_then(|t| t.strip_suffix('`')) {
             let at = if path == "." { String::new() } else { format!("{path}.") };
             return ApiError::invalid(format!("{at}{field} is required"));
@@ -185,6 +197,11 @@ mod tests {
         );
         let e = parse_json::<NewAccount>(br#"{"name":"a"}"#).unwrap_err();
         assert_eq!((e.status, e.message.as_str()), (StatusCode::UNPROCESSABLE_ENTITY, "phone_number_id is required"));
+        let e = parse_json::<NewAccount>(br#"{"name":"a","messaging_limit_tier":{}}"#).unwrap_err();
+        assert_eq!(
+            (e.status, e.message.as_str()),
+            (StatusCode::BAD_REQUEST, "messaging_limit_tier: invalid type: a value of another type is expected")
+        );
         let e = parse_json::<NewAccount>(br#"{"nme":"a"}"#).unwrap_err();
         assert!(e.message.contains("unknown field 'nme'"), "{}", e.message);
         let e = parse_json::<NewAccount>(

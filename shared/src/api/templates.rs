@@ -17,12 +17,10 @@ pub(crate) async fn load(app: &App, id: &str) -> ApiResult<Template> {
 
 pub async fn create(app: Arc<App>, req: ApiRequest) -> ApiResult<Reply> {
     let new: NewTemplate = req.json()?;
-    if uuid::Uuid::parse_str(&new.account_id).is_err()
-        || app.db.get_account(&new.account_id).await.map_err(app.store_err("could not read the account"))?.is_none()
-    {
-        return Err(ApiError::invalid(format!("account_id: no account with id {}", new.account_id)));
-    }
     let template = new.validate(uuid::Uuid::new_v4().to_string(), &now())?;
+    if app.db.get_account(&template.account_id).await.map_err(app.store_err("could not read the account"))?.is_none() {
+        return Err(ApiError::invalid(format!("account_id: no account with id {}", template.account_id)));
+    }
     match app.db.create_template(&template).await {
         Ok(()) => Ok(Reply::created(json!(template))),
         Err(StoreError::ConditionFailed) => Err(ApiError::conflict(format!(

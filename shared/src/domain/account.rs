@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::limits::{ACCESS_TOKEN_CHARS, ACCOUNT_NAME_CHARS, META_ID_CHARS};
 use super::required_text;
 use crate::error::Invalid;
 use crate::secrets::Secret;
@@ -94,7 +95,7 @@ pub struct AccountChanges {
 }
 
 fn digits_id(field: &str, v: &str) -> Result<String, Invalid> {
-    let v = required_text(field, v, 64)?;
+    let v = required_text(field, v, META_ID_CHARS)?;
     if !v.chars().all(|c| c.is_ascii_digit()) {
         return Err(Invalid(format!("{field} must contain only digits (Meta's numeric id)")));
     }
@@ -102,7 +103,7 @@ fn digits_id(field: &str, v: &str) -> Result<String, Invalid> {
 }
 
 fn token(v: &Secret) -> Result<Secret, Invalid> {
-    let v = required_text("access_token", v.expose(), 4096)?;
+    let v = required_text("access_token", v.expose(), ACCESS_TOKEN_CHARS)?;
     if v.chars().any(char::is_whitespace) {
         return Err(Invalid("access_token must not contain spaces".into()));
     }
@@ -121,7 +122,7 @@ impl NewAccount {
     pub fn validate(self, id: String, now: &str) -> Result<(Account, Secret), Invalid> {
         let account = Account {
             id,
-            name: required_text("name", &self.name, 200)?,
+            name: required_text("name", &self.name, ACCOUNT_NAME_CHARS)?,
             phone_number_id: digits_id("phone_number_id", &self.phone_number_id)?,
             business_account_id: digits_id("business_account_id", &self.business_account_id)?,
             messaging_limit_tier: self.messaging_limit_tier,
@@ -137,7 +138,7 @@ impl AccountChanges {
     /// Applies the changes; returns the new access token when one was given.
     pub fn apply(self, account: &mut Account, now: &str) -> Result<Option<Secret>, Invalid> {
         if let Some(v) = self.name {
-            account.name = required_text("name", &v, 200)?;
+            account.name = required_text("name", &v, ACCOUNT_NAME_CHARS)?;
         }
         if let Some(v) = self.phone_number_id {
             account.phone_number_id = digits_id("phone_number_id", &v)?;

@@ -5,8 +5,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use super::account::Account;
+use super::limits::{CAMPAIGN_NAME_CHARS, FIELD_NAME_CHARS, MAPPING_KEY_CHARS, TEMPLATE_PARAMETERS};
 use super::template::{Template, TemplateStatus};
-use super::{parse_time, required_text};
+use super::{parse_time, reference, required_text};
 use crate::error::Invalid;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -217,9 +218,6 @@ fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D:
     Option::<String>::deserialize(d).map(Some)
 }
 
-pub const MAX_NAME_CHARS: usize = 200;
-pub const MAX_FIELD_NAME_CHARS: usize = 64;
-
 /// The account and template a campaign points at must exist, belong together, be approved,
 /// and the mapping must give every placeholder of the template a recipient field.
 pub fn check_references(
@@ -270,11 +268,26 @@ fn check_mapping(template: &Template, mapping: &BTreeMap<String, String>) -> Res
             extra.join(", ")
         )));
     }
+    Ok(())
+}
+
+/// The mapping's own rules, before it is compared with a template: its size, its keys' length,
+/// and values that name a recipient field.
+fn check_mapping_shape(mapping: &BTreeMap<String, String>) -> Result<(), Invalid> {
+    if mapping.len() > TEMPLATE_PARAMETERS {
+        return Err(Invalid(format!(
+            "variable_mapping has {} entries; the limit is {TEMPLATE_PARAMETERS} (a template's placeholders)",
+            mapping.len()
+        )));
+    }
     for (k, field) in mapping {
+        if k.chars().count() > MAPPING_KEY_CHARS {
+            return Err(Invalid(format!("variable_mapping keys must be at most {MAPPING_KEY_CHARS} characters")));
+        }
         let f = field.trim();
-        if f.is_empty() || f.chars().count() > MAX_FIELD_NAME_CHARS || f != field {
+        if f.is_empty() || f.chars().count() > FIELD_NAME_CHARS || f != field {
             return Err(Invalid(format!(
-                "variable_mapping.{k} must name a recipient field (1 to {MAX_FIELD_NAME_CHARS} characters, no surrounding spaces)"
+                "variable_mapping.{k} must name a recipient field (1 to {FIELD_NAME_CHARS} characters, no surrounding spaces)"
             )));
         }
     }
@@ -285,11 +298,12 @@ impl NewCampaign {
     /// Builds the draft; the caller then checks its references with [`check_references`] and
     /// sets `template_name`.
     pub fn into_campaign(self, id: String, now: &str) -> Result<Campaign, Invalid> {
+        check_mapping_shape(&self.variable_mapping)?;
         Ok(Campaign {
             id,
-            name: required_text("name", &self.name, MAX_NAME_CHARS)?,
-            account_id: self.account_id,
-            template_id: self.template_id,
+            name: required_text("name", &self.name, CAMPAIGN_NAME_CHARS)?,
+            account_id: reference("account_id", self.account_id)?,
+            template_id: reference("template_id", self.template_id)?,
             template_name: String::new(),
             status: CampaignStatus::Draft,
             total_recipients: 0,
@@ -320,15 +334,16 @@ impl CampaignChanges {
     /// (with [`check_references`]) when [`Self::touches_references`] says so.
     pub fn apply(self, campaign: &mut Campaign, now: &str) -> Result<(), Invalid> {
         if let Some(v) = self.name {
-            campaign.name = required_text("name", &v, MAX_NAME_CHARS)?;
+            campaign.name = required_text("name", &v, CAMPAIGN_NAME_CHARS)?;
         }
         if let Some(v) = self.account_id {
-            campaign.account_id = v;
+            campaign.account_id = reference("account_id", v)?;
         }
         if let Some(v) = self.template_id {
-            campaign.template_id = v;
+            campaign.template_id = reference("template_id", v)?;
         }
         if let Some(v) = self.variable_mapping {
+            check_mapping_shape(&v)?;
             campaign.variable_mapping = v;
         }
         if let Some(v) = self.scheduled_at {
@@ -348,7 +363,7 @@ mod tests {
 
     fn template(status: &str) -> Template {
         let t: NewTemplate = serde_json::from_value(json!({
-            "account_id": "a1", "name": "offer", "language": "en_US", "category": "MARKETING",
+            "account_id": ACCOUNT, "name": "offer", "language": "en_US", "category": "MARKETING",
             "status": status, "components": [
                 {"type":"HEADER","format":"TEXT","text":"Hi {{1}}"},
                 {"type":"BODY","text":"Dear {{1}}, code {{2}}"}]
@@ -359,7 +374,7 @@ mod tests {
 
     fn account() -> Account {
         Account {
-            id: "a1".into(),
+            id: ACCOUNT.into(),
             name: "n".into(),
             phone_number_id: "1".into(),
             business_account_id: "2".into(),
@@ -379,12 +394,12 @@ mod tests {
         let t = template("APPROVED");
         let a = account();
         let full = mapping(&[("header.1", "name"), ("1", "name"), ("2", "code")]);
-        assert!(check_references("a1", Some(&a), "t1", Some(&t), &full).is_ok());
+        assert!(check_references(ACCOUNT, Some(&a), "t1", Some(&t), &full).is_ok());
         let short = mapping(&[("1", "name"), ("2", "code")]);
-        let e = check_references("a1", Some(&a), "t1", Some(&t), &short).unwrap_err();
+        let e = check_references(ACCOUNT, Some(&a), "t1", Some(&t), &short).unwrap_err();
         assert!(e.0.contains("missing: header.1"), "{}", e.0);
         let extra = mapping(&[("header.1", "name"), ("1", "name"), ("2", "code"), ("3", "x")]);
-        let e = check_references("a1", Some(&a), "t1", Some(&t), &extra).unwrap_err();
+        let e = check_references(ACCOUNT, Some(&a), "t1", Some(&t), &extra).unwrap_err();
         assert!(e.0.contains(": 3"), "{}", e.0);
         assert_eq!(required_fields(&full), ["code", "name"]);
     }
@@ -393,13 +408,13 @@ mod tests {
     fn references_must_exist_match_and_be_approved() {
         let t = template("APPROVED");
         let m = mapping(&[("header.1", "n"), ("1", "n"), ("2", "c")]);
-        let e = check_references("a1", None, "t1", Some(&t), &m).unwrap_err();
+        let e = check_references(ACCOUNT, None, "t1", Some(&t), &m).unwrap_err();
         assert!(e.0.starts_with("account_id"));
-        let e = check_references("a1", Some(&account()), "t1", None, &m).unwrap_err();
+        let e = check_references(ACCOUNT, Some(&account()), "t1", None, &m).unwrap_err();
         assert!(e.0.starts_with("template_id"));
         let e = check_references("a2", Some(&account()), "t1", Some(&t), &m).unwrap_err();
         assert!(e.0.contains("another account"));
-        let e = check_references("a1", Some(&account()), "t1", Some(&template("PENDING")), &m).unwrap_err();
+        let e = check_references(ACCOUNT, Some(&account()), "t1", Some(&template("PENDING")), &m).unwrap_err();
         assert!(e.0.contains("PENDING"), "{}", e.0);
         let _ = ParameterFormat::Positional;
     }
@@ -430,7 +445,7 @@ mod tests {
     #[test]
     fn scheduled_at_is_stored_in_utc_and_can_be_cleared() {
         let new: NewCampaign = serde_json::from_value(json!({
-            "name": "Sale", "account_id": "a1", "template_id": "t1",
+            "name": "Sale", "account_id": ACCOUNT, "template_id": TEMPLATE,
             "scheduled_at": "2027-01-01T00:00:00-05:00"
         }))
         .unwrap();
@@ -443,5 +458,35 @@ mod tests {
         let keep: CampaignChanges = serde_json::from_value(json!({"name": "New"})).unwrap();
         assert!(!keep.touches_references());
         assert!(serde_json::from_value::<CampaignChanges>(json!({"status": "sending"})).is_err());
+    }
+
+    const ACCOUNT: &str = "0b6f4c6e-0000-4000-8000-000000000001";
+    const TEMPLATE: &str = "0b6f4c6e-0000-4000-8000-000000000002";
+
+    #[test]
+    fn references_are_ids_and_the_mapping_is_bounded() {
+        let new =
+            |v: serde_json::Value| serde_json::from_value::<NewCampaign>(v).unwrap().into_campaign("c".into(), "t");
+        let base = json!({"name": "Sale", "account_id": ACCOUNT, "template_id": TEMPLATE});
+        assert!(new(base.clone()).is_ok());
+        let mut bad = base.clone();
+        bad["account_id"] = json!("not-a-uuid");
+        assert!(new(bad).unwrap_err().0.starts_with("account_id must be the id (a UUID) of an existing account"));
+        let mut bad = base.clone();
+        bad["template_id"] = json!("x".repeat(10_000));
+        let e = new(bad).unwrap_err().0;
+        assert!(e.starts_with("template_id must be the id (a UUID) of an existing template") && e.len() < 100, "{e}");
+        let mut big = base.clone();
+        big["variable_mapping"] = (0..=TEMPLATE_PARAMETERS).map(|i| (i.to_string(), json!("name"))).collect();
+        assert!(new(big).unwrap_err().0.contains("the limit is 100"));
+        let mut long_key = base.clone();
+        long_key["variable_mapping"] = json!({"k".repeat(MAPPING_KEY_CHARS + 1): "name"});
+        assert!(new(long_key).unwrap_err().0.contains("at most 80 characters"));
+        let mut field = base;
+        field["variable_mapping"] = json!({"1": " name"});
+        assert!(new(field).unwrap_err().0.contains("variable_mapping.1 must name a recipient field"));
+        let changes: CampaignChanges = serde_json::from_value(json!({"template_id": "t2"})).unwrap();
+        let mut c = new(json!({"name": "Sale", "account_id": ACCOUNT, "template_id": TEMPLATE})).unwrap();
+        assert!(changes.apply(&mut c, "t").unwrap_err().0.starts_with("template_id must be"));
     }
 }

@@ -4,15 +4,10 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde_json::Value;
 
+use super::limits::{self, FIELD_NAME_CHARS, FIELD_VALUE_CHARS, FIELDS, IMPORT_ROWS, REPORTED_ERRORS};
 use super::phone::PhoneParser;
 use super::recipient::{PHONE_ALIASES, PHONE_FIELD, RESERVED_FIELDS};
 use crate::error::Invalid;
-
-/// The answer lists at most this many rejected rows.
-pub const MAX_REPORTED_ERRORS: usize = 100;
-pub const MAX_COLUMNS: usize = 50;
-pub const MAX_FIELD_NAME_CHARS: usize = 64;
-pub const MAX_VALUE_CHARS: usize = 1024;
 
 /// One input row before validation. `number` is its 1-based position among the data rows (the
 /// CSV header is not counted).
@@ -57,7 +52,7 @@ impl ImportPlan {
         } else {
             self.duplicates += 1;
         }
-        if self.errors.len() < MAX_REPORTED_ERRORS {
+        if self.errors.len() < REPORTED_ERRORS {
             self.errors.push(Rejection { row, reason });
         }
     }
@@ -67,8 +62,12 @@ fn check_field_name(name: &str) -> Result<(), Invalid> {
     if name.is_empty() {
         return Err(Invalid("every column needs a name in the header row".into()));
     }
-    if name.chars().count() > MAX_FIELD_NAME_CHARS {
-        return Err(Invalid(format!("column '{name}' has a name longer than {MAX_FIELD_NAME_CHARS} characters")));
+    if name.chars().count() > FIELD_NAME_CHARS {
+        let start: String = name.chars().take(FIELD_NAME_CHARS).collect();
+        return Err(Invalid(format!("column '{start}…' has a name longer than {FIELD_NAME_CHARS} characters")));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(Invalid(format!("column {name:?} has a control character in its name")));
     }
     if RESERVED_FIELDS.contains(&name) {
         return Err(Invalid(format!("column '{name}' is reserved for the recipient's own data; rename it")));
@@ -81,7 +80,8 @@ fn phone_column(names: &[String]) -> Option<usize> {
 }
 
 /// Reads CSV: a header row, then one recipient per record. Quoted fields, embedded commas and
-/// newlines, CRLF and a UTF-8 byte-order mark are handled by the `csv` crate.
+/// newlines, CRLF and a UTF-8 byte-order mark are handled by the `csv` crate. Reading stops one
+/// row past [`IMPORT_ROWS`], which is enough for the caller to refuse the import.
 pub fn parse_csv(body: &[u8]) -> Result<Vec<RawRow>, Invalid> {
     let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
     let mut reader = csv::ReaderBuilder::new().flexible(true).has_headers(true).from_reader(body);
@@ -90,8 +90,8 @@ pub fn parse_csv(body: &[u8]) -> Result<Vec<RawRow>, Invalid> {
     if names.iter().all(String::is_empty) {
         return Err(Invalid("the CSV file is empty; it needs a header row such as phone_number,name".into()));
     }
-    if names.len() > MAX_COLUMNS {
-        return Err(Invalid(format!("the CSV file has {} columns; the limit is {MAX_COLUMNS}", names.len())));
+    if names.len() > FIELDS {
+        return Err(Invalid(format!("the CSV file has {} columns; the limit is {FIELDS}", names.len())));
     }
     let Some(phone_idx) = phone_column(&names) else {
         return Err(Invalid(format!(
@@ -110,6 +110,9 @@ pub fn parse_csv(body: &[u8]) -> Result<Vec<RawRow>, Invalid> {
     }
     let mut rows = Vec::new();
     for (i, record) in reader.byte_records().enumerate() {
+        if rows.len() > IMPORT_ROWS {
+            break;
+        }
         let number = i + 1;
         let mut row = RawRow { number, phone: None, fields: BTreeMap::new(), unreadable: None };
         match record {
@@ -149,8 +152,10 @@ pub fn parse_csv(body: &[u8]) -> Result<Vec<RawRow>, Invalid> {
 }
 
 /// Reads the JSON body `{"recipients":[{"phone_number":"+1…","name":"…"},…]}`. Numbers and
-/// booleans become text; `null` means absent.
+/// booleans become text; `null` means absent. Like [`parse_csv`], it returns at most one row
+/// past [`IMPORT_ROWS`].
 pub fn parse_json(body: &[u8]) -> Result<Vec<RawRow>, JsonBodyError> {
+    limits::check_depth(body).map_err(JsonBodyError::Invalid)?;
     let value: Value = serde_json::from_slice(body).map_err(|e| JsonBodyError::Malformed(e.to_string()))?;
     let Value::Object(mut top) = value else {
         return Err(JsonBodyError::Invalid("the body must be an object with a recipients array".into()));
@@ -161,16 +166,16 @@ pub fn parse_json(body: &[u8]) -> Result<Vec<RawRow>, JsonBodyError> {
     let Some(Value::Array(items)) = top.remove("recipients") else {
         return Err(JsonBodyError::Invalid("recipients must be an array of objects".into()));
     };
-    let mut rows = Vec::with_capacity(items.len());
-    for (i, item) in items.into_iter().enumerate() {
+    let mut rows = Vec::with_capacity(items.len().min(IMPORT_ROWS + 1));
+    for (i, item) in items.into_iter().take(IMPORT_ROWS + 1).enumerate() {
         let mut row = RawRow { number: i + 1, phone: None, fields: BTreeMap::new(), unreadable: None };
         let Value::Object(obj) = item else {
             row.unreadable = Some("recipient must be an object".into());
             rows.push(row);
             continue;
         };
-        if obj.len() > MAX_COLUMNS {
-            row.unreadable = Some(format!("recipient has more than {MAX_COLUMNS} fields"));
+        if obj.len() > FIELDS {
+            row.unreadable = Some(format!("recipient has {} fields; the limit is {FIELDS}", obj.len()));
         }
         let phone_key = PHONE_ALIASES.iter().find(|a| obj.contains_key(**a)).copied();
         for (k, v) in obj {
@@ -234,8 +239,8 @@ pub fn plan(rows: Vec<RawRow>, required: &[String], phones: &PhoneParser) -> Imp
             );
             continue;
         }
-        if let Some((k, _)) = row.fields.iter().find(|(_, v)| v.chars().count() > MAX_VALUE_CHARS) {
-            plan.reject(row.number, format!("field '{k}' is longer than {MAX_VALUE_CHARS} characters"), true);
+        if let Some((k, _)) = row.fields.iter().find(|(_, v)| v.chars().count() > FIELD_VALUE_CHARS) {
+            plan.reject(row.number, format!("field '{k}' is longer than {FIELD_VALUE_CHARS} characters"), true);
             continue;
         }
         if let Some(first) = seen.get(&phone) {
@@ -249,11 +254,11 @@ pub fn plan(rows: Vec<RawRow>, required: &[String], phones: &PhoneParser) -> Imp
 }
 
 /// Merges the plan's rejections with those found against the store (numbers already in the
-/// campaign), keeping the first [`MAX_REPORTED_ERRORS`] in row order.
+/// campaign), keeping the first [`REPORTED_ERRORS`] in row order.
 pub fn merge_errors(mut a: Vec<Rejection>, b: Vec<Rejection>) -> Vec<Rejection> {
     a.extend(b);
     a.sort_by_key(|r| r.row);
-    a.truncate(MAX_REPORTED_ERRORS);
+    a.truncate(REPORTED_ERRORS);
     a
 }
 
@@ -309,9 +314,9 @@ mod tests {
             csv.push_str("bad\n");
         }
         let p = plan(parse_csv(csv.as_bytes()).unwrap(), &[], &us());
-        assert_eq!((p.invalid, p.errors.len()), (150, MAX_REPORTED_ERRORS));
+        assert_eq!((p.invalid, p.errors.len()), (150, REPORTED_ERRORS));
         let merged = merge_errors(p.errors, vec![Rejection { row: 1, reason: "x".into() }]);
-        assert_eq!(merged.len(), MAX_REPORTED_ERRORS);
+        assert_eq!(merged.len(), REPORTED_ERRORS);
         assert_eq!((merged[1].row, merged[1].reason.as_str(), merged[2].row), (1, "x", 2));
     }
 

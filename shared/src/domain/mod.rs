@@ -5,6 +5,7 @@ pub mod api_key;
 pub mod campaign;
 pub mod delivery;
 pub mod import;
+pub mod limits;
 pub mod phone;
 pub mod recipient;
 pub mod schedule;
@@ -42,6 +43,18 @@ pub fn required_text(field: &str, value: &str, max: usize) -> Result<String, cra
         return Err(crate::error::Invalid(format!("{field} must be at most {max} characters")));
     }
     Ok(v.to_string())
+}
+
+/// The id of something a request refers to: a UUID (anything else names nothing). The message
+/// does not repeat the value, which may be of any length.
+pub fn reference(field: &str, id: String) -> Result<String, crate::error::Invalid> {
+    match uuid::Uuid::parse_str(&id) {
+        Ok(_) => Ok(id),
+        Err(_) => Err(crate::error::Invalid(format!(
+            "{field} must be the id (a UUID) of an existing {}",
+            field.trim_end_matches("_id")
+        ))),
+    }
 }
 
 #[cfg(test)]

@@ -26,7 +26,7 @@ impl PhoneParser {
         if raw.is_empty() {
             return Err("phone number is empty");
         }
-        if raw.len() > 40 {
+        if raw.chars().count() > super::limits::PHONE_CHARS {
             return Err("phone number is too long");
         }
         let number = phonenumber::parse(self.region, raw).map_err(|_| "phone number cannot be read")?;

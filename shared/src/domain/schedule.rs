@@ -145,9 +145,11 @@ mod tests {
     use chrono::TimeZone;
     use serde_json::json;
 
+    const ACCOUNT: &str = "0b6f4c6e-0000-4000-8000-000000000001";
+
     fn campaign(status: CampaignStatus, at: Option<&str>) -> Campaign {
         let new: NewCampaign =
-            serde_json::from_value(json!({"name": "Sale", "account_id": "a", "template_id": "t"})).unwrap();
+            serde_json::from_value(json!({"name": "Sale", "account_id": ACCOUNT, "template_id": ACCOUNT})).unwrap();
         let mut c = new.into_campaign("c1".into(), "2026-01-01T00:00:00Z").unwrap();
         c.status = status;
         c.scheduled_at = at.map(str::to_string);

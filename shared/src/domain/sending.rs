@@ -155,7 +155,7 @@ mod tests {
 
     fn template(format: &str, components: Value) -> Template {
         let t: NewTemplate = serde_json::from_value(json!({
-            "account_id": "a", "name": "offer", "language": "en_US", "category": "MARKETING",
+            "account_id": "0b6f4c6e-0000-4000-8000-000000000001", "name": "offer", "language": "en_US", "category": "MARKETING",
             "status": "APPROVED", "parameter_format": format, "components": components
         }))
         .unwrap();

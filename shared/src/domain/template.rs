@@ -5,8 +5,13 @@
 //! `button.<index>` for a URL button's single placeholder.
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
-use super::required_text;
+use super::limits::{
+    BODY_TEXT_CHARS, BUTTON_PHONE_CHARS, BUTTON_TEXT_CHARS, BUTTON_URL_CHARS, BUTTONS, EXAMPLE_BYTES, FIELD_NAME_CHARS,
+    FOOTER_TEXT_CHARS, HEADER_TEXT_CHARS, PLACEHOLDER_NAME_CHARS, TEMPLATE_NAME_CHARS, TEMPLATE_PARAMETERS,
+};
+use super::{reference, required_text};
 use crate::error::Invalid;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,6 +46,17 @@ pub enum ComponentType {
     Buttons,
 }
 
+impl ComponentType {
+    fn label(self) -> &'static str {
+        match self {
+            ComponentType::Header => "HEADER",
+            ComponentType::Body => "BODY",
+            ComponentType::Footer => "FOOTER",
+            ComponentType::Buttons => "BUTTONS",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ButtonType {
@@ -48,6 +64,17 @@ pub enum ButtonType {
     Url,
     PhoneNumber,
     CopyCode,
+}
+
+impl ButtonType {
+    fn label(self) -> &'static str {
+        match self {
+            ButtonType::QuickReply => "QUICK_REPLY",
+            ButtonType::Url => "URL",
+            ButtonType::PhoneNumber => "PHONE_NUMBER",
+            ButtonType::CopyCode => "COPY_CODE",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -125,11 +152,7 @@ fn positional() -> ParameterFormat {
     ParameterFormat::Positional
 }
 
-pub const MAX_BODY_CHARS: usize = 1024;
-pub const MAX_HEADER_CHARS: usize = 60;
-pub const MAX_FOOTER_CHARS: usize = 60;
-pub const MAX_BUTTONS: usize = 10;
-pub const MAX_BUTTON_TEXT_CHARS: usize = 25;
+const HEADER_FORMATS: [&str; 5] = ["TEXT", "IMAGE", "VIDEO", "DOCUMENT", "LOCATION"];
 
 /// A placeholder as written in a text: positional `{{1}}` or named `{{first_name}}`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -157,6 +180,11 @@ fn placeholders(component: &str, text: &str) -> Result<Vec<Placeholder>, Invalid
         } else if inner.starts_with(|c: char| c.is_ascii_lowercase())
             && inner.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
         {
+            if inner.len() > PLACEHOLDER_NAME_CHARS {
+                return Err(Invalid(format!(
+                    "{component} text has a placeholder name longer than {PLACEHOLDER_NAME_CHARS} characters"
+                )));
+            }
             Placeholder::Named(inner.to_string())
         } else {
             return Err(bad_placeholder(component, inner));
@@ -168,6 +196,7 @@ fn placeholders(component: &str, text: &str) -> Result<Vec<Placeholder>, Invalid
 }
 
 fn bad_placeholder(component: &str, inner: &str) -> Invalid {
+    let inner: String = inner.chars().take(PLACEHOLDER_NAME_CHARS).collect();
     Invalid(format!(
         "{component} text has an invalid placeholder {{{{{inner}}}}}: use {{{{1}}}}, {{{{2}}}}… or {{{{lowercase_name}}}}"
     ))
@@ -230,7 +259,7 @@ fn check_language(v: &str) -> Result<String, Invalid> {
 }
 
 fn check_name(v: &str) -> Result<String, Invalid> {
-    let v = required_text("name", v, 512)?;
+    let v = required_text("name", v, TEMPLATE_NAME_CHARS)?;
     if !v.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
         return Err(Invalid(
             "name must use only lowercase letters, digits and underscores, as WhatsApp template names do".into(),
@@ -275,7 +304,7 @@ pub fn parse_parameters(components: &[Component], format: ParameterFormat) -> Re
                 let fmt = c.format.as_deref().unwrap_or("TEXT").to_ascii_uppercase();
                 match fmt.as_str() {
                     "TEXT" => {
-                        let text = text_of(c, "HEADER", MAX_HEADER_CHARS)?;
+                        let text = text_of(c, "HEADER", HEADER_TEXT_CHARS)?;
                         let names = component_names("HEADER", placeholders("HEADER", text)?, format)?;
                         if names.len() > 1 {
                             return Err(Invalid("HEADER text may have at most one placeholder".into()));
@@ -291,24 +320,24 @@ pub fn parse_parameters(components: &[Component], format: ParameterFormat) -> Re
                 }
             }
             ComponentType::Body => {
-                let text = text_of(c, "BODY", MAX_BODY_CHARS)?;
+                let text = text_of(c, "BODY", BODY_TEXT_CHARS)?;
                 let names = component_names("BODY", placeholders("BODY", text)?, format)?;
                 body.extend(names.into_iter().map(|n| param("BODY", n.clone(), n, None)));
             }
             ComponentType::Footer => {
-                let text = text_of(c, "FOOTER", MAX_FOOTER_CHARS)?;
+                let text = text_of(c, "FOOTER", FOOTER_TEXT_CHARS)?;
                 if !placeholders("FOOTER", text)?.is_empty() {
                     return Err(Invalid("FOOTER text cannot have placeholders".into()));
                 }
             }
             ComponentType::Buttons => {
                 let list = c.buttons.as_deref().unwrap_or_default();
-                if list.is_empty() || list.len() > MAX_BUTTONS {
-                    return Err(Invalid(format!("BUTTONS must hold 1 to {MAX_BUTTONS} buttons")));
+                if list.is_empty() || list.len() > BUTTONS {
+                    return Err(Invalid(format!("BUTTONS must hold 1 to {BUTTONS} buttons")));
                 }
                 for (i, b) in list.iter().enumerate() {
                     let label = format!("buttons[{i}]");
-                    required_text(&format!("{label}.text"), &b.text, MAX_BUTTON_TEXT_CHARS)?;
+                    required_text(&format!("{label}.text"), &b.text, BUTTON_TEXT_CHARS)?;
                     match b.kind {
                         ButtonType::Url => {
                             let url = b.url.as_deref().unwrap_or("");
@@ -341,21 +370,99 @@ pub fn parse_parameters(components: &[Component], format: ParameterFormat) -> Re
     }
     header.extend(body);
     header.extend(buttons);
+    if header.len() > TEMPLATE_PARAMETERS {
+        return Err(Invalid(format!(
+            "the template has {} placeholders; the limit is {TEMPLATE_PARAMETERS}",
+            header.len()
+        )));
+    }
     Ok(header)
+}
+
+/// Meta's sample values: text, in arrays and objects, at most [`EXAMPLE_BYTES`] as JSON.
+fn check_example(label: &str, example: Option<&Value>) -> Result<(), Invalid> {
+    fn only_text(v: &Value) -> bool {
+        match v {
+            Value::String(_) => true,
+            Value::Array(items) => items.iter().all(only_text),
+            Value::Object(o) => {
+                o.iter().all(|(k, v)| !k.is_empty() && k.chars().count() <= FIELD_NAME_CHARS && only_text(v))
+            }
+            _ => false,
+        }
+    }
+    let Some(example) = example else { return Ok(()) };
+    if serde_json::to_vec(example).map_or(true, |json| json.len() > EXAMPLE_BYTES) {
+        return Err(Invalid(format!("{label}.example must be at most {EXAMPLE_BYTES} bytes as JSON")));
+    }
+    if !only_text(example) {
+        return Err(Invalid(format!(
+            "{label}.example must hold Meta's sample values: text in arrays and objects (keys of 1 to {FIELD_NAME_CHARS} characters)"
+        )));
+    }
+    Ok(())
+}
+
+/// Checks that a component carries only the fields of its type, and their sizes; a header's
+/// `format` is returned in capitals.
+fn checked_fields(mut c: Component) -> Result<Component, Invalid> {
+    let label = c.kind.label();
+    let refuse = |field: &str, why: &str| Invalid(format!("{label} takes no {field}: {why}"));
+    if c.kind != ComponentType::Header && c.format.is_some() {
+        return Err(refuse("format", "only a HEADER has one"));
+    }
+    if c.kind != ComponentType::Buttons && c.buttons.is_some() {
+        return Err(refuse("buttons", "only a BUTTONS component has them"));
+    }
+    if c.kind == ComponentType::Buttons && c.text.is_some() {
+        return Err(refuse("text", "each button has its own"));
+    }
+    if let Some(format) = &c.format {
+        let format = format.to_ascii_uppercase();
+        if !HEADER_FORMATS.contains(&format.as_str()) {
+            return Err(Invalid(format!("HEADER format must be one of {}", HEADER_FORMATS.join(", "))));
+        }
+        if format != "TEXT" && c.text.is_some() {
+            return Err(Invalid(format!("HEADER takes no text when its format is {format}")));
+        }
+        c.format = Some(format);
+    }
+    check_example(label, c.example.as_ref())?;
+    for (i, b) in c.buttons.iter().flatten().enumerate() {
+        let label = format!("buttons[{i}]");
+        let kind = b.kind.label();
+        if b.url.is_some() && b.kind != ButtonType::Url {
+            return Err(Invalid(format!("{label}.url is only for URL buttons, not {kind}")));
+        }
+        if b.phone_number.is_some() && b.kind != ButtonType::PhoneNumber {
+            return Err(Invalid(format!("{label}.phone_number is only for PHONE_NUMBER buttons, not {kind}")));
+        }
+        let too_long = |field: &str, v: &Option<String>, max: usize| match v {
+            Some(v) if v.chars().count() > max => {
+                Err(Invalid(format!("{label}.{field} must be at most {max} characters")))
+            }
+            _ => Ok(()),
+        };
+        too_long("url", &b.url, BUTTON_URL_CHARS)?;
+        too_long("phone_number", &b.phone_number, BUTTON_PHONE_CHARS)?;
+        check_example(&label, b.example.as_ref())?;
+    }
+    Ok(c)
 }
 
 impl NewTemplate {
     pub fn validate(self, id: String, now: &str) -> Result<Template, Invalid> {
-        let parameters = parse_parameters(&self.components, self.parameter_format)?;
+        let components: Vec<Component> = self.components.into_iter().map(checked_fields).collect::<Result<_, _>>()?;
+        let parameters = parse_parameters(&components, self.parameter_format)?;
         Ok(Template {
             id,
-            account_id: self.account_id,
+            account_id: reference("account_id", self.account_id)?,
             name: check_name(&self.name)?,
             language: check_language(&self.language)?,
             category: self.category,
             status: self.status,
             parameter_format: self.parameter_format,
-            components: self.components,
+            components,
             parameters,
             created_at: now.to_string(),
         })
@@ -426,6 +533,71 @@ mod tests {
         assert!(parse_parameters(&url, ParameterFormat::Positional).unwrap_err().0.contains("buttons[0].url"));
         let image = comps(json!([{"type":"HEADER","format":"IMAGE"},{"type":"BODY","text":"x {{1}}"}]));
         assert_eq!(keys(parse_parameters(&image, ParameterFormat::Positional)), ["1"]);
+    }
+
+    fn new_template(components: serde_json::Value) -> Result<Template, Invalid> {
+        let t: NewTemplate = serde_json::from_value(json!({
+            "account_id": "0b6f4c6e-0000-4000-8000-000000000001", "name": "offer", "language": "en",
+            "category": "UTILITY", "status": "APPROVED", "components": components
+        }))
+        .unwrap();
+        t.validate("t".into(), "now")
+    }
+
+    #[test]
+    fn components_take_only_the_fields_of_their_type() {
+        let err = |c: serde_json::Value| new_template(c).unwrap_err().0;
+        let body = json!({"type": "BODY", "text": "Hi"});
+        assert!(err(json!([{"type": "BODY", "text": "x", "format": "TEXT"}])).contains("BODY takes no format"));
+        assert!(err(json!([{"type": "BODY", "text": "x", "buttons": []}])).contains("BODY takes no buttons"));
+        let buttons = json!({"type": "BUTTONS", "text": "x", "buttons": [{"type": "QUICK_REPLY", "text": "Stop"}]});
+        assert!(err(json!([body, buttons])).contains("BUTTONS takes no text"));
+        let image = json!({"type": "HEADER", "format": "image", "text": "x"});
+        assert!(err(json!([image, body])).contains("HEADER takes no text when its format is IMAGE"));
+        assert!(err(json!([{"type": "HEADER", "format": "GIF"}, body])).contains("HEADER format must be one of"));
+        let t = new_template(json!([{"type": "HEADER", "format": "video"}, body])).unwrap();
+        assert_eq!(t.components[0].format.as_deref(), Some("VIDEO"), "stored in capitals");
+        let url_on_reply =
+            json!({"type": "BUTTONS", "buttons": [{"type": "QUICK_REPLY", "text": "a", "url": "https://x"}]});
+        assert!(err(json!([body, url_on_reply])).contains("buttons[0].url is only for URL buttons"));
+        let phone_on_url = json!({"type": "BUTTONS", "buttons": [{"type": "URL", "text": "a", "url": "https://x", "phone_number": "+1"}]});
+        assert!(err(json!([body, phone_on_url])).contains("buttons[0].phone_number is only for PHONE_NUMBER"));
+    }
+
+    #[test]
+    fn sizes_and_examples_are_limited() {
+        let err = |c: serde_json::Value| new_template(c).unwrap_err().0;
+        let body = json!({"type": "BODY", "text": "Hi"});
+        let long_url = format!("https://x.example/{}", "a".repeat(BUTTON_URL_CHARS));
+        let url = json!({"type": "BUTTONS", "buttons": [{"type": "URL", "text": "Go", "url": long_url}]});
+        assert!(err(json!([body, url])).contains("buttons[0].url must be at most 2000 characters"));
+        let phone = json!({"type": "BUTTONS", "buttons": [{"type": "PHONE_NUMBER", "text": "Call", "phone_number": "1".repeat(21)}]});
+        assert!(err(json!([body, phone])).contains("buttons[0].phone_number must be at most 20 characters"));
+        let big = json!({"type": "BODY", "text": "Hi", "example": {"body_text": [["x".repeat(EXAMPLE_BYTES)]]}});
+        assert!(err(json!([big])).contains("BODY.example must be at most 4096 bytes"));
+        for bad in [json!({"body_text": [[1e300]]}), json!({"": ["x"]}), json!(true), json!([null])] {
+            let e = err(json!([{"type": "BODY", "text": "Hi", "example": bad}]));
+            assert!(e.contains("BODY.example must hold Meta's sample values"), "{e}");
+        }
+        assert!(
+            new_template(json!([{"type": "BODY", "text": "Hi {{1}}", "example": {"body_text": [["Ann"]]}}])).is_ok()
+        );
+        let many: String = (1..=TEMPLATE_PARAMETERS + 1).map(|i| format!("{{{{{i}}}}}")).collect();
+        assert!(err(json!([{"type": "BODY", "text": many}])).contains("101 placeholders; the limit is 100"));
+        let long_name = format!("{{{{{}}}}}", "a".repeat(PLACEHOLDER_NAME_CHARS + 1));
+        let t: NewTemplate = serde_json::from_value(json!({
+            "account_id": "0b6f4c6e-0000-4000-8000-000000000001", "name": "offer", "language": "en",
+            "category": "UTILITY", "status": "APPROVED", "parameter_format": "named",
+            "components": [{"type": "BODY", "text": long_name}]
+        }))
+        .unwrap();
+        assert!(t.validate("t".into(), "now").unwrap_err().0.contains("longer than 64 characters"));
+        let not_uuid: NewTemplate = serde_json::from_value(json!({
+            "account_id": "a1", "name": "offer", "language": "en", "category": "UTILITY", "status": "APPROVED",
+            "components": [body]
+        }))
+        .unwrap();
+        assert!(not_uuid.validate("t".into(), "now").unwrap_err().0.starts_with("account_id must be the id"));
     }
 
     #[test]
