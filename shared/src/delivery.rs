@@ -14,6 +14,7 @@ use crate::api::App;
 use crate::domain::delivery::{Delivery, Notification, Progress, StatusUpdate, callback_key};
 use crate::domain::now;
 use crate::domain::recipient::{Recipient, RecipientStatus};
+use crate::domain::sending::{backoff, random_unit};
 use crate::store::{DeliveryChange, RECIPIENTS_PER_TRANSACTION, StoreError};
 
 /// The code of a failure that means the person opted out of marketing messages.
@@ -61,13 +62,19 @@ pub async fn apply(app: &App, n: Notification) -> Result<Applied, DeliveryError>
         }
     }
     applied.opt_outs += record_failure_opt_outs(app, &by_recipient).await?;
+    // The account of each business number, looked up once per notification.
+    let mut accounts: HashMap<&str, Option<String>> = HashMap::new();
     for p in &n.preferences {
-        let Some(account) = app.db.account_by_phone_number_id(&p.phone_number_id).await? else {
+        if !accounts.contains_key(p.phone_number_id.as_str()) {
+            let account = app.db.account_by_phone_number_id(&p.phone_number_id).await?.map(|a| a.id);
+            accounts.insert(&p.phone_number_id, account);
+        }
+        let Some(Some(account_id)) = accounts.get(p.phone_number_id.as_str()) else {
             tracing::warn!(phone_number_id = %p.phone_number_id, "user preference for a number of no account");
             continue;
         };
         let reason = "the person stopped marketing messages (user_preferences webhook)";
-        app.db.set_opt_out(&account.id, &p.phone, p.stop, reason, &now()).await?;
+        app.db.set_opt_out(account_id, &p.phone, p.stop, reason, &now()).await?;
         applied.opt_outs += p.stop as usize;
     }
     Ok(applied)
@@ -89,14 +96,10 @@ async fn resolve<'a>(
     }
     if !lookup.is_empty() {
         let wamids: Vec<String> = lookup.iter().map(|s| s.wamid.clone()).collect::<HashSet<_>>().into_iter().collect();
-        let found = app.db.recipients_by_wamid(&wamids).await?;
-        let recipients: HashMap<Key, Recipient> =
-            app.db.recipients_at(&found).await?.into_iter().map(|r| (key(&r), r)).collect();
-        let by_wamid: HashMap<&str, &Key> =
-            recipients.iter().filter_map(|(k, r)| Some((r.wamid.as_deref()?, k))).collect();
+        let by_wamid: HashMap<String, Key> = app.db.recipients_by_wamid(&wamids).await?.into_iter().collect();
         for s in lookup {
-            if let Some(k) = by_wamid.get(s.wamid.as_str()) {
-                keyed.push(((*k).clone(), s));
+            if let Some(k) = by_wamid.get(&s.wamid) {
+                keyed.push((k.clone(), s));
             }
         }
     }
@@ -148,15 +151,11 @@ async fn apply_chunk(
             Ok(()) => return Ok(changes.len()),
             Err(StoreError::ConditionFailed) | Err(StoreError::Conflict) if attempt + 1 < ATTEMPTS => {
                 attempt += 1;
-                tokio::time::sleep(crate::domain::sending::backoff(attempt, rand_unit())).await;
+                tokio::time::sleep(backoff(attempt, random_unit())).await;
             }
             Err(e) => return Err(e.into()),
         }
     }
-}
-
-fn rand_unit() -> f64 {
-    (uuid::Uuid::new_v4().as_u128() % 1_000_000) as f64 / 1_000_000.0
 }
 
 /// A failure with code 131050 means the person opted out of marketing messages: remember it

@@ -81,6 +81,11 @@ pub const MAX_ATTEMPTS: u32 = 4;
 /// Times a recipient is put back after a pair-rate limit before it fails.
 pub const MAX_PAIR_RATE_ATTEMPTS: u32 = 3;
 
+/// A number in [0, 1) for back-off jitter.
+pub fn random_unit() -> f64 {
+    (uuid::Uuid::new_v4().as_u128() >> 75) as f64 / (1u64 << 53) as f64
+}
+
 /// Exponential back-off with full jitter: a random wait up to 200 ms × 2^attempt (max 5 s).
 pub fn backoff(attempt: u32, random: f64) -> Duration {
     let cap = (200u64 << attempt.min(5)).min(5_000) as f64;

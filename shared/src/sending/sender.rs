@@ -18,7 +18,7 @@ use crate::domain::now;
 use crate::domain::recipient::{Recipient, RecipientStatus};
 use crate::domain::sending::{
     ErrorClass, MAX_ATTEMPTS, MAX_PAIR_RATE_ATTEMPTS, SendJob, backoff, classify, interval_micros, message_body,
-    pace_chunk, pair_rate_delay,
+    pace_chunk, pair_rate_delay, random_unit,
 };
 use crate::domain::template::{Category, Template};
 use crate::secrets::Secret;
@@ -312,7 +312,7 @@ async fn send_one(
                     tracing::warn!(account = %ctx.account.id, "throughput limit hit (130429): holding the account back");
                     app.db.reserve_slots(&ctx.account.id, 1, THROUGHPUT_PENALTY.as_micros() as u64).await?;
                 }
-                tokio::time::sleep(backoff(attempt, random())).await;
+                tokio::time::sleep(backoff(attempt, random_unit())).await;
                 slot = app.db.reserve_slots(&ctx.account.id, 1, interval_micros(ctx.account.send_rate())).await?;
             }
             ErrorClass::Throughput | ErrorClass::Transient => {
@@ -398,9 +398,4 @@ async fn pause_account(app: &App, account_id: &str, reason: &str) -> Result<(), 
         pause_campaign(app, &c, reason).await;
     }
     Ok(())
-}
-
-/// A number in [0, 1) for back-off jitter.
-fn random() -> f64 {
-    (uuid::Uuid::new_v4().as_u128() >> 75) as f64 / (1u64 << 53) as f64
 }

@@ -30,22 +30,24 @@ fn text(item: &Item, key: &str) -> Option<String> {
 }
 
 impl Db {
-    /// The `(campaign id, phone number)` of the recipients that were sent these wamids (one
-    /// query of the wamid index each, several at once). Unknown wamids are left out.
-    pub async fn recipients_by_wamid(&self, wamids: &[String]) -> StoreResult<Vec<(String, String)>> {
-        let queries: Vec<KeyQuery> = wamids.iter().map(|w| KeyQuery::index("GSI3", wamid_pk(w))).collect();
-        let found: Vec<Vec<Item>> = stream::iter(queries)
-            .map(|q| async move { self.query_keys(&q).await })
+    /// For each of these wamids that was sent to a recipient, the wamid and that recipient's
+    /// `(campaign id, phone number)` (one query of the wamid index each, several at once).
+    pub async fn recipients_by_wamid(&self, wamids: &[String]) -> StoreResult<Vec<(String, (String, String))>> {
+        let found: Vec<(String, Vec<Item>)> = stream::iter(wamids.to_vec())
+            .map(|w| async move {
+                let q = KeyQuery::index("GSI3", wamid_pk(&w));
+                self.query_keys(&q).await.map(|keys| (w, keys))
+            })
             .buffer_unordered(BATCH_CONCURRENCY)
             .try_collect()
             .await?;
         Ok(found
             .into_iter()
-            .flatten()
-            .filter_map(|k| {
+            .flat_map(|(w, keys)| keys.into_iter().map(move |k| (w.clone(), k)))
+            .filter_map(|(w, k)| {
                 let campaign = text(&k, "PK")?.strip_prefix("CAMPAIGN#")?.to_string();
                 let phone = text(&k, "SK")?.strip_prefix(RECIPIENT_PREFIX)?.to_string();
-                Some((campaign, phone))
+                Some((w, (campaign, phone)))
             })
             .collect())
     }
