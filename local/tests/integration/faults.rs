@@ -131,7 +131,8 @@ async fn a_sender_killed_mid_batch_sends_nothing_twice_and_records_the_unknown_o
     let send_queue = t.queues["SendQueue"].clone();
     let attrs = [(aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout, "3".to_string())];
     t.sqs.set_queue_attributes().queue_url(&send_queue).set_attributes(Some(attrs.into())).send().await.unwrap();
-    let numbers = phones(3100, 12);
+    // More numbers than one paced chunk (16 at this tier), so the new workers have work left.
+    let numbers = phones(3100, 40);
     let (c, _) = t.campaign_with("TIER_100K", &numbers).await;
     // WhatsApp answers slowly, so that requests are in flight when the worker dies.
     t.fake.set_config(FakeConfig { latency_ms: 1500, ..FakeConfig::default() });
@@ -150,7 +151,10 @@ async fn a_sender_killed_mid_batch_sends_nothing_twice_and_records_the_unknown_o
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     doomed.shutdown_background();
-    let in_flight = t.fake.requests().len();
+    // A request the dead worker had already written still reaches the fake a moment later.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before_kill: Vec<String> = hits(&t).into_keys().collect();
+    let in_flight = before_kill.len();
 
     t.fake.set_config(FakeConfig::default());
     t.spawn_workers(2);
@@ -159,10 +163,18 @@ async fn a_sender_killed_mid_batch_sends_nothing_twice_and_records_the_unknown_o
     // The dead worker's claims cannot tell a request in flight from one about to leave: all of
     // them are recorded as unknown (at most one paced chunk, about 200 ms of the account's
     // pace) and none is sent again; everything else is sent once.
-    let unknown = rs.iter().filter(|r| r["error_message"].as_str().is_some_and(|m| m.contains("outcome unknown")));
-    let unknown = unknown.count();
+    let unknown: Vec<&str> = rs
+        .iter()
+        .filter(|r| r["error_message"].as_str().is_some_and(|m| m.contains("outcome unknown")))
+        .map(|r| r["phone_number"].as_str().unwrap())
+        .collect();
     let sent = rs.iter().filter(|r| r["status"] == "sent").count();
-    assert!(unknown >= in_flight && in_flight > 0, "{unknown} unknown, {in_flight} in flight");
+    assert!(in_flight > 0, "the worker died with requests in flight");
+    assert!(sent > 0, "the new workers sent what the dead one had not claimed");
+    for phone in &before_kill {
+        assert!(unknown.contains(&phone.as_str()), "{phone} left before the kill but is not unknown: {unknown:?}");
+    }
+    let unknown = unknown.len();
     assert_eq!(unknown + sent, numbers.len(), "nothing else failed");
     assert_eq!(t.fake.requests().len(), in_flight + sent, "only the new workers' sends followed the kill");
 }
