@@ -180,9 +180,16 @@ async fn a_crash_between_the_post_and_the_write_never_leads_to_a_second_post() {
     t.fake.set_config(FakeConfig { latency_ms: 1500, ..FakeConfig::default() });
     let held = job(&c, &numbers);
     let deadline = Instant::now() + Duration::from_secs(60);
-    let crashed =
-        tokio::time::timeout(Duration::from_millis(700), send_batch(&t.app, vec![held.clone()], deadline)).await;
-    assert!(crashed.is_err(), "the sender was stopped mid-request");
+    let request_left = async {
+        while t.fake.requests().is_empty() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    let crashed = tokio::select! {
+        _ = send_batch(&t.app, vec![held.clone()], deadline) => false,
+        _ = request_left => true,
+    };
+    assert!(crashed, "the sender was stopped mid-request");
     assert_eq!(t.fake.requests().len(), 1, "the request reached WhatsApp");
     t.fake.set_config(FakeConfig::default());
     // Redelivered while the claim is fresh: another sender may still be at work, try later.
