@@ -1,8 +1,9 @@
 //! The scheduled start: what a campaign's one-time schedule invokes at its `scheduled_at`
 //! (EventBridge Scheduler in AWS, the local stack's firing task locally). It starts the
 //! campaign through [`start_campaign`], exactly as `POST /start` does, once: a fire for a
-//! campaign that is gone, no longer scheduled or scheduled for another time is stale and does
-//! nothing, and of two fires for the same time only one wins the conditional write.
+//! campaign that is gone or no longer scheduled is stale and does nothing; one for a campaign
+//! moved to a later time only makes sure the campaign's own schedule is in place; of two fires
+//! for the same time only one wins the conditional write.
 
 use serde::Serialize;
 use serde_json::Value;
@@ -10,7 +11,7 @@ use serde_json::Value;
 use crate::api::{App, start_campaign};
 use crate::domain::campaign::{Action, CampaignStatus};
 use crate::domain::now;
-use crate::domain::schedule::{ScheduledStart, why_stale};
+use crate::domain::schedule::{OnFire, ScheduledStart, on_fire};
 use crate::error::ApiError;
 use crate::store::StoreError;
 
@@ -49,11 +50,22 @@ pub async fn scheduled_start(app: &App, event: Value) -> Result<Fired, RetryLate
     } else {
         None
     };
-    if let Some(reason) = why_stale(campaign.as_ref(), &fired) {
-        tracing::info!(campaign = %fired.campaign_id, scheduled_at = %fired.scheduled_at, %reason, "stale scheduled start; nothing to do");
-        return Ok(Fired::Ignored { reason });
+    let Some(campaign) = campaign else {
+        return Ok(ignored(&fired, format!("campaign {} does not exist", fired.campaign_id)));
+    };
+    match on_fire(&campaign, &fired, chrono::Utc::now()) {
+        OnFire::Start => {}
+        OnFire::Stale { reason } => return Ok(ignored(&fired, reason)),
+        OnFire::KeepSchedule { reason } => {
+            if let Some(own) = ScheduledStart::of(&campaign) {
+                app.scheduler
+                    .put_start(&own)
+                    .await
+                    .map_err(|e| RetryLater(format!("could not keep the campaign's schedule: {e}")))?;
+            }
+            return Ok(ignored(&fired, reason));
+        }
     }
-    let Some(campaign) = campaign else { return Ok(Fired::Ignored { reason: "no campaign".into() }) };
     match start_campaign(app, &campaign).await {
         Ok(started) => {
             tracing::info!(campaign = %started.id, scheduled_at = %fired.scheduled_at, "scheduled campaign started");
@@ -63,13 +75,20 @@ pub async fn scheduled_start(app: &App, event: Value) -> Result<Fired, RetryLate
         Err(e) if e.status == http::StatusCode::CONFLICT => {
             // Either the campaign changed meanwhile (stale now) or an import holds it (retry).
             let current = app.db.get_campaign(&campaign.id).await.map_err(store)?;
-            match why_stale(current.as_ref(), &fired) {
-                Some(reason) => Ok(Fired::Ignored { reason }),
-                None => Err(RetryLater(e.message)),
+            match current.map(|c| on_fire(&c, &fired, chrono::Utc::now())) {
+                None => Ok(ignored(&fired, format!("campaign {} was deleted meanwhile", campaign.id))),
+                Some(OnFire::Stale { reason } | OnFire::KeepSchedule { reason }) => Ok(ignored(&fired, reason)),
+                Some(OnFire::Start) => Err(RetryLater(e.message)),
             }
         }
         Err(e) => Err(RetryLater(e.message)),
     }
+}
+
+/// A fire with nothing (more) to do, logged with its reason.
+fn ignored(fired: &ScheduledStart, reason: String) -> Fired {
+    tracing::info!(campaign = %fired.campaign_id, scheduled_at = %fired.scheduled_at, %reason, "stale scheduled start; nothing to do");
+    Fired::Ignored { reason }
 }
 
 /// The scheduled-start function's handler ([`crate::lambda::serve_event`]).

@@ -244,6 +244,39 @@ async fn stale_or_foreign_fires_do_nothing() {
 }
 
 #[tokio::test]
+async fn an_old_fire_puts_back_a_lost_schedule_and_starts_a_campaign_whose_time_has_come() {
+    let t = TestStack::sending(0).await;
+    let (c, _) = t.campaign_with("TIER_1K", &phones(2550, 2)).await;
+    let (first_local, first) = later(3600);
+    set_time(&t, &c, json!(first_local)).await;
+    start(&t, &c).await;
+    let (moved_local, moved) = later(7200);
+    set_time(&t, &c, json!(moved_local)).await;
+    // Updates racing each other can leave a campaign without its own schedule; here it is
+    // simply deleted, while the old time still fires.
+    assert!(t.app.scheduler.delete_start(&c).await.unwrap());
+    let old = scheduled_start(&t.app, fire_input(&c, &first)).await.unwrap();
+    assert!(matches!(&old, Fired::Ignored { reason } if reason.contains(&format!("stays at {moved}"))), "{old:?}");
+    let sch = t.schedule(&c).await.expect("the campaign's own schedule is back");
+    assert_eq!(sch.schedule_expression(), Some(at(&moved).as_str()));
+    let input: Value = serde_json::from_str(sch.target().unwrap().input().unwrap()).unwrap();
+    assert_eq!(input, fire_input(&c, &moved));
+    assert_eq!(campaign(&t, &c).await["status"], "scheduled");
+    assert_eq!(t.queued("DispatchQueue").await, 0, "nothing was dispatched");
+
+    // The campaign's own time has come too, and its fire is lost: an old fire starts it.
+    let past = "2024-01-01T00:00:00Z";
+    t.set(format!("CAMPAIGN#{c}"), "#CAMPAIGN", &[("scheduled_at", s(past))]).await;
+    let fired = scheduled_start(&t.app, fire_input(&c, &first)).await.unwrap();
+    assert!(matches!(&fired, Fired::Started { campaign_id } if campaign_id == &c), "{fired:?}");
+    let started = campaign(&t, &c).await;
+    assert_eq!((started["status"].as_str(), started["scheduled_at"].as_str()), (Some("sending"), Some(past)));
+    assert_eq!(t.queued("DispatchQueue").await, 1);
+    let again = scheduled_start(&t.app, fire_input(&c, past)).await.unwrap();
+    assert!(matches!(&again, Fired::Ignored { reason } if reason.contains("is sending")), "{again:?}");
+}
+
+#[tokio::test]
 async fn a_time_already_past_starts_now_and_a_scheduled_campaign_whose_time_came_can_be_started() {
     let t = TestStack::sending(0).await;
     let (c, account) = t.campaign_with("TIER_1K", &phones(2600, 2)).await;

@@ -116,26 +116,36 @@ pub fn after_edit(edited: &mut Campaign, was: &Campaign, now: DateTime<Utc>) -> 
     }
 }
 
-/// Why a fired scheduled start must do nothing: the campaign is gone, no longer scheduled
-/// (started, cancelled, cleared back to draft), or scheduled for another time (moved). `None`
-/// when the fire is the campaign's current schedule.
-pub fn why_stale(campaign: Option<&Campaign>, fired: &ScheduledStart) -> Option<String> {
-    let Some(c) = campaign else {
-        return Some(format!("campaign {} does not exist", fired.campaign_id));
-    };
+/// What a fired scheduled start does with the campaign it names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OnFire {
+    /// Start it: it is scheduled for this fire's time, or for another time that has come too
+    /// (its own fire may be lost; `POST /start` would start it now as well).
+    Start,
+    /// Stale, but the campaign is still scheduled for a time ahead: its own schedule is put
+    /// again, so that updates racing each other cannot leave it with none.
+    KeepSchedule { reason: String },
+    /// Nothing to do: the campaign is no longer scheduled (started, cancelled, cleared back to
+    /// draft), or the input names no time.
+    Stale { reason: String },
+}
+
+pub fn on_fire(c: &Campaign, fired: &ScheduledStart, now: DateTime<Utc>) -> OnFire {
     if c.status != CampaignStatus::Scheduled {
-        return Some(format!("campaign {} is {}, not scheduled", c.id, c.status.as_str()));
+        return OnFire::Stale { reason: format!("campaign {} is {}, not scheduled", c.id, c.status.as_str()) };
     }
-    let fired_at = parse_time("scheduled_at", &fired.scheduled_at).ok();
-    if fired_at.is_none() || c.scheduled_at != fired_at {
-        return Some(format!(
-            "campaign {} is scheduled for {}, not {}",
-            c.id,
-            c.scheduled_at.as_deref().unwrap_or("no time"),
-            fired.scheduled_at
-        ));
+    let (Ok(fired_at), Some(at)) = (parse_time("scheduled_at", &fired.scheduled_at), c.scheduled_at.as_deref()) else {
+        return OnFire::Stale { reason: format!("{} is not a time this service schedules", fired.scheduled_at) };
+    };
+    if at == fired_at || !is_future(at, now) {
+        return OnFire::Start;
     }
-    None
+    OnFire::KeepSchedule {
+        reason: format!(
+            "campaign {} is scheduled for {at}, not {}; its schedule stays at {at}",
+            c.id, fired.scheduled_at
+        ),
+    }
 }
 
 #[cfg(test)]
@@ -220,21 +230,29 @@ mod tests {
     }
 
     #[test]
-    fn a_fire_is_stale_unless_the_campaign_is_still_scheduled_for_its_time() {
+    fn a_fire_starts_its_campaign_once_its_time_has_come_and_nothing_else() {
         use CampaignStatus::*;
+        let start = |c: &Campaign, f: &ScheduledStart| on_fire(c, f, now());
         let fired = ScheduledStart { campaign_id: "c1".into(), scheduled_at: FUTURE.into() };
-        assert_eq!(why_stale(Some(&campaign(Scheduled, Some(FUTURE))), &fired), None);
+        assert_eq!(start(&campaign(Scheduled, Some(FUTURE)), &fired), OnFire::Start);
         let same_time_other_offset =
             ScheduledStart { scheduled_at: "2026-06-01T14:00:01+02:00".into(), ..fired.clone() };
-        assert_eq!(why_stale(Some(&campaign(Scheduled, Some(FUTURE))), &same_time_other_offset), None);
-        let moved = why_stale(Some(&campaign(Scheduled, Some("2026-07-01T00:00:00Z"))), &fired).unwrap();
-        assert!(moved.contains("scheduled for 2026-07-01T00:00:00Z"), "{moved}");
-        for s in [Draft, Sending, Paused, Completed, Cancelled] {
-            assert!(why_stale(Some(&campaign(s, Some(FUTURE))), &fired).unwrap().contains("not scheduled"), "{s:?}");
+        assert_eq!(start(&campaign(Scheduled, Some(FUTURE)), &same_time_other_offset), OnFire::Start);
+        // Moved later: stale, and the campaign keeps its schedule for the new time.
+        match start(&campaign(Scheduled, Some("2026-07-01T00:00:00Z")), &fired) {
+            OnFire::KeepSchedule { reason } => {
+                assert!(reason.contains("scheduled for 2026-07-01T00:00:00Z"), "{reason}")
+            }
+            other => panic!("{other:?}"),
         }
-        assert!(why_stale(None, &fired).unwrap().contains("does not exist"));
+        // Moved to a time that has come as well: it starts (its own fire may be lost).
+        assert_eq!(start(&campaign(Scheduled, Some(PAST)), &fired), OnFire::Start);
+        for s in [Draft, Sending, Paused, Completed, Cancelled] {
+            let OnFire::Stale { reason } = start(&campaign(s, Some(FUTURE)), &fired) else { panic!("{s:?}") };
+            assert!(reason.contains("not scheduled"), "{s:?}: {reason}");
+        }
         let garbage = ScheduledStart { scheduled_at: "whenever".into(), ..fired };
-        assert!(why_stale(Some(&campaign(Scheduled, Some(FUTURE))), &garbage).is_some());
+        assert!(matches!(start(&campaign(Scheduled, Some(PAST)), &garbage), OnFire::Stale { .. }));
         assert_eq!(ScheduledStart::of(&campaign(Scheduled, Some(FUTURE))).unwrap().scheduled_at, FUTURE);
     }
 }
