@@ -8,6 +8,9 @@ async fn unknown_routes_methods_ids_and_query_values() {
     let t = TestStack::new().await;
     t.get("/api/nothing").await.assert_error(404, "no route for GET /api/nothing");
     t.call(Method::PATCH, "/api/campaigns", None, "").await.assert_error(405, "GET, POST");
+    let patch = t.raw(Method::PATCH, "/api/campaigns/0b6f4c6e-0000-4000-8000-000000000000", &[], "".into()).await;
+    assert_eq!(patch.status(), 405);
+    assert_eq!(patch.headers()["allow"], "GET, PUT, DELETE", "a 405 names the methods the path takes");
     t.get("/api/campaigns/not-a-uuid").await.assert_error(404, "campaign not-a-uuid not found");
     t.get("/api/campaigns/0b6f4c6e-0000-4000-8000-000000000000").await.assert_error(404, "not found");
     t.get("/api/campaigns?page=0").await.assert_error(400, "page");

@@ -189,22 +189,27 @@ fn match_path(pattern: &str, path: &str) -> Option<Vec<(String, String)>> {
 /// Finds the route for a method and path: 404 when no route has the path, 405 when none of
 /// those that have it takes the method.
 pub fn find<'r>(routes: &[&'r Route], method: &Method, path: &str) -> ApiResult<(&'r Route, Vec<(String, String)>)> {
-    let mut allowed = Vec::new();
     for r in routes {
-        if let Some(params) = match_path(r.path, path) {
-            if r.method == method {
-                return Ok((r, params));
-            }
-            allowed.push(r.method.as_str());
+        if let Some(params) = match_path(r.path, path)
+            && r.method == method
+        {
+            return Ok((r, params));
         }
     }
-    if allowed.is_empty() {
-        return Err(ApiError::not_found(format!("no route for {method} {path}")));
+    match allowed(routes, path) {
+        None => Err(ApiError::not_found(format!("no route for {method} {path}"))),
+        Some(allow) => Err(ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("method {method} is not allowed on {path}; use {allow}"),
+        )),
     }
-    Err(ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        format!("method {method} is not allowed on {path}; use {}", allowed.join(", ")),
-    ))
+}
+
+/// The methods the routes take on `path` (`GET, POST`), for a 405's message and `Allow` header.
+fn allowed(routes: &[&Route], path: &str) -> Option<String> {
+    let methods: Vec<&str> =
+        routes.iter().filter(|r| match_path(r.path, path).is_some()).map(|r| r.method.as_str()).collect();
+    (!methods.is_empty()).then(|| methods.join(", "))
 }
 
 /// Answers one request with the given routes (all of them locally, one in a Lambda). The API
@@ -219,7 +224,14 @@ pub async fn dispatch(app: Arc<App>, routes: &[&'static Route], req: http::Reque
             (route.handler)(app, request).await
         }
     };
-    respond(result)
+    let mut response = respond(result);
+    if response.status() == StatusCode::METHOD_NOT_ALLOWED
+        && let Some(allow) = allowed(routes, parts.uri.path())
+        && let Ok(value) = http::HeaderValue::from_str(&allow)
+    {
+        response.headers_mut().insert(http::header::ALLOW, value);
+    }
+    response
 }
 
 pub fn too_large(len: usize) -> ApiError {
