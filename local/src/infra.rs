@@ -309,9 +309,9 @@ mod tests {
     }
 
     #[test]
-    fn every_route_is_its_functions_http_event_behind_the_authorizer_unless_public() {
+    fn every_route_is_its_functions_http_event_behind_the_authorizer_unless_public_and_the_rest_is_unrouted() {
         let t = Template::load(&Template::default_path()).unwrap();
-        let mut declared = Vec::new();
+        let (mut declared, mut default_routes) = (Vec::new(), Vec::new());
         let mut binaries = Vec::new();
         for (_, r) in t.resources.iter().filter(|(_, r)| r["Type"] == "AWS::Serverless::Function") {
             let binary = r["Metadata"]["BuildProperties"]["Binary"].as_str().unwrap().to_string();
@@ -321,7 +321,11 @@ mod tests {
                     let p = &e["Properties"];
                     let public = p["Auth"]["Authorizer"] == "NONE";
                     let (method, path) = (p["Method"].as_str().unwrap(), p["Path"].as_str().unwrap());
-                    declared.push(format!("{binary} {method} {path} public={public}"));
+                    if path == "$default" {
+                        default_routes.push(format!("{binary} {method} public={public}"));
+                    } else {
+                        declared.push(format!("{binary} {method} {path} public={public}"));
+                    }
                 }
             }
         }
@@ -332,6 +336,8 @@ mod tests {
         declared.sort();
         routes.sort();
         assert_eq!(declared, routes);
+        // What no route takes goes to one function answering 404/405 in the envelope.
+        assert_eq!(default_routes, ["unrouted ANY public=true"]);
 
         // The authorizer: every route by default, either header (no identity source), no cache.
         let api = &t.resources("AWS::Serverless::HttpApi")[0].1["Auth"];

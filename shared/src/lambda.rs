@@ -49,6 +49,20 @@ pub fn serve_route(name: &str) -> Result<(), Error> {
     })
 }
 
+/// Runs the Lambda runtime loop of the HTTP API's `$default` route (the `unrouted` function):
+/// what matches no route is answered 404 or 405 in the envelope. It reads nothing, so it
+/// builds no clients.
+pub fn serve_unrouted() -> Result<(), Error> {
+    tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(async {
+        init_tracing();
+        lambda_http::run(service_fn(|req: Request| async move {
+            let req = from_lambda(req);
+            Ok::<_, Error>(to_lambda(api::unrouted(req.method(), req.uri().path())))
+        }))
+        .await
+    })
+}
+
 /// Runs the Lambda runtime loop of an SQS-triggered function (with `ReportBatchItemFailures`:
 /// only the messages that failed are delivered again).
 pub fn serve_queue(consumer: Consumer) -> Result<(), Error> {

@@ -1,7 +1,7 @@
 //! Every function has a sample event in `events/`, and each one stays a valid event for it:
 //! API Gateway events for the routes, SQS events carrying jobs for the queue consumers, the
-//! input a campaign's schedule hands the scheduled start, the authorizer's request and the
-//! bootstrap function's input.
+//! input a campaign's schedule hands the scheduled start, the authorizer's request, the
+//! bootstrap function's input and a request no route takes for the `$default` route.
 
 use std::path::Path;
 
@@ -29,6 +29,14 @@ fn every_route_has_a_valid_sample_event() {
             assert!(params.iter().any(|(k, v)| k == "id" && !v.is_empty()), "{}", route.name);
         }
     }
+}
+
+#[test]
+fn the_default_route_has_a_sample_that_no_route_takes() {
+    let req = lambda_http::request::from_str(&event("unrouted")).unwrap();
+    let res = shared::api::unrouted(req.method(), req.uri().path());
+    assert_eq!(res.status(), 405, "{}", res.body());
+    assert_eq!(res.headers()["allow"], "GET, POST");
 }
 
 #[test]

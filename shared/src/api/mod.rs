@@ -224,9 +224,30 @@ pub async fn dispatch(app: Arc<App>, routes: &[&'static Route], req: http::Reque
             (route.handler)(app, request).await
         }
     };
-    let mut response = respond(result);
+    with_allow(respond(result), routes, parts.uri.path())
+}
+
+/// Answers what the HTTP API routes to none of the functions (its `$default` route): 404 for
+/// an unknown path, 405 for a known path with another method, in the envelope, as the local
+/// stack answers them. A request that a route would take here (such as a path with a trailing
+/// slash, which the HTTP API does not match to the route) is not served from this route, which
+/// has no authorizer: 404 naming the route to use.
+pub fn unrouted(method: &Method, path: &str) -> http::Response<String> {
+    let all: Vec<&Route> = ROUTES.iter().collect();
+    let result = match find(&all, method, path) {
+        Err(e) => Err(e),
+        Ok((route, _)) => Err(ApiError::not_found(format!(
+            "no route for {method} {path}; the route is {} {}",
+            route.method, route.path
+        ))),
+    };
+    with_allow(respond(result), &all, path)
+}
+
+/// A 405 lists the methods the path takes in its `Allow` header.
+fn with_allow(mut response: http::Response<String>, routes: &[&Route], path: &str) -> http::Response<String> {
     if response.status() == StatusCode::METHOD_NOT_ALLOWED
-        && let Some(allow) = allowed(routes, parts.uri.path())
+        && let Some(allow) = allowed(routes, path)
         && let Ok(value) = http::HeaderValue::from_str(&allow)
     {
         response.headers_mut().insert(http::header::ALLOW, value);
@@ -264,6 +285,29 @@ pub fn respond(result: ApiResult<Reply>) -> http::Response<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn body(res: &http::Response<String>) -> Value {
+        serde_json::from_str(res.body()).unwrap()
+    }
+
+    #[test]
+    fn what_no_route_takes_is_answered_in_the_envelope() {
+        let unknown = unrouted(&Method::GET, "/favicon.ico");
+        assert_eq!(unknown.status(), 404);
+        assert_eq!(body(&unknown)["message"], "no route for GET /favicon.ico");
+        assert!(unknown.headers().get("allow").is_none());
+
+        let other_method = unrouted(&Method::PATCH, "/api/campaigns/0b6f4c6e-0000-4000-8000-000000000000");
+        assert_eq!(other_method.status(), 405);
+        assert_eq!(other_method.headers()["allow"], "GET, PUT, DELETE");
+        assert_eq!(body(&other_method)["status"], "error");
+        assert_eq!(unrouted(&Method::DELETE, "/webhooks/whatsapp").headers()["allow"], "GET, POST");
+
+        // Never served without the authorizer: a path a route would take is refused.
+        let slash = unrouted(&Method::GET, "/api/campaigns/");
+        assert_eq!(slash.status(), 404);
+        assert_eq!(body(&slash)["message"], "no route for GET /api/campaigns/; the route is GET /api/campaigns");
+    }
 
     #[test]
     fn paths_match_with_captures() {
