@@ -2,7 +2,8 @@
 # Every check, from a fresh clone: formatting, lints, unit tests, integration tests of every
 # route and of scheduled starts against DynamoDB/SQS/EventBridge Scheduler in the emulator, the
 # sample events, the API contract (docs/openapi.yaml: checked against the router by a test, and
-# against a running local stack by schemathesis), and the SAM template
+# against a running local stack by schemathesis), the README's walkthrough (run as written
+# against a local stack, its answers checked against its comments), and the SAM template
 # (cfn-lint and sam validate --lint; no Docker needed).
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 cd "$ROOT"
@@ -25,6 +26,10 @@ cargo test --workspace --no-fail-fast
 
 log "API contract: schemathesis against a local stack"
 bash scripts/contract.sh
+
+log "README walkthrough against a local stack"
+bash scripts/walkthrough.sh --self-test
+bash scripts/walkthrough.sh
 
 log "cfn-lint template.yaml"
 "$VENV/tools/bin/cfn-lint" template.yaml
