@@ -111,16 +111,50 @@ pub fn normalize_number(number: &str) -> Option<String> {
     valid.then(|| format!("+{digits}"))
 }
 
+/// An answer that leaves the sender not knowing whether the message was taken: what a flaky
+/// network or a load balancer in front of the API produces. Never followed by status webhooks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FakeAnswer {
+    /// HTTP 200 with Meta's success shape but an empty `messages` array: no message id.
+    NoWamid,
+    /// HTTP 502 with a load balancer's HTML page ([`GATEWAY_502_BODY`]), not JSON.
+    // snake_case alone would make it `gateway502`.
+    #[serde(rename = "gateway_502")]
+    Gateway502,
+    /// HTTP 504 with a load balancer's HTML page ([`GATEWAY_504_BODY`]), not JSON.
+    #[serde(rename = "gateway_504")]
+    Gateway504,
+    /// The request is read in full and recorded, then the connection is broken before a complete
+    /// answer (recorded with status 0).
+    Reset,
+}
+
+/// The body of [`FakeAnswer::Gateway502`], as an nginx-style load balancer writes it.
+pub const GATEWAY_502_BODY: &str = concat!(
+    "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n",
+    "<body>\r\n<center><h1>502 Bad Gateway</h1></center>\r\n</body>\r\n</html>\r\n",
+);
+
+/// The body of [`FakeAnswer::Gateway504`].
+pub const GATEWAY_504_BODY: &str = concat!(
+    "<html>\r\n<head><title>504 Gateway Time-out</title></head>\r\n",
+    "<body>\r\n<center><h1>504 Gateway Time-out</h1></center>\r\n</body>\r\n</html>\r\n",
+);
+
 /// A rule injected through [`FakeState::inject`] or `POST /_fake/faults`: the next `count`
 /// well-formed sends to `to` (any number when `None`) fail with `code` (forever when `count` is
 /// `None`), answered after `delay_ms`. Code `0` only delays the answer; the send is then handled
 /// as usual. With `webhook`, the send is accepted and `code` comes later as a `failed` status
-/// webhook instead.
+/// webhook instead. With `answer`, the send gets that ambiguous answer instead (`code` and
+/// `webhook` are then not used).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Injection {
     #[serde(default)]
     pub to: Option<String>,
+    /// Required in the JSON of `POST /_fake/faults` unless `answer` is given.
+    #[serde(default)]
     pub code: u32,
     #[serde(default)]
     pub count: Option<u32>,
@@ -128,17 +162,24 @@ pub struct Injection {
     pub delay_ms: Option<u64>,
     #[serde(default)]
     pub webhook: bool,
+    #[serde(default)]
+    pub answer: Option<FakeAnswer>,
 }
 
 impl Injection {
     /// Every send fails with `code`, until cleared.
     pub fn error(code: u32) -> Injection {
-        Injection { to: None, code, count: None, delay_ms: None, webhook: false }
+        Injection { to: None, code, count: None, delay_ms: None, webhook: false, answer: None }
     }
 
     /// Every send is answered `delay_ms` later than usual, until cleared.
     pub fn delay(delay_ms: u64) -> Injection {
-        Injection { to: None, code: 0, count: None, delay_ms: Some(delay_ms), webhook: false }
+        Injection { delay_ms: Some(delay_ms), ..Injection::error(0) }
+    }
+
+    /// Every send gets this ambiguous answer, until cleared.
+    pub fn answer(answer: FakeAnswer) -> Injection {
+        Injection { answer: Some(answer), ..Injection::error(0) }
     }
 
     /// Only sends to this number.
@@ -219,6 +260,9 @@ pub struct Account {
 pub struct FakeConfig {
     /// Added to every send's answer.
     pub latency_ms: u64,
+    /// Each send's latency is drawn anew, uniformly from `latency_ms - latency_jitter_ms` (at
+    /// least 0) to `latency_ms + latency_jitter_ms`.
+    pub latency_jitter_ms: u64,
     /// The [`Fault::Timeout`] number's wait (on top of the latency).
     pub timeout_ms: u64,
     /// Where status webhooks are posted, like `http://127.0.0.1:3000/webhooks/whatsapp`; none
@@ -238,6 +282,9 @@ pub struct FakeConfig {
     pub shuffle: bool,
     /// Statuses falling due within this window of the first due one share a POST.
     pub batch_window_ms: u64,
+    /// The most statuses in one POST, 1 to [`MAX_STATUSES_PER_POST`]; more make several POSTs.
+    /// With 1, every status is a POST of its own, as Meta mostly posts them.
+    pub statuses_per_post: usize,
     /// The wait before the first retry of a failed POST; it doubles for each further one.
     pub retry_backoff_ms: u64,
 }
@@ -246,6 +293,7 @@ impl Default for FakeConfig {
     fn default() -> FakeConfig {
         FakeConfig {
             latency_ms: 0,
+            latency_jitter_ms: 0,
             timeout_ms: DEFAULT_TIMEOUT_MS,
             webhook_url: None,
             app_secret: None,
@@ -255,16 +303,19 @@ impl Default for FakeConfig {
             duplicate: false,
             shuffle: false,
             batch_window_ms: 50,
+            statuses_per_post: MAX_STATUSES_PER_POST,
             retry_backoff_ms: 200,
         }
     }
 }
 
 impl FakeConfig {
-    /// The defaults, changed by the environment: `FAKE_WEBHOOK_URL`, `WHATSAPP_APP_SECRET`
-    /// ([`DEV_APP_SECRET`] when unset, unsigned when empty), `FAKE_WEBHOOK_SENT_DELAY_MS`,
-    /// `FAKE_WEBHOOK_DELIVERED_DELAY_MS`, `FAKE_WEBHOOK_READ_DELAY_MS` (`never` for never read),
-    /// `FAKE_WEBHOOK_DUPLICATE` and `FAKE_WEBHOOK_SHUFFLE` (`true` or `false`).
+    /// The defaults, changed by the environment: `FAKE_LATENCY_MS`, `FAKE_LATENCY_JITTER_MS`,
+    /// `FAKE_WEBHOOK_URL`, `WHATSAPP_APP_SECRET` ([`DEV_APP_SECRET`] when unset, unsigned when
+    /// empty), `FAKE_WEBHOOK_SENT_DELAY_MS`, `FAKE_WEBHOOK_DELIVERED_DELAY_MS`,
+    /// `FAKE_WEBHOOK_READ_DELAY_MS` (`never` for never read), `FAKE_WEBHOOK_DUPLICATE`,
+    /// `FAKE_WEBHOOK_SHUFFLE` (`true` or `false`) and `FAKE_WEBHOOK_STATUSES_PER_POST` (1 to
+    /// [`MAX_STATUSES_PER_POST`]). Milliseconds are at most [`MAX_DELAY_MS`].
     pub fn from_env() -> Result<FakeConfig, String> {
         FakeConfig::from_vars(|name| std::env::var(name).ok())
     }
@@ -273,9 +324,12 @@ impl FakeConfig {
     pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<FakeConfig, String> {
         let value = |name: &str| var(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
         let millis = |name: &str| -> Result<Option<u64>, String> {
-            value(name)
-                .map(|v| v.parse().map_err(|_| format!("{name} is not a number of milliseconds: {v:?}")))
-                .transpose()
+            let Some(v) = value(name) else { return Ok(None) };
+            match v.parse::<u64>() {
+                Ok(ms) if ms <= MAX_DELAY_MS => Ok(Some(ms)),
+                Ok(_) => Err(format!("{name} is more than {MAX_DELAY_MS} (a day): {v:?}")),
+                Err(_) => Err(format!("{name} is not a number of milliseconds: {v:?}")),
+            }
         };
         let flag = |name: &str| -> Result<Option<bool>, String> {
             value(name)
@@ -295,6 +349,8 @@ impl FakeConfig {
             },
             ..FakeConfig::default()
         };
+        config.latency_ms = millis("FAKE_LATENCY_MS")?.unwrap_or(config.latency_ms);
+        config.latency_jitter_ms = millis("FAKE_LATENCY_JITTER_MS")?.unwrap_or(config.latency_jitter_ms);
         config.sent_delay_ms = millis("FAKE_WEBHOOK_SENT_DELAY_MS")?.unwrap_or(config.sent_delay_ms);
         config.delivered_delay_ms = millis("FAKE_WEBHOOK_DELIVERED_DELAY_MS")?.unwrap_or(config.delivered_delay_ms);
         config.read_delay_ms = match value("FAKE_WEBHOOK_READ_DELAY_MS") {
@@ -303,14 +359,23 @@ impl FakeConfig {
         };
         config.duplicate = flag("FAKE_WEBHOOK_DUPLICATE")?.unwrap_or(config.duplicate);
         config.shuffle = flag("FAKE_WEBHOOK_SHUFFLE")?.unwrap_or(config.shuffle);
+        if let Some(v) = value("FAKE_WEBHOOK_STATUSES_PER_POST") {
+            config.statuses_per_post =
+                v.parse().ok().filter(|n| (1..=MAX_STATUSES_PER_POST).contains(n)).ok_or_else(|| {
+                    format!("FAKE_WEBHOOK_STATUSES_PER_POST is not 1 to {MAX_STATUSES_PER_POST}: {v:?}")
+                })?;
+        }
         config.validate()?;
         Ok(config)
     }
 
-    /// Whether the webhook URL, when given, is an `http` or `https` URL, and the webhook delays,
-    /// window and back-off are at most [`MAX_DELAY_MS`].
+    /// Whether the webhook URL, when given, is an `http` or `https` URL, the latency, its
+    /// jitter, the webhook delays, window and back-off are at most [`MAX_DELAY_MS`], and
+    /// `statuses_per_post` is 1 to [`MAX_STATUSES_PER_POST`].
     pub fn validate(&self) -> Result<(), String> {
         let delays = [
+            ("latency_ms", Some(self.latency_ms)),
+            ("latency_jitter_ms", Some(self.latency_jitter_ms)),
             ("sent_delay_ms", Some(self.sent_delay_ms)),
             ("delivered_delay_ms", Some(self.delivered_delay_ms)),
             ("read_delay_ms", self.read_delay_ms),
@@ -320,11 +385,28 @@ impl FakeConfig {
         if let Some((name, _)) = delays.iter().find(|(_, ms)| ms.is_some_and(|ms| ms > MAX_DELAY_MS)) {
             return Err(format!("{name} is more than {MAX_DELAY_MS} (a day)"));
         }
+        if !(1..=MAX_STATUSES_PER_POST).contains(&self.statuses_per_post) {
+            return Err(format!(
+                "statuses_per_post must be 1 to {MAX_STATUSES_PER_POST}, not {}",
+                self.statuses_per_post
+            ));
+        }
         let Some(url) = &self.webhook_url else { return Ok(()) };
         match reqwest::Url::parse(url) {
             Ok(parsed) if matches!(parsed.scheme(), "http" | "https") && parsed.has_host() => Ok(()),
             _ => Err(format!("webhook_url {url:?} is not an http(s) URL")),
         }
+    }
+
+    /// One send's latency: uniform from `latency_ms - latency_jitter_ms` (at least 0) to
+    /// `latency_ms + latency_jitter_ms`, both capped at [`MAX_DELAY_MS`] so the sum cannot
+    /// overflow whatever [`FakeState::set_config`] was given.
+    fn draw_latency_ms(&self) -> u64 {
+        let latency = self.latency_ms.min(MAX_DELAY_MS);
+        let jitter = self.latency_jitter_ms.min(MAX_DELAY_MS);
+        let low = latency.saturating_sub(jitter);
+        let high = latency + jitter;
+        low + random_below(high - low + 1)
     }
 
     /// This configuration with the fields of a JSON object replaced (`null` clears an optional
@@ -357,7 +439,8 @@ pub struct Recorded {
     pub token: Option<String>,
     /// The parsed body, `null` when it was not JSON.
     pub body: Value,
-    /// The HTTP status answered (or to be answered, for a delayed answer).
+    /// The HTTP status answered (or to be answered, for a delayed answer); 0 when the
+    /// connection is broken instead ([`FakeAnswer::Reset`]).
     pub status: u16,
     /// `error.code` of the answer, when it was an error.
     pub error_code: Option<u32>,
@@ -366,6 +449,7 @@ pub struct Recorded {
 }
 
 impl Recorded {
+    /// Whether the send was answered with a message id (never for a [`FakeAnswer`]).
     pub fn accepted(&self) -> bool {
         self.wamid.is_some()
     }
@@ -484,11 +568,27 @@ impl FakeState {
         });
 
         let mut data = self.lock();
-        let mut delay = data.config.latency_ms;
+        let mut delay = data.config.draw_latency_ms();
         let result = data.decide(&version, &phone_number_id, token.as_deref(), body.is_ok(), json.as_ref(), &mut delay);
 
         let mut statuses_queued = false;
-        let (status, error_code, wamid, answer) = match result {
+        let (error_code, wamid, reply) = match result {
+            Ok(Passed { ambiguous: Some(answer), input, wa_id, .. }) => {
+                let reply = match answer {
+                    FakeAnswer::NoWamid => Reply::Json(
+                        StatusCode::OK,
+                        json!({
+                            "messaging_product": "whatsapp",
+                            "contacts": [{"input": input, "wa_id": wa_id}],
+                            "messages": [],
+                        }),
+                    ),
+                    FakeAnswer::Gateway502 => Reply::Html(StatusCode::BAD_GATEWAY, GATEWAY_502_BODY),
+                    FakeAnswer::Gateway504 => Reply::Html(StatusCode::GATEWAY_TIMEOUT, GATEWAY_504_BODY),
+                    FakeAnswer::Reset => Reply::Reset,
+                };
+                (None, None, reply)
+            }
             Ok(accepted) => {
                 let wamid = format!("wamid.{}", uuid::Uuid::new_v4().simple());
                 let answer = json!({
@@ -507,9 +607,9 @@ impl FakeState {
                     failure: accepted.failure,
                 };
                 statuses_queued = data.queue_statuses(&message, Duration::from_millis(delay));
-                (StatusCode::OK, None, Some(wamid), answer)
+                (None, Some(wamid), Reply::Json(StatusCode::OK, answer))
             }
-            Err(error) => (error.status, Some(error.code), None, error.envelope()),
+            Err(error) => (Some(error.code), None, Reply::Json(error.status, error.envelope())),
         };
 
         data.seq += 1;
@@ -523,7 +623,7 @@ impl FakeState {
             to,
             token,
             body: json.unwrap_or(Value::Null),
-            status: status.as_u16(),
+            status: reply.recorded_status(),
             error_code,
             wamid,
         };
@@ -539,22 +639,57 @@ impl FakeState {
         if statuses_queued {
             self.wake_webhook_worker();
         }
-        Outcome { delay: Duration::from_millis(delay), status, answer }
+        Outcome { delay: Duration::from_millis(delay), reply }
     }
 }
 
 /// What a send is answered with, after `delay`.
 struct Outcome {
     delay: Duration,
-    status: StatusCode,
-    answer: Value,
+    reply: Reply,
 }
 
-/// The `contacts` entry of an accepted send, and the failure to report later by webhook.
-struct Accepted {
+enum Reply {
+    Json(StatusCode, Value),
+    Html(StatusCode, &'static str),
+    /// No complete answer: the connection is broken.
+    Reset,
+}
+
+impl Reply {
+    /// The HTTP status recorded for it: 0 when none is answered.
+    fn recorded_status(&self) -> u16 {
+        match self {
+            Reply::Json(status, _) | Reply::Html(status, _) => status.as_u16(),
+            Reply::Reset => 0,
+        }
+    }
+
+    fn into_response(self) -> Response {
+        match self {
+            Reply::Json(status, body) => json_response(status, &body),
+            Reply::Html(status, body) => (status, [(header::CONTENT_TYPE, "text/html")], body).into_response(),
+            Reply::Reset => broken_response(),
+        }
+    }
+}
+
+/// 200 headers with a body that fails at once: hyper then drops the connection rather than
+/// finish the answer, so the client sees an error instead of a response it could trust.
+fn broken_response() -> Response {
+    let failing = futures_util::stream::once(async {
+        Err::<Bytes, _>(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "injected connection reset"))
+    });
+    (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], Body::from_stream(failing)).into_response()
+}
+
+/// A send that passed every check and got no injected error: the `contacts` entry of its
+/// answer, the failure to report later by webhook, or the ambiguous answer it gets instead.
+struct Passed {
     input: String,
     wa_id: String,
     failure: Option<webhooks::LateFailure>,
+    ambiguous: Option<FakeAnswer>,
 }
 
 impl Data {
@@ -568,7 +703,7 @@ impl Data {
         body_read: bool,
         json: Option<&Value>,
         delay: &mut u64,
-    ) -> Result<Accepted, MetaError> {
+    ) -> Result<Passed, MetaError> {
         if !valid_version(version) {
             return Err(MetaError::new(100, format!("unknown Graph API version {version:?} (expected like v21.0)")));
         }
@@ -596,7 +731,8 @@ impl Data {
         }
 
         let wa_id = message.to.trim_start_matches('+').to_owned();
-        let accepted = |failure| Ok(Accepted { input: message.input.clone(), wa_id: wa_id.clone(), failure });
+        let passed = |failure| Passed { input: message.input.clone(), wa_id: wa_id.clone(), failure, ambiguous: None };
+        let accepted = |failure| Ok(passed(failure));
 
         if let Some(i) = self.faults.iter().position(|f| f.matches(&message.to)) {
             let fault = self.faults[i].clone();
@@ -608,6 +744,9 @@ impl Data {
                 None => {}
             }
             *delay = delay.saturating_add(fault.delay_ms.unwrap_or(0));
+            if let Some(answer) = fault.answer {
+                return Ok(Passed { ambiguous: Some(answer), ..passed(None) });
+            }
             if fault.code != 0 && fault.webhook {
                 return accepted(Some(webhooks::LateFailure { code: fault.code, sent_first: false }));
             }
@@ -675,6 +814,15 @@ fn json_response(status: StatusCode, body: &Value) -> Response {
 fn fbtrace_id() -> String {
     let hex = uuid::Uuid::new_v4().simple().to_string();
     format!("A{}", &hex[..22])
+}
+
+/// A random number below `n` (0 when `n` is 0), from the random bits of a v4 UUID; the modulo
+/// bias is negligible for the small ranges the fake draws from.
+fn random_below(n: u64) -> u64 {
+    if n == 0 {
+        return 0;
+    }
+    (uuid::Uuid::new_v4().as_u128() % u128::from(n)) as u64
 }
 
 fn now_ms() -> u64 {
@@ -1017,10 +1165,12 @@ async fn send(
     let (parts, body) = request.into_parts();
     let body = axum::body::to_bytes(body, MAX_BODY_BYTES).await.map_err(|_| ());
     let outcome = state.handle_send(version, phone_number_id, &parts.headers, body);
+    // Outside the lock, so each request waits on its own and concurrent sends are answered
+    // concurrently.
     if !outcome.delay.is_zero() {
         tokio::time::sleep(outcome.delay).await;
     }
-    json_response(outcome.status, &outcome.answer)
+    outcome.reply.into_response()
 }
 
 async fn unknown_path(request: Request) -> Response {
@@ -1060,9 +1210,15 @@ async fn list_faults(State(state): State<FakeState>) -> Response {
 }
 
 async fn add_fault(State(state): State<FakeState>, body: Body) -> Response {
-    let fault: Injection = match control_body(body).await {
-        Ok(f) => f,
+    let body: Value = match control_body(body).await {
+        Ok(b) => b,
         Err(response) => return response,
+    };
+    // `code` defaults to 0 only for an answer: an error rule that forgot it is refused.
+    let has_code = body.get("code").is_some();
+    let fault: Injection = match serde_json::from_value(body) {
+        Ok(f) => f,
+        Err(e) => return MetaError::new(100, format!("invalid control body: {e}")).into_response(),
     };
     if let Some(to) = &fault.to
         && normalize_number(to).is_none()
@@ -1072,11 +1228,24 @@ async fn add_fault(State(state): State<FakeState>, body: Body) -> Response {
     if fault.count == Some(0) {
         return MetaError::new(100, "count must be at least 1 (leave it out for forever)").into_response();
     }
-    if fault.code == 0 && fault.delay_ms.is_none() {
-        return MetaError::new(100, "code 0 only delays: give delay_ms").into_response();
-    }
-    if fault.code == 0 && fault.webhook {
-        return MetaError::new(100, "webhook reports an error code: give a code other than 0").into_response();
+    if fault.answer.is_some() {
+        if fault.code != 0 {
+            return MetaError::new(100, "an answer is not an error code: give answer or code, not both")
+                .into_response();
+        }
+        if fault.webhook {
+            return MetaError::new(100, "an answer is never followed by webhooks: leave webhook out").into_response();
+        }
+    } else {
+        if !has_code {
+            return MetaError::new(100, "code is required (or an answer)").into_response();
+        }
+        if fault.code == 0 && fault.delay_ms.is_none() {
+            return MetaError::new(100, "code 0 only delays: give delay_ms").into_response();
+        }
+        if fault.code == 0 && fault.webhook {
+            return MetaError::new(100, "webhook reports an error code: give a code other than 0").into_response();
+        }
     }
     state.inject(fault.clone());
     json_response(StatusCode::OK, &json!({ "fault": fault }))
@@ -1222,6 +1391,28 @@ mod tests {
         assert!(config.patched(json!({"webhook_url": "ftp://host/x"})).is_err());
         assert!(config.patched(json!([1])).is_err());
         assert!(config.patched(json!({"read_delay_ms": MAX_DELAY_MS + 1})).is_err());
-        assert!(config.patched(json!({"latency_ms": u64::MAX})).is_ok(), "only the webhook timings are bounded");
+        assert!(config.patched(json!({"latency_jitter_ms": MAX_DELAY_MS + 1})).is_err());
+        assert!(config.patched(json!({"statuses_per_post": 0})).is_err());
+        assert!(config.patched(json!({"timeout_ms": u64::MAX})).is_ok(), "the timeout number's wait is not bounded");
+    }
+
+    #[test]
+    fn latency_is_drawn_within_the_jitter_and_never_below_zero() {
+        let draws = |latency_ms, latency_jitter_ms| {
+            let config = FakeConfig { latency_ms, latency_jitter_ms, ..FakeConfig::default() };
+            (0..2000).map(|_| config.draw_latency_ms()).collect::<Vec<_>>()
+        };
+        assert!(draws(70, 0).iter().all(|&ms| ms == 70));
+        let spread = draws(100, 10);
+        assert!(spread.iter().all(|ms| (90..=110).contains(ms)), "{spread:?}");
+        // 21 values drawn 2000 times: every one comes up, the ends included.
+        for ms in 90..=110 {
+            assert!(spread.contains(&ms), "{ms} never drawn");
+        }
+        let clamped = draws(5, 20);
+        assert!(clamped.iter().all(|ms| (0..=25).contains(ms)));
+        assert!(clamped.contains(&0) && clamped.contains(&25));
+        let huge = FakeConfig { latency_ms: u64::MAX, latency_jitter_ms: u64::MAX, ..FakeConfig::default() };
+        assert!(huge.draw_latency_ms() <= 2 * MAX_DELAY_MS, "capped rather than overflowing");
     }
 }

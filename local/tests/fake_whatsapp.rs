@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -10,8 +10,8 @@ use axum::body::Bytes;
 use axum::extract::State;
 use http::{HeaderMap, StatusCode};
 use local::fake_whatsapp::{
-    self, DISPLAY_PHONE_NUMBER, FAULT_NUMBERS, FakeConfig, FakeState, Fault, Injection, TemplateSpec, WABA_ID,
-    WEBHOOK_ATTEMPTS,
+    self, DISPLAY_PHONE_NUMBER, FAULT_NUMBERS, FakeAnswer, FakeConfig, FakeState, Fault, Injection, MAX_DELAY_MS,
+    MAX_STATUSES_PER_POST, TemplateSpec, WABA_ID, WEBHOOK_ATTEMPTS,
 };
 use serde_json::{Value, json};
 use shared::signature;
@@ -647,12 +647,16 @@ impl Received {
 }
 
 /// A webhook receiver on an ephemeral port: records every POST with its raw body and headers,
-/// and answers 500 to the first `failures` of them, 200 after.
+/// and answers 500 to the first `failures` of them, 200 after, each `delay_ms` after it came.
+/// It counts the POSTs it holds at once.
 #[derive(Clone)]
 struct Receiver {
     addr: SocketAddr,
     seen: Arc<Mutex<Vec<Received>>>,
     failures: Arc<AtomicUsize>,
+    delay_ms: Arc<AtomicU64>,
+    in_flight: Arc<AtomicUsize>,
+    most_in_flight: Arc<AtomicUsize>,
 }
 
 impl Receiver {
@@ -662,6 +666,9 @@ impl Receiver {
             addr: listener.local_addr().unwrap(),
             seen: Arc::default(),
             failures: Arc::new(AtomicUsize::new(failures)),
+            delay_ms: Arc::default(),
+            in_flight: Arc::default(),
+            most_in_flight: Arc::default(),
         };
         let app = axum::Router::new().fallback(Receiver::take).with_state(receiver.clone());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -678,6 +685,10 @@ impl Receiver {
             raw,
         });
         let fail = receiver.failures.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
+        let holding = receiver.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        receiver.most_in_flight.fetch_max(holding, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(receiver.delay_ms.load(Ordering::SeqCst))).await;
+        receiver.in_flight.fetch_sub(1, Ordering::SeqCst);
         if fail { StatusCode::INTERNAL_SERVER_ERROR } else { StatusCode::OK }
     }
 
@@ -1135,4 +1146,326 @@ async fn clear_and_reset_forget_webhooks_and_reset_drops_the_waiting_ones() {
     assert_eq!(receiver.received().len(), before);
     assert!(fake.state.webhooks().is_empty());
     assert_eq!(fake.state.config().webhook_url, None);
+}
+
+#[tokio::test]
+async fn one_status_per_post_posts_hundreds_a_second_side_by_side_and_drops_none() {
+    let fake = start().await;
+    let receiver = Receiver::start(0).await;
+    // A receiver that holds every POST 50 ms: one after the other, 600 would take 30 s.
+    receiver.delay_ms.store(50, Ordering::SeqCst);
+    let configured = control(&fake, "POST", "/_fake/config", Some(json!({"statuses_per_post": 1}))).await;
+    assert_eq!(configured.body["config"]["statuses_per_post"], 1, "{}", configured.body);
+    fake.state.set_config(FakeConfig {
+        sent_delay_ms: 20,
+        delivered_delay_ms: 60,
+        read_delay_ms: None,
+        statuses_per_post: 1,
+        ..webhooks_to(&receiver)
+    });
+
+    // 300 messages in one second, 30 every 100 ms: 600 status POSTs a second.
+    let started = Instant::now();
+    let mut sends = Vec::new();
+    for wave in 0..10 {
+        tokio::time::sleep_until((started + Duration::from_millis(wave * 100)).into()).await;
+        for i in 0..30 {
+            let addr = fake.addr;
+            let body = positional(&format!("+1650555{:04}", wave * 30 + i)).to_string();
+            sends.push(tokio::spawn(async move { call(addr, "POST", SEND, Some(TOKEN), Some(&body)).await }));
+        }
+    }
+    let mut wamids = Vec::new();
+    for handle in sends {
+        let answer = handle.await.unwrap();
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        wamids.push(answer.body["messages"][0]["id"].as_str().unwrap().to_owned());
+    }
+    assert!(fake.state.wait_for_webhooks_idle(Duration::from_secs(20)).await, "webhooks still pending");
+    let took = started.elapsed();
+
+    let received = receiver.received();
+    assert_eq!(received.len(), 600, "one POST per status");
+    assert!(received.iter().all(|r| r.statuses().len() == 1 && r.signed()));
+    let mut pairs: Vec<(String, String)> = received
+        .iter()
+        .flat_map(Received::statuses)
+        .map(|s| (s["id"].as_str().unwrap().to_owned(), s["status"].as_str().unwrap().to_owned()))
+        .collect();
+    pairs.sort();
+    let mut expected: Vec<(String, String)> =
+        wamids.iter().flat_map(|w| [(w.clone(), "sent".to_owned()), (w.clone(), "delivered".to_owned())]).collect();
+    expected.sort();
+    assert_eq!(pairs, expected, "every status once, none lost");
+
+    let posts = fake.state.webhooks();
+    assert_eq!(posts.len(), 600);
+    assert!(posts.iter().all(|p| p.attempt == 1 && p.succeeded() && p.statuses.len() == 1));
+    let most = receiver.most_in_flight.load(Ordering::SeqCst);
+    assert!(most >= 10, "at most {most} POSTs at once: they are posted one after another");
+    assert!(took < Duration::from_secs(6), "600 POSTs of 50 ms took {took:?}");
+}
+
+#[tokio::test]
+async fn statuses_per_post_caps_a_batch_and_is_validated() {
+    let fake = start().await;
+    let receiver = Receiver::start(0).await;
+    // 10 messages whose sent and delivered all fall due in one window: 20 statuses, 7 a POST.
+    fake.state.set_config(FakeConfig {
+        sent_delay_ms: 100,
+        delivered_delay_ms: 100,
+        read_delay_ms: None,
+        batch_window_ms: 200,
+        statuses_per_post: 7,
+        ..webhooks_to(&receiver)
+    });
+    for i in 0..10 {
+        assert_eq!(send(&fake, &positional(&format!("+165055500{i:02}"))).await.status, 200);
+    }
+    settle(&fake).await;
+    let mut sizes: Vec<usize> = receiver.received().iter().map(|r| r.statuses().len()).collect();
+    sizes.sort_unstable();
+    assert_eq!(sizes, [6, 7, 7]);
+
+    assert_eq!(FakeConfig::default().statuses_per_post, MAX_STATUSES_PER_POST);
+    let before = fake.state.config();
+    for bad in [json!({"statuses_per_post": 0}), json!({"statuses_per_post": 1001})] {
+        let answer = control(&fake, "POST", "/_fake/config", Some(bad.clone())).await;
+        assert_error(&answer, 400, 100);
+        assert!(answer.details().contains("statuses_per_post"), "{bad}: {}", answer.details());
+    }
+    assert_error(&control(&fake, "POST", "/_fake/config", Some(json!({"statuses_per_post": -1}))).await, 400, 100);
+    assert_eq!(fake.state.config(), before, "a refused patch changes nothing");
+    let answer = control(&fake, "POST", "/_fake/config", Some(json!({"statuses_per_post": 1000}))).await;
+    assert_eq!(answer.body["config"]["statuses_per_post"], 1000);
+}
+
+// ---- latency jitter ----
+
+#[tokio::test]
+async fn jittered_latency_is_drawn_per_send_and_concurrent_sends_wait_side_by_side() {
+    let fake = start().await;
+    let configured =
+        control(&fake, "POST", "/_fake/config", Some(json!({"latency_ms": 200, "latency_jitter_ms": 150}))).await;
+    assert_eq!(configured.status, 200, "{}", configured.body);
+    assert_eq!(configured.body["config"]["latency_ms"], 200);
+    assert_eq!(configured.body["config"]["latency_jitter_ms"], 150);
+    assert_eq!((fake.state.config().latency_ms, fake.state.config().latency_jitter_ms), (200, 150));
+
+    // 40 sends at once, each answered after 50 to 350 ms: one after another they would take
+    // at least 2 s.
+    let started = Instant::now();
+    let sends: Vec<_> = (0..40)
+        .map(|i| {
+            let addr = fake.addr;
+            let body = positional(&format!("+165055510{i:02}")).to_string();
+            tokio::spawn(async move {
+                let sent = Instant::now();
+                let answer = call(addr, "POST", SEND, Some(TOKEN), Some(&body)).await;
+                (answer.status, sent.elapsed())
+            })
+        })
+        .collect();
+    let mut waits = Vec::new();
+    for handle in sends {
+        let (status, waited) = handle.await.unwrap();
+        assert_eq!(status, 200);
+        waits.push(waited);
+    }
+    let took = started.elapsed();
+    let shortest = waits.iter().min().copied().unwrap_or_default();
+    let longest = waits.iter().max().copied().unwrap_or_default();
+    assert!(shortest >= Duration::from_millis(50), "answered after {shortest:?}, below 200 - 150 ms");
+    assert!(longest - shortest >= Duration::from_millis(100), "waits {shortest:?} to {longest:?}: not drawn per send");
+    assert!(took < Duration::from_millis(1500), "40 sends took {took:?}: answered one after another");
+    assert_eq!(fake.state.requests().len(), 40);
+    assert!(fake.state.requests().iter().all(|r| r.accepted()));
+
+    // Through the Rust API as well; a jitter above the latency bottoms out at 0.
+    fake.state.set_config(FakeConfig { latency_ms: 20, latency_jitter_ms: 40, ..FakeConfig::default() });
+    let started = Instant::now();
+    assert_accepted(&send(&fake, &positional("+16505551234")).await, "+16505551234");
+    assert!(started.elapsed() < Duration::from_secs(1));
+}
+
+#[tokio::test]
+async fn latency_and_statuses_per_post_come_from_the_environment() {
+    let vars = |pairs: Vec<(&'static str, String)>| {
+        move |name: &str| pairs.iter().find(|(n, _)| *n == name).map(|(_, v)| v.clone())
+    };
+    let config = FakeConfig::from_vars(vars(vec![
+        ("FAKE_LATENCY_MS", "200".into()),
+        ("FAKE_LATENCY_JITTER_MS", " 100 ".into()),
+        ("FAKE_WEBHOOK_STATUSES_PER_POST", "1".into()),
+    ]))
+    .unwrap();
+    assert_eq!((config.latency_ms, config.latency_jitter_ms, config.statuses_per_post), (200, 100, 1));
+    let config = FakeConfig::from_vars(vars(vec![])).unwrap();
+    assert_eq!((config.latency_ms, config.latency_jitter_ms, config.statuses_per_post), (0, 0, MAX_STATUSES_PER_POST));
+    let config = FakeConfig::from_vars(vars(vec![("FAKE_LATENCY_JITTER_MS", MAX_DELAY_MS.to_string())])).unwrap();
+    assert_eq!(config.latency_jitter_ms, MAX_DELAY_MS, "a day is allowed");
+
+    let over = (MAX_DELAY_MS + 1).to_string();
+    for (name, value) in [
+        ("FAKE_LATENCY_MS", "fast".to_owned()),
+        ("FAKE_LATENCY_MS", over.clone()),
+        ("FAKE_LATENCY_JITTER_MS", "-5".to_owned()),
+        ("FAKE_LATENCY_JITTER_MS", over.clone()),
+        ("FAKE_WEBHOOK_STATUSES_PER_POST", "0".to_owned()),
+        ("FAKE_WEBHOOK_STATUSES_PER_POST", "1001".to_owned()),
+        ("FAKE_WEBHOOK_STATUSES_PER_POST", "many".to_owned()),
+    ] {
+        let error = FakeConfig::from_vars(vars(vec![(name, value.clone())])).unwrap_err();
+        assert!(error.contains(name), "{name}={value}: {error}");
+    }
+
+    // The control API caps them too.
+    let fake = start().await;
+    for bad in [json!({"latency_ms": MAX_DELAY_MS + 1}), json!({"latency_jitter_ms": MAX_DELAY_MS + 1})] {
+        let answer = control(&fake, "POST", "/_fake/config", Some(bad.clone())).await;
+        assert_error(&answer, 400, 100);
+        assert!(answer.details().contains("latency"), "{bad}: {}", answer.details());
+    }
+    assert_eq!(fake.state.config(), FakeConfig::default());
+}
+
+// ---- ambiguous answers ----
+
+/// What a real HTTP client gets for a send: status, content type and body, or its error.
+async fn send_with_reqwest(fake: &Fake, to: &str) -> Result<(u16, Option<String>, Bytes), reqwest::Error> {
+    let response = reqwest::Client::new()
+        .post(format!("http://{}{SEND}", fake.addr))
+        .bearer_auth(TOKEN)
+        .header("content-type", "application/json")
+        .body(positional(to).to_string())
+        .send()
+        .await?;
+    let status = response.status().as_u16();
+    let content_type = response.headers().get("content-type").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    Ok((status, content_type, response.bytes().await?))
+}
+
+/// The one request recorded, not accepted, with this status.
+fn assert_recorded_once_unaccepted(fake: &Fake, to: &str, status: u16) {
+    let requests = fake.state.requests();
+    assert_eq!(requests.len(), 1, "recorded once");
+    let r = &requests[0];
+    assert_eq!((r.to.as_deref(), r.status, r.error_code, r.wamid.as_deref()), (Some(to), status, None, None));
+    assert!(!r.accepted());
+    assert_eq!(r.body, positional(to), "the whole body was read");
+    assert!(fake.state.accepted_to().is_empty());
+}
+
+#[tokio::test]
+async fn a_no_wamid_answer_is_200_without_a_message_id() {
+    let fake = start().await;
+    fake.state.inject(Injection::answer(FakeAnswer::NoWamid).to("+16505551234").times(1));
+    let (status, content_type, body) = send_with_reqwest(&fake, "+16505551234").await.unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(content_type.as_deref(), Some("application/json"));
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        body,
+        json!({"messaging_product": "whatsapp", "contacts": [{"input": "+16505551234", "wa_id": "16505551234"}],
+               "messages": []})
+    );
+    assert!(body["messages"][0]["id"].is_null());
+    assert_recorded_once_unaccepted(&fake, "+16505551234", 200);
+
+    // times(1): the rule is used up, and the next send is accepted as usual.
+    assert!(fake.state.faults().is_empty());
+    let (status, _, body) = send_with_reqwest(&fake, "+16505551234").await.unwrap();
+    assert_eq!(status, 200);
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert!(body["messages"][0]["id"].as_str().is_some_and(|id| id.starts_with("wamid.")));
+}
+
+#[tokio::test]
+async fn a_gateway_502_answer_is_an_html_page() {
+    let fake = start().await;
+    // Through the control API: no code needed with an answer.
+    let injected = control(&fake, "POST", "/_fake/faults", Some(json!({"answer": "gateway_502", "count": 1}))).await;
+    assert_eq!(injected.status, 200, "{}", injected.body);
+    assert_eq!(injected.body["fault"]["answer"], "gateway_502");
+    assert_eq!(injected.body["fault"]["code"], 0);
+    assert_eq!(fake.state.faults(), [Injection::answer(FakeAnswer::Gateway502).times(1)]);
+
+    let (status, content_type, body) = send_with_reqwest(&fake, "+16505551234").await.unwrap();
+    assert_eq!(status, 502);
+    assert_eq!(content_type.as_deref(), Some("text/html"));
+    assert!(serde_json::from_slice::<Value>(&body).is_err(), "not JSON");
+    let html = String::from_utf8(body.to_vec()).unwrap();
+    assert!(html.contains("<title>502 Bad Gateway</title>"), "{html}");
+    assert_recorded_once_unaccepted(&fake, "+16505551234", 502);
+}
+
+#[tokio::test]
+async fn a_gateway_504_answer_is_an_html_page_after_the_delay() {
+    let fake = start().await;
+    fake.state.inject(Injection::answer(FakeAnswer::Gateway504).to("16505551234").delayed(150).times(1));
+    let started = Instant::now();
+    let (status, content_type, body) = send_with_reqwest(&fake, "+16505551234").await.unwrap();
+    assert!(started.elapsed() >= Duration::from_millis(150));
+    assert_eq!(status, 504);
+    assert_eq!(content_type.as_deref(), Some("text/html"));
+    assert!(serde_json::from_slice::<Value>(&body).is_err(), "not JSON");
+    let html = String::from_utf8(body.to_vec()).unwrap();
+    assert!(html.contains("504 Gateway Time-out"), "{html}");
+    assert_recorded_once_unaccepted(&fake, "+16505551234", 504);
+}
+
+#[tokio::test]
+async fn a_reset_answer_breaks_the_connection_after_recording_the_request() {
+    let fake = start().await;
+    let injected =
+        control(&fake, "POST", "/_fake/faults", Some(json!({"to": "+16505551234", "code": 0, "answer": "reset"})))
+            .await;
+    assert_eq!(injected.status, 200, "{}", injected.body);
+
+    let outcome = send_with_reqwest(&fake, "+16505551234").await;
+    assert!(outcome.is_err(), "a broken connection, not an answer: {outcome:?}");
+    assert_recorded_once_unaccepted(&fake, "+16505551234", 0);
+
+    // The rule stays (no count), other numbers are answered, and the fake keeps serving.
+    assert!(send_with_reqwest(&fake, "+16505551234").await.is_err());
+    let (status, _, _) = send_with_reqwest(&fake, "+16505550000").await.unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(fake.state.requests().iter().map(|r| r.status).collect::<Vec<_>>(), [0, 0, 200]);
+}
+
+#[tokio::test]
+async fn ambiguous_answers_post_no_webhooks_and_malformed_rules_are_refused() {
+    let fake = start().await;
+    let receiver = Receiver::start(0).await;
+    fake.state.set_config(webhooks_to(&receiver));
+    for answer in [FakeAnswer::NoWamid, FakeAnswer::Gateway502, FakeAnswer::Gateway504, FakeAnswer::Reset] {
+        fake.state.inject(Injection::answer(answer).times(1));
+        let _ = send_with_reqwest(&fake, "+16505551234").await;
+    }
+    let wamid = assert_accepted(&send(&fake, &positional("+16505551234")).await, "+16505551234");
+    settle(&fake).await;
+    assert_eq!(fake.state.requests().iter().map(|r| r.status).collect::<Vec<_>>(), [200, 502, 504, 0, 200]);
+    assert_eq!(fake.state.requests().iter().filter(|r| r.accepted()).count(), 1);
+    let posted: Vec<_> = fake.state.webhooks().iter().flat_map(|p| p.statuses.clone()).collect();
+    let expected: Vec<_> = ["sent", "delivered", "read"].map(|s| (wamid.clone(), s.to_owned())).into();
+    assert_eq!(posted, expected, "only the accepted send is followed by statuses");
+
+    for (bad, names) in [
+        (json!({"answer": "no_wamid", "code": 131000}), "code"),
+        (json!({"answer": "reset", "webhook": true}), "webhook"),
+        (json!({"answer": "teapot"}), "teapot"),
+        (json!({"delay_ms": 100}), "code is required"),
+        (json!({"to": "+16505551234", "count": 1}), "code is required"),
+    ] {
+        let answer = control(&fake, "POST", "/_fake/faults", Some(bad.clone())).await;
+        assert_error(&answer, 400, 100);
+        assert!(answer.details().contains(names), "{bad}: {:?} should name {names}", answer.details());
+    }
+    assert!(fake.state.faults().is_empty());
+
+    let listed = control(&fake, "POST", "/_fake/faults", Some(json!({"answer": "gateway_504", "delay_ms": 10}))).await;
+    assert_eq!(listed.status, 200, "{}", listed.body);
+    let listed = control(&fake, "GET", "/_fake/faults", None).await;
+    assert_eq!(listed.body["faults"][0]["answer"], "gateway_504");
+    assert_eq!(listed.body["faults"][0]["delay_ms"], 10);
 }

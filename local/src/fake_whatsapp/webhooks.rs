@@ -3,8 +3,9 @@
 //!
 //! Accepted sends queue their statuses by due time in [`Queue`]. One worker task per
 //! [`FakeState`] sleeps until the earliest is due, takes everything due within the batch window
-//! and hands each POST (at most [`MAX_STATUSES_PER_POST`] statuses) to a task of its own, so a
-//! slow or failing receiver holds up nothing else.
+//! and hands each POST (at most `statuses_per_post` statuses, [`MAX_STATUSES_PER_POST`] by
+//! default) to a task of its own, so a slow or failing receiver holds up nothing else and
+//! POSTs of one status each go out side by side however many there are.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -20,7 +21,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use tokio::sync::Notify;
 
-use super::{Data, FakeState, MetaError, control_body, error_for, json_response, normalize_number, now_ms};
+use super::{
+    Data, FakeState, MetaError, control_body, error_for, json_response, normalize_number, now_ms, random_below,
+};
 
 /// The WhatsApp Business Account id in `entry[].id`.
 pub const WABA_ID: &str = "102290129340398";
@@ -246,7 +249,7 @@ impl Data {
     }
 
     /// Takes the statuses due by the end of the batch window, as POSTs of at most
-    /// [`MAX_STATUSES_PER_POST`]; they count as in flight until their last attempt ends.
+    /// `statuses_per_post`; they count as in flight until their last attempt ends.
     fn take_due(&mut self) -> Vec<Batch> {
         let Some(url) = self.config.webhook_url.clone() else {
             // The URL went away since they were queued: nowhere to post them.
@@ -258,8 +261,10 @@ impl Data {
         let later = self.webhooks.waiting.split_off(&(horizon, u64::MAX));
         let due: Vec<Queued> = std::mem::replace(&mut self.webhooks.waiting, later).into_values().collect();
         let backoff = millis(self.config.retry_backoff_ms);
+        // `set_config` does not validate, and `chunks(0)` would panic.
+        let per_post = self.config.statuses_per_post.clamp(1, MAX_STATUSES_PER_POST);
         let batches: Vec<Batch> = due
-            .chunks(MAX_STATUSES_PER_POST)
+            .chunks(per_post)
             .map(|chunk| Batch { target: target.clone(), payload: statuses_payload(chunk), backoff })
             .collect();
         self.webhooks.in_flight += batches.len();
@@ -374,9 +379,8 @@ fn posted_statuses(payload: &Value) -> Vec<(String, String)> {
 /// Reorders `order` at random, never leaving it in ascending order when it has two or more
 /// items (so a shuffled message always arrives out of order).
 fn shuffle_out_of_order(order: &mut [usize]) {
-    let random_below = |n: usize| (uuid::Uuid::new_v4().as_u128() % n as u128) as usize;
     for i in (1..order.len()).rev() {
-        order.swap(i, random_below(i + 1));
+        order.swap(i, random_below(i as u64 + 1) as usize);
     }
     if order.is_sorted() {
         order.reverse();
@@ -649,6 +653,26 @@ mod tests {
         assert_eq!(posted_statuses(&batches[1].payload)[0].0, "wamid.1000");
         assert_eq!(data.webhooks.in_flight, 3);
         assert_eq!(data.webhooks.waiting.len(), 1, "the later status waits");
+    }
+
+    #[test]
+    fn statuses_per_post_sets_the_size_of_the_posts() {
+        let due_now = |per_post: usize, n: usize| {
+            let mut data = Data::default();
+            data.config.webhook_url = Some("http://127.0.0.1:9/webhooks".into());
+            data.config.statuses_per_post = per_post;
+            for i in 0..n {
+                data.webhooks.push(Instant::now(), "111", queued("111", i).status);
+            }
+            let batches = data.take_due();
+            assert_eq!(data.webhooks.in_flight, batches.len());
+            batches.iter().map(|b| posted_statuses(&b.payload).len()).collect::<Vec<_>>()
+        };
+        assert_eq!(due_now(1, 5), [1; 5]);
+        assert_eq!(due_now(2, 5), [2, 2, 1]);
+        // Out of range through set_config, which does not validate: clamped, not a panic.
+        assert_eq!(due_now(0, 3), [1; 3]);
+        assert_eq!(due_now(5000, 2500), [1000, 1000, 500]);
     }
 
     #[test]
