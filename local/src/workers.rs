@@ -1,10 +1,11 @@
 //! The queue consumers of the local stack: they poll the emulator's SQS queues the way
-//! Lambda's event source mapping does and call the same handlers the Lambda functions run.
+//! Lambda's event source mapping does and call the same handlers the Lambda functions run; and
+//! the reconciler, run on a timer as the EventBridge schedule runs it in AWS.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message};
+use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName};
 use shared::api::App;
 use shared::sending::{self, Consumer, Incoming};
 
@@ -15,14 +16,13 @@ pub struct Workers {
     pub senders: usize,
     /// The time an invocation gets, as the function's timeout in `template.yaml`.
     pub sender_timeout: Duration,
-    /// A message whose handling failed comes back after this (Lambda: the queue's
-    /// visibility timeout; locally shorter so that retries are quick to watch).
-    pub retry_after: Duration,
+    /// How often the reconciler runs (every minute in AWS); `None`: never.
+    pub reconcile_every: Option<Duration>,
 }
 
 impl Default for Workers {
     fn default() -> Self {
-        Workers { senders: 4, sender_timeout: Duration::from_secs(300), retry_after: Duration::from_secs(5) }
+        Workers { senders: 4, sender_timeout: Duration::from_secs(60), reconcile_every: Some(Duration::from_secs(60)) }
     }
 }
 
@@ -32,14 +32,7 @@ impl Workers {
         let mut handles = Vec::new();
         let mut start = |consumer: Consumer, url: Option<String>, timeout: Duration| {
             if let Some(url) = url {
-                let poller = Poller {
-                    app: app.clone(),
-                    sqs: sqs.clone(),
-                    url,
-                    consumer,
-                    timeout,
-                    retry_after: self.retry_after,
-                };
+                let poller = Poller { app: app.clone(), sqs: sqs.clone(), url, consumer, timeout };
                 handles.push(tokio::spawn(poller.run()));
             }
         };
@@ -47,7 +40,20 @@ impl Workers {
         for _ in 0..self.senders {
             start(Consumer::Sender, app.config.send_queue_url.clone(), self.sender_timeout);
         }
+        if let Some(every) = self.reconcile_every {
+            handles.push(tokio::spawn(reconcile_every(app, every)));
+        }
         handles
+    }
+}
+
+/// Runs the reconciler every `every`, as the schedule does in AWS.
+async fn reconcile_every(app: Arc<App>, every: Duration) {
+    loop {
+        tokio::time::sleep(every).await;
+        if let Err(e) = sending::reconcile(&app).await {
+            tracing::warn!(error = %e, "reconciling failed; the next pass repeats it");
+        }
     }
 }
 
@@ -57,7 +63,6 @@ struct Poller {
     url: String,
     consumer: Consumer,
     timeout: Duration,
-    retry_after: Duration,
 }
 
 impl Poller {
@@ -83,6 +88,7 @@ impl Poller {
             .queue_url(&self.url)
             .max_number_of_messages(10)
             .wait_time_seconds(1)
+            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
             .send()
             .await
             .map_err(|e| aws_sdk_sqs::error::DisplayErrorContext(e).to_string())?;
@@ -95,6 +101,13 @@ impl Poller {
             .map(|m| Incoming {
                 id: m.message_id.clone().unwrap_or_default(),
                 body: m.body.clone().unwrap_or_default(),
+                receipt_handle: m.receipt_handle.clone().unwrap_or_default(),
+                receive_count: m
+                    .attributes
+                    .as_ref()
+                    .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+                    .and_then(|c| c.parse().ok())
+                    .unwrap_or(1),
             })
             .collect();
         let failed = sending::consume(&self.app, self.consumer, incoming, Instant::now() + self.timeout).await;
@@ -102,11 +115,8 @@ impl Poller {
         for (i, m) in messages.iter().enumerate() {
             let id = m.message_id.clone().unwrap_or_default();
             let handle = m.receipt_handle.clone().unwrap_or_default();
-            if failed.contains(&id) {
-                let retry = self.retry_after.as_secs() as i32;
-                let req = self.sqs.change_message_visibility().queue_url(&self.url).receipt_handle(handle);
-                let _ = req.visibility_timeout(retry).send().await;
-            } else {
+            // Failed ones come back after the back-off `consume` set.
+            if !failed.contains(&id) {
                 let entry = DeleteMessageBatchRequestEntry::builder().id(i.to_string()).receipt_handle(handle).build();
                 done.push(entry.map_err(|e| e.to_string())?);
             }

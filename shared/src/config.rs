@@ -17,12 +17,15 @@ pub struct Config {
     /// Where messages go: Meta's Graph API, or any server that speaks the Cloud API.
     pub whatsapp_api_url: String,
     pub whatsapp_api_version: String,
+    /// The longest a request to WhatsApp may take (seconds), connection included.
+    pub whatsapp_timeout_seconds: u64,
     /// A claim older than this (seconds) belongs to a sender that is gone: its outcome is
-    /// unknown. At least the sender's timeout.
+    /// unknown. Read through [`Config::stale_claim_seconds`], which keeps it longer than any
+    /// claim is held.
     pub stale_claim_seconds: i64,
-    /// Recipients one dispatcher invocation queues before handing the rest to a follow-up
-    /// dispatch message.
-    pub dispatch_budget: usize,
+    /// A sending campaign whose counters have not moved for this long (seconds) is checked by
+    /// the reconciler for recipients no job holds.
+    pub stall_seconds: i64,
     /// The webhook's shared secrets, in AWS: a Secrets Manager secret holding
     /// `{"app_secret": …, "verify_token": …}`. When set it wins over the two variables below.
     pub webhook_secret_arn: Option<String>,
@@ -54,8 +57,9 @@ impl Config {
             send_queue_url: var("SEND_QUEUE_URL"),
             whatsapp_api_url: var("WHATSAPP_API_URL").unwrap_or_else(|| "https://graph.facebook.com".into()),
             whatsapp_api_version: var("WHATSAPP_API_VERSION").unwrap_or_else(|| "v21.0".into()),
-            stale_claim_seconds: var("STALE_CLAIM_SECONDS").and_then(|v| v.parse().ok()).unwrap_or(330),
-            dispatch_budget: var("DISPATCH_BUDGET").and_then(|v| v.parse().ok()).unwrap_or(50_000),
+            whatsapp_timeout_seconds: var("WHATSAPP_TIMEOUT_SECONDS").and_then(|v| v.parse().ok()).unwrap_or(10),
+            stale_claim_seconds: var("STALE_CLAIM_SECONDS").and_then(|v| v.parse().ok()).unwrap_or(90),
+            stall_seconds: var("STALL_SECONDS").and_then(|v| v.parse().ok()).unwrap_or(120),
             webhook_secret_arn: var("WEBHOOK_SECRET_ARN"),
             whatsapp_app_secret: var("WHATSAPP_APP_SECRET").map(Secret::from),
             whatsapp_verify_token: var("WHATSAPP_VERIFY_TOKEN").map(Secret::from),
@@ -67,6 +71,15 @@ impl Config {
             scheduler_role_arn: var("SCHEDULER_ROLE_ARN"),
             schedule_dead_letter_queue_arn: var("SCHEDULE_DEAD_LETTER_QUEUE_ARN"),
         }
+    }
+}
+
+impl Config {
+    /// When a claim counts as stale: the configured time, but never less than a sender holds a
+    /// claim (slots up to a second and a half ahead, the request's timeout, the write) plus a
+    /// margin, so that a slow answer is never taken for a dead sender.
+    pub fn stale_claim_seconds(&self) -> i64 {
+        self.stale_claim_seconds.max(self.whatsapp_timeout_seconds as i64 + 5)
     }
 }
 

@@ -77,7 +77,16 @@ pub fn serve_queue(consumer: Consumer) -> Result<(), Error> {
                     .payload
                     .records
                     .into_iter()
-                    .map(|r| Incoming { id: r.message_id.unwrap_or_default(), body: r.body.unwrap_or_default() })
+                    .map(|r| Incoming {
+                        receive_count: r
+                            .attributes
+                            .get("ApproximateReceiveCount")
+                            .and_then(|c| c.parse().ok())
+                            .unwrap_or(1),
+                        id: r.message_id.unwrap_or_default(),
+                        body: r.body.unwrap_or_default(),
+                        receipt_handle: r.receipt_handle.unwrap_or_default(),
+                    })
                     .collect();
                 let failed = sending::consume(&app, consumer, messages, deadline).await;
                 let failures: Vec<_> = failed.into_iter().map(|id| json!({ "itemIdentifier": id })).collect();

@@ -25,20 +25,25 @@ pub struct WhatsAppClient {
     http: reqwest::Client,
     base_url: String,
     version: String,
+    timeout: Duration,
 }
 
-/// The whole request, connection included, must end within this time.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-
 impl WhatsAppClient {
-    pub fn new(base_url: &str, version: &str) -> Self {
+    /// A client whose every request, connection included, ends within `timeout`.
+    pub fn new(base_url: &str, version: &str, timeout: Duration) -> Self {
         let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(3))
-            .timeout(REQUEST_TIMEOUT)
+            .connect_timeout(Duration::from_secs(3).min(timeout))
+            .timeout(timeout)
             .pool_max_idle_per_host(64)
             .build()
             .unwrap_or_default();
-        WhatsAppClient { http, base_url: base_url.trim_end_matches('/').to_string(), version: version.to_string() }
+        let base_url = base_url.trim_end_matches('/').to_string();
+        WhatsAppClient { http, base_url, version: version.to_string(), timeout }
+    }
+
+    /// How long a request may take at most.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     pub async fn send(&self, phone_number_id: &str, token: &Secret, body: &Value) -> SendOutcome {
@@ -65,8 +70,11 @@ impl WhatsAppClient {
     }
 }
 
-/// Reads Meta's answer: a wamid, or the error envelope's code and message. A 5xx without an
-/// envelope counts as code 131000 (service unavailable), a transient error.
+/// Reads Meta's answer: a wamid, or the error envelope's code and message. An answer that is
+/// neither leaves the outcome unknown when WhatsApp may have taken the message (a 2xx without a
+/// message id, or a 5xx page from a gateway in front of it, which may have passed the request
+/// on before failing), so it is never sent again; any other status without an envelope is a
+/// refusal before WhatsApp (code 131000, tried again).
 pub fn parse_answer(status: u16, text: &str) -> SendOutcome {
     let v: Value = serde_json::from_str(text).unwrap_or(Value::Null);
     if let Some(wamid) = v["messages"][0]["id"].as_str().filter(|_| (200..300).contains(&status)) {
@@ -82,8 +90,11 @@ pub fn parse_answer(status: u16, text: &str) -> SendOutcome {
         return SendOutcome::Rejected { code, message };
     }
     let snippet: String = text.chars().take(200).collect();
+    if (200..300).contains(&status) {
+        return SendOutcome::Unknown { message: format!("HTTP {status} without a message id: {snippet}") };
+    }
     if status >= 500 {
-        return SendOutcome::Rejected { code: 131000, message: format!("HTTP {status} from WhatsApp: {snippet}") };
+        return SendOutcome::Unknown { message: format!("HTTP {status} without WhatsApp's error: {snippet}") };
     }
     SendOutcome::Rejected { code: 131000, message: format!("unexpected answer (HTTP {status}): {snippet}") }
 }
@@ -101,6 +112,14 @@ mod tests {
             parse_answer(429, err),
             SendOutcome::Rejected { code: 130429, message: "(#130429) Rate limit hit: slow down".into() }
         );
-        assert!(matches!(parse_answer(502, "<html>bad gateway</html>"), SendOutcome::Rejected { code: 131000, .. }));
+        // Meta's own 5xx carries its envelope: a definite refusal, tried again.
+        let down = r#"{"error":{"message":"Something went wrong","code":131000}}"#;
+        assert!(matches!(parse_answer(500, down), SendOutcome::Rejected { code: 131000, .. }));
+        // A gateway's page, or a 200 without a message id: WhatsApp may have taken it.
+        assert!(matches!(parse_answer(502, "<html>bad gateway</html>"), SendOutcome::Unknown { .. }));
+        assert!(matches!(parse_answer(504, ""), SendOutcome::Unknown { .. }));
+        let no_id = r#"{"messaging_product":"whatsapp","contacts":[{"input":"+1","wa_id":"1"}],"messages":[]}"#;
+        assert!(matches!(parse_answer(200, no_id), SendOutcome::Unknown { .. }));
+        assert!(matches!(parse_answer(403, "<html>forbidden</html>"), SendOutcome::Rejected { code: 131000, .. }));
     }
 }

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -17,34 +18,35 @@ use crate::stack::{TestStack, phones};
 
 /// A TCP switch in front of the emulator. The emulator keeps its data in memory only, so it
 /// cannot really be stopped and started again without losing the table; switching this off
-/// does to the stack what a stopped emulator does (connections reset, new ones refused),
-/// and switching it on again brings the same emulator back.
+/// does to the stack what a stopped emulator does (open connections reset, new ones closed at
+/// once, and counted, so a test can tell the outage was felt), and switching it on again
+/// brings the same emulator back.
 struct Switch {
     addr: SocketAddr,
-    upstream: SocketAddr,
-    accepting: Mutex<Option<JoinHandle<()>>>,
+    off: Arc<AtomicBool>,
+    refused: Arc<AtomicUsize>,
     connections: Arc<Mutex<Vec<JoinHandle<()>>>>,
 }
 
 impl Switch {
     async fn new() -> Arc<Switch> {
         let endpoint = std::env::var("AWS_ENDPOINT_URL").expect("the emulator's endpoint");
-        let upstream = endpoint.trim_start_matches("http://").trim_end_matches('/').parse().expect("host:port");
-        let addr = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
-        let switch = Arc::new(Switch { addr, upstream, accepting: Mutex::new(None), connections: Default::default() });
-        switch.on().await;
-        switch
-    }
-
-    fn endpoint(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    async fn on(&self) {
-        let listener = TcpListener::bind(self.addr).await.expect("the switch's port is free again");
-        let (upstream, connections) = (self.upstream, self.connections.clone());
-        let accepting = tokio::spawn(async move {
+        let upstream: SocketAddr =
+            endpoint.trim_start_matches("http://").trim_end_matches('/').parse().expect("host:port");
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let switch = Arc::new(Switch {
+            addr: listener.local_addr().unwrap(),
+            off: Default::default(),
+            refused: Default::default(),
+            connections: Default::default(),
+        });
+        let (off, refused, connections) = (switch.off.clone(), switch.refused.clone(), switch.connections.clone());
+        tokio::spawn(async move {
             while let Ok((mut client, _)) = listener.accept().await {
+                if off.load(Ordering::SeqCst) {
+                    refused.fetch_add(1, Ordering::SeqCst);
+                    continue; // dropped: closed at once
+                }
                 let piping = tokio::spawn(async move {
                     if let Ok(mut server) = TcpStream::connect(upstream).await {
                         let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
@@ -53,16 +55,27 @@ impl Switch {
                 connections.lock().unwrap().push(piping);
             }
         });
-        *self.accepting.lock().unwrap() = Some(accepting);
+        switch
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn on(&self) {
+        self.off.store(false, Ordering::SeqCst);
     }
 
     fn off(&self) {
-        if let Some(task) = self.accepting.lock().unwrap().take() {
-            task.abort();
-        }
+        self.off.store(true, Ordering::SeqCst);
         for c in self.connections.lock().unwrap().drain(..) {
             c.abort();
         }
+    }
+
+    /// Connections closed at once while the switch was off.
+    fn refused(&self) -> usize {
+        self.refused.load(Ordering::SeqCst)
     }
 }
 
@@ -103,19 +116,23 @@ async fn assert_settled_once(t: &TestStack, campaign: &str, numbers: &[String]) 
 async fn the_emulator_going_away_mid_campaign_loses_nothing_and_sends_nothing_twice() {
     let switch = Switch::new().await;
     let t = TestStack::sending_via(Some(&switch.endpoint()), 2, |_| {}).await;
-    let numbers = phones(3000, 40);
+    let numbers = phones(3000, 400);
     let (c, _) = t.campaign_with("TIER_100K", &numbers).await;
     t.post(&format!("/api/campaigns/{c}/start"), json!({})).await.assert_ok(200);
-    t.wait_for(&c, Duration::from_secs(30), |c| c["sent_count"].as_u64().unwrap_or(0) >= 5).await;
+    t.wait_for(&c, Duration::from_secs(30), |c| c["sent_count"].as_u64().unwrap_or(0) >= 40).await;
 
     switch.off();
     let sent_before = t.fake.requests().len();
     tokio::time::sleep(Duration::from_secs(4)).await;
-    switch.on().await;
+    let sent_during = t.fake.requests().len();
+    switch.on();
 
     t.wait_for(&c, Duration::from_secs(90), |c| c["status"] == "completed").await;
     let rs = assert_settled_once(&t, &c, &numbers).await;
     assert!(sent_before < numbers.len(), "the outage came in the middle of the campaign");
+    assert!(switch.refused() > 0, "the stack felt the outage (its store requests were refused)");
+    // Without the store nothing new is claimed: what left during the outage was claimed before.
+    assert!(sent_during - sent_before <= 80, "{} sends during the outage", sent_during - sent_before);
     let failed: Vec<&Value> = rs.iter().filter(|r| r["status"] == "failed").collect();
     assert!(
         failed.iter().all(|r| r["error_message"].as_str().unwrap().contains("outcome unknown")),
@@ -131,8 +148,9 @@ async fn a_sender_killed_mid_batch_sends_nothing_twice_and_records_the_unknown_o
     let send_queue = t.queues["SendQueue"].clone();
     let attrs = [(aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout, "3".to_string())];
     t.sqs.set_queue_attributes().queue_url(&send_queue).set_attributes(Some(attrs.into())).send().await.unwrap();
-    // More numbers than one paced chunk (16 at this tier), so the new workers have work left.
-    let numbers = phones(3100, 40);
+    // More numbers than the jobs one worker takes slots for at once (two or three of 40 at
+    // this tier), so the new workers have work left.
+    let numbers = phones(3100, 200);
     let (c, _) = t.campaign_with("TIER_100K", &numbers).await;
     // WhatsApp answers slowly, so that requests are in flight when the worker dies.
     t.fake.set_config(FakeConfig { latency_ms: 1500, ..FakeConfig::default() });
@@ -160,9 +178,9 @@ async fn a_sender_killed_mid_batch_sends_nothing_twice_and_records_the_unknown_o
     t.spawn_workers(2);
     t.wait_for(&c, Duration::from_secs(60), |c| c["status"] == "completed").await;
     let rs = assert_settled_once(&t, &c, &numbers).await;
-    // The dead worker's claims cannot tell a request in flight from one about to leave: all of
-    // them are recorded as unknown (at most one paced chunk, about 200 ms of the account's
-    // pace) and none is sent again; everything else is sent once.
+    // The dead worker's claims cannot tell a request in flight from one about to leave: the
+    // reconciler records all of them as unknown once they are stale (at most about a second
+    // and a half of the account's pace) and none is sent again; everything else is sent once.
     let unknown: Vec<&str> = rs
         .iter()
         .filter(|r| r["error_message"].as_str().is_some_and(|m| m.contains("outcome unknown")))
@@ -183,7 +201,7 @@ async fn a_sender_killed_mid_batch_sends_nothing_twice_and_records_the_unknown_o
 async fn whatsapp_answering_slowly_or_not_at_all_never_leads_to_a_second_send() {
     let t = TestStack::sending(2).await;
     // Slow: every answer takes 2 seconds; no answer: the fake's timeout number waits 12
-    // seconds, beyond the client's 10-second limit.
+    // seconds, beyond the client's limit (3 seconds in the tests).
     t.fake.inject(Injection::delay(2000));
     t.fake.set_config(FakeConfig { timeout_ms: 12_000, ..FakeConfig::default() });
     let silent = "+14155559007".to_string();
@@ -213,7 +231,7 @@ async fn dead_lettered_messages_are_listed_and_can_be_redriven() {
     // The campaign's dispatch is dropped, and its send job sits in the dead-letter queue, as
     // after five failed deliveries during an outage; beside it an unreadable message.
     t.sqs.purge_queue().queue_url(&t.queues["DispatchQueue"]).send().await.unwrap();
-    let job = SendJob { job_id: "job-1".into(), campaign_id: c.clone(), phones: numbers.clone(), attempt: 0 };
+    let job = SendJob::new(&c, None, numbers.clone(), 0);
     let dlq = t.queues["SendDeadLetterQueue"].clone();
     t.sqs.send_message().queue_url(&dlq).message_body(serde_json::to_string(&job).unwrap()).send().await.unwrap();
     let garbage = "not a send job".to_string();

@@ -26,13 +26,8 @@ fn count(c: &Value, k: &str) -> u64 {
 }
 
 fn job(campaign: &str, phones: &[String]) -> Incoming {
-    let job = SendJob {
-        job_id: uuid::Uuid::new_v4().to_string(),
-        campaign_id: campaign.into(),
-        phones: phones.to_vec(),
-        attempt: 0,
-    };
-    Incoming { id: job.job_id.clone(), body: serde_json::to_string(&job).unwrap() }
+    let job = SendJob::new(campaign, None, phones.to_vec(), 0);
+    Incoming { id: job.job_id.clone(), body: serde_json::to_string(&job).unwrap(), ..Default::default() }
 }
 
 /// Puts a campaign into `sending` through the API, without workers to pick it up.
@@ -69,16 +64,27 @@ async fn a_campaign_completes_with_exact_counters_and_every_recipient_sent_once(
 }
 
 #[tokio::test]
-async fn the_dispatcher_hands_over_to_follow_up_messages_from_a_cursor() {
-    // A budget of 7 recipients an invocation: 45 recipients take 7 dispatch messages.
-    let t = TestStack::sending_with(4, |c| c.dispatch_budget = 7).await;
-    let numbers = phones(150, 45);
-    let (c, _) = t.campaign_with("TIER_100K", &numbers).await;
+async fn the_send_queue_holds_a_few_seconds_of_the_accounts_pace_not_the_whole_campaign() {
+    let t = TestStack::sending(4).await;
+    // TIER_1K: 10 msg/s, jobs of 5; the whole campaign would be 40 jobs.
+    let numbers = phones(150, 200);
+    let (c, _) = t.campaign_with("TIER_1K", &numbers).await;
     start(&t, &c).await;
+    let mut most = 0;
+    let mut sent_while_watching = 0;
+    for _ in 0..40 {
+        most = most.max(t.queued("SendQueue").await);
+        sent_while_watching = t.fake.requests().len();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(sent_while_watching >= 20, "the campaign was sending while watched: {sent_while_watching}");
+    // A window is two seconds of pace (20 recipients, 4 jobs); jobs put back for later take
+    // the place of the ones they were.
+    assert!(most <= 8, "at most {most} send jobs queued at once");
     let done = t.wait_for(&c, Duration::from_secs(60), |c| c["status"] == "completed").await;
-    assert_eq!(count(&done, "sent_count"), 45);
+    assert_eq!(count(&done, "sent_count"), 200);
     let h = hits(&t);
-    assert!(numbers.iter().all(|p| h.get(p) == Some(&1)), "every recipient once across follow-ups: {h:?}");
+    assert!(numbers.iter().all(|p| h.get(p) == Some(&1)), "every recipient once across the windows: {h:?}");
 }
 
 #[tokio::test]
@@ -192,8 +198,11 @@ async fn a_crash_between_the_post_and_the_write_never_leads_to_a_second_post() {
     assert!(crashed, "the sender was stopped mid-request");
     assert_eq!(t.fake.requests().len(), 1, "the request reached WhatsApp");
     t.fake.set_config(FakeConfig::default());
-    // Redelivered while the claim is fresh: another sender may still be at work, try later.
-    assert_eq!(send_batch(&t.app, vec![held.clone()], deadline).await, vec![held.id.clone()]);
+    // Redelivered while the claim is fresh: another sender may still be at work, so the job
+    // leaves it alone (the claim's holder, or the reconciler once it is stale, settles it).
+    assert!(send_batch(&t.app, vec![held.clone()], deadline).await.is_empty());
+    assert_eq!(t.fake.requests().len(), 1, "no second POST");
+    assert_eq!(t.recipients(&c).await[0]["status"], "sending");
     tokio::time::sleep(Duration::from_secs(STALE_CLAIM_SECONDS as u64 + 1)).await;
     // Redelivered after the claim went stale: recorded as unknown, never sent again.
     assert!(send_batch(&t.app, vec![held], deadline).await.is_empty());
@@ -244,7 +253,8 @@ async fn a_template_error_pauses_the_campaign_and_a_token_error_pauses_the_accou
     assert_eq!(r["status"], "pending", "not sent, so still pending for a resume");
 
     // Token expired (190): every sending campaign of the account pauses.
-    let other = t.another_campaign(&account, &phones(800, 30)).await;
+    // Large enough to be sending still when the other campaign meets the expired token.
+    let other = t.another_campaign(&account, &phones(800, 400)).await;
     let expired = t.another_campaign(&account, &["+14155559005".to_string()]).await;
     t.fake.set_config(FakeConfig { latency_ms: 200, ..FakeConfig::default() });
     start(&t, &other).await;
@@ -267,10 +277,18 @@ async fn two_campaigns_on_one_tier_1k_account_keep_its_pace() {
     let times: Vec<u64> = t.fake.requests().iter().map(|r| r.at_ms).collect();
     assert_eq!(times.len(), 120);
     let worst = times.iter().map(|start| times.iter().filter(|t| **t >= *start && **t < start + 1000).count()).max();
-    assert!(worst.unwrap() <= 11, "at most rate + 1 in any second, got {worst:?}");
-    let span = (times[times.len() - 1] - times[0]) as f64 / 1000.0;
-    let rate = (times.len() - 1) as f64 / span;
-    assert!(rate >= 9.5, "average {rate:.2} msg/s");
+    assert!(
+        worst.unwrap() <= 11,
+        "at most rate + 1 in any second, got {worst:?}: {:?}",
+        times.windows(2).map(|w| w[1] - w[0]).collect::<Vec<_>>()
+    );
+    // The two campaigns share the account's pace rather than take turns (the rate achieved is
+    // measured by the send benchmark, not here).
+    let first_numbers = phones(1000, 60);
+    let early: Vec<bool> =
+        t.fake.requests().iter().take(40).map(|r| first_numbers.contains(r.to.as_ref().unwrap())).collect();
+    let of_first = early.iter().filter(|f| **f).count();
+    assert!((10..=30).contains(&of_first), "{of_first} of the first 40 sends were the first campaign's");
 }
 
 #[tokio::test]

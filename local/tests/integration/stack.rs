@@ -21,8 +21,15 @@ use shared::domain::api_key::NewApiKey;
 pub const APP_SECRET: &str = "test-app-secret";
 pub const VERIFY_TOKEN: &str = "test-verify-token";
 
-/// Claims older than this are treated as left behind by a vanished sender.
-pub const STALE_CLAIM_SECONDS: i64 = 2;
+/// Requests to the fake WhatsApp API give up after this many seconds.
+pub const WHATSAPP_TIMEOUT_SECONDS: u64 = 3;
+
+/// Claims older than this are treated as left behind by a vanished sender (the shortest the
+/// configuration allows with that timeout).
+pub const STALE_CLAIM_SECONDS: i64 = WHATSAPP_TIMEOUT_SECONDS as i64 + 5;
+
+/// A sending campaign that has not moved for this long is checked for lost work.
+pub const STALL_SECONDS: i64 = 5;
 
 /// `count` distinct valid US numbers starting at +1415555<first>.
 pub fn phones(first: u32, count: u32) -> Vec<String> {
@@ -100,16 +107,22 @@ impl TestStack {
             default_region: "US".into(),
             whatsapp_api_url: format!("http://{addr}"),
             stale_claim_seconds: STALE_CLAIM_SECONDS,
+            whatsapp_timeout_seconds: WHATSAPP_TIMEOUT_SECONDS,
+            stall_seconds: STALL_SECONDS,
             webhook_secret_arn: None,
             whatsapp_app_secret: Some(APP_SECRET.into()),
             whatsapp_verify_token: Some(VERIFY_TOKEN.into()),
             ..Config::from_env()
         };
         change(&mut config);
-        let mut sdk = shared::config::aws_config().await;
-        if let Some(endpoint) = endpoint {
-            sdk = sdk.into_builder().endpoint_url(endpoint).build();
-        }
+        // An endpoint given to the loader wins over the environment's (one set on a built
+        // SdkConfig would not: AWS_ENDPOINT_URL would still be used).
+        let sdk = match endpoint {
+            Some(endpoint) => {
+                aws_config::defaults(aws_config::BehaviorVersion::latest()).endpoint_url(endpoint).load().await
+            }
+            None => shared::config::aws_config().await,
+        };
         let stack =
             local::Stack::start_with(&sdk, config).await.expect("the emulator should take the table and queues");
         let issued = shared::auth::issue(&stack.app.db, NewApiKey { name: "tests".into() }).await.unwrap();
@@ -149,7 +162,8 @@ impl TestStack {
         if senders == 0 {
             return Vec::new();
         }
-        let workers = Workers { senders, sender_timeout: Duration::from_secs(60), retry_after: Duration::from_secs(1) };
+        let workers =
+            Workers { senders, sender_timeout: Duration::from_secs(60), reconcile_every: Some(Duration::from_secs(1)) };
         workers.spawn(self.app.clone(), self.sqs.clone())
     }
 

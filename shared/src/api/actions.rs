@@ -65,7 +65,8 @@ pub async fn start_campaign(app: &App, campaign: &Campaign) -> ApiResult<Campaig
     check_sendable(app, campaign).await?;
     let action = if campaign.status == CampaignStatus::Scheduled { Action::StartScheduled } else { Action::Start };
     let started = transition(app, campaign, action).await?;
-    if let Err(e) = app.queue.dispatch(&DispatchJob { campaign_id: started.id.clone(), cursor: None }).await {
+    let first = DispatchJob::start(&started.id, started.dispatch_run.clone());
+    if let Err(e) = app.queue.dispatch(&first, std::time::Duration::ZERO).await {
         // Nothing will send it: say so on the campaign rather than leave it "sending".
         let reason = "the send could not be queued; start the campaign again";
         let _ = app.change_status(&started, Action::Pause, Some(reason)).await;

@@ -54,7 +54,8 @@ impl App {
         let queue =
             Queue::new(aws_sdk_sqs::Client::new(sdk), config.dispatch_queue_url.clone(), config.send_queue_url.clone());
         let scheduler = Scheduler::new(sdk, &config);
-        let whatsapp = WhatsAppClient::new(&config.whatsapp_api_url, &config.whatsapp_api_version);
+        let timeout = std::time::Duration::from_secs(config.whatsapp_timeout_seconds);
+        let whatsapp = WhatsAppClient::new(&config.whatsapp_api_url, &config.whatsapp_api_version, timeout);
         let phones = PhoneParser::new(&config.default_region);
         let events = EventBus::new(aws_sdk_eventbridge::Client::new(sdk), config.event_bus_name.clone());
         let (sdk, webhook_secrets) = (sdk.clone(), Default::default());

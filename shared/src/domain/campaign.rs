@@ -167,9 +167,71 @@ pub struct Campaign {
     /// (absent otherwise; cleared by the next change or action).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule_error: Option<String>,
+    /// The current dispatch run, new with every start and resume (internal: never shown).
+    #[serde(default, skip_serializing)]
+    pub dispatch_run: Option<String>,
+}
+
+/// Changes to a campaign's counters. They are kept in a few counter items beside the campaign
+/// (see `docs/dynamodb.md`), each change added to one of them together with the recipients it
+/// counts, and summed when the campaign is read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub sent: i64,
+    pub delivered: i64,
+    pub read: i64,
+    pub failed: i64,
+    pub processed: i64,
+}
+
+impl Counters {
+    pub fn is_zero(&self) -> bool {
+        *self == Counters::default()
+    }
+
+    pub fn add(&mut self, other: Counters) {
+        self.sent += other.sent;
+        self.delivered += other.delivered;
+        self.read += other.read;
+        self.failed += other.failed;
+        self.processed += other.processed;
+    }
+
+    pub fn minus(mut self, other: Counters) -> Counters {
+        self.add(Counters {
+            sent: -other.sent,
+            delivered: -other.delivered,
+            read: -other.read,
+            failed: -other.failed,
+            processed: -other.processed,
+        });
+        self
+    }
+
+    /// The counters of a campaign as it is shown.
+    pub fn of(c: &Campaign) -> Counters {
+        let n = |v: u64| v as i64;
+        Counters {
+            sent: n(c.sent_count),
+            delivered: n(c.delivered_count),
+            read: n(c.read_count),
+            failed: n(c.failed_count),
+            processed: n(c.processed_count),
+        }
+    }
 }
 
 impl Campaign {
+    /// Adds counter changes to what the campaign shows (never below zero).
+    pub fn count(&mut self, d: Counters) {
+        let add = |v: &mut u64, d: i64| *v = (*v as i64).saturating_add(d).max(0) as u64;
+        add(&mut self.sent_count, d.sent);
+        add(&mut self.delivered_count, d.delivered);
+        add(&mut self.read_count, d.read);
+        add(&mut self.failed_count, d.failed);
+        add(&mut self.processed_count, d.processed);
+    }
+
     /// Every recipient has an outcome of its send (accepted or rejected).
     pub fn all_processed(&self) -> bool {
         self.processed_count >= self.total_recipients
@@ -320,6 +382,7 @@ impl NewCampaign {
             updated_at: now.to_string(),
             pause_reason: None,
             schedule_error: None,
+            dispatch_run: None,
         })
     }
 }

@@ -95,10 +95,10 @@ pub struct Recipient {
     /// When the claim was taken (unix seconds).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub claimed_at: Option<i64>,
-    /// The tally (one per paced chunk of a sender) that counts this recipient's outcome into
-    /// the campaign's counters, exactly once.
+    /// While a delayed retry job owns the recipient (it was put back after a transient error
+    /// or a pair rate limit): when that job is due (unix seconds). Other jobs leave it alone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tally: Option<String>,
+    pub retry_at: Option<i64>,
     /// How many times delivery statuses changed this recipient: the condition that keeps two
     /// webhooks from counting the same change twice.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -124,7 +124,7 @@ impl Recipient {
             error_message: None,
             claim_id: None,
             claimed_at: None,
-            tally: None,
+            retry_at: None,
             delivery_version: None,
         }
     }
@@ -181,7 +181,7 @@ mod tests {
             error_message: Some("Message undeliverable".into()),
             claim_id: Some("job".into()),
             claimed_at: Some(1),
-            tally: Some("t1".into()),
+            retry_at: Some(1),
             delivery_version: Some(2),
         };
         let v = r.to_json();

@@ -10,13 +10,33 @@ use serde_json::{Value, json};
 use super::recipient::{PHONE_FIELD, Recipient};
 use super::template::{ParameterFormat, Template};
 
-/// A dispatch job: page the campaign's pending recipients from `cursor` (a phone number, the
-/// last one handled) and turn them into send jobs.
+/// A dispatch job: one step of a campaign's dispatch run. Each step reads the campaign,
+/// queues send jobs for the pending recipients after `cursor` (a phone number, the last one
+/// queued) while fewer than a window of them are queued and not yet processed, and queues the
+/// next step a second later. So the send queue never holds more than a few seconds of an
+/// account's pace, and a campaign's recipients are released as the previous ones drain.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DispatchJob {
     pub campaign_id: String,
+    /// The dispatch run this step belongs to (set by every start and resume); a step of an
+    /// older run does nothing.
+    #[serde(default)]
+    pub run: Option<String>,
     #[serde(default)]
     pub cursor: Option<String>,
+    /// Recipients queued by this run so far.
+    #[serde(default)]
+    pub queued: u64,
+    /// The campaign's `processed_count` when the run began (read by its first step).
+    #[serde(default)]
+    pub base: Option<u64>,
+}
+
+impl DispatchJob {
+    /// The first step of a new run.
+    pub fn start(campaign_id: &str, run: Option<String>) -> Self {
+        DispatchJob { campaign_id: campaign_id.to_string(), run, cursor: None, queued: 0, base: None }
+    }
 }
 
 /// A send job: recipients (by number) of one campaign, sent by one sender invocation.
@@ -25,23 +45,45 @@ pub struct DispatchJob {
 pub struct SendJob {
     pub job_id: String,
     pub campaign_id: String,
+    /// The dispatch run that queued it: a job of an older run (the campaign was paused and
+    /// resumed meanwhile, which queued its recipients again) is dropped. Retries (`attempt`
+    /// above 0) belong to their recipients rather than to a run, and are always handled.
+    #[serde(default)]
+    pub run: Option<String>,
     pub phones: Vec<String>,
-    /// How many times these recipients were put back after a pair-rate limit (131056).
+    /// How many times these recipients were tried and put back (transient errors, pair rate).
     #[serde(default)]
     pub attempt: u32,
 }
 
-/// Recipients per send job for an account sending `rate` messages per second: about one
-/// second of sending, between 1 and 25, so a batch of 10 jobs stays well inside the sender's
-/// timeout even when several invocations share the account's pace.
-pub fn job_size(rate: u32) -> usize {
-    (rate as usize).clamp(1, 25)
+impl SendJob {
+    pub fn new(campaign_id: &str, run: Option<String>, phones: Vec<String>, attempt: u32) -> Self {
+        let job_id = uuid::Uuid::new_v4().to_string();
+        SendJob { job_id, campaign_id: campaign_id.to_string(), run, phones, attempt }
+    }
 }
 
-/// Slots taken from the account's pace in one store write: about 200 ms worth.
-pub fn pace_chunk(rate: u32) -> usize {
-    ((rate / 5) as usize).max(1)
+/// Most recipients in one send job: its claims and its outcomes are each one transaction
+/// (with the counter item, within DynamoDB's 100 items), and its recipients and their
+/// opt-out records one BatchGetItem (100 keys).
+pub const MAX_JOB_SIZE: usize = 50;
+
+/// Recipients per send job for an account sending `rate` messages per second: half a second
+/// of its pace (1 to [`MAX_JOB_SIZE`]), so a job holds its claims for about a second at most.
+pub fn job_size(rate: u32) -> usize {
+    ((rate / 2) as usize).clamp(1, MAX_JOB_SIZE)
 }
+
+/// Recipients a campaign may have queued and not yet processed: two seconds of the account's
+/// pace, and at least two jobs.
+pub fn dispatch_window(rate: u32) -> u64 {
+    (2 * rate as u64).max(2 * job_size(rate) as u64)
+}
+
+/// How far ahead of now a sender may take send slots: a job whose first slot would be later
+/// goes back to the queue for the time being instead of waiting in an invocation (its last
+/// slot is at most half a second after its first, see [`job_size`]).
+pub const SLOT_HORIZON: Duration = Duration::from_secs(1);
 
 /// The spacing of messages at `rate` per second, in microseconds.
 pub fn interval_micros(rate: u32) -> u64 {
@@ -80,6 +122,13 @@ pub fn classify(code: i64) -> ErrorClass {
 pub const MAX_ATTEMPTS: u32 = 4;
 /// Times a recipient is put back after a pair-rate limit before it fails.
 pub const MAX_PAIR_RATE_ATTEMPTS: u32 = 3;
+
+/// The delay before recipients put back after a transient or throughput error are tried
+/// again (`attempt` from 1): 1, 2, 4, 8 s, with a second of jitter.
+pub fn retry_delay(attempt: u32, random: f64) -> Duration {
+    Duration::from_secs(1u64 << attempt.saturating_sub(1).min(4))
+        + Duration::from_millis((1000.0 * random.clamp(0.0, 1.0)) as u64)
+}
 
 /// A number in [0, 1) for back-off jitter.
 pub fn random_unit() -> f64 {
@@ -231,12 +280,13 @@ mod tests {
 
     #[test]
     fn pace_and_backoff() {
-        assert_eq!((job_size(5), job_size(10), job_size(1000)), (5, 10, 25));
-        assert_eq!((pace_chunk(5), pace_chunk(10), pace_chunk(1000)), (1, 2, 200));
+        assert_eq!((job_size(1), job_size(10), job_size(80), job_size(1000)), (1, 5, 40, 50));
+        assert_eq!((dispatch_window(10), dispatch_window(80), dispatch_window(1)), (20, 160, 2));
         assert_eq!((interval_micros(10), interval_micros(1000)), (100_000, 1_000));
         assert_eq!(backoff(0, 1.0), Duration::from_millis(200));
         assert_eq!(backoff(3, 0.5), Duration::from_millis(800));
         assert_eq!(backoff(9, 1.0), Duration::from_secs(5));
         assert_eq!((pair_rate_delay(1), pair_rate_delay(2)), (Duration::from_secs(4), Duration::from_secs(16)));
+        assert_eq!((retry_delay(1, 0.0), retry_delay(3, 0.5)), (Duration::from_secs(1), Duration::from_millis(4500)));
     }
 }

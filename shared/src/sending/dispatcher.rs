@@ -1,20 +1,26 @@
-//! The dispatcher: pages a sending campaign's pending recipients into send jobs.
+//! The dispatcher: releases a sending campaign's pending recipients into send jobs, a window
+//! at a time. Each step reads the campaign; if fewer than a window (two seconds of the
+//! account's pace) of the recipients this run queued are still unprocessed, it queues send
+//! jobs for the next pending ones; then it queues its next step a second later. So the send
+//! queue holds a few seconds of any account's pace at most, and no sender waits on work queued
+//! minutes ahead of its time.
 
 use std::time::Duration;
 
 use super::{SendError, complete_if_done};
 use crate::api::App;
 use crate::domain::campaign::{Action, CampaignStatus};
-use crate::domain::sending::{DispatchJob, SendJob, job_size};
+use crate::domain::sending::{DispatchJob, SendJob, dispatch_window, job_size};
 
-/// Pending recipients read per query.
-const PAGE: i32 = 1000;
+/// The time between two steps of a run.
+pub const STEP: Duration = Duration::from_secs(1);
 
-/// Handles one dispatch job. Jobs for campaigns that are not sending do nothing; queueing the
-/// same recipients twice is harmless (a recipient is claimed once).
-pub async fn dispatch(app: &App, job: DispatchJob) -> Result<(), SendError> {
-    let Some(campaign) = app.db.get_campaign(&job.campaign_id).await? else { return Ok(()) };
-    if campaign.status != CampaignStatus::Sending {
+/// Handles one dispatch step. Steps of a campaign that is not sending, or of a run that a
+/// later start or resume replaced, do nothing; queueing a recipient twice is harmless (a
+/// recipient is claimed once).
+pub async fn dispatch(app: &App, step: DispatchJob) -> Result<(), SendError> {
+    let Some(campaign) = app.db.get_campaign(&step.campaign_id).await? else { return Ok(()) };
+    if campaign.status != CampaignStatus::Sending || step.run != campaign.dispatch_run {
         return Ok(());
     }
     let Some(account) = app.db.get_account(&campaign.account_id).await? else {
@@ -22,39 +28,31 @@ pub async fn dispatch(app: &App, job: DispatchJob) -> Result<(), SendError> {
         app.change_status(&campaign, Action::Pause, Some(reason)).await.ok();
         return Ok(());
     };
-    let size = job_size(account.send_rate());
-    // After `dispatch_budget` recipients (50,000 by default, a few seconds of work) the rest
-    // goes to a follow-up message, so a campaign of any size fans out without an invocation
-    // nearing its timeout.
-    let budget = app.config.dispatch_budget.max(1);
-    let page = PAGE.min(budget as i32);
-    let mut cursor = job.cursor;
-    let mut queued = 0;
-    loop {
-        let (phones, next) = app.db.pending_phones(&campaign.id, cursor.as_deref(), page).await?;
+    let rate = account.send_rate();
+    let base = step.base.unwrap_or(campaign.processed_count);
+    // Recipients of this run queued and not processed yet. Outcomes recorded for recipients
+    // of an earlier run count too, which only makes this step queue a little more.
+    let in_flight = (base + step.queued).saturating_sub(campaign.processed_count);
+    let window = dispatch_window(rate);
+    let mut next = DispatchJob { base: Some(base), ..step };
+    if in_flight < window {
+        let room = (window - in_flight).min(1000) as i32;
+        let (phones, cursor) = app.db.pending_phones(&campaign.id, next.cursor.as_deref(), room).await?;
         let jobs: Vec<SendJob> = phones
-            .chunks(size)
-            .map(|p| SendJob {
-                job_id: uuid::Uuid::new_v4().to_string(),
-                campaign_id: campaign.id.clone(),
-                phones: p.to_vec(),
-                attempt: 0,
-            })
+            .chunks(job_size(rate))
+            .map(|p| SendJob::new(&campaign.id, next.run.clone(), p.to_vec(), 0))
             .collect();
         app.queue.send_jobs(&jobs, Duration::ZERO).await?;
-        queued += phones.len();
-        cursor = next;
-        match &cursor {
-            None => break,
-            Some(_) if queued >= budget => {
-                app.queue.dispatch(&DispatchJob { campaign_id: campaign.id.clone(), cursor }).await?;
-                tracing::info!(campaign = %campaign.id, queued, "dispatch continues in a follow-up message");
-                return Ok(());
-            }
-            Some(_) => {}
+        next.queued += phones.len() as u64;
+        let last = phones.last().cloned();
+        if cursor.is_none() && phones.len() < room as usize {
+            tracing::info!(campaign = %campaign.id, queued = next.queued, "dispatch run finished");
+            // A resumed campaign with nothing left to send completes here.
+            complete_if_done(app, &campaign.id).await?;
+            return Ok(());
         }
+        next.cursor = last.or(next.cursor);
     }
-    tracing::info!(campaign = %campaign.id, queued, "dispatch finished");
-    // A resumed campaign with nothing left to send completes here.
-    complete_if_done(app, &campaign.id).await
+    app.queue.dispatch(&next, STEP).await?;
+    Ok(())
 }

@@ -1,15 +1,22 @@
-//! The sending side: the dispatcher turns a started campaign's pending recipients into send
-//! jobs; senders claim, pace, send and record each recipient. Both are SQS-triggered and run
-//! the same code in Lambda and in the local stack.
+//! The sending side: the dispatcher releases a started campaign's pending recipients into
+//! send jobs a window at a time; senders claim, pace, send and record each recipient; the
+//! reconciler repairs what a lost job or a dead sender leaves behind. The two consumers are
+//! SQS-triggered and the reconciler runs every minute; all run the same code in Lambda and in
+//! the local stack.
 
 mod dispatcher;
+mod reconciler;
 mod sender;
 
+use std::time::{Duration, Instant};
+
 pub use dispatcher::dispatch;
+pub use reconciler::{Reconciled, reconcile};
 pub use sender::send_batch;
 
 use crate::api::App;
 use crate::domain::campaign::{Action, CampaignStatus};
+use crate::domain::sending::{DispatchJob, SendJob};
 use crate::store::StoreError;
 
 /// The two queue consumers.
@@ -19,14 +26,36 @@ pub enum Consumer {
     Sender,
 }
 
-/// Handles a batch of queue messages; returns the ids of those to deliver again.
-pub async fn consume(
-    app: &App,
-    consumer: Consumer,
-    messages: Vec<Incoming>,
-    deadline: std::time::Instant,
-) -> Vec<String> {
-    match consumer {
+/// One queue message, whatever delivered it (Lambda's event or the local poller).
+#[derive(Debug, Clone, Default)]
+pub struct Incoming {
+    pub id: String,
+    pub body: String,
+    /// What deletes it or makes it visible again (empty when it came from elsewhere).
+    pub receipt_handle: String,
+    /// How many times SQS has delivered it, this time included.
+    pub receive_count: u32,
+}
+
+/// Handles a batch of queue messages; returns the ids of those to deliver again. Each of
+/// those is made visible again after a back-off that grows with its deliveries (2, 4, 8… up
+/// to 60 s; at once for a message that is not a job at all), rather than after the queue's
+/// visibility timeout; after the queue's `maxReceiveCount` deliveries it goes to the
+/// dead-letter queue.
+pub async fn consume(app: &App, consumer: Consumer, messages: Vec<Incoming>, deadline: Instant) -> Vec<String> {
+    let handles: Vec<(String, String, Duration)> = messages
+        .iter()
+        .map(|m| {
+            let readable = match consumer {
+                Consumer::Dispatcher => serde_json::from_str::<DispatchJob>(&m.body).is_ok(),
+                Consumer::Sender => serde_json::from_str::<SendJob>(&m.body).is_ok(),
+            };
+            let after =
+                if readable { Duration::from_secs((1u64 << m.receive_count.min(6)).min(60)) } else { Duration::ZERO };
+            (m.id.clone(), m.receipt_handle.clone(), after)
+        })
+        .collect();
+    let failed = match consumer {
         Consumer::Sender => send_batch(app, messages, deadline).await,
         Consumer::Dispatcher => {
             let mut failed = Vec::new();
@@ -36,20 +65,24 @@ pub async fn consume(
                     Err(e) => Err(SendError::Malformed(e.to_string())),
                 };
                 if let Err(e) = result {
-                    tracing::warn!(message = %m.id, error = %e, "dispatch job will be delivered again");
+                    tracing::warn!(message = %m.id, error = %e, "dispatch step will be delivered again");
                     failed.push(m.id);
                 }
             }
             failed
         }
+    };
+    let url = match consumer {
+        Consumer::Dispatcher => app.config.dispatch_queue_url.as_deref(),
+        Consumer::Sender => app.config.send_queue_url.as_deref(),
+    };
+    let Some(url) = url else { return failed };
+    for (id, handle, after) in handles.iter().filter(|(id, h, _)| failed.contains(id) && !h.is_empty()) {
+        if let Err(e) = app.queue.retry_later(url, handle, *after).await {
+            tracing::warn!(message = %id, error = %e, "could not shorten the retry; the visibility timeout applies");
+        }
     }
-}
-
-/// One queue message, whatever delivered it (Lambda's event or the local poller).
-#[derive(Debug, Clone)]
-pub struct Incoming {
-    pub id: String,
-    pub body: String,
+    failed
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -62,38 +95,21 @@ pub enum SendError {
     Secrets(#[from] crate::secrets::SecretsError),
     #[error("the message is not a job: {0}")]
     Malformed(String),
-    #[error("recipients are held by another sender; retry later")]
-    Busy,
 }
 
 /// Marks the campaign completed once every recipient has an outcome. The conditional write
 /// (from `sending` only; `completed` is final) makes this happen exactly once, whoever calls it.
-pub async fn complete_if_done(app: &App, campaign_id: &str) -> Result<(), SendError> {
-    // The campaign item is also written by counting transactions, which can make a plain
-    // write fail with a transaction conflict: try a few times before leaving it to the next
-    // batch.
-    let mut result = Ok(());
-    for attempt in 0..4 {
-        result = try_complete(app, campaign_id).await;
-        if result.is_ok() {
-            break;
-        }
-        tokio::time::sleep(crate::domain::sending::backoff(attempt, 0.5)).await;
-    }
-    result
-}
-
-async fn try_complete(app: &App, campaign_id: &str) -> Result<(), SendError> {
-    let Some(c) = app.db.get_campaign(campaign_id).await? else { return Ok(()) };
+pub async fn complete_if_done(app: &App, campaign_id: &str) -> Result<bool, SendError> {
+    let Some(c) = app.db.get_campaign(campaign_id).await? else { return Ok(false) };
     if c.status != CampaignStatus::Sending || !c.all_processed() {
-        return Ok(());
+        return Ok(false);
     }
     match app.change_status(&c, Action::Complete, None).await {
         Ok(done) => {
             tracing::info!(campaign = %done.id, sent = done.sent_count, failed = done.failed_count, "campaign completed");
-            Ok(())
+            Ok(true)
         }
-        Err(StoreError::ConditionFailed) => Ok(()),
+        Err(StoreError::ConditionFailed) => Ok(false),
         Err(e) => Err(e.into()),
     }
 }

@@ -1,12 +1,17 @@
-//! The sender: for each recipient of a send job — campaign still sending? → claim it with a
-//! conditional write → take a slot from the account's pace → render → POST to WhatsApp →
-//! record the outcome; then count the job's outcomes into the campaign exactly once.
+//! The sender. For a send job (half a second of the account's pace at most): read its
+//! recipients → take their send slots on the account's pace, all within the next second, or
+//! put the job back on the queue for when there is room → claim them in one conditional
+//! transaction → at each slot, check the campaign is still sending (a status at most half a
+//! second old) and POST to WhatsApp → record every outcome and count it, in one transaction.
+//! Nothing between the claims and the POSTs can fail without releasing the claims, and no
+//! invocation sleeps on slots far ahead: accounts never hold each other's senders.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
+use serde_json::Value;
 use tokio::sync::Mutex;
 
 use super::{Incoming, SendError, complete_if_done};
@@ -17,15 +22,22 @@ use crate::domain::campaign::{Action, Campaign, CampaignStatus};
 use crate::domain::now;
 use crate::domain::recipient::{Recipient, RecipientStatus};
 use crate::domain::sending::{
-    ErrorClass, MAX_ATTEMPTS, MAX_PAIR_RATE_ATTEMPTS, SendJob, backoff, classify, interval_micros, message_body,
-    pace_chunk, pair_rate_delay, random_unit,
+    ErrorClass, MAX_ATTEMPTS, MAX_JOB_SIZE, MAX_PAIR_RATE_ATTEMPTS, SLOT_HORIZON, SendJob, classify, interval_micros,
+    message_body, pair_rate_delay, random_unit, retry_delay,
 };
 use crate::domain::template::{Category, Template};
 use crate::secrets::Secret;
-use crate::store::sending::{Outcome, now_micros};
-use crate::whatsapp::{REQUEST_TIMEOUT, SendOutcome};
+use crate::store::sending::{Holder, Outcome, Record, Reservation, now_micros};
+use crate::whatsapp::SendOutcome;
 
-/// Slots a message may retake after waking up late before it is sent late anyway.
+/// How old the campaign's status may be when a message goes out: a pause or cancel stops
+/// every send that has not left within this time (plus a store read) after it returned.
+const STATUS_MAX_AGE: Duration = Duration::from_millis(500);
+
+/// How long before its slot a message checks the campaign's status (microseconds).
+const STATUS_AHEAD_US: i64 = 150_000;
+
+/// Slots a message may retake after waking up late, before it goes back to the queue.
 const MAX_SLOT_RETAKES: u32 = 2;
 
 /// How late a message may go out after its slot: half an interval keeps any 1-second window
@@ -35,10 +47,15 @@ fn late_tolerance(interval_us: i64) -> i64 {
     (interval_us / 2).max(25_000)
 }
 
+/// A job whose slots would start at most this much later than the horizon waits for them in
+/// the invocation (microseconds); a later one goes back to the queue.
+const SHORT_WAIT_US: i64 = 500_000;
+
 /// How long a 130429 (throughput exceeded) holds the whole account back.
-const THROUGHPUT_PENALTY: Duration = Duration::from_secs(2);
-/// Work is not started when less than this is left before the invocation's deadline.
-const DEADLINE_MARGIN: Duration = Duration::from_secs(15);
+const THROUGHPUT_HOLD: Duration = Duration::from_secs(2);
+/// A job is not started when less than this (plus a request's timeout) is left before the
+/// invocation's deadline: it goes back to the queue.
+const DEADLINE_MARGIN: Duration = Duration::from_secs(5);
 
 /// What a sender needs of an account, read once per invocation.
 struct Sending {
@@ -47,19 +64,41 @@ struct Sending {
     template: Template,
 }
 
-/// Accounts, tokens (from Secrets Manager) and templates read once per invocation, keyed by
-/// (account, template); the reason the campaign cannot be sent when one of them is missing.
+/// What one invocation reads once and shares between its jobs: accounts, tokens (from Secrets
+/// Manager) and templates by (account, template), and each campaign's status, read again when
+/// older than [`STATUS_MAX_AGE`].
 #[derive(Default)]
-struct Cache {
-    entries: Mutex<HashMap<CacheKey, Result<Arc<Sending>, &'static str>>>,
+struct Invocation {
+    sendings: Mutex<HashMap<(String, String), SendingOrWhyNot>>,
+    campaigns: Mutex<HashMap<String, Arc<Mutex<Seen>>>>,
 }
 
-type CacheKey = (String, String);
+/// What the campaign's account needs to send, or why it cannot.
+type SendingOrWhyNot = Result<Arc<Sending>, &'static str>;
 
-impl Cache {
-    async fn get(&self, app: &App, c: &Campaign) -> Result<Result<Arc<Sending>, &'static str>, SendError> {
+/// A campaign as last read, and when the read started.
+#[derive(Default)]
+struct Seen {
+    at: Option<Instant>,
+    campaign: Option<Campaign>,
+}
+
+impl Invocation {
+    async fn campaign(&self, app: &App, id: &str) -> Result<Option<Campaign>, SendError> {
+        let entry = self.campaigns.lock().await.entry(id.to_string()).or_default().clone();
+        // One read at a time per campaign: the sends waiting for it use its answer.
+        let mut seen = entry.lock().await;
+        if seen.at.is_none_or(|at| at.elapsed() > STATUS_MAX_AGE) {
+            let started = Instant::now();
+            seen.campaign = app.db.get_campaign(id).await?;
+            seen.at = Some(started);
+        }
+        Ok(seen.campaign.clone())
+    }
+
+    async fn sending(&self, app: &App, c: &Campaign) -> Result<SendingOrWhyNot, SendError> {
         let key = (c.account_id.clone(), c.template_id.clone());
-        if let Some(hit) = self.entries.lock().await.get(&key) {
+        if let Some(hit) = self.sendings.lock().await.get(&key) {
             return Ok(hit.clone());
         }
         let (account, token, template) = tokio::join!(
@@ -73,32 +112,52 @@ impl Cache {
             (_, None, _) => Err("the account has no access token; set it with PUT /api/accounts/{id}, then resume"),
             (_, _, None) => Err("the campaign's template was deleted"),
         };
-        self.entries.lock().await.insert(key, entry.clone());
+        self.sendings.lock().await.insert(key, entry.clone());
         Ok(entry)
     }
 }
 
-/// What happened to one claimed recipient.
-enum Sent {
-    /// Recorded (sent or failed), or released back to pending.
-    Done,
-    /// Not sent in time: back to pending, to be put in a new job.
-    Requeue(String),
-    /// Stop the campaign: the template or campaign cannot be sent.
-    PauseCampaign(String),
-    /// Stop every campaign of the account: it cannot send.
-    PauseAccount(String),
+/// Stop sending a campaign, or every campaign of its account.
+#[derive(Debug, Clone)]
+enum Stop {
+    Campaign(String),
+    Account(String),
+}
+
+/// What became of one claimed recipient.
+struct Sent {
+    outcome: Outcome,
+    /// Put back for a new job of these attempts, this much later.
+    retry: Option<(Duration, u32)>,
+    stop: Option<Stop>,
+}
+
+impl Sent {
+    fn done(outcome: Outcome) -> Self {
+        Sent { outcome, retry: None, stop: None }
+    }
+
+    /// Not sent: back to pending, left for a resume (no retry job).
+    fn released(stop: Option<Stop>) -> Self {
+        Sent { outcome: Outcome::Released { retry_at: None }, retry: None, stop }
+    }
+
+    /// Not sent: back to pending, owned by a retry job of `attempt` due after `delay`.
+    fn retry(delay: Duration, attempt: u32) -> Self {
+        let retry_at = chrono::Utc::now().timestamp() + delay.as_secs_f64().ceil() as i64;
+        Sent { outcome: Outcome::Released { retry_at: Some(retry_at) }, retry: Some((delay, attempt)), stop: None }
+    }
 }
 
 /// Handles a batch of send jobs; returns the ids of the messages to deliver again (the
 /// `batchItemFailures` of an SQS event).
 pub async fn send_batch(app: &App, messages: Vec<Incoming>, deadline: Instant) -> Vec<String> {
-    let cache = Cache::default();
+    let invocation = Invocation::default();
     let results = join_all(messages.into_iter().map(|m| {
-        let cache = &cache;
+        let invocation = &invocation;
         async move {
             let result = match serde_json::from_str::<SendJob>(&m.body) {
-                Ok(job) => process(app, cache, job, deadline).await,
+                Ok(job) => process(app, invocation, job, deadline).await,
                 Err(e) => Err(SendError::Malformed(e.to_string())),
             };
             (m.id, result)
@@ -106,285 +165,270 @@ pub async fn send_batch(app: &App, messages: Vec<Incoming>, deadline: Instant) -
     }))
     .await;
     let mut failed = Vec::new();
-    let mut campaigns = HashSet::new();
     for (id, result) in results {
-        match result {
-            Ok(campaign) => {
-                campaigns.insert(campaign);
-            }
-            Err(e) => {
-                tracing::warn!(message = %id, error = %e, "send job will be delivered again");
-                failed.push(id);
-            }
-        }
-    }
-    for c in campaigns.into_iter().flatten() {
-        if let Err(e) = complete_if_done(app, &c).await {
-            tracing::warn!(campaign = %c, error = %e, "completion check failed; the next batch repeats it");
+        if let Err(e) = result {
+            tracing::warn!(message = %id, error = %e, "send job will be delivered again");
+            failed.push(id);
         }
     }
     failed
 }
 
-/// One send job. Returns the campaign id when the job is done (even when the campaign was not
-/// sending: its recipients stay pending for a resume).
-async fn process(app: &App, cache: &Cache, job: SendJob, deadline: Instant) -> Result<Option<String>, SendError> {
-    let mut remaining: VecDeque<String> = job.phones.iter().cloned().collect();
-    let mut unclaimed = Vec::new();
-    let mut requeue = Vec::new();
-    while !remaining.is_empty() {
-        if Instant::now() + DEADLINE_MARGIN > deadline {
-            requeue.extend(remaining.drain(..));
-            break;
-        }
-        let Some(campaign) = app.db.get_campaign(&job.campaign_id).await? else { return Ok(None) };
-        if campaign.status != CampaignStatus::Sending {
-            break; // paused or cancelled: the rest stays pending
-        }
-        let ctx = match cache.get(app, &campaign).await? {
-            Ok(ctx) => ctx,
-            Err(reason) => {
-                pause_campaign(app, &campaign, reason).await;
-                break;
-            }
-        };
-        let rate = ctx.account.send_rate();
-        let chunk: Vec<String> = remaining.drain(..pace_chunk(rate).min(remaining.len())).collect();
-        let stamp = chrono::Utc::now().timestamp();
-        let claims = join_all(chunk.iter().map(|p| app.db.claim(&campaign.id, p, &job.job_id, stamp))).await;
-        let mut claimed = Vec::new();
-        for (phone, claim) in chunk.into_iter().zip(claims) {
-            match claim? {
-                Some(r) => claimed.push(r),
-                None => unclaimed.push(phone),
-            }
-        }
-        let tally = uuid::Uuid::new_v4().to_string();
-        let (claimed, withheld) =
-            withhold_opted_out(app, &ctx, &campaign.id, claimed, Claim { job: &job, tally: &tally }).await?;
-        if claimed.is_empty() {
-            count(app, &job.campaign_id, &withheld).await?;
-            continue;
-        }
-        let interval = interval_micros(rate);
-        let start = app.db.reserve_slots(&ctx.account.id, claimed.len() as u64, interval).await?;
-        let sends = claimed.iter().enumerate().map(|(i, r)| {
-            let slot = start + (i as u64 * interval) as i64;
-            send_one(app, &ctx, &campaign, r, Claim { job: &job, tally: &tally }, slot, deadline)
-        });
-        let mut stop = None;
-        let outcomes = join_all(sends).await;
-        // Counted per chunk (a few times a second at most), so counters follow the sending.
-        let chunk_phones: Vec<String> = claimed.iter().map(|r| r.phone_number.clone()).chain(withheld).collect();
-        count(app, &job.campaign_id, &chunk_phones).await?;
-        for outcome in outcomes {
-            match outcome? {
-                Sent::Done => {}
-                Sent::Requeue(phone) => requeue.push(phone),
-                Sent::PauseCampaign(reason) => stop = Some((false, reason)),
-                Sent::PauseAccount(reason) => stop = Some((true, reason)),
-            }
-        }
-        if let Some((account_wide, reason)) = stop {
-            if account_wide {
-                pause_account(app, &campaign.account_id, &reason).await?;
-            } else {
-                pause_campaign(app, &campaign, &reason).await;
-            }
-            break;
-        }
+/// One send job. Recipients not sent because the campaign is not sending stay pending for a
+/// resume.
+async fn process(app: &App, inv: &Invocation, job: SendJob, deadline: Instant) -> Result<(), SendError> {
+    if job.phones.len() > MAX_JOB_SIZE {
+        // Jobs are never this large; split one that is rather than exceed a transaction.
+        let jobs: Vec<SendJob> = job
+            .phones
+            .chunks(MAX_JOB_SIZE)
+            .map(|p| SendJob::new(&job.campaign_id, job.run.clone(), p.to_vec(), job.attempt))
+            .collect();
+        return Ok(app.queue.send_jobs(&jobs, Duration::ZERO).await?);
     }
-    if !requeue.is_empty() {
-        let next = SendJob { job_id: uuid::Uuid::new_v4().to_string(), phones: requeue, ..job.clone() };
-        app.queue.send_jobs(&[next], Duration::ZERO).await?;
+    if Instant::now() + DEADLINE_MARGIN + app.whatsapp.timeout() > deadline {
+        return Ok(app.queue.send_jobs(&[job], Duration::ZERO).await?);
     }
-    let busy = resolve_unclaimed(app, &job, &unclaimed).await?;
-    // Whatever is processed but not counted yet: resolved claims, or the work of an earlier
-    // delivery of this job that stopped before counting.
-    count(app, &job.campaign_id, &job.phones).await?;
-    if busy {
-        return Err(SendError::Busy);
+    let Some(campaign) = inv.campaign(app, &job.campaign_id).await? else { return Ok(()) };
+    // A first-delivery job of a run a resume replaced: the new run queued its recipients again.
+    let superseded = job.attempt == 0 && job.run.is_some() && job.run != campaign.dispatch_run;
+    if campaign.status != CampaignStatus::Sending || superseded {
+        return Ok(());
     }
-    Ok(Some(job.campaign_id))
-}
-
-/// Sends one claimed recipient at its slot, retrying transient errors on new slots.
-/// The claim a sender holds on a recipient: its job, and the tally that will count it.
-#[derive(Clone, Copy)]
-struct Claim<'a> {
-    job: &'a SendJob,
-    tally: &'a str,
-}
-
-async fn send_one(
-    app: &App,
-    ctx: &Sending,
-    campaign: &Campaign,
-    r: &Recipient,
-    claim: Claim<'_>,
-    mut slot: i64,
-    deadline: Instant,
-) -> Result<Sent, SendError> {
-    let job = claim.job;
-    let record = |outcome: Outcome| async move {
-        app.db.record(&campaign.id, &r.phone_number, &job.job_id, &outcome, claim.tally, &now()).await
-    };
-    let callback = format!("{}/{}", campaign.id, r.phone_number);
-    let body = match message_body(&ctx.template, &campaign.variable_mapping, r, &callback) {
-        Ok(b) => b,
-        Err(missing) => {
-            let message = format!("the recipient has no value for '{}', which the variable_mapping needs", missing.0);
-            record(Outcome::Failed { code: Some(131008), message }).await?;
-            return Ok(Sent::Done);
+    let ctx = match inv.sending(app, &campaign).await? {
+        Ok(ctx) => ctx,
+        Err(reason) => {
+            pause_campaign(app, &campaign, reason).await;
+            return Ok(());
         }
     };
-    let mut attempt = 0;
-    let mut retakes = 0;
-    loop {
-        attempt += 1;
-        let wait = Duration::from_micros((slot - now_micros()).max(0) as u64);
-        if Instant::now() + wait + REQUEST_TIMEOUT + DEADLINE_MARGIN > deadline {
-            record(Outcome::Released).await?;
-            return Ok(Sent::Requeue(r.phone_number.clone()));
+    let marketing = ctx.template.category == Category::Marketing;
+    let account = marketing.then_some(ctx.account.id.as_str());
+    let (stored, opted_out) = app.db.job_recipients(&campaign.id, &job.phones, account).await?;
+    let now_unix = chrono::Utc::now().timestamp();
+    let plan = plan(&stored, &opted_out, &ctx, &campaign, now_unix - app.config.stale_claim_seconds(), now_unix);
+    let mut records = plan.records;
+    let mut retries: BTreeMap<(u64, u32), Vec<String>> = BTreeMap::new();
+    let mut stops = Vec::new();
+    if !plan.to_send.is_empty() {
+        let interval = interval_micros(ctx.account.send_rate());
+        let count = plan.to_send.len() as u64;
+        let mut reservation = app.db.reserve_slots(&ctx.account.id, count, interval, SLOT_HORIZON).await?;
+        if let Reservation::Busy { retry_at } = reservation
+            && retry_at - now_micros() <= SHORT_WAIT_US
+        {
+            // Room opens within a moment: cheaper than a round trip through the queue.
+            tokio::time::sleep(Duration::from_micros((retry_at - now_micros()).max(0) as u64)).await;
+            reservation = app.db.reserve_slots(&ctx.account.id, count, interval, SLOT_HORIZON).await?;
         }
-        tokio::time::sleep(wait).await;
-        let interval = interval_micros(ctx.account.send_rate()) as i64;
-        if now_micros() > slot + late_tolerance(interval) && retakes < MAX_SLOT_RETAKES {
-            // Woken too late (a slow store or a busy machine): sending now could crowd the
-            // next slots, so take a new one — a few times at most, since every retake leaves
-            // a slot unused.
-            slot = app.db.reserve_slots(&ctx.account.id, 1, interval as u64).await?;
-            retakes += 1;
-            attempt -= 1;
-            continue;
-        }
-        let outcome = app.whatsapp.send(&ctx.account.phone_number_id, &ctx.token, &body).await;
-        let (code, message) = match outcome {
-            SendOutcome::Accepted { wamid } => {
-                record(Outcome::Sent { wamid }).await?;
-                return Ok(Sent::Done);
+        match reservation {
+            Reservation::Busy { retry_at } => {
+                // The account's next second is taken (by this campaign's other jobs or another
+                // campaign's): back to the queue for when it frees up, holding nothing.
+                // SQS delays whole seconds: rounded down, so that the job is back in time (what
+                // is left of the wait it then spends in the invocation, or goes round again).
+                let wait = ((retry_at - now_micros()).max(0) / 1_000_000).max(1) as u64;
+                let phones = plan.to_send.iter().map(|(r, _)| r.phone_number.clone()).collect();
+                app.queue.send_jobs(&[SendJob { phones, ..job.clone() }], Duration::from_secs(wait)).await?;
             }
-            SendOutcome::Unknown { message } => {
-                // WhatsApp may have taken it: never send it again.
-                let message = format!("outcome unknown, not retried to avoid a double send: {message}");
-                record(Outcome::Failed { code: None, message }).await?;
-                return Ok(Sent::Done);
-            }
-            SendOutcome::Unreachable { message } => (None, message),
-            SendOutcome::Rejected { code, message } => (Some(code), message),
-        };
-        let class = code.map(classify).unwrap_or(ErrorClass::Transient);
-        let described = format!("WhatsApp error {}: {message}", code.map(|c| c.to_string()).unwrap_or("(none)".into()));
-        match class {
-            ErrorClass::Permanent => {
-                if code == Some(OPTED_OUT_CODE) {
-                    let reason = "a message failed with 131050 (the person stopped marketing messages)";
-                    app.db.set_opt_out(&ctx.account.id, &r.phone_number, true, reason, &now()).await?;
+            Reservation::Granted(first) => {
+                let phones: Vec<String> = plan.to_send.iter().map(|(r, _)| r.phone_number.clone()).collect();
+                let claimed: HashSet<String> =
+                    app.db.claim_recipients(&campaign.id, &phones, &job.job_id, now_unix).await?.into_iter().collect();
+                let claimed: Vec<&(&Recipient, Value)> =
+                    plan.to_send.iter().filter(|(r, _)| claimed.contains(&r.phone_number)).collect();
+                let sends = claimed.iter().enumerate().map(|(i, (_, body))| {
+                    let slot = first + i as i64 * interval as i64;
+                    send_one(app, inv, &ctx, &campaign, body, job.attempt, slot, deadline)
+                });
+                for ((r, _), sent) in claimed.iter().zip(join_all(sends).await) {
+                    if let Some((delay, attempt)) = sent.retry {
+                        retries.entry((delay.as_millis() as u64, attempt)).or_default().push(r.phone_number.clone());
+                    }
+                    stops.extend(sent.stop);
+                    let holder = Holder::Job(&job.job_id);
+                    records.push(Record { phone: &r.phone_number, holder, outcome: sent.outcome });
                 }
-                record(Outcome::Failed { code, message }).await?;
-                return Ok(Sent::Done);
-            }
-            ErrorClass::Campaign => {
-                record(Outcome::Released).await?;
-                return Ok(Sent::PauseCampaign(described));
-            }
-            ErrorClass::Account => {
-                record(Outcome::Released).await?;
-                return Ok(Sent::PauseAccount(described));
-            }
-            ErrorClass::PairRate => {
-                let next = job.attempt + 1;
-                if next > MAX_PAIR_RATE_ATTEMPTS {
-                    record(Outcome::Failed { code, message }).await?;
-                } else if record(Outcome::Released).await? {
-                    let retry = SendJob {
-                        job_id: uuid::Uuid::new_v4().to_string(),
-                        campaign_id: campaign.id.clone(),
-                        phones: vec![r.phone_number.clone()],
-                        attempt: next,
-                    };
-                    app.queue.send_jobs(&[retry], pair_rate_delay(next)).await?;
-                }
-                return Ok(Sent::Done);
-            }
-            ErrorClass::Throughput | ErrorClass::Transient if attempt < MAX_ATTEMPTS => {
-                if class == ErrorClass::Throughput {
-                    tracing::warn!(account = %ctx.account.id, "throughput limit hit (130429): holding the account back");
-                    app.db.reserve_slots(&ctx.account.id, 1, THROUGHPUT_PENALTY.as_micros() as u64).await?;
-                }
-                tokio::time::sleep(backoff(attempt, random_unit())).await;
-                slot = app.db.reserve_slots(&ctx.account.id, 1, interval_micros(ctx.account.send_rate())).await?;
-            }
-            ErrorClass::Throughput | ErrorClass::Transient => {
-                let message = format!("{message} (after {attempt} attempts)");
-                record(Outcome::Failed { code, message }).await?;
-                return Ok(Sent::Done);
             }
         }
     }
-}
-
-/// Marketing templates are never sent to numbers that opted out of the account's marketing
-/// messages: those recipients fail with 131050 without a request. Returns the recipients to
-/// send and the numbers withheld.
-async fn withhold_opted_out(
-    app: &App,
-    ctx: &Sending,
-    campaign_id: &str,
-    claimed: Vec<Recipient>,
-    claim: Claim<'_>,
-) -> Result<(Vec<Recipient>, Vec<String>), SendError> {
-    if ctx.template.category != Category::Marketing || claimed.is_empty() {
-        return Ok((claimed, Vec::new()));
-    }
-    let phones: Vec<&str> = claimed.iter().map(|r| r.phone_number.as_str()).collect();
-    let opted_out = app.db.opted_out(&ctx.account.id, &phones).await?;
-    let (withheld, send): (Vec<Recipient>, Vec<Recipient>) =
-        claimed.into_iter().partition(|r| opted_out.contains(&r.phone_number));
-    for r in &withheld {
-        let message = "not sent: the person opted out of this account's marketing messages".to_string();
-        let outcome = Outcome::Failed { code: Some(OPTED_OUT_CODE), message };
-        app.db.record(campaign_id, &r.phone_number, &claim.job.job_id, &outcome, claim.tally, &now()).await?;
-    }
-    Ok((send, withheld.into_iter().map(|r| r.phone_number).collect()))
-}
-
-/// Recipients of the job that could not be claimed: already processed (nothing to do),
-/// claimed by a sender that is gone (its claim is older than any sender runs: the outcome is
-/// unknown, record it as failed without sending), or claimed by a sender still at work
-/// (returns true: deliver the job again later, when that is settled).
-async fn resolve_unclaimed(app: &App, job: &SendJob, phones: &[String]) -> Result<bool, SendError> {
-    if phones.is_empty() {
-        return Ok(false);
-    }
-    let stale_before = chrono::Utc::now().timestamp() - app.config.stale_claim_seconds;
-    let tally = uuid::Uuid::new_v4().to_string();
-    let mut busy = false;
-    for r in app.db.recipients(&job.campaign_id, phones).await? {
-        let (Some(holder), Some(at)) = (&r.claim_id, r.claimed_at) else { continue };
-        if r.status != RecipientStatus::Sending {
-            continue;
+    let processed = records.iter().any(|r| !matches!(r.outcome, Outcome::Released { .. }));
+    if !records.is_empty() {
+        let written = app.db.record_outcomes(&campaign.id, &records, &now()).await;
+        if let Err(e) = &written {
+            // The claims stay; the reconciler resolves them once they are stale.
+            tracing::error!(campaign = %campaign.id, job = %job.job_id, error = %e, "outcomes could not be recorded");
         }
-        if at >= stale_before {
-            busy = true;
-            continue;
-        }
-        let message = "outcome unknown: the sender stopped between claiming and recording; not sent again".to_string();
-        let outcome = Outcome::Failed { code: None, message };
-        app.db.record(&job.campaign_id, &r.phone_number, holder, &outcome, &tally, &now()).await?;
+        written?;
     }
-    Ok(busy)
-}
-
-/// Adds the recorded outcomes among `phones` that are not counted yet to the campaign's
-/// counters (see [`crate::store::Db::apply_tallies`]); whoever adds the last ones completes
-/// the campaign.
-async fn count(app: &App, campaign_id: &str, phones: &[String]) -> Result<(), SendError> {
-    let recipients = app.db.recipients(campaign_id, phones).await?;
-    if app.db.apply_tallies(campaign_id, &recipients).await? {
-        complete_if_done(app, campaign_id).await?;
+    for ((delay_ms, attempt), phones) in retries {
+        let retry = SendJob::new(&campaign.id, job.run.clone(), phones, attempt);
+        app.queue.send_jobs(&[retry], Duration::from_millis(delay_ms)).await?;
+    }
+    if let Some(stop) = stops.into_iter().next() {
+        match stop {
+            Stop::Campaign(reason) => pause_campaign(app, &campaign, &reason).await,
+            Stop::Account(reason) => pause_account(app, &campaign.account_id, &reason).await?,
+        }
+    }
+    if processed {
+        complete_if_done(app, &campaign.id).await?;
     }
     Ok(())
+}
+
+/// What to do with a job's recipients as stored: outcomes to record without a request, and
+/// the recipients to send with their message bodies.
+struct Plan<'a> {
+    records: Vec<Record<'a>>,
+    to_send: Vec<(&'a Recipient, Value)>,
+}
+
+fn plan<'a>(
+    stored: &'a [Recipient],
+    opted_out: &HashSet<String>,
+    ctx: &Sending,
+    campaign: &Campaign,
+    stale_before: i64,
+    now_unix: i64,
+) -> Plan<'a> {
+    let mut records = Vec::new();
+    let mut to_send = Vec::new();
+    for r in stored {
+        let failed = |code, message: String| Record {
+            phone: &r.phone_number,
+            holder: Holder::Unclaimed,
+            outcome: Outcome::Failed { code, message },
+        };
+        match r.status {
+            // Owned by a delayed retry job until then.
+            RecipientStatus::Pending if r.retry_at.is_some_and(|at| at > now_unix + 1) => {}
+            // Marketing templates never go to numbers that opted out of the account's
+            // marketing messages: they fail with 131050 without a request.
+            RecipientStatus::Pending if opted_out.contains(&r.phone_number) => records.push(failed(
+                Some(OPTED_OUT_CODE),
+                "not sent: the person opted out of this account's marketing messages".into(),
+            )),
+            RecipientStatus::Pending => {
+                let callback = format!("{}/{}", campaign.id, r.phone_number);
+                match message_body(&ctx.template, &campaign.variable_mapping, r, &callback) {
+                    Ok(body) => to_send.push((r, body)),
+                    Err(missing) => records.push(failed(
+                        Some(131008),
+                        format!("the recipient has no value for '{}', which the variable_mapping needs", missing.0),
+                    )),
+                }
+            }
+            // Claimed by a sender that is gone (its claim is older than any sender runs): its
+            // request may have reached WhatsApp, so it is never sent again.
+            RecipientStatus::Sending => {
+                if let (Some(job), Some(at)) = (r.claim_id.as_deref(), r.claimed_at)
+                    && at < stale_before
+                {
+                    records.push(Record {
+                        phone: &r.phone_number,
+                        holder: Holder::Stale { job, claimed_at: at },
+                        outcome: Outcome::Failed { code: None, message: STALE_CLAIM.into() },
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+    Plan { records, to_send }
+}
+
+/// The outcome of a claim left by a sender that is gone.
+pub(crate) const STALE_CLAIM: &str =
+    "outcome unknown: the sender stopped between claiming and recording; not sent again";
+
+/// Sends one claimed recipient at its slot. Never fails: whatever goes wrong before the POST
+/// releases the claim (the recipient goes back to pending).
+#[allow(clippy::too_many_arguments)]
+async fn send_one(
+    app: &App,
+    inv: &Invocation,
+    ctx: &Sending,
+    campaign: &Campaign,
+    body: &Value,
+    attempt: u32,
+    mut slot: i64,
+    deadline: Instant,
+) -> Sent {
+    let interval = interval_micros(ctx.account.send_rate()) as i64;
+    let mut retakes = 0;
+    loop {
+        let wait = |until: i64| Duration::from_micros((until - now_micros()).max(0) as u64);
+        if Instant::now() + wait(slot) + app.whatsapp.timeout() > deadline {
+            return Sent::retry(Duration::ZERO, attempt);
+        }
+        // The campaign's status is checked just before the slot (so that a store read never
+        // delays the POST) and is at most STATUS_MAX_AGE older than that: a pause stops every
+        // send that has not left within about half a second after it returned.
+        tokio::time::sleep(wait(slot - STATUS_AHEAD_US)).await;
+        match inv.campaign(app, &campaign.id).await {
+            Ok(Some(c)) if c.status == CampaignStatus::Sending => {}
+            Ok(_) => return Sent::released(None), // paused, cancelled or deleted meanwhile
+            Err(e) => {
+                tracing::warn!(campaign = %campaign.id, error = %e, "campaign status unknown: not sending");
+                return Sent::retry(Duration::from_secs(1), attempt);
+            }
+        }
+        tokio::time::sleep(wait(slot)).await;
+        if now_micros() <= slot + late_tolerance(interval) {
+            break;
+        }
+        // Woken too late (a slow store or a busy machine): sending now could crowd the next
+        // slots, so take a new one — a few times at most, since each leaves a slot unused.
+        if retakes == MAX_SLOT_RETAKES {
+            return Sent::retry(Duration::ZERO, attempt);
+        }
+        retakes += 1;
+        match app.db.reserve_slots(&ctx.account.id, 1, interval as u64, SLOT_HORIZON).await {
+            Ok(Reservation::Granted(s)) => slot = s,
+            Ok(Reservation::Busy { .. }) | Err(_) => return Sent::retry(Duration::ZERO, attempt),
+        }
+    }
+    let (code, message) = match app.whatsapp.send(&ctx.account.phone_number_id, &ctx.token, body).await {
+        SendOutcome::Accepted { wamid } => return Sent::done(Outcome::Sent { wamid }),
+        SendOutcome::Unknown { message } => {
+            // WhatsApp may have taken it: never send it again.
+            let message = format!("outcome unknown, not retried to avoid a double send: {message}");
+            return Sent::done(Outcome::Failed { code: None, message });
+        }
+        SendOutcome::Unreachable { message } => (None, message),
+        SendOutcome::Rejected { code, message } => (Some(code), message),
+    };
+    let this = attempt + 1;
+    let described = format!("WhatsApp error {}: {message}", code.map(|c| c.to_string()).unwrap_or("(none)".into()));
+    match code.map(classify).unwrap_or(ErrorClass::Transient) {
+        ErrorClass::Permanent => {
+            if code == Some(OPTED_OUT_CODE) {
+                let reason = "a message failed with 131050 (the person stopped marketing messages)";
+                let phone = body["to"].as_str().unwrap_or_default();
+                if let Err(e) = app.db.set_opt_out(&ctx.account.id, phone, true, reason, &now()).await {
+                    tracing::warn!(account = %ctx.account.id, error = %e, "the opt-out could not be stored");
+                }
+            }
+            Sent::done(Outcome::Failed { code, message })
+        }
+        ErrorClass::Campaign => Sent::released(Some(Stop::Campaign(described))),
+        ErrorClass::Account => Sent::released(Some(Stop::Account(described))),
+        ErrorClass::PairRate if this <= MAX_PAIR_RATE_ATTEMPTS => Sent::retry(pair_rate_delay(this), this),
+        ErrorClass::Throughput | ErrorClass::Transient if this < MAX_ATTEMPTS => {
+            if code == Some(130429) {
+                tracing::warn!(account = %ctx.account.id, "throughput limit hit (130429): holding the account back");
+                let until = now_micros() + THROUGHPUT_HOLD.as_micros() as i64;
+                if let Err(e) = app.db.hold_account(&ctx.account.id, until).await {
+                    tracing::warn!(account = %ctx.account.id, error = %e, "the account could not be held back");
+                }
+            }
+            Sent::retry(retry_delay(this, random_unit()), this)
+        }
+        ErrorClass::PairRate | ErrorClass::Throughput | ErrorClass::Transient => {
+            Sent::done(Outcome::Failed { code, message: format!("{message} (after {this} attempts)") })
+        }
+    }
 }
 
 async fn pause_campaign(app: &App, campaign: &Campaign, reason: &str) {

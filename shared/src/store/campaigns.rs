@@ -32,10 +32,6 @@ impl Db {
         Ok(())
     }
 
-    pub async fn get_campaign(&self, id: &str) -> StoreResult<Option<Campaign>> {
-        self.get(campaign_pk(id), CAMPAIGN_SK).await
-    }
-
     pub async fn list_campaigns(
         &self,
         status: Option<CampaignStatus>,
@@ -51,7 +47,8 @@ impl Db {
             (None, Some(st)) => KeyQuery::index("GSI3", campaigns_in_status(st.as_str())),
             (None, None) => KeyQuery::index("GSI1", ALL_CAMPAIGNS.into()),
         };
-        self.list_indexed(&q, page, limit).await
+        let page = self.list_indexed(&q, page, limit).await?;
+        Ok(Page { items: self.with_counters(page.items).await?, total: page.total })
     }
 
     /// Stores the editable fields of a draft or scheduled campaign, and its status (a `PUT`
@@ -108,7 +105,7 @@ impl Db {
         decode_one(out.attributes)
     }
 
-    /// Deletes the recipients (and tallies) first and the campaign last, so an interrupted
+    /// Deletes the recipients (and counters) first and the campaign last, so an interrupted
     /// delete can be repeated until it completes.
     pub async fn delete_campaign(&self, id: &str) -> StoreResult<()> {
         let mut items = self.query_keys(&KeyQuery::table(campaign_pk(id), "")).await?;

@@ -8,6 +8,7 @@ use futures_util::{StreamExt, TryStreamExt, stream};
 use super::keys::*;
 use super::{BATCH_CONCURRENCY, Db, Item, KeyQuery, StoreError, StoreResult, decode, n, s};
 use crate::domain::account::Account;
+use crate::domain::campaign::Counters;
 use crate::domain::delivery::{Counts, Progress};
 use crate::domain::recipient::Recipient;
 
@@ -75,18 +76,13 @@ impl Db {
             items.push(TransactWriteItem::builder().update(self.progress_update(campaign_id, c)?).build());
         }
         if !counts.is_zero() {
-            let counters = Update::builder()
-                .table_name(&self.table)
-                .key("PK", s(campaign_pk(campaign_id)))
-                .key("SK", s(CAMPAIGN_SK))
-                .update_expression("ADD delivered_count :d, read_count :r, failed_count :f")
-                .condition_expression("attribute_exists(PK)")
-                .expression_attribute_values(":d", n(counts.delivered))
-                .expression_attribute_values(":r", n(counts.read))
-                .expression_attribute_values(":f", n(counts.failed))
-                .build()
-                .map_err(err)?;
-            items.push(TransactWriteItem::builder().update(counters).build());
+            let d = Counters {
+                delivered: counts.delivered,
+                read: counts.read,
+                failed: counts.failed,
+                ..Default::default()
+            };
+            items.push(self.counter_update(campaign_id, d)?);
         }
         if items.is_empty() {
             return Ok(());

@@ -36,10 +36,6 @@ pub fn recipient_sk(phone: &str) -> String {
 pub fn template_name_sk(name: &str, language: &str) -> String {
     format!("TEMPLATE_NAME#{name}#{language}")
 }
-/// The record that a tally of send outcomes was added to the campaign's counters.
-pub fn tally_sk(tally: &str) -> String {
-    format!("TALLY#{tally}")
-}
 /// A number that stopped marketing messages from the account (under the account's key).
 pub fn opt_out_sk(phone: &str) -> String {
     format!("OPTOUT#{phone}")
@@ -65,4 +61,9 @@ pub fn recipients_in_status(campaign_id: &str, status: &str) -> String {
 }
 pub fn wamid_pk(wamid: &str) -> String {
     format!("WAMID#{wamid}")
+}
+/// A campaign's counter items (see `store::counters`).
+pub const COUNTER_PREFIX: &str = "#COUNT#";
+pub fn counter_sk(shard: u32) -> String {
+    format!("{COUNTER_PREFIX}{shard}")
 }

@@ -7,6 +7,7 @@
 mod accounts;
 mod api_keys;
 mod campaigns;
+mod counters;
 mod delivery;
 pub mod keys;
 mod recipients;
@@ -23,6 +24,7 @@ use futures_util::{StreamExt, TryStreamExt, stream};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+pub use counters::{COUNTER_SHARDS, CounterItem};
 pub use delivery::{DeliveryChange, RECIPIENTS_PER_TRANSACTION};
 pub use recipients::ImportLock;
 
@@ -158,16 +160,13 @@ impl Db {
     }
 
     pub(crate) async fn get<T: DeserializeOwned>(&self, pk: String, sk: &str) -> StoreResult<Option<T>> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("PK", s(pk))
-            .key("SK", s(sk))
-            .consistent_read(true)
-            .send()
-            .await?;
-        out.item.map(|i| serde_dynamo::from_item(i).map_err(StoreError::from)).transpose()
+        self.get_raw(pk, sk).await?.map(|i| serde_dynamo::from_item(i).map_err(StoreError::from)).transpose()
+    }
+
+    /// An item as stored (consistent read).
+    pub(crate) async fn get_raw(&self, pk: String, sk: &str) -> StoreResult<Option<Item>> {
+        let req = self.client.get_item().table_name(&self.table).key("PK", s(pk)).key("SK", s(sk));
+        Ok(req.consistent_read(true).send().await?.item)
     }
 
     /// Serialises `value` and adds the key attributes.

@@ -1,27 +1,117 @@
-//! The store operations of the sending side: campaign transitions, recipient claims and
-//! outcomes, exactly-once counters, paging pending recipients, and the account's pace.
+//! The store operations of the sending side: campaign transitions, claims and outcomes of
+//! recipients (a send job's claims in one transaction, its outcomes and the counters they move
+//! in another), paging pending recipients, the account's pace, and what the reconciler reads.
 
-use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValue, TransactWriteItem, Update};
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
 
-use super::campaigns::decode_one;
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
+};
+
 use super::keys::*;
 use super::{Db, Item, KeyQuery, StoreError, StoreResult, decode, n, s};
-use crate::domain::campaign::{Action, Campaign, CampaignStatus};
+use crate::domain::campaign::{Action, Campaign, CampaignStatus, Counters};
 use crate::domain::recipient::{Recipient, RecipientStatus};
+use crate::domain::sending::{backoff, random_unit};
 
-/// An outcome to store for a claimed recipient.
+/// An outcome to store for a recipient of a send job.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
     /// WhatsApp accepted the message.
     Sent { wamid: String },
     /// The message was refused or its outcome is unknown; never sent again automatically.
     Failed { code: Option<i64>, message: String },
-    /// Not sent (campaign paused, pair rate limit): back to pending for a later send.
-    Released,
+    /// Not sent (campaign paused, a retry later): back to pending. With `retry_at` (unix
+    /// seconds), a delayed retry job owns it until then.
+    Released { retry_at: Option<i64> },
+}
+
+impl Outcome {
+    fn counts(&self) -> Counters {
+        match self {
+            Outcome::Sent { .. } => Counters { sent: 1, processed: 1, ..Default::default() },
+            Outcome::Failed { .. } => Counters { failed: 1, processed: 1, ..Default::default() },
+            Outcome::Released { .. } => Counters::default(),
+        }
+    }
+}
+
+/// Whose the recipient is when its outcome is recorded: the write holds only if it still is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Holder<'a> {
+    /// Claimed by this send job.
+    Job(&'a str),
+    /// Not claimed: still pending (it fails without a request: opted out, a field missing).
+    Unclaimed,
+    /// A claim left by a sender that is gone: its job and when it claimed.
+    Stale { job: &'a str, claimed_at: i64 },
+}
+
+/// One recipient's outcome to record.
+#[derive(Debug, Clone)]
+pub struct Record<'a> {
+    pub phone: &'a str,
+    pub holder: Holder<'a>,
+    pub outcome: Outcome,
+}
+
+/// Why a transaction did not go through.
+enum TxFailure {
+    /// The items (by position) whose condition failed; nothing was written.
+    Conditions(Vec<usize>),
+    /// Another transaction was changing the same items (or DynamoDB throttled it): try again.
+    Busy,
+    Other(StoreError),
+}
+
+/// Attempts of a transaction that keeps meeting concurrent ones, before the caller gets the
+/// error.
+const TX_ATTEMPTS: u32 = 8;
+
+/// What a reservation of send slots got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reservation {
+    /// The slots, `interval` apart, start at this time (unix microseconds).
+    Granted(i64),
+    /// The account's slots are taken further ahead than the horizon: try again at this time
+    /// (unix microseconds) at the earliest.
+    Busy { retry_at: i64 },
+}
+
+/// How far ahead of the reservation the first slot is at least (covers the store's latency).
+pub const SLOT_LEAD_US: i64 = 150_000;
+
+pub fn now_micros() -> i64 {
+    chrono::Utc::now().timestamp_micros()
 }
 
 fn err(e: impl std::fmt::Display) -> StoreError {
     StoreError::Dynamo(e.to_string())
+}
+
+fn tx_failure<R: std::fmt::Debug>(e: SdkError<TransactWriteItemsError, R>) -> TxFailure {
+    if let Some(TransactWriteItemsError::TransactionCanceledException(c)) = e.as_service_error() {
+        let codes: Vec<&str> = c.cancellation_reasons().iter().map(|r| r.code().unwrap_or("None")).collect();
+        let failed: Vec<usize> =
+            codes.iter().enumerate().filter(|(_, c)| **c == "ConditionalCheckFailed").map(|(i, _)| i).collect();
+        if !failed.is_empty() {
+            return TxFailure::Conditions(failed);
+        }
+        if codes
+            .iter()
+            .any(|c| matches!(*c, "TransactionConflict" | "ThrottlingError" | "ProvisionedThroughputExceeded"))
+        {
+            return TxFailure::Busy;
+        }
+    }
+    match StoreError::from(e) {
+        StoreError::Conflict => TxFailure::Busy,
+        other => TxFailure::Other(other),
+    }
 }
 
 impl Db {
@@ -49,6 +139,8 @@ impl Db {
                 if c.started_at.is_none() {
                     set.push("started_at = :now");
                 }
+                // A new dispatch run: steps and jobs of an earlier one stop.
+                set.push("dispatch_run = :run");
                 remove.push("pause_reason");
             }
             Action::Complete => set.push("completed_at = :now"),
@@ -87,6 +179,7 @@ impl Db {
         }
         if action.sends() {
             req = req.expression_attribute_values(":unix", n(chrono::Utc::now().timestamp()));
+            req = req.expression_attribute_values(":run", s(uuid::Uuid::new_v4().to_string()));
         }
         if action.pins_scheduled_at() {
             // A campaign without a time never matches (a NULL attribute is not this string).
@@ -95,7 +188,7 @@ impl Db {
         if let (Action::Pause | Action::Unschedule, Some(r)) = (action, reason) {
             req = req.expression_attribute_values(":reason", s(r));
         }
-        decode_one(req.send().await?.attributes)
+        self.campaign_written(req.send().await?.attributes).await
     }
 
     /// The campaigns of an account that are sending right now.
@@ -103,7 +196,7 @@ impl Db {
         let q = KeyQuery::index("GSI2", account_campaigns(account_id))
             .with_prefix(format!("{}#", CampaignStatus::Sending.as_str()));
         let keys = self.query_keys(&q).await?;
-        decode(self.batch_get(keys, None).await?)
+        self.with_counters(decode(self.batch_get(keys, None).await?)?).await
     }
 
     /// A page of the campaign's pending numbers after `cursor`, in number order, and the
@@ -144,210 +237,260 @@ impl Db {
         let next = out.last_evaluated_key.and_then(|k| k.get("GSI2SK").and_then(|v| v.as_s().ok()).cloned());
         Ok((phones, next))
     }
-
-    /// Claims a pending recipient for a send job. `None`: it is not pending (already sent,
-    /// failed, or claimed by someone else).
-    pub async fn claim(
-        &self,
-        campaign_id: &str,
-        phone: &str,
-        job_id: &str,
-        now: i64,
-    ) -> StoreResult<Option<Recipient>> {
-        let res = self
-            .update(campaign_pk(campaign_id), recipient_sk(phone))
-            .update_expression("SET #status = :sending, GSI2PK = :gsi2pk, claim_id = :job, claimed_at = :now")
-            .condition_expression("#status = :pending")
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":sending", s(RecipientStatus::Sending.as_str()))
-            .expression_attribute_values(":pending", s(RecipientStatus::Pending.as_str()))
-            .expression_attribute_values(
-                ":gsi2pk",
-                s(recipients_in_status(campaign_id, RecipientStatus::Sending.as_str())),
-            )
-            .expression_attribute_values(":job", s(job_id))
-            .expression_attribute_values(":now", n(now))
-            .return_values(ReturnValue::AllNew)
-            .send()
-            .await;
-        match res {
-            Ok(out) => Ok(Some(decode_one(out.attributes)?)),
-            Err(e) => match StoreError::from(e) {
-                StoreError::ConditionFailed => Ok(None),
-                other => Err(other),
-            },
+    async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<(), TxFailure> {
+        match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
+            Ok(_) => Ok(()),
+            Err(e) => Err(tx_failure(e)),
         }
     }
 
-    /// Stores the outcome of a claim held by `job_id`, with the tally that will count it.
-    /// Returns false when the claim was no longer the job's (another holder resolved it
-    /// first), so nothing was written.
-    pub async fn record(
+    /// Writes `items`, each built for the entry of `entries` at its position, plus `extra`
+    /// (built from the entries kept) in one transaction; entries whose condition fails are
+    /// left out and the rest written again, and a transaction that meets another is tried
+    /// again after a back-off. Returns the entries written (by position in `entries`).
+    async fn write_each<T>(
+        &self,
+        entries: &[T],
+        item: impl Fn(&T) -> StoreResult<TransactWriteItem>,
+        extra: impl Fn(&[&T]) -> StoreResult<Option<TransactWriteItem>>,
+    ) -> StoreResult<Vec<usize>> {
+        let mut kept: Vec<usize> = (0..entries.len()).collect();
+        let mut attempt = 0;
+        while !kept.is_empty() {
+            let chosen: Vec<&T> = kept.iter().map(|i| &entries[*i]).collect();
+            let mut items = chosen.iter().map(|e| item(e)).collect::<StoreResult<Vec<_>>>()?;
+            items.extend(extra(&chosen)?);
+            match self.transact(items).await {
+                Ok(()) => return Ok(kept),
+                Err(TxFailure::Conditions(failed)) => {
+                    // Positions past the entries are the extra item: its condition failed.
+                    if failed.iter().any(|i| *i >= kept.len()) {
+                        return Err(StoreError::ConditionFailed);
+                    }
+                    let failed: HashSet<usize> = failed.into_iter().map(|i| kept[i]).collect();
+                    kept.retain(|i| !failed.contains(i));
+                }
+                Err(TxFailure::Busy) if attempt + 1 < TX_ATTEMPTS => {
+                    attempt += 1;
+                    tokio::time::sleep(backoff(attempt, random_unit())).await;
+                }
+                Err(TxFailure::Busy) => return Err(StoreError::Conflict),
+                Err(TxFailure::Other(e)) => return Err(e),
+            }
+        }
+        Ok(kept)
+    }
+
+    /// Claims pending recipients for a send job, all in one transaction (those no longer
+    /// pending, or waiting for a retry job of their own, are left out). Returns the numbers
+    /// claimed.
+    pub async fn claim_recipients(
         &self,
         campaign_id: &str,
-        phone: &str,
+        phones: &[String],
         job_id: &str,
-        outcome: &Outcome,
-        tally: &str,
-        now: &str,
-    ) -> StoreResult<bool> {
-        let (status, mut set, mut values): (RecipientStatus, Vec<&str>, Vec<(&str, AttributeValue)>) = match outcome {
-            Outcome::Sent { wamid } => (
-                RecipientStatus::Sent,
-                vec!["wamid = :wamid", "sent_at = :now", "GSI3PK = :gsi3pk", "GSI3SK = :gsi3sk"],
-                vec![(":wamid", s(wamid)), (":gsi3pk", s(wamid_pk(wamid))), (":gsi3sk", s("R"))],
-            ),
-            Outcome::Failed { code, message } => {
-                let mut v = vec![(":msg", s(message))];
-                let mut set = vec!["failed_at = :now", "error_message = :msg"];
-                if let Some(c) = code {
-                    v.push((":code", n(c)));
-                    set.push("error_code = :code");
-                }
-                (RecipientStatus::Failed, set, v)
-            }
-            Outcome::Released => (RecipientStatus::Pending, vec![], vec![]),
+        now_unix: i64,
+    ) -> StoreResult<Vec<String>> {
+        let claim = |phone: &String| {
+            let update = Update::builder()
+                .table_name(&self.table)
+                .key("PK", s(campaign_pk(campaign_id)))
+                .key("SK", s(recipient_sk(phone)))
+                .update_expression("SET #status = :sending, GSI2PK = :gsi2pk, claim_id = :job, claimed_at = :now")
+                .condition_expression("#status = :pending AND (attribute_not_exists(retry_at) OR retry_at <= :now)")
+                .expression_attribute_names("#status", "status")
+                .expression_attribute_values(":sending", s(RecipientStatus::Sending.as_str()))
+                .expression_attribute_values(":pending", s(RecipientStatus::Pending.as_str()))
+                .expression_attribute_values(
+                    ":gsi2pk",
+                    s(recipients_in_status(campaign_id, RecipientStatus::Sending.as_str())),
+                )
+                .expression_attribute_values(":job", s(job_id))
+                .expression_attribute_values(":now", n(now_unix))
+                .build()
+                .map_err(err)?;
+            Ok(TransactWriteItem::builder().update(update).build())
         };
-        if *outcome != Outcome::Released {
-            set.push("tally = :tally");
-            values.push((":tally", s(tally)));
-        }
-        set.extend(["#status = :to", "GSI2PK = :gsi2pk"]);
+        let claimed = self.write_each(phones, claim, |_| Ok(None)).await?;
+        Ok(claimed.into_iter().map(|i| phones[i].clone()).collect())
+    }
+
+    /// Records outcomes of one campaign's recipients and adds them to its counters in one
+    /// transaction, so each is counted exactly once: a record whose holder no longer holds the
+    /// recipient is left out (and not counted). Returns, per record, whether it was written.
+    /// [`StoreError::ConditionFailed`] when the campaign is gone (nothing is written).
+    pub async fn record_outcomes(
+        &self,
+        campaign_id: &str,
+        records: &[Record<'_>],
+        now: &str,
+    ) -> StoreResult<Vec<bool>> {
+        let item = |r: &Record| self.outcome_update(campaign_id, r, now);
+        let counters = |kept: &[&Record]| {
+            let mut d = Counters::default();
+            kept.iter().for_each(|r| d.add(r.outcome.counts()));
+            if d.is_zero() { Ok(None) } else { self.counter_update(campaign_id, d).map(Some) }
+        };
+        let written = self.write_each(records, item, counters).await?;
+        let mut done = vec![false; records.len()];
+        written.into_iter().for_each(|i| done[i] = true);
+        Ok(done)
+    }
+
+    fn outcome_update(&self, campaign_id: &str, r: &Record, now: &str) -> StoreResult<TransactWriteItem> {
+        let mut set = vec!["#status = :to", "GSI2PK = :gsi2pk"];
+        let mut remove = vec!["claim_id", "claimed_at"];
+        let mut values: Vec<(&str, AttributeValue)> = Vec::new();
+        let status = match &r.outcome {
+            Outcome::Sent { wamid } => {
+                set.extend(["wamid = :wamid", "sent_at = :now", "GSI3PK = :gsi3pk", "GSI3SK = :gsi3sk"]);
+                values.extend([(":wamid", s(wamid)), (":gsi3pk", s(wamid_pk(wamid))), (":gsi3sk", s("R"))]);
+                remove.push("retry_at");
+                RecipientStatus::Sent
+            }
+            Outcome::Failed { code, message } => {
+                set.extend(["failed_at = :now", "error_message = :msg"]);
+                values.push((":msg", s(message)));
+                match code {
+                    Some(c) => {
+                        set.push("error_code = :code");
+                        values.push((":code", n(c)));
+                    }
+                    None => remove.push("error_code"),
+                }
+                remove.push("retry_at");
+                RecipientStatus::Failed
+            }
+            Outcome::Released { retry_at } => {
+                match retry_at {
+                    Some(at) => {
+                        set.push("retry_at = :retry_at");
+                        values.push((":retry_at", n(at)));
+                    }
+                    None => remove.push("retry_at"),
+                }
+                RecipientStatus::Pending
+            }
+        };
         values.push((":to", s(status.as_str())));
         values.push((":gsi2pk", s(recipients_in_status(campaign_id, status.as_str()))));
-        let mut expr = format!("SET {}", set.join(", "));
-        if *outcome == Outcome::Released {
-            expr.push_str(" REMOVE claim_id, claimed_at");
-        }
-        if expr.contains(":now") {
+        if set.iter().any(|a| a.contains(":now")) {
             values.push((":now", s(now)));
         }
-        let mut req = self
-            .update(campaign_pk(campaign_id), recipient_sk(phone))
-            .update_expression(expr)
-            .condition_expression("#status = :sending AND claim_id = :job")
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":sending", s(RecipientStatus::Sending.as_str()))
-            .expression_attribute_values(":job", s(job_id));
+        let condition = match r.holder {
+            Holder::Job(job) => {
+                values.extend([(":held", s(RecipientStatus::Sending.as_str())), (":job", s(job))]);
+                "#status = :held AND claim_id = :job"
+            }
+            Holder::Unclaimed => {
+                values.push((":held", s(RecipientStatus::Pending.as_str())));
+                "#status = :held"
+            }
+            Holder::Stale { job, claimed_at } => {
+                values.extend([
+                    (":held", s(RecipientStatus::Sending.as_str())),
+                    (":job", s(job)),
+                    (":claimed_at", n(claimed_at)),
+                ]);
+                "#status = :held AND claim_id = :job AND claimed_at = :claimed_at"
+            }
+        };
+        let mut update = Update::builder()
+            .table_name(&self.table)
+            .key("PK", s(campaign_pk(campaign_id)))
+            .key("SK", s(recipient_sk(r.phone)))
+            .update_expression(format!("SET {} REMOVE {}", set.join(", "), remove.join(", ")))
+            .condition_expression(condition)
+            .expression_attribute_names("#status", "status");
         for (k, v) in values {
-            req = req.expression_attribute_values(k, v);
+            update = update.expression_attribute_values(k, v);
         }
-        match req.send().await {
-            Ok(_) => Ok(true),
-            Err(e) => match StoreError::from(e) {
-                StoreError::ConditionFailed => Ok(false),
-                other => Err(other),
-            },
-        }
+        Ok(TransactWriteItem::builder().update(update.build().map_err(err)?).build())
     }
 
-    /// The recipients of a job as they are stored now.
+    /// The recipients of a job as they are stored now, and (with `account_id`) which of their
+    /// numbers opted out of the account's marketing messages: one BatchGetItem for up to 50
+    /// numbers.
+    pub async fn job_recipients(
+        &self,
+        campaign_id: &str,
+        phones: &[String],
+        account_id: Option<&str>,
+    ) -> StoreResult<(Vec<Recipient>, HashSet<String>)> {
+        let key = |pk: String, sk: String| HashMap::from([("PK".to_string(), s(pk)), ("SK".to_string(), s(sk))]);
+        let mut keys: Vec<Item> = phones.iter().map(|p| key(campaign_pk(campaign_id), recipient_sk(p))).collect();
+        if let Some(account) = account_id {
+            keys.extend(phones.iter().map(|p| key(account_pk(account), opt_out_sk(p))));
+        }
+        let mut recipients = Vec::new();
+        let mut opted_out = HashSet::new();
+        for item in self.batch_get(keys, None).await? {
+            let sk = item.get("SK").and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
+            if sk.starts_with(RECIPIENT_PREFIX) {
+                recipients.push(serde_dynamo::from_item(item)?);
+            } else if let Some(phone) = sk.strip_prefix("OPTOUT#") {
+                opted_out.insert(phone.to_string());
+            }
+        }
+        Ok((recipients, opted_out))
+    }
+
+    /// The recipients at these numbers, as stored now.
     pub async fn recipients(&self, campaign_id: &str, phones: &[String]) -> StoreResult<Vec<Recipient>> {
-        let pk = s(campaign_pk(campaign_id));
-        let keys =
-            phones.iter().map(|p| [("PK".to_string(), pk.clone()), ("SK".to_string(), s(recipient_sk(p)))].into());
-        decode(self.batch_get(keys.collect(), None).await?)
-    }
-
-    /// Adds the outcomes of `recipients` to the campaign's counters, once per tally: each
-    /// outcome was recorded with the tally of the sender's chunk, and a tally is applied in a
-    /// transaction that also writes its `TALLY#` record on condition it does not exist yet. A
-    /// redelivered job, a second worker or a recovery find the record and add nothing; a tally
-    /// whose sender stopped before applying it is applied by whoever reads its recipients next.
-    /// Returns whether anything was added.
-    pub async fn apply_tallies(&self, campaign_id: &str, recipients: &[Recipient]) -> StoreResult<bool> {
-        let mut tallies: std::collections::BTreeMap<&str, (u64, u64)> = Default::default();
-        for r in recipients {
-            let (Some(t), false) = (&r.tally, matches!(r.status, RecipientStatus::Pending | RecipientStatus::Sending))
-            else {
-                continue;
-            };
-            let e = tallies.entry(t.as_str()).or_default();
-            if r.wamid.is_some() { e.0 += 1 } else { e.1 += 1 }
-        }
-        if tallies.is_empty() {
-            return Ok(false);
-        }
-        let pk = s(campaign_pk(campaign_id));
-        let keys = tallies.keys().map(|t| [("PK".to_string(), pk.clone()), ("SK".to_string(), s(tally_sk(t)))].into());
-        let applied: std::collections::HashSet<String> = self
-            .batch_get(keys.collect(), Some("PK, SK"))
-            .await?
-            .iter()
-            .filter_map(|i| i.get("SK")?.as_s().ok().cloned())
-            .collect();
-        let mut added = false;
-        let expires = chrono::Utc::now().timestamp() + 7 * 24 * 3600;
-        for (t, (sent, failed)) in tallies {
-            if applied.contains(&tally_sk(t)) {
-                continue;
-            }
-            let record = Put::builder()
-                .table_name(&self.table)
-                .item("PK", pk.clone())
-                .item("SK", s(tally_sk(t)))
-                .item("sent", n(sent))
-                .item("failed", n(failed))
-                .item("expires_at", n(expires))
-                .condition_expression("attribute_not_exists(PK)")
-                .build()
-                .map_err(err)?;
-            let counters = Update::builder()
-                .table_name(&self.table)
-                .key("PK", pk.clone())
-                .key("SK", s(CAMPAIGN_SK))
-                .update_expression("ADD sent_count :sent, failed_count :failed, processed_count :processed")
-                .expression_attribute_values(":sent", n(sent))
-                .expression_attribute_values(":processed", n(sent + failed))
-                .expression_attribute_values(":failed", n(failed))
-                .build()
-                .map_err(err)?;
-            let tx = self
-                .client
-                .transact_write_items()
-                .transact_items(TransactWriteItem::builder().put(record).build())
-                .transact_items(TransactWriteItem::builder().update(counters).build());
-            match tx.send().await.map_err(StoreError::from) {
-                Ok(_) => added = true,
-                Err(StoreError::ConditionFailed) => {} // applied by someone else meanwhile
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(added)
+        Ok(self.job_recipients(campaign_id, phones, None).await?.0)
     }
 
     /// Reserves `count` consecutive send slots `interval_us` apart on the account's pace,
-    /// shared by every sender: returns when the first slot is (unix microseconds). One write,
-    /// no read: the pace is a "next free slot" time pushed forward atomically.
-    pub async fn reserve_slots(&self, account_id: &str, count: u64, interval_us: u64) -> StoreResult<i64> {
+    /// shared by every sender, if the first one is within `horizon` from now; otherwise says
+    /// when to try again. One write when the account is busy, two when it is idle; no read: the
+    /// pace is a "next free slot" time pushed forward atomically.
+    pub async fn reserve_slots(
+        &self,
+        account_id: &str,
+        count: u64,
+        interval_us: u64,
+        horizon: Duration,
+    ) -> StoreResult<Reservation> {
         let span = (count * interval_us) as i64;
-        loop {
+        let horizon = horizon.as_micros() as i64;
+        for _ in 0..4 {
             // Slots start a little ahead, so they are still ahead when the answer arrives.
             let now = now_micros() + SLOT_LEAD_US;
-            // Busy account: the next free slot is in the future; take the span after it.
+            // Busy account: the next free slot is ahead; take the span from it if it is within
+            // the horizon.
             let busy = self
                 .update(account_pk(account_id), PACE_SK)
                 .update_expression("SET next_slot = next_slot + :span")
-                .condition_expression("next_slot >= :now")
+                .condition_expression("next_slot >= :now AND next_slot <= :latest")
                 .expression_attribute_values(":span", n(span))
                 .expression_attribute_values(":now", n(now))
+                .expression_attribute_values(":latest", n(now + horizon))
                 .return_values(ReturnValue::UpdatedNew)
+                .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
                 .send()
                 .await;
+            let next_slot = |item: Option<&Item>| {
+                item.and_then(|a| a.get("next_slot")).and_then(|v| v.as_n().ok()).and_then(|v| v.parse::<i64>().ok())
+            };
             match busy {
                 Ok(out) => {
-                    let next = out
-                        .attributes
-                        .and_then(|a| {
-                            a.get("next_slot").and_then(|v| v.as_n().ok()).and_then(|v| v.parse::<i64>().ok())
-                        })
+                    let next = next_slot(out.attributes.as_ref())
                         .ok_or_else(|| StoreError::Corrupt("pace item without next_slot".into()))?;
-                    return Ok(next - span);
+                    return Ok(Reservation::Granted(next - span));
                 }
-                Err(e) => match StoreError::from(e) {
-                    StoreError::ConditionFailed => {}
-                    other => return Err(other),
-                },
+                Err(e) => {
+                    let old = match e.as_service_error() {
+                        Some(UpdateItemError::ConditionalCheckFailedException(c)) => Some(next_slot(c.item.as_ref())),
+                        _ => None,
+                    };
+                    match old {
+                        Some(Some(next)) if next > now + horizon => {
+                            return Ok(Reservation::Busy { retry_at: next - horizon });
+                        }
+                        Some(_) => {} // idle (or just moved): the idle path below
+                        None => return Err(e.into()),
+                    }
+                }
             }
             // Idle account: start now.
             let idle = self
@@ -359,20 +502,98 @@ impl Db {
                 .send()
                 .await;
             match idle {
-                Ok(_) => return Ok(now),
+                Ok(_) => return Ok(Reservation::Granted(now)),
                 Err(e) => match StoreError::from(e) {
-                    // Another sender moved the slot meanwhile: take the busy path again.
+                    // Another sender moved the slot meanwhile: look again.
                     StoreError::ConditionFailed => continue,
                     other => return Err(other),
                 },
             }
         }
+        Err(StoreError::Conflict)
     }
-}
 
-/// How far ahead of the reservation the first slot is at least (covers the store's latency).
-pub const SLOT_LEAD_US: i64 = 150_000;
+    /// Holds every sender of the account back until `until_us` (a throughput error from
+    /// WhatsApp): the next free slot moves there unless it is later already. Never
+    /// cumulative: many errors at once hold the account back once.
+    pub async fn hold_account(&self, account_id: &str, until_us: i64) -> StoreResult<()> {
+        let res = self
+            .update(account_pk(account_id), PACE_SK)
+            .update_expression("SET next_slot = :until")
+            .condition_expression("attribute_not_exists(next_slot) OR next_slot < :until")
+            .expression_attribute_values(":until", n(until_us))
+            .send()
+            .await;
+        match res.map_err(StoreError::from) {
+            Ok(_) | Err(StoreError::ConditionFailed) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
 
-pub fn now_micros() -> i64 {
-    chrono::Utc::now().timestamp_micros()
+    /// The account's next free send slot (unix microseconds), if it has one.
+    pub async fn next_slot(&self, account_id: &str) -> StoreResult<Option<i64>> {
+        let item = self.get_raw(account_pk(account_id), PACE_SK).await?;
+        Ok(item.and_then(|i| i.get("next_slot").and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok())))
+    }
+
+    /// Campaigns that are sending right now (all accounts).
+    pub async fn campaigns_sending(&self) -> StoreResult<Vec<Campaign>> {
+        let q = KeyQuery::index("GSI3", campaigns_in_status(CampaignStatus::Sending.as_str()));
+        let keys = self.query_keys(&q).await?;
+        self.with_counters(decode(self.batch_get(keys, None).await?)?).await
+    }
+
+    /// Up to `limit` recipients of a campaign in `status` (by the status index).
+    pub async fn recipients_in(
+        &self,
+        campaign_id: &str,
+        status: RecipientStatus,
+        limit: u32,
+    ) -> StoreResult<Vec<Recipient>> {
+        let mut q = KeyQuery::index("GSI2", recipients_in_status(campaign_id, status.as_str()));
+        q.newest_first = false;
+        let keys = self.query_page(&q, 1, limit).await?.into_iter().map(super::table_key).collect();
+        decode(self.batch_get(keys, None).await?)
+    }
+
+    /// Every recipient of a campaign (the reconciler's recount).
+    pub async fn all_recipients(&self, campaign_id: &str) -> StoreResult<Vec<Recipient>> {
+        let keys = self.query_keys(&KeyQuery::table(campaign_pk(campaign_id), RECIPIENT_PREFIX)).await?;
+        decode(self.batch_get(keys, None).await?)
+    }
+
+    /// Starts a new dispatch run of a sending campaign (the reconciler found recipients no job
+    /// holds): the steps and first-delivery jobs of the earlier run stop. Returns the run.
+    pub async fn new_dispatch_run(&self, campaign_id: &str) -> StoreResult<String> {
+        let run = uuid::Uuid::new_v4().to_string();
+        self.update(campaign_pk(campaign_id), CAMPAIGN_SK)
+            .update_expression("SET dispatch_run = :run")
+            .condition_expression("#status = :sending")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":sending", s(CampaignStatus::Sending.as_str()))
+            .expression_attribute_values(":run", s(&run))
+            .send()
+            .await?;
+        Ok(run)
+    }
+
+    /// Notes the progress the reconciler saw on a sending campaign (`processed_count` and when),
+    /// so that its next pass can tell a campaign that stopped moving.
+    pub async fn note_progress(&self, campaign_id: &str, processed: u64, at_unix: i64) -> StoreResult<()> {
+        self.update(campaign_pk(campaign_id), CAMPAIGN_SK)
+            .update_expression("SET reconciled_processed = :p, reconciled_at = :at")
+            .condition_expression("attribute_exists(PK)")
+            .expression_attribute_values(":p", n(processed))
+            .expression_attribute_values(":at", n(at_unix))
+            .send()
+            .await?;
+        Ok(())
+    }
+
+    /// What the reconciler noted last on the campaign: `(processed_count, unix time)`.
+    pub async fn noted_progress(&self, campaign_id: &str) -> StoreResult<Option<(u64, i64)>> {
+        let item = self.get_raw(campaign_pk(campaign_id), CAMPAIGN_SK).await?;
+        let num = |i: &Item, k: &str| i.get(k).and_then(|v| v.as_n().ok()).and_then(|v| v.parse::<i64>().ok());
+        Ok(item.and_then(|i| Some((num(&i, "reconciled_processed")? as u64, num(&i, "reconciled_at")?))))
+    }
 }

@@ -1,0 +1,186 @@
+//! A campaign's counters live in [`COUNTER_SHARDS`] small items beside the campaign item
+//! (`CAMPAIGN#<id>` / `#COUNT#<n>`). Every change is added to one of them, chosen at random,
+//! in the same transaction as the recipients it counts; reading a campaign sums them. So no
+//! item takes more than a few counter writes a second whatever the send rate, the campaign
+//! item itself is written only by status changes (a pause never races a count), and a count
+//! of a campaign deleted meanwhile cannot bring its campaign item back.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, TransactWriteItem, Update};
+
+use super::campaigns::decode_one;
+use super::keys::*;
+use super::{Db, Item, StoreError, StoreResult, n, s};
+use crate::domain::campaign::{Campaign, Counters};
+
+/// How many counter items a campaign has.
+pub const COUNTER_SHARDS: u32 = 8;
+
+const FIELDS: [&str; 5] = ["sent_count", "delivered_count", "read_count", "failed_count", "processed_count"];
+
+fn number(item: &Item, key: &str) -> i64 {
+    item.get(key).and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
+fn counters(item: &Item) -> Counters {
+    Counters {
+        sent: number(item, FIELDS[0]),
+        delivered: number(item, FIELDS[1]),
+        read: number(item, FIELDS[2]),
+        failed: number(item, FIELDS[3]),
+        processed: number(item, FIELDS[4]),
+    }
+}
+
+fn values(d: Counters) -> [(&'static str, i64); 5] {
+    [
+        (FIELDS[0], d.sent),
+        (FIELDS[1], d.delivered),
+        (FIELDS[2], d.read),
+        (FIELDS[3], d.failed),
+        (FIELDS[4], d.processed),
+    ]
+}
+
+fn sk_text(item: &Item) -> &str {
+    item.get("SK").and_then(|v| v.as_s().ok()).map(String::as_str).unwrap_or_default()
+}
+
+/// A counter item as read: its shard, its version (every write adds one) and its counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CounterItem {
+    pub shard: u32,
+    pub version: i64,
+    pub counts: Counters,
+}
+
+impl Db {
+    /// An update adding `d` to one of the campaign's counter items, for a transaction.
+    pub(crate) fn counter_update(&self, campaign_id: &str, d: Counters) -> StoreResult<TransactWriteItem> {
+        let shard = (uuid::Uuid::new_v4().as_u128() % COUNTER_SHARDS as u128) as u32;
+        let mut update = Update::builder()
+            .table_name(&self.table)
+            .key("PK", s(campaign_pk(campaign_id)))
+            .key("SK", s(counter_sk(shard)))
+            .update_expression(
+                "ADD sent_count :sent_count, delivered_count :delivered_count, read_count :read_count, \
+                 failed_count :failed_count, processed_count :processed_count, version :one",
+            )
+            .expression_attribute_values(":one", n(1));
+        for (field, v) in values(d) {
+            update = update.expression_attribute_values(format!(":{field}"), n(v));
+        }
+        let update = update.build().map_err(|e| StoreError::Dynamo(e.to_string()))?;
+        Ok(TransactWriteItem::builder().update(update).build())
+    }
+
+    /// A campaign with its counters: the campaign item and its counter items in one query.
+    pub async fn get_campaign(&self, id: &str) -> StoreResult<Option<Campaign>> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("PK = :pk AND begins_with(SK, :prefix)")
+            .expression_attribute_values(":pk", s(campaign_pk(id)))
+            .expression_attribute_values(":prefix", s("#"))
+            .consistent_read(true)
+            .send()
+            .await?;
+        let mut campaign: Option<Campaign> = None;
+        let mut sum = Counters::default();
+        for item in out.items.unwrap_or_default() {
+            if sk_text(&item) == CAMPAIGN_SK {
+                campaign = Some(serde_dynamo::from_item(item)?);
+            } else if sk_text(&item).starts_with(COUNTER_PREFIX) {
+                sum.add(counters(&item));
+            }
+        }
+        Ok(campaign.map(|mut c| {
+            c.count(sum);
+            c
+        }))
+    }
+
+    /// A campaign item just written (returned by the write), with its counters.
+    pub(crate) async fn campaign_written(&self, item: Option<Item>) -> StoreResult<Campaign> {
+        let c: Campaign = decode_one(item)?;
+        self.with_counters(vec![c]).await?.pop().ok_or_else(|| StoreError::Corrupt("no campaign to count".into()))
+    }
+
+    /// Adds the sums of their counter items to campaigns read without them.
+    pub(crate) async fn with_counters(&self, mut campaigns: Vec<Campaign>) -> StoreResult<Vec<Campaign>> {
+        let keys: Vec<Item> = campaigns
+            .iter()
+            .flat_map(|c| {
+                (0..COUNTER_SHARDS).map(|i| {
+                    HashMap::from([("PK".to_string(), s(campaign_pk(&c.id))), ("SK".to_string(), s(counter_sk(i)))])
+                })
+            })
+            .collect();
+        let mut sums: HashMap<String, Counters> = HashMap::new();
+        for item in self.batch_get(keys, None).await? {
+            let pk = item.get("PK").and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
+            sums.entry(pk).or_default().add(counters(&item));
+        }
+        for c in &mut campaigns {
+            if let Some(sum) = sums.get(&campaign_pk(&c.id)) {
+                c.count(*sum);
+            }
+        }
+        Ok(campaigns)
+    }
+
+    /// The campaign's counter items as they are now (missing ones left out).
+    pub async fn counter_items(&self, campaign_id: &str) -> StoreResult<Vec<CounterItem>> {
+        let keys: Vec<Item> = (0..COUNTER_SHARDS)
+            .map(|i| {
+                HashMap::from([("PK".to_string(), s(campaign_pk(campaign_id))), ("SK".to_string(), s(counter_sk(i)))])
+            })
+            .collect();
+        let items = self.batch_get(keys, None).await?;
+        Ok(items
+            .iter()
+            .filter_map(|item| {
+                let shard = sk_text(item).strip_prefix(COUNTER_PREFIX)?.parse().ok()?;
+                Some(CounterItem { shard, version: number(item, "version"), counts: counters(item) })
+            })
+            .collect())
+    }
+
+    /// Corrects the campaign's counters by `delta` (a recount found them off), on condition
+    /// that no counter item changed since `seen` was read; [`StoreError::ConditionFailed`]
+    /// otherwise (something was counted meanwhile: recount again later).
+    pub async fn correct_counters(&self, campaign_id: &str, seen: &[CounterItem], delta: Counters) -> StoreResult<()> {
+        let pk = s(campaign_pk(campaign_id));
+        let mut items = Vec::new();
+        for shard in 0..COUNTER_SHARDS {
+            let check =
+                ConditionCheck::builder().table_name(&self.table).key("PK", pk.clone()).key("SK", s(counter_sk(shard)));
+            let check = match seen.iter().find(|c| c.shard == shard) {
+                Some(c) => check
+                    .condition_expression("version = :v")
+                    .expression_attribute_values(":v", AttributeValue::N(c.version.to_string())),
+                None => check.condition_expression("attribute_not_exists(PK)"),
+            };
+            let check = check.build().map_err(|e| StoreError::Dynamo(e.to_string()))?;
+            items.push(TransactWriteItem::builder().condition_check(check).build());
+        }
+        let mut update = Update::builder()
+            .table_name(&self.table)
+            .key("PK", pk.clone())
+            .key("SK", s(CAMPAIGN_SK))
+            .condition_expression("attribute_exists(PK)")
+            .update_expression(
+                "ADD sent_count :sent_count, delivered_count :delivered_count, read_count :read_count, \
+                 failed_count :failed_count, processed_count :processed_count",
+            );
+        for (field, v) in values(delta) {
+            update = update.expression_attribute_values(format!(":{field}"), n(v));
+        }
+        let update = update.build().map_err(|e| StoreError::Dynamo(e.to_string()))?;
+        items.push(TransactWriteItem::builder().update(update).build());
+        self.client.transact_write_items().set_transact_items(Some(items)).send().await?;
+        Ok(())
+    }
+}
