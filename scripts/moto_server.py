@@ -1,5 +1,18 @@
-"""Runs moto_server (the AWS emulator of the local stack) with two fixes to its DynamoDB,
-applied in this process only; what each request answers is unchanged.
+"""Runs moto_server (the AWS emulator of the local stack) with fixes to its speed, applied in
+this process only; what each request answers is unchanged.
+
+- The server speaks HTTP/1.1 with keep-alive: under HTTP/1.0 (werkzeug's default) every
+  request opened a connection and started a thread.
+- Requests are not logged one line each (under load the log's lock was a fifth of the time);
+  warnings and errors still are.
+- Which service a request is for is no longer decided by listing moto's package directory on
+  disk for every request.
+- A condition or filter expression is parsed once per expression, names and values, and an
+  update expression once per expression, not for every item they are used on (a transaction
+  of 50 claims parsed the same condition three times per item). The parsed condition is only
+  read when checked; moto copies a parsed update expression before it fills it in.
+- The walkers over a parsed update expression build their table of node types once, not once
+  per node visited.
 
 - moto handles concurrent DynamoDB requests without a lock, so a transaction that backs up
   a table while another request writes it fails now and then with a 500. Here DynamoDB
@@ -13,17 +26,81 @@ applied in this process only; what each request answers is unchanged.
 """
 
 import copy
+import functools
+import json
+import logging
 import sys
 import threading
 
+import moto.backends as moto_backends
+
+import moto.dynamodb.comparisons as dynamodb_comparisons
 import moto.dynamodb.models as dynamodb_models
-from moto.dynamodb.comparisons import get_filter_expression
+import moto.dynamodb.models.table as dynamodb_table
+from moto.dynamodb.parsing.ast_nodes import DepthFirstTraverser
+from moto.dynamodb.parsing.expressions import UpdateExpressionParser
 from moto.dynamodb.exceptions import TransactionCanceledException
 from moto.dynamodb.responses import DynamoHandler
 from moto.server import main
+from werkzeug.serving import WSGIRequestHandler
 
 _lock = threading.RLock()
 _local = threading.local()
+
+
+_parse_filter_expression = dynamodb_comparisons.get_filter_expression
+_parsed: dict = {}
+
+
+def get_filter_expression(expr, names, values):
+    if expr is None:
+        return _parse_filter_expression(expr, names, values)
+    key = (expr, json.dumps(names, sort_keys=True), json.dumps(values, sort_keys=True))
+    op = _parsed.get(key)
+    if op is None:
+        op = _parse_filter_expression(expr, names, values)
+        if len(_parsed) > 10_000:
+            _parsed.clear()
+        _parsed[key] = op
+    return op
+
+
+class _ParsedCondition:
+    """Stands in for moto's condition parser where only the parsed expression is used."""
+
+    def __init__(self, expr, names, values):
+        self.op = get_filter_expression(expr, names, values)
+
+    def parse(self):
+        return self.op
+
+
+_parse_update_expression = UpdateExpressionParser.make
+
+
+@functools.lru_cache(maxsize=4096)
+def _parsed_update_expression(expr):
+    return _parse_update_expression(expr)
+
+
+def _processors(self):
+    table = self.__dict__.get("_fixed_processors")
+    if table is None:
+        table = self.__dict__["_fixed_processors"] = list(self._processing_map().items())
+    return table
+
+
+def _nodes_to_be_processed(self):
+    types = self.__dict__.get("_fixed_node_types")
+    if types is None:
+        types = self.__dict__["_fixed_node_types"] = tuple(node_type for node_type, _ in _processors(self))
+    return types
+
+
+def _process(self, node):
+    for node_type, processor in _processors(self):
+        if isinstance(node, node_type):
+            return processor(node)
 
 
 class _NoTableBackups:
@@ -92,7 +169,25 @@ def call_action(self):
         return _call_action(self)
 
 
+@functools.lru_cache(maxsize=None)
+def _moto_modules():
+    return tuple(_list_of_moto_modules())
+
+
+_list_of_moto_modules = moto_backends.list_of_moto_modules
+
+
 dynamodb_models.copy = _NoTableBackups()
+dynamodb_comparisons.get_filter_expression = get_filter_expression
+dynamodb_models.get_filter_expression = get_filter_expression
+dynamodb_table.get_filter_expression = get_filter_expression
+dynamodb_models.create_condition_expression_parser = _ParsedCondition
+UpdateExpressionParser.make = classmethod(lambda cls, expr: _parsed_update_expression(expr))
+DepthFirstTraverser.nodes_to_be_processed = _nodes_to_be_processed
+DepthFirstTraverser.process = _process
+moto_backends.list_of_moto_modules = _moto_modules
+WSGIRequestHandler.protocol_version = "HTTP/1.1"
+logging.getLogger("werkzeug").setLevel(logging.WARNING)
 dynamodb_models.DynamoDBBackend.transact_write_items = transact_write_items
 DynamoHandler.call_action = call_action
 

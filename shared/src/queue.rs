@@ -48,18 +48,24 @@ impl Queue {
         Ok(())
     }
 
-    /// Puts send jobs on the send queue, 10 per request (SQS's batch limit), `delay` later
-    /// (rounded up to whole seconds).
+    /// Puts send jobs on the send queue, `delay` later (rounded up to whole seconds).
     pub async fn send_jobs(&self, jobs: &[SendJob], delay: Duration) -> Result<(), QueueError> {
+        let timed: Vec<(&SendJob, Duration)> = jobs.iter().map(|j| (j, delay)).collect();
+        self.send_jobs_at(&timed).await
+    }
+
+    /// Puts send jobs on the send queue, each its delay later (rounded up to whole seconds),
+    /// 10 per request (SQS's batch limit).
+    pub async fn send_jobs_at(&self, jobs: &[(&SendJob, Duration)]) -> Result<(), QueueError> {
         let url = url(&self.send_url, "SEND_QUEUE_URL")?;
         for chunk in jobs.chunks(10) {
             let mut entries = Vec::with_capacity(chunk.len());
-            for (i, job) in chunk.iter().enumerate() {
+            for (i, (job, delay)) in chunk.iter().enumerate() {
                 entries.push(
                     SendMessageBatchRequestEntry::builder()
                         .id(i.to_string())
                         .message_body(body(job)?)
-                        .delay_seconds(delay_seconds(delay))
+                        .delay_seconds(delay_seconds(*delay))
                         .build()
                         .map_err(|e| QueueError(e.to_string()))?,
                 );

@@ -72,6 +72,13 @@ fn the_authorizer_has_a_sample_request_for_a_keyed_route_carrying_a_key() {
 }
 
 #[test]
+fn the_reconciler_has_a_sample_of_what_its_schedule_sends() {
+    // EventBridge Scheduler invokes it without an input of its own: an empty object.
+    let input: serde_json::Value = serde_json::from_str(&event("reconciler")).unwrap();
+    assert_eq!(input, serde_json::json!({}));
+}
+
+#[test]
 fn the_bootstrap_function_has_a_sample_input() {
     let new: NewApiKey = serde_json::from_str(&event("bootstrap-api-key")).unwrap();
     assert!(!new.name.is_empty());

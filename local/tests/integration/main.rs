@@ -8,6 +8,7 @@ mod campaigns;
 mod contract;
 mod delivery;
 mod faults;
+mod flow;
 mod limits;
 mod recipients;
 mod routing;

@@ -29,7 +29,7 @@ pub const WHATSAPP_TIMEOUT_SECONDS: u64 = 3;
 pub const STALE_CLAIM_SECONDS: i64 = WHATSAPP_TIMEOUT_SECONDS as i64 + 5;
 
 /// A sending campaign that has not moved for this long is checked for lost work.
-pub const STALL_SECONDS: i64 = 5;
+pub const STALL_SECONDS: i64 = 10;
 
 /// `count` distinct valid US numbers starting at +1415555<first>.
 pub fn phones(first: u32, count: u32) -> Vec<String> {
@@ -100,6 +100,10 @@ impl TestStack {
             std::env::var("AWS_ENDPOINT_URL").is_ok(),
             "these tests need the emulator: run scripts/test.sh (it starts moto_server and sets AWS_ENDPOINT_URL)"
         );
+        // Logs as the stack writes them, with RUST_LOG (none by default).
+        if std::env::var("RUST_LOG").is_ok() {
+            shared::config::init_tracing();
+        }
         let fake = FakeState::new();
         let addr = fake_whatsapp::spawn(fake.clone()).await.expect("the fake WhatsApp API should start");
         let mut config = Config {

@@ -74,10 +74,11 @@ pub fn job_size(rate: u32) -> usize {
     ((rate / 2) as usize).clamp(1, MAX_JOB_SIZE)
 }
 
-/// Recipients a campaign may have queued and not yet processed: two seconds of the account's
-/// pace, and at least two jobs.
+/// Recipients a campaign may have queued and not yet processed: three seconds of the
+/// account's pace (at least three jobs): about a second being sent, the rest waiting, so the
+/// pace never runs dry between two dispatch steps.
 pub fn dispatch_window(rate: u32) -> u64 {
-    (2 * rate as u64).max(2 * job_size(rate) as u64)
+    (3 * rate as u64).max(3 * job_size(rate) as u64)
 }
 
 /// How far ahead of now a sender may take send slots: a job whose first slot would be later
@@ -281,7 +282,7 @@ mod tests {
     #[test]
     fn pace_and_backoff() {
         assert_eq!((job_size(1), job_size(10), job_size(80), job_size(1000)), (1, 5, 40, 50));
-        assert_eq!((dispatch_window(10), dispatch_window(80), dispatch_window(1)), (20, 160, 2));
+        assert_eq!((dispatch_window(10), dispatch_window(80), dispatch_window(1)), (30, 240, 3));
         assert_eq!((interval_micros(10), interval_micros(1000)), (100_000, 1_000));
         assert_eq!(backoff(0, 1.0), Duration::from_millis(200));
         assert_eq!(backoff(3, 0.5), Duration::from_millis(800));

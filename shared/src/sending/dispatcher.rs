@@ -10,7 +10,7 @@ use std::time::Duration;
 use super::{SendError, complete_if_done};
 use crate::api::App;
 use crate::domain::campaign::{Action, CampaignStatus};
-use crate::domain::sending::{DispatchJob, SendJob, dispatch_window, job_size};
+use crate::domain::sending::{DispatchJob, SLOT_HORIZON, SendJob, dispatch_window, job_size};
 
 /// The time between two steps of a run.
 pub const STEP: Duration = Duration::from_secs(1);
@@ -35,14 +35,25 @@ pub async fn dispatch(app: &App, step: DispatchJob) -> Result<(), SendError> {
     let in_flight = (base + step.queued).saturating_sub(campaign.processed_count);
     let window = dispatch_window(rate);
     let mut next = DispatchJob { base: Some(base), ..step };
-    if in_flight < window {
-        let room = (window - in_flight).min(1000) as i32;
+    tracing::debug!(campaign = %campaign.id, in_flight, window, "dispatch step");
+    // Whole jobs only (a short one at the end of the campaign).
+    let size = job_size(rate) as u64;
+    let room = (window.saturating_sub(in_flight) / size * size).min(1000);
+    if room > 0 {
+        let room = room as i32;
         let (phones, cursor) = app.db.pending_phones(&campaign.id, next.cursor.as_deref(), room).await?;
-        let jobs: Vec<SendJob> = phones
-            .chunks(job_size(rate))
-            .map(|p| SendJob::new(&campaign.id, next.run.clone(), p.to_vec(), 0))
-            .collect();
-        app.queue.send_jobs(&jobs, Duration::ZERO).await?;
+        let jobs: Vec<SendJob> =
+            phones.chunks(size as usize).map(|p| SendJob::new(&campaign.id, next.run.clone(), p.to_vec(), 0)).collect();
+        // Each job is due when the account's pace reaches it (behind what is in flight), less
+        // the second a sender may take slots ahead: the jobs come a few at a time, not all at
+        // once.
+        let due = |i: usize| {
+            let ahead = (in_flight + (i as u64) * size) as f64 / rate.max(1) as f64;
+            Duration::from_secs((ahead - SLOT_HORIZON.as_secs_f64()).max(0.0).floor() as u64)
+        };
+        let timed: Vec<(&SendJob, Duration)> = jobs.iter().enumerate().map(|(i, j)| (j, due(i))).collect();
+        app.queue.send_jobs_at(&timed).await?;
+        tracing::debug!(campaign = %campaign.id, jobs = jobs.len(), recipients = phones.len(), "queued");
         next.queued += phones.len() as u64;
         let last = phones.last().cloned();
         if cursor.is_none() && phones.len() < room as usize {

@@ -8,11 +8,12 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
 use serde_json::Value;
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, watch};
 
 use super::{Incoming, SendError, complete_if_done};
 use crate::api::App;
@@ -30,15 +31,19 @@ use crate::secrets::Secret;
 use crate::store::sending::{Holder, Outcome, Record, Reservation, now_micros};
 use crate::whatsapp::SendOutcome;
 
-/// How old the campaign's status may be when a message goes out: a pause or cancel stops
-/// every send that has not left within this time (plus a store read) after it returned.
-const STATUS_MAX_AGE: Duration = Duration::from_millis(500);
+/// How old the campaign's status may be when a message goes out (from the start of the read
+/// that saw it sending): a pause or cancel stops every send that has not left within this time
+/// after it returned. A send that finds the status older (the store answering slowly) does not
+/// go out: its recipient goes back to pending, for a job a moment later.
+const STATUS_MAX_AGE: Duration = Duration::from_millis(700);
 
-/// How long before its slot a message checks the campaign's status (microseconds).
-const STATUS_AHEAD_US: i64 = 150_000;
+/// How often a job at work reads its campaign's status again (one read per campaign at a time
+/// per invocation, whatever the number of sends).
+const STATUS_REFRESH: Duration = Duration::from_millis(250);
 
-/// Slots a message may retake after waking up late, before it goes back to the queue.
-const MAX_SLOT_RETAKES: u32 = 2;
+/// The campaign's status as a job's sends see it: when the read it comes from started, and
+/// whether the campaign was sending.
+type Status = (Instant, bool);
 
 /// How late a message may go out after its slot: half an interval keeps any 1-second window
 /// at rate + 1; at high rates (intervals of a few ms) timers cannot be that exact, and 25 ms
@@ -62,6 +67,9 @@ struct Sending {
     account: Account,
     token: Secret,
     template: Template,
+    /// Until when (unix microseconds) WhatsApp asked this invocation to slow down (130429):
+    /// sends of the account due before then go back to pending instead.
+    held_until_us: AtomicI64,
 }
 
 /// What one invocation reads once and shares between its jobs: accounts, tokens (from Secrets
@@ -76,24 +84,53 @@ struct Invocation {
 /// What the campaign's account needs to send, or why it cannot.
 type SendingOrWhyNot = Result<Arc<Sending>, &'static str>;
 
-/// A campaign as last read, and when the read started.
+/// A campaign as last read in full, its status as last read, and when each read started.
 #[derive(Default)]
 struct Seen {
     at: Option<Instant>,
     campaign: Option<Campaign>,
+    status_at: Option<Instant>,
+    sending: bool,
+}
+
+fn fresh(at: Option<Instant>) -> bool {
+    at.is_some_and(|at| at.elapsed() <= STATUS_REFRESH)
 }
 
 impl Invocation {
-    async fn campaign(&self, app: &App, id: &str) -> Result<Option<Campaign>, SendError> {
-        let entry = self.campaigns.lock().await.entry(id.to_string()).or_default().clone();
-        // One read at a time per campaign: the sends waiting for it use its answer.
+    async fn seen(&self, id: &str) -> Arc<Mutex<Seen>> {
+        self.campaigns.lock().await.entry(id.to_string()).or_default().clone()
+    }
+
+    /// The campaign as read at most [`STATUS_REFRESH`] ago (by this job or another of the
+    /// invocation), and when that read started.
+    async fn campaign(&self, app: &App, id: &str) -> Result<(Instant, Option<Campaign>), SendError> {
+        let entry = self.seen(id).await;
+        // One read at a time per campaign: the jobs waiting for it use its answer.
         let mut seen = entry.lock().await;
-        if seen.at.is_none_or(|at| at.elapsed() > STATUS_MAX_AGE) {
-            let started = Instant::now();
-            seen.campaign = app.db.get_campaign(id).await?;
-            seen.at = Some(started);
+        if let (Some(at), true) = (seen.at, fresh(seen.at)) {
+            return Ok((at, seen.campaign.clone()));
         }
-        Ok(seen.campaign.clone())
+        let started = Instant::now();
+        seen.campaign = app.db.get_campaign(id).await?;
+        seen.at = Some(started);
+        seen.status_at = Some(started);
+        seen.sending = seen.campaign.as_ref().is_some_and(|c| c.status == CampaignStatus::Sending);
+        Ok((started, seen.campaign.clone()))
+    }
+
+    /// Whether the campaign is sending, as read at most [`STATUS_REFRESH`] ago (its status
+    /// alone), and when that read started.
+    async fn status(&self, app: &App, id: &str) -> Result<Status, SendError> {
+        let entry = self.seen(id).await;
+        let mut seen = entry.lock().await;
+        if let (Some(at), true) = (seen.status_at, fresh(seen.status_at)) {
+            return Ok((at, seen.sending));
+        }
+        let started = Instant::now();
+        seen.sending = app.db.campaign_status(id).await? == Some(CampaignStatus::Sending);
+        seen.status_at = Some(started);
+        Ok((started, seen.sending))
     }
 
     async fn sending(&self, app: &App, c: &Campaign) -> Result<SendingOrWhyNot, SendError> {
@@ -107,7 +144,9 @@ impl Invocation {
             app.db.get_template(&c.template_id)
         );
         let entry = match (account?, token?, template?) {
-            (Some(account), Some(token), Some(template)) => Ok(Arc::new(Sending { account, token, template })),
+            (Some(account), Some(token), Some(template)) => {
+                Ok(Arc::new(Sending { account, token, template, held_until_us: AtomicI64::new(0) }))
+            }
             (None, _, _) => Err("the campaign's account was deleted"),
             (_, None, _) => Err("the account has no access token; set it with PUT /api/accounts/{id}, then resume"),
             (_, _, None) => Err("the campaign's template was deleted"),
@@ -152,6 +191,7 @@ impl Sent {
 /// Handles a batch of send jobs; returns the ids of the messages to deliver again (the
 /// `batchItemFailures` of an SQS event).
 pub async fn send_batch(app: &App, messages: Vec<Incoming>, deadline: Instant) -> Vec<String> {
+    tracing::debug!(jobs = messages.len(), "send batch");
     let invocation = Invocation::default();
     let results = join_all(messages.into_iter().map(|m| {
         let invocation = &invocation;
@@ -189,7 +229,8 @@ async fn process(app: &App, inv: &Invocation, job: SendJob, deadline: Instant) -
     if Instant::now() + DEADLINE_MARGIN + app.whatsapp.timeout() > deadline {
         return Ok(app.queue.send_jobs(&[job], Duration::ZERO).await?);
     }
-    let Some(campaign) = inv.campaign(app, &job.campaign_id).await? else { return Ok(()) };
+    let (read_at, campaign) = inv.campaign(app, &job.campaign_id).await?;
+    let Some(campaign) = campaign else { return Ok(()) };
     // A first-delivery job of a run a resume replaced: the new run queued its recipients again.
     let superseded = job.attempt == 0 && job.run.is_some() && job.run != campaign.dispatch_run;
     if campaign.status != CampaignStatus::Sending || superseded {
@@ -212,42 +253,72 @@ async fn process(app: &App, inv: &Invocation, job: SendJob, deadline: Instant) -
     let mut stops = Vec::new();
     if !plan.to_send.is_empty() {
         let interval = interval_micros(ctx.account.send_rate());
-        let count = plan.to_send.len() as u64;
-        let mut reservation = app.db.reserve_slots(&ctx.account.id, count, interval, SLOT_HORIZON).await?;
-        if let Reservation::Busy { retry_at } = reservation
-            && retry_at - now_micros() <= SHORT_WAIT_US
-        {
+        // Room on the account's pace within the horizon? Read first, so that a job that came
+        // early goes back to the queue holding no claims.
+        let early = match app.db.next_slot(&ctx.account.id).await? {
+            Some(next) => next - now_micros() - SLOT_HORIZON.as_micros() as i64,
+            None => 0,
+        };
+        if early > SHORT_WAIT_US {
+            let phones = plan.to_send.iter().map(|(r, _)| r.phone_number.clone()).collect();
+            defer(app, &job, phones, early).await?;
+        } else {
             // Room opens within a moment: cheaper than a round trip through the queue.
-            tokio::time::sleep(Duration::from_micros((retry_at - now_micros()).max(0) as u64)).await;
-            reservation = app.db.reserve_slots(&ctx.account.id, count, interval, SLOT_HORIZON).await?;
-        }
-        match reservation {
-            Reservation::Busy { retry_at } => {
-                // The account's next second is taken (by this campaign's other jobs or another
-                // campaign's): back to the queue for when it frees up, holding nothing.
-                // SQS delays whole seconds: rounded down, so that the job is back in time (what
-                // is left of the wait it then spends in the invocation, or goes round again).
-                let wait = ((retry_at - now_micros()).max(0) / 1_000_000).max(1) as u64;
-                let phones = plan.to_send.iter().map(|(r, _)| r.phone_number.clone()).collect();
-                app.queue.send_jobs(&[SendJob { phones, ..job.clone() }], Duration::from_secs(wait)).await?;
-            }
-            Reservation::Granted(first) => {
-                let phones: Vec<String> = plan.to_send.iter().map(|(r, _)| r.phone_number.clone()).collect();
-                let claimed: HashSet<String> =
-                    app.db.claim_recipients(&campaign.id, &phones, &job.job_id, now_unix).await?.into_iter().collect();
-                let claimed: Vec<&(&Recipient, Value)> =
-                    plan.to_send.iter().filter(|(r, _)| claimed.contains(&r.phone_number)).collect();
-                let sends = claimed.iter().enumerate().map(|(i, (_, body))| {
-                    let slot = first + i as i64 * interval as i64;
-                    send_one(app, inv, &ctx, &campaign, body, job.attempt, slot, deadline)
-                });
-                for ((r, _), sent) in claimed.iter().zip(join_all(sends).await) {
-                    if let Some((delay, attempt)) = sent.retry {
-                        retries.entry((delay.as_millis() as u64, attempt)).or_default().push(r.phone_number.clone());
+            tokio::time::sleep(Duration::from_micros(early.max(0) as u64)).await;
+            let phones: Vec<String> = plan.to_send.iter().map(|(r, _)| r.phone_number.clone()).collect();
+            let claimed: HashSet<String> =
+                app.db.claim_recipients(&campaign.id, &phones, &job.job_id, now_unix).await?.into_iter().collect();
+            let claimed: Vec<&(&Recipient, Value)> =
+                plan.to_send.iter().filter(|(r, _)| claimed.contains(&r.phone_number)).collect();
+            // Slots are taken once the claims are held, so that they are still ahead.
+            let count = claimed.len() as u64;
+            let reservation = match count {
+                0 => Reservation::Granted(0),
+                _ => match app.db.reserve_slots(&ctx.account.id, count, interval, SLOT_HORIZON).await {
+                    Ok(reservation) => reservation,
+                    Err(e) => {
+                        // Nothing was sent: the claims are let go of below, as when busy.
+                        tracing::warn!(job = %job.job_id, error = %e, "no send slots; the job is tried again");
+                        Reservation::Busy { retry_at: now_micros() + 1_000_000 }
                     }
-                    stops.extend(sent.stop);
-                    let holder = Holder::Job(&job.job_id);
-                    records.push(Record { phone: &r.phone_number, holder, outcome: sent.outcome });
+                },
+            };
+            tracing::debug!(job = %job.job_id, count, ?reservation, "claimed");
+            let holder = Holder::Job(&job.job_id);
+            match reservation {
+                Reservation::Busy { retry_at } => {
+                    // Another job took the room meanwhile: let go of the claims, try later.
+                    for (r, _) in &claimed {
+                        records.push(Record {
+                            phone: &r.phone_number,
+                            holder,
+                            outcome: Outcome::Released { retry_at: None },
+                        });
+                    }
+                    let phones = claimed.iter().map(|(r, _)| r.phone_number.clone()).collect();
+                    defer(app, &job, phones, retry_at - now_micros()).await?;
+                }
+                Reservation::Granted(first) => {
+                    let (status_tx, status) = watch::channel((read_at, true));
+                    let sends = join_all(claimed.iter().enumerate().map(|(i, (_, body))| {
+                        let slot = first + i as i64 * interval as i64;
+                        send_one(app, &ctx, &status, body, job.attempt, slot, deadline)
+                    }));
+                    // The status is kept fresh beside the sends, so that no send waits for a read.
+                    let results = tokio::select! {
+                        results = sends => results,
+                        () = watch_status(app, inv, &campaign.id, status_tx) => Vec::new(),
+                    };
+                    for ((r, _), sent) in claimed.iter().zip(results) {
+                        if let Some((delay, attempt)) = sent.retry {
+                            retries
+                                .entry((delay.as_millis() as u64, attempt))
+                                .or_default()
+                                .push(r.phone_number.clone());
+                        }
+                        stops.extend(sent.stop);
+                        records.push(Record { phone: &r.phone_number, holder, outcome: sent.outcome });
+                    }
                 }
             }
         }
@@ -275,6 +346,14 @@ async fn process(app: &App, inv: &Invocation, job: SendJob, deadline: Instant) -
         complete_if_done(app, &campaign.id).await?;
     }
     Ok(())
+}
+
+/// Puts (part of) a job back on the queue for when the account's pace has room: `early_us`
+/// from now, in whole seconds rounded down (SQS delays whole seconds), so that it is back in
+/// time; what is left of the wait it spends in the invocation, or goes round again.
+async fn defer(app: &App, job: &SendJob, phones: Vec<String>, early_us: i64) -> Result<(), SendError> {
+    let wait = (early_us.max(0) / 1_000_000).max(1) as u64;
+    Ok(app.queue.send_jobs(&[SendJob { phones, ..job.clone() }], Duration::from_secs(wait)).await?)
 }
 
 /// What to do with a job's recipients as stored: outcomes to record without a request, and
@@ -342,52 +421,52 @@ fn plan<'a>(
 pub(crate) const STALE_CLAIM: &str =
     "outcome unknown: the sender stopped between claiming and recording; not sent again";
 
-/// Sends one claimed recipient at its slot. Never fails: whatever goes wrong before the POST
+/// Reads the campaign's status every [`STATUS_REFRESH`] for the sends of a job. Never returns.
+async fn watch_status(app: &App, inv: &Invocation, campaign_id: &str, status: watch::Sender<Status>) {
+    loop {
+        match inv.status(app, campaign_id).await {
+            Ok(seen) => {
+                status.send_replace(seen);
+            }
+            // The sends see the status grow old and hold back.
+            Err(e) => tracing::warn!(campaign = %campaign_id, error = %e, "campaign status could not be read"),
+        }
+        tokio::time::sleep(STATUS_REFRESH).await;
+    }
+}
+
+/// Sends one claimed recipient at its slot. Never fails: whatever stops it before the POST
 /// releases the claim (the recipient goes back to pending).
-#[allow(clippy::too_many_arguments)]
 async fn send_one(
     app: &App,
-    inv: &Invocation,
     ctx: &Sending,
-    campaign: &Campaign,
+    status: &watch::Receiver<Status>,
     body: &Value,
     attempt: u32,
-    mut slot: i64,
+    slot: i64,
     deadline: Instant,
 ) -> Sent {
     let interval = interval_micros(ctx.account.send_rate()) as i64;
-    let mut retakes = 0;
-    loop {
-        let wait = |until: i64| Duration::from_micros((until - now_micros()).max(0) as u64);
-        if Instant::now() + wait(slot) + app.whatsapp.timeout() > deadline {
-            return Sent::retry(Duration::ZERO, attempt);
-        }
-        // The campaign's status is checked just before the slot (so that a store read never
-        // delays the POST) and is at most STATUS_MAX_AGE older than that: a pause stops every
-        // send that has not left within about half a second after it returned.
-        tokio::time::sleep(wait(slot - STATUS_AHEAD_US)).await;
-        match inv.campaign(app, &campaign.id).await {
-            Ok(Some(c)) if c.status == CampaignStatus::Sending => {}
-            Ok(_) => return Sent::released(None), // paused, cancelled or deleted meanwhile
-            Err(e) => {
-                tracing::warn!(campaign = %campaign.id, error = %e, "campaign status unknown: not sending");
-                return Sent::retry(Duration::from_secs(1), attempt);
-            }
-        }
-        tokio::time::sleep(wait(slot)).await;
-        if now_micros() <= slot + late_tolerance(interval) {
-            break;
-        }
-        // Woken too late (a slow store or a busy machine): sending now could crowd the next
-        // slots, so take a new one — a few times at most, since each leaves a slot unused.
-        if retakes == MAX_SLOT_RETAKES {
-            return Sent::retry(Duration::ZERO, attempt);
-        }
-        retakes += 1;
-        match app.db.reserve_slots(&ctx.account.id, 1, interval as u64, SLOT_HORIZON).await {
-            Ok(Reservation::Granted(s)) => slot = s,
-            Ok(Reservation::Busy { .. }) | Err(_) => return Sent::retry(Duration::ZERO, attempt),
-        }
+    let wait = Duration::from_micros((slot - now_micros()).max(0) as u64);
+    if Instant::now() + wait + app.whatsapp.timeout() > deadline {
+        return Sent::retry(Duration::ZERO, attempt);
+    }
+    tokio::time::sleep(wait).await;
+    if now_micros() > slot + late_tolerance(interval) {
+        // Woken too late (a slow store or a busy machine): sending now could crowd the slots
+        // after it. Back to pending for a job a moment later; the slot stays unused.
+        return Sent::retry(Duration::ZERO, attempt);
+    }
+    let held = ctx.held_until_us.load(Ordering::Relaxed) - now_micros();
+    if held > 0 {
+        return Sent::retry(Duration::from_micros(held as u64), attempt);
+    }
+    let (read_at, sending) = *status.borrow();
+    if !sending {
+        return Sent::released(None); // paused, cancelled or deleted meanwhile
+    }
+    if read_at.elapsed() > STATUS_MAX_AGE {
+        return Sent::retry(Duration::from_secs(1), attempt);
     }
     let (code, message) = match app.whatsapp.send(&ctx.account.phone_number_id, &ctx.token, body).await {
         SendOutcome::Accepted { wamid } => return Sent::done(Outcome::Sent { wamid }),
@@ -419,6 +498,7 @@ async fn send_one(
             if code == Some(130429) {
                 tracing::warn!(account = %ctx.account.id, "throughput limit hit (130429): holding the account back");
                 let until = now_micros() + THROUGHPUT_HOLD.as_micros() as i64;
+                ctx.held_until_us.fetch_max(until, Ordering::Relaxed);
                 if let Err(e) = app.db.hold_account(&ctx.account.id, until).await {
                     tracing::warn!(account = %ctx.account.id, error = %e, "the account could not be held back");
                 }

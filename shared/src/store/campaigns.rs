@@ -32,6 +32,23 @@ impl Db {
         Ok(())
     }
 
+    /// A campaign's status alone, if it exists: a small read for senders, which check it often.
+    pub async fn campaign_status(&self, id: &str) -> StoreResult<Option<CampaignStatus>> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("PK", s(campaign_pk(id)))
+            .key("SK", s(CAMPAIGN_SK))
+            .projection_expression("#status")
+            .expression_attribute_names("#status", "status")
+            .consistent_read(true)
+            .send()
+            .await?;
+        let status = out.item.as_ref().and_then(|i| i.get("status")).and_then(|v| v.as_s().ok());
+        Ok(status.and_then(|st| CampaignStatus::parse(st)))
+    }
+
     pub async fn list_campaigns(
         &self,
         status: Option<CampaignStatus>,

@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 
-use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{ConditionCheck, TransactWriteItem, Update};
 
 use super::campaigns::decode_one;
 use super::keys::*;
@@ -51,7 +51,8 @@ fn sk_text(item: &Item) -> &str {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CounterItem {
     pub shard: u32,
-    pub version: i64,
+    /// `None` for an item no count was added to (written some other way).
+    pub version: Option<i64>,
     pub counts: Counters,
 }
 
@@ -75,24 +76,18 @@ impl Db {
         Ok(TransactWriteItem::builder().update(update).build())
     }
 
-    /// A campaign with its counters: the campaign item and its counter items in one query.
+    /// A campaign with its counters: the campaign item and its counter items, read by key in
+    /// one BatchGetItem (a query of the campaign's partition would walk its recipients too).
     pub async fn get_campaign(&self, id: &str) -> StoreResult<Option<Campaign>> {
-        let out = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("PK = :pk AND begins_with(SK, :prefix)")
-            .expression_attribute_values(":pk", s(campaign_pk(id)))
-            .expression_attribute_values(":prefix", s("#"))
-            .consistent_read(true)
-            .send()
-            .await?;
+        let key = |sk: String| HashMap::from([("PK".to_string(), s(campaign_pk(id))), ("SK".to_string(), s(sk))]);
+        let mut keys = vec![key(CAMPAIGN_SK.to_string())];
+        keys.extend((0..COUNTER_SHARDS).map(|i| key(counter_sk(i))));
         let mut campaign: Option<Campaign> = None;
         let mut sum = Counters::default();
-        for item in out.items.unwrap_or_default() {
+        for item in self.batch_get(keys, None).await? {
             if sk_text(&item) == CAMPAIGN_SK {
                 campaign = Some(serde_dynamo::from_item(item)?);
-            } else if sk_text(&item).starts_with(COUNTER_PREFIX) {
+            } else {
                 sum.add(counters(&item));
             }
         }
@@ -143,38 +138,50 @@ impl Db {
             .iter()
             .filter_map(|item| {
                 let shard = sk_text(item).strip_prefix(COUNTER_PREFIX)?.parse().ok()?;
-                Some(CounterItem { shard, version: number(item, "version"), counts: counters(item) })
+                let version = item.get("version").and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok());
+                Some(CounterItem { shard, version, counts: counters(item) })
             })
             .collect())
     }
 
     /// Corrects the campaign's counters by `delta` (a recount found them off), on condition
     /// that no counter item changed since `seen` was read; [`StoreError::ConditionFailed`]
-    /// otherwise (something was counted meanwhile: recount again later).
+    /// otherwise (something was counted meanwhile: recount again later). The correction is
+    /// added to counter item 0; the others are only checked.
     pub async fn correct_counters(&self, campaign_id: &str, seen: &[CounterItem], delta: Counters) -> StoreResult<()> {
         let pk = s(campaign_pk(campaign_id));
+        let unchanged = |shard: u32| match seen.iter().find(|c| c.shard == shard) {
+            Some(CounterItem { version: Some(v), .. }) => ("version = :v", Some(n(v))),
+            Some(_) => ("attribute_not_exists(version)", None),
+            None => ("attribute_not_exists(PK)", None),
+        };
         let mut items = Vec::new();
-        for shard in 0..COUNTER_SHARDS {
-            let check =
-                ConditionCheck::builder().table_name(&self.table).key("PK", pk.clone()).key("SK", s(counter_sk(shard)));
-            let check = match seen.iter().find(|c| c.shard == shard) {
-                Some(c) => check
-                    .condition_expression("version = :v")
-                    .expression_attribute_values(":v", AttributeValue::N(c.version.to_string())),
-                None => check.condition_expression("attribute_not_exists(PK)"),
-            };
-            let check = check.build().map_err(|e| StoreError::Dynamo(e.to_string()))?;
+        for shard in 1..COUNTER_SHARDS {
+            let (condition, version) = unchanged(shard);
+            let check = ConditionCheck::builder()
+                .table_name(&self.table)
+                .key("PK", pk.clone())
+                .key("SK", s(counter_sk(shard)))
+                .condition_expression(condition)
+                .set_expression_attribute_values(version.map(|v| HashMap::from([(":v".to_string(), v)])))
+                .build()
+                .map_err(|e| StoreError::Dynamo(e.to_string()))?;
             items.push(TransactWriteItem::builder().condition_check(check).build());
         }
+        let (condition, version) = unchanged(0);
         let mut update = Update::builder()
             .table_name(&self.table)
             .key("PK", pk.clone())
-            .key("SK", s(CAMPAIGN_SK))
-            .condition_expression("attribute_exists(PK)")
+            .key("SK", s(counter_sk(0)))
+            .condition_expression(condition)
             .update_expression(
                 "ADD sent_count :sent_count, delivered_count :delivered_count, read_count :read_count, \
-                 failed_count :failed_count, processed_count :processed_count",
-            );
+                 failed_count :failed_count, processed_count :processed_count, version :one",
+            )
+            .expression_attribute_values(":one", n(1));
+        if let Some(v) = version {
+            update = update.expression_attribute_values(":v", v);
+        }
         for (field, v) in values(delta) {
             update = update.expression_attribute_values(format!(":{field}"), n(v));
         }

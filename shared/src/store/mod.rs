@@ -83,6 +83,10 @@ const BATCH_CONCURRENCY: usize = 16;
 pub struct Db {
     client: Client,
     table: String,
+    /// How long the account pace's writes take to come back, smoothed (microseconds): send
+    /// slots start at least twice that far ahead, so that they are still ahead when the answer
+    /// arrives, however slow the store is.
+    pace_latency_us: std::sync::Arc<std::sync::atomic::AtomicI64>,
 }
 
 pub fn s(v: impl Into<String>) -> AttributeValue {
@@ -139,7 +143,7 @@ impl KeyQuery {
 
 impl Db {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
-        Db { client, table: table.into() }
+        Db { client, table: table.into(), pace_latency_us: Default::default() }
     }
 
     pub fn client(&self) -> &Client {

@@ -3,6 +3,7 @@
 //! in another), paging pending recipients, the account's pace, and what the reconciler reads.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::error::SdkError;
@@ -82,8 +83,10 @@ pub enum Reservation {
     Busy { retry_at: i64 },
 }
 
-/// How far ahead of the reservation the first slot is at least (covers the store's latency).
+/// How far ahead of the reservation the first slot is at least (covers the store's answer),
+/// and at most (when the store answers slowly: twice its recent answer time).
 pub const SLOT_LEAD_US: i64 = 150_000;
+const MAX_SLOT_LEAD_US: i64 = 1_000_000;
 
 pub fn now_micros() -> i64 {
     chrono::Utc::now().timestamp_micros()
@@ -96,6 +99,7 @@ fn err(e: impl std::fmt::Display) -> StoreError {
 fn tx_failure<R: std::fmt::Debug>(e: SdkError<TransactWriteItemsError, R>) -> TxFailure {
     if let Some(TransactWriteItemsError::TransactionCanceledException(c)) = e.as_service_error() {
         let codes: Vec<&str> = c.cancellation_reasons().iter().map(|r| r.code().unwrap_or("None")).collect();
+        tracing::debug!(?codes, message = ?c.message(), "transaction cancelled");
         let failed: Vec<usize> =
             codes.iter().enumerate().filter(|(_, c)| **c == "ConditionalCheckFailed").map(|(i, _)| i).collect();
         if !failed.is_empty() {
@@ -108,6 +112,7 @@ fn tx_failure<R: std::fmt::Debug>(e: SdkError<TransactWriteItemsError, R>) -> Tx
             return TxFailure::Busy;
         }
     }
+    tracing::debug!(error = %aws_sdk_dynamodb::error::DisplayErrorContext(&e), "transaction failed");
     match StoreError::from(e) {
         StoreError::Conflict => TxFailure::Busy,
         other => TxFailure::Other(other),
@@ -453,9 +458,11 @@ impl Db {
     ) -> StoreResult<Reservation> {
         let span = (count * interval_us) as i64;
         let horizon = horizon.as_micros() as i64;
-        for _ in 0..4 {
+        for _ in 0..8 {
             // Slots start a little ahead, so they are still ahead when the answer arrives.
-            let now = now_micros() + SLOT_LEAD_US;
+            let asked = now_micros();
+            let lead = (2 * self.pace_latency_us.load(Ordering::Relaxed)).clamp(SLOT_LEAD_US, MAX_SLOT_LEAD_US);
+            let now = asked + lead;
             // Busy account: the next free slot is ahead; take the span from it if it is within
             // the horizon.
             let busy = self
@@ -469,6 +476,7 @@ impl Db {
                 .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
                 .send()
                 .await;
+            self.note_pace_latency(now_micros() - asked);
             let next_slot = |item: Option<&Item>| {
                 item.and_then(|a| a.get("next_slot")).and_then(|v| v.as_n().ok()).and_then(|v| v.parse::<i64>().ok())
             };
@@ -511,6 +519,11 @@ impl Db {
             }
         }
         Err(StoreError::Conflict)
+    }
+
+    fn note_pace_latency(&self, took_us: i64) {
+        let old = self.pace_latency_us.load(Ordering::Relaxed);
+        self.pace_latency_us.store((old * 7 + took_us) / 8, Ordering::Relaxed);
     }
 
     /// Holds every sender of the account back until `until_us` (a throughput error from
