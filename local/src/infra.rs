@@ -278,14 +278,22 @@ mod tests {
         queues.sort();
         assert_eq!(
             queues,
-            ["DispatchDeadLetterQueue", "DispatchQueue", "ScheduleDeadLetterQueue", "SendDeadLetterQueue", "SendQueue"]
+            [
+                "DispatchDeadLetterQueue",
+                "DispatchQueue",
+                "ScheduleDeadLetterQueue",
+                "SendDeadLetterQueue",
+                "SendQueue",
+                "StatusDeadLetterQueue",
+                "StatusQueue"
+            ]
         );
         let groups: Vec<String> = t.resources("AWS::Scheduler::ScheduleGroup").into_iter().map(|(id, _)| id).collect();
         assert_eq!(groups, ["ScheduleGroup"]);
     }
 
     #[test]
-    fn every_dead_letter_queue_the_sender_and_the_webhook_signature_have_an_alarm() {
+    fn every_dead_letter_queue_the_sender_the_status_backlog_and_the_webhook_signature_have_an_alarm() {
         let t = Template::load(&Template::default_path()).unwrap();
         let alarms: Vec<Value> = t.resources("AWS::CloudWatch::Alarm").into_iter().map(|(_, p)| p).collect();
         let watches = |metric: &str, target: &str| {
@@ -296,11 +304,12 @@ mod tests {
         };
         let queues: Vec<String> = t.resources("AWS::SQS::Queue").into_iter().map(|(id, _)| id).collect();
         let dead_letter_queues: Vec<&String> = queues.iter().filter(|q| q.ends_with("DeadLetterQueue")).collect();
-        assert_eq!(dead_letter_queues.len(), 3);
+        assert_eq!(dead_letter_queues.len(), 4);
         for q in dead_letter_queues {
             assert!(watches("ApproximateNumberOfMessagesVisible", &format!("{q}.QueueName")), "no alarm on {q}");
         }
         assert!(watches("Errors", "SenderFunction") && watches("Throttles", "SenderFunction"));
+        assert!(watches("ApproximateAgeOfOldestMessage", "StatusQueue.QueueName"), "no alarm on the status backlog");
         // The signature alarm counts the very log line the webhook writes.
         let filters = t.resources("AWS::Logs::MetricFilter");
         let pattern = filters.iter().find_map(|(_, p)| p["FilterPattern"].as_str()).unwrap_or_default().to_string();

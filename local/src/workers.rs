@@ -18,27 +18,49 @@ pub struct Workers {
     pub sender_timeout: Duration,
     /// How often the reconciler runs (every minute in AWS); `None`: never.
     pub reconcile_every: Option<Duration>,
+    /// Concurrent status appliers.
+    pub status_appliers: usize,
 }
 
 impl Default for Workers {
     fn default() -> Self {
-        Workers { senders: 4, sender_timeout: Duration::from_secs(60), reconcile_every: Some(Duration::from_secs(60)) }
+        Workers {
+            senders: 4,
+            sender_timeout: Duration::from_secs(60),
+            reconcile_every: Some(Duration::from_secs(60)),
+            status_appliers: 2,
+        }
     }
+}
+
+/// How many messages an invocation takes at most, and how long it waits to gather them
+/// (Lambda's BatchSize and MaximumBatchingWindowInSeconds).
+#[derive(Debug, Clone, Copy)]
+struct Batch {
+    size: usize,
+    window: Duration,
 }
 
 impl Workers {
     /// Starts one dispatcher and `senders` sender workers; they run until the process ends.
     pub fn spawn(&self, app: Arc<App>, sqs: aws_sdk_sqs::Client) -> Vec<tokio::task::JoinHandle<()>> {
         let mut handles = Vec::new();
-        let mut start = |consumer: Consumer, url: Option<String>, timeout: Duration| {
+        let mut start = |consumer: Consumer, url: Option<String>, timeout: Duration, batch: Batch| {
             if let Some(url) = url {
-                let poller = Poller { app: app.clone(), sqs: sqs.clone(), url, consumer, timeout };
+                let poller = Poller { app: app.clone(), sqs: sqs.clone(), url, consumer, timeout, batch };
                 handles.push(tokio::spawn(poller.run()));
             }
         };
-        start(Consumer::Dispatcher, app.config.dispatch_queue_url.clone(), Duration::from_secs(120));
+        let ten = Batch { size: 10, window: Duration::ZERO };
+        start(Consumer::Dispatcher, app.config.dispatch_queue_url.clone(), Duration::from_secs(120), ten);
         for _ in 0..self.senders {
-            start(Consumer::Sender, app.config.send_queue_url.clone(), self.sender_timeout);
+            start(Consumer::Sender, app.config.send_queue_url.clone(), self.sender_timeout, ten);
+        }
+        // As the status applier's event source in template.yaml: 100 messages, or what a
+        // second gathers.
+        let statuses = Batch { size: 100, window: Duration::from_secs(1) };
+        for _ in 0..self.status_appliers {
+            start(Consumer::Statuses, app.config.status_queue_url.clone(), Duration::from_secs(30), statuses);
         }
         if let Some(every) = self.reconcile_every {
             handles.push(tokio::spawn(reconcile_every(app, every)));
@@ -63,6 +85,7 @@ struct Poller {
     url: String,
     consumer: Consumer,
     timeout: Duration,
+    batch: Batch,
 }
 
 impl Poller {
@@ -79,22 +102,21 @@ impl Poller {
         }
     }
 
-    /// Receives up to 10 messages (a Lambda batch), handles them, deletes the ones handled and
-    /// lets the failed ones come back. Returns whether there was anything to do.
+    /// Receives a batch of messages as Lambda's event source mapping would (up to the batch
+    /// size, gathered for up to its window), handles them, deletes the ones handled and lets
+    /// the failed ones come back. Returns whether there was anything to do.
     async fn poll_once(&self) -> Result<bool, String> {
-        let out = self
-            .sqs
-            .receive_message()
-            .queue_url(&self.url)
-            .max_number_of_messages(10)
-            .wait_time_seconds(1)
-            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
-            .send()
-            .await
-            .map_err(|e| aws_sdk_sqs::error::DisplayErrorContext(e).to_string())?;
-        let messages: Vec<Message> = out.messages.unwrap_or_default();
+        let mut messages = self.receive(10.min(self.batch.size), 1).await?;
         if messages.is_empty() {
             return Ok(false);
+        }
+        let gathering = Instant::now();
+        while messages.len() < self.batch.size && gathering.elapsed() < self.batch.window {
+            let more = self.receive(10.min(self.batch.size - messages.len()), 0).await?;
+            if more.is_empty() {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            messages.extend(more);
         }
         let incoming = messages
             .iter()
@@ -111,20 +133,33 @@ impl Poller {
             })
             .collect();
         let failed = sending::consume(&self.app, self.consumer, incoming, Instant::now() + self.timeout).await;
+        // Failed ones come back after the back-off `consume` set.
         let mut done = Vec::new();
         for (i, m) in messages.iter().enumerate() {
-            let id = m.message_id.clone().unwrap_or_default();
-            let handle = m.receipt_handle.clone().unwrap_or_default();
-            // Failed ones come back after the back-off `consume` set.
-            if !failed.contains(&id) {
+            if !failed.contains(&m.message_id.clone().unwrap_or_default()) {
+                let handle = m.receipt_handle.clone().unwrap_or_default();
                 let entry = DeleteMessageBatchRequestEntry::builder().id(i.to_string()).receipt_handle(handle).build();
                 done.push(entry.map_err(|e| e.to_string())?);
             }
         }
-        if !done.is_empty() {
-            let req = self.sqs.delete_message_batch().queue_url(&self.url).set_entries(Some(done));
+        for chunk in done.chunks(10) {
+            let req = self.sqs.delete_message_batch().queue_url(&self.url).set_entries(Some(chunk.to_vec()));
             req.send().await.map_err(|e| aws_sdk_sqs::error::DisplayErrorContext(e).to_string())?;
         }
         Ok(true)
+    }
+
+    async fn receive(&self, max: usize, wait_seconds: i32) -> Result<Vec<Message>, String> {
+        let out = self
+            .sqs
+            .receive_message()
+            .queue_url(&self.url)
+            .max_number_of_messages(max as i32)
+            .wait_time_seconds(wait_seconds)
+            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .send()
+            .await
+            .map_err(|e| aws_sdk_sqs::error::DisplayErrorContext(e).to_string())?;
+        Ok(out.messages.unwrap_or_default())
     }
 }

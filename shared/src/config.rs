@@ -14,6 +14,11 @@ pub struct Config {
     pub dispatch_queue_url: Option<String>,
     /// The queue the senders read.
     pub send_queue_url: Option<String>,
+    /// The queue the webhook puts delivery statuses on, and the status applier reads.
+    pub status_queue_url: Option<String>,
+    /// The first wait (seconds) before statuses of a message not known are tried again; it
+    /// doubles each time, up to 15 minutes, for a day.
+    pub unknown_status_retry_seconds: u64,
     /// Where messages go: Meta's Graph API, or any server that speaks the Cloud API.
     pub whatsapp_api_url: String,
     pub whatsapp_api_version: String,
@@ -55,6 +60,10 @@ impl Config {
             default_region: var("DEFAULT_REGION").unwrap_or_else(|| "US".into()).to_uppercase(),
             dispatch_queue_url: var("DISPATCH_QUEUE_URL"),
             send_queue_url: var("SEND_QUEUE_URL"),
+            status_queue_url: var("STATUS_QUEUE_URL"),
+            unknown_status_retry_seconds: var("UNKNOWN_STATUS_RETRY_SECONDS")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(60),
             whatsapp_api_url: var("WHATSAPP_API_URL").unwrap_or_else(|| "https://graph.facebook.com".into()),
             whatsapp_api_version: var("WHATSAPP_API_VERSION").unwrap_or_else(|| "v21.0".into()),
             whatsapp_timeout_seconds: var("WHATSAPP_TIMEOUT_SECONDS").and_then(|v| v.parse().ok()).unwrap_or(10),

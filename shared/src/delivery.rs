@@ -1,12 +1,21 @@
-//! Applies a webhook notification: delivery statuses to the recipients their wamids belong
-//! to (and the campaign counters they move), opt-outs to the account's list.
+//! Delivery statuses at Meta's rate. The webhook checks the signature and puts what Meta sent
+//! on the status queue (so its answer never waits for the store, and a slow or failing store
+//! loses nothing); the status applier takes the queue in batches and applies them:
 //!
-//! Reads and writes are batched: the recipients are found through the key the sender put in
-//! `biz_opaque_callback_data` (a wamid lookup on the index is the fallback), read with
-//! BatchGetItem, and changed up to 99 at a time in one transaction that also moves the
-//! campaign's counters. Applying a notification twice changes nothing the second time.
+//! - recipients are found by the key the sender put in `biz_opaque_callback_data` (read with
+//!   BatchGetItem), or by message id on the index for a status without it;
+//! - each recipient's statuses are folded by the rules of `domain::delivery` and written with a
+//!   single-item condition on what was read (its `delivery_version` and message id), up to 99
+//!   recipients of a campaign per transaction together with one addition to one of the
+//!   campaign's counter items: a change and its count are written together or not at all, so a
+//!   batch applied twice (a redelivery, a crash half-way) counts once, and no item takes more
+//!   than a few counter writes a second;
+//! - a status for a recipient whose send is still being recorded goes back on the queue for a
+//!   few seconds; one for a message not known (yet) is tried again for a day, then dropped;
+//! - opt-outs (a 131050 failure, a `user_preferences` stop) are remembered for the account.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::Duration;
 
 use serde::Serialize;
 
@@ -15,43 +24,154 @@ use crate::domain::delivery::{Delivery, Notification, Progress, StatusUpdate, ca
 use crate::domain::now;
 use crate::domain::recipient::{Recipient, RecipientStatus};
 use crate::domain::sending::{backoff, random_unit};
+use crate::sending::Incoming;
 use crate::store::{DeliveryChange, RECIPIENTS_PER_TRANSACTION, StoreError};
 
 /// The code of a failure that means the person opted out of marketing messages.
 pub const OPTED_OUT_CODE: i64 = 131050;
 
+/// Statuses per status-queue message (a POST of Meta's 1,000 makes ten messages of about
+/// 30 KB).
+pub const STATUSES_PER_MESSAGE: usize = 100;
+
+/// How long statuses of messages not known are tried again (seconds from their arrival).
+const KEEP_UNKNOWN_FOR: i64 = 24 * 3600;
+
 /// How many times a transaction is tried again after a concurrent change of its recipients.
 const ATTEMPTS: u32 = 8;
 
-#[derive(Debug, thiserror::Error)]
-pub enum DeliveryError {
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// A status arrived for a message whose send is still being recorded; Meta will deliver
-    /// the notification again.
-    #[error("a status arrived before its send was recorded")]
-    NotRecordedYet,
-}
-
-/// What a notification changed, returned to the caller (and logged).
-#[derive(Debug, Default, Serialize, PartialEq, Eq)]
+/// What a batch of notifications changed (logged, and returned to the tests).
+#[derive(Debug, Default, Clone, Serialize, PartialEq, Eq)]
 pub struct Applied {
     pub statuses: usize,
     /// Recipients whose status or timestamps changed.
     pub recipients_changed: usize,
-    /// Statuses whose wamid belongs to no recipient of this service.
+    /// Statuses of messages no recipient is known for (tried again later, for a day).
     pub unknown: usize,
+    /// Statuses whose send is still being recorded (tried again in a few seconds).
+    pub waiting: usize,
     /// Entries without anything to apply (inbound messages, other fields, `played`).
     pub ignored: usize,
     pub opt_outs: usize,
 }
 
+impl Applied {
+    pub fn add(&mut self, other: &Applied) {
+        self.statuses += other.statuses;
+        self.recipients_changed += other.recipients_changed;
+        self.unknown += other.unknown;
+        self.waiting += other.waiting;
+        self.ignored += other.ignored;
+        self.opt_outs += other.opt_outs;
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Queue(#[from] crate::queue::QueueError),
+}
+
+/// What the webhook queued for one POST.
+#[derive(Debug, Default, Serialize, PartialEq, Eq)]
+pub struct Queued {
+    pub statuses: usize,
+    pub preferences: usize,
+    pub ignored: usize,
+}
+
+/// The webhook's part: puts a verified notification on the status queue (in parts of at most
+/// [`STATUSES_PER_MESSAGE`] statuses). Returns once it is queued, so that Meta gets its 200
+/// only for what will be applied.
+pub async fn queue(app: &App, mut n: Notification) -> Result<Queued, DeliveryError> {
+    let queued = Queued { statuses: n.statuses.len(), preferences: n.preferences.len(), ignored: n.ignored };
+    if n.is_empty() {
+        return Ok(queued);
+    }
+    n.received_at = chrono::Utc::now().timestamp();
+    app.queue.put_statuses(&n.split(STATUSES_PER_MESSAGE), Duration::ZERO).await?;
+    Ok(queued)
+}
+
 type Key = (String, String);
 
-pub async fn apply(app: &App, n: Notification) -> Result<Applied, DeliveryError> {
-    let mut applied = Applied { statuses: n.statuses.len(), ignored: n.ignored, ..Default::default() };
-    let (by_recipient, mut read, unknown) = resolve(app, &n.statuses).await?;
-    applied.unknown = unknown;
+/// One status and the queue message it came in.
+struct Arrived<'a> {
+    message: usize,
+    status: &'a StatusUpdate,
+}
+
+/// The status applier: applies a batch of queued notifications. Returns what changed and the
+/// ids of the messages to deliver again (the store failed, or what had to wait could not be
+/// queued again).
+pub async fn apply_batch(app: &App, messages: Vec<Incoming>) -> (Applied, Vec<String>) {
+    let mut applied = Applied::default();
+    let mut failed = Vec::new();
+    let mut notes: Vec<(String, Notification)> = Vec::new();
+    for m in messages {
+        match serde_json::from_str::<Notification>(&m.body) {
+            Ok(n) => notes.push((m.id, n)),
+            Err(e) => {
+                tracing::warn!(message = %m.id, error = %e, "not a queued notification");
+                failed.push(m.id);
+            }
+        }
+    }
+    match apply(app, &notes).await {
+        Ok((done, later)) => {
+            applied.add(&done);
+            if let Err(e) = requeue(app, &notes, later).await {
+                tracing::warn!(error = %e, "statuses to try again could not be queued; the batch comes back");
+                failed.extend(notes.iter().map(|(id, _)| id.clone()));
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "statuses could not be applied; the batch comes back");
+            failed.extend(notes.iter().map(|(id, _)| id.clone()));
+        }
+    }
+    if applied != Applied::default() {
+        tracing::info!(?applied, "statuses applied");
+    }
+    (applied, failed)
+}
+
+/// Statuses to put back on the queue, by the message they came in: waiting for their send to
+/// be recorded, or of a message not known.
+#[derive(Default)]
+struct Later {
+    waiting: BTreeMap<usize, Vec<StatusUpdate>>,
+    unknown: BTreeMap<usize, Vec<StatusUpdate>>,
+}
+
+async fn apply(app: &App, notes: &[(String, Notification)]) -> Result<(Applied, Later), DeliveryError> {
+    let mut applied = Applied::default();
+    let mut later = Later::default();
+    let arrived: Vec<Arrived> = notes
+        .iter()
+        .enumerate()
+        .flat_map(|(message, (_, n))| n.statuses.iter().map(move |status| Arrived { message, status }))
+        .collect();
+    applied.statuses = arrived.len();
+    applied.ignored = notes.iter().map(|(_, n)| n.ignored).sum();
+    let (keyed, mut read) = resolve(app, &arrived).await?;
+    let mut by_recipient: HashMap<Key, Vec<&StatusUpdate>> = HashMap::new();
+    for (key, a) in keyed {
+        match key.as_ref().and_then(|k| read.get(k).map(|r| (k, r))) {
+            Some((k, r)) if Progress::of(r).concerns(&a.status.wamid) => {
+                by_recipient.entry(k.clone()).or_default().push(a.status);
+            }
+            // Its send is not recorded yet: in a moment it will be.
+            Some((_, r)) if r.status == RecipientStatus::Sending => {
+                later.waiting.entry(a.message).or_default().push(a.status.clone());
+            }
+            _ => later.unknown.entry(a.message).or_default().push(a.status.clone()),
+        }
+    }
+    applied.waiting = later.waiting.values().map(Vec::len).sum();
+    applied.unknown = later.unknown.values().map(Vec::len).sum();
     let mut by_campaign: BTreeMap<&str, Vec<(&Key, &Vec<&StatusUpdate>)>> = BTreeMap::new();
     for (key, updates) in &by_recipient {
         by_campaign.entry(key.0.as_str()).or_default().push((key, updates));
@@ -62,9 +182,9 @@ pub async fn apply(app: &App, n: Notification) -> Result<Applied, DeliveryError>
         }
     }
     applied.opt_outs += record_failure_opt_outs(app, &by_recipient).await?;
-    // The account of each business number, looked up once per notification.
+    // The account of each business number, looked up once per batch.
     let mut accounts: HashMap<&str, Option<String>> = HashMap::new();
-    for p in &n.preferences {
+    for p in notes.iter().flat_map(|(_, n)| &n.preferences) {
         if !accounts.contains_key(p.phone_number_id.as_str()) {
             let account = app.db.account_by_phone_number_id(&p.phone_number_id).await?.map(|a| a.id);
             accounts.insert(&p.phone_number_id, account);
@@ -77,46 +197,59 @@ pub async fn apply(app: &App, n: Notification) -> Result<Applied, DeliveryError>
         app.db.set_opt_out(account_id, &p.phone, p.stop, reason, &now()).await?;
         applied.opt_outs += p.stop as usize;
     }
-    Ok(applied)
+    Ok((applied, later))
 }
 
-/// Groups the statuses by the recipient they belong to, with the recipients as read; counts
-/// the statuses of unknown wamids.
+/// Puts statuses back on the queue: those waiting for their send's record a few seconds
+/// later (2, 4, 8… up to 60 s), those of messages not known later still (by default 1, 2, 4…
+/// minutes, up to 15) until a day has passed since they arrived.
+async fn requeue(app: &App, notes: &[(String, Notification)], later: Later) -> Result<(), DeliveryError> {
+    let now = chrono::Utc::now().timestamp();
+    for (kind, groups) in [("waiting", later.waiting), ("unknown", later.unknown)] {
+        for (message, statuses) in groups {
+            let origin = &notes[message].1;
+            let attempt = origin.attempt + 1;
+            let delay = if kind == "waiting" {
+                Duration::from_secs((1u64 << attempt.min(6)).min(60))
+            } else if now - origin.received_at < KEEP_UNKNOWN_FOR {
+                let first = app.config.unknown_status_retry_seconds.max(1);
+                Duration::from_secs((first << (attempt - 1).min(4)).min(900))
+            } else {
+                tracing::warn!(statuses = statuses.len(), "statuses of messages not known for a day are dropped");
+                continue;
+            };
+            let again = Notification { statuses, received_at: origin.received_at, attempt, ..Default::default() };
+            app.queue.put_statuses(&[again], delay).await?;
+        }
+    }
+    Ok(())
+}
+
+/// The key of the recipient each status belongs to (`None`: none known), and the recipients
+/// as read.
 async fn resolve<'a>(
     app: &App,
-    statuses: &'a [StatusUpdate],
-) -> Result<(HashMap<Key, Vec<&'a StatusUpdate>>, HashMap<Key, Recipient>, usize), DeliveryError> {
-    let mut keyed: Vec<(Key, &StatusUpdate)> = Vec::new();
+    arrived: &'a [Arrived<'a>],
+) -> Result<(Vec<(Option<Key>, &'a Arrived<'a>)>, HashMap<Key, Recipient>), DeliveryError> {
+    let mut keyed: Vec<(Option<Key>, &Arrived)> = Vec::new();
     let mut lookup: Vec<&StatusUpdate> = Vec::new();
-    for s in statuses {
-        match s.callback.as_deref().and_then(callback_key) {
-            Some((c, p)) => keyed.push(((c.to_string(), p.to_string()), s)),
-            None => lookup.push(s),
+    for a in arrived {
+        let key = a.status.callback.as_deref().and_then(callback_key).map(|(c, p)| (c.to_string(), p.to_string()));
+        if key.is_none() {
+            lookup.push(a.status);
         }
+        keyed.push((key, a));
     }
     if !lookup.is_empty() {
         let wamids: Vec<String> = lookup.iter().map(|s| s.wamid.clone()).collect::<HashSet<_>>().into_iter().collect();
         let by_wamid: HashMap<String, Key> = app.db.recipients_by_wamid(&wamids).await?.into_iter().collect();
-        for s in lookup {
-            if let Some(k) = by_wamid.get(&s.wamid) {
-                keyed.push((k.clone(), s));
-            }
+        for (key, a) in keyed.iter_mut().filter(|(k, _)| k.is_none()) {
+            *key = by_wamid.get(&a.status.wamid).cloned();
         }
     }
-    let keys: Vec<Key> = keyed.iter().map(|(k, _)| k.clone()).collect::<HashSet<_>>().into_iter().collect();
-    let recipients: HashMap<Key, Recipient> =
-        app.db.recipients_at(&keys).await?.into_iter().map(|r| (key(&r), r)).collect();
-    let mut grouped: HashMap<Key, Vec<&StatusUpdate>> = HashMap::new();
-    let mut unknown = statuses.len() - keyed.len();
-    for (k, s) in keyed {
-        match recipients.get(&k) {
-            Some(r) if r.wamid.as_deref() == Some(s.wamid.as_str()) => grouped.entry(k).or_default().push(s),
-            // Our key, but the send is not recorded yet: answer so that Meta retries.
-            Some(r) if r.status == RecipientStatus::Sending => return Err(DeliveryError::NotRecordedYet),
-            _ => unknown += 1,
-        }
-    }
-    Ok((grouped, recipients, unknown))
+    let keys: Vec<Key> = keyed.iter().filter_map(|(k, _)| k.clone()).collect::<HashSet<_>>().into_iter().collect();
+    let recipients = app.db.recipients_at(&keys).await?.into_iter().map(|r| (key(&r), r)).collect();
+    Ok((keyed, recipients))
 }
 
 fn key(r: &Recipient) -> Key {
@@ -124,7 +257,7 @@ fn key(r: &Recipient) -> Key {
 }
 
 /// Applies the statuses of up to 99 recipients of one campaign in one transaction; reads
-/// them again and retries when another webhook changed one of them meanwhile. Returns how
+/// them again and retries when something else changed one of them meanwhile. Returns how
 /// many recipients changed.
 async fn apply_chunk(
     app: &App,
@@ -142,7 +275,11 @@ async fn apply_chunk(
         for (k, updates) in chunk {
             let Some(before) = read.get(*k) else { continue };
             let mut after = Progress::of(before);
-            updates.iter().for_each(|u| after.apply(u));
+            for u in updates.iter() {
+                if after.concerns(&u.wamid) {
+                    after.apply(u);
+                }
+            }
             if after != Progress::of(before) {
                 changes.push(DeliveryChange { before, after });
             }

@@ -1,10 +1,13 @@
-//! The SQS adapter: dispatch steps and send jobs.
+//! The SQS adapter: dispatch steps, send jobs and delivery statuses.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use serde::Serialize;
+use tokio::sync::{mpsc, oneshot};
 
+use crate::domain::delivery::Notification;
 use crate::domain::sending::{DispatchJob, SendJob};
 
 #[derive(Debug, thiserror::Error)]
@@ -16,7 +19,16 @@ pub struct Queue {
     client: aws_sdk_sqs::Client,
     dispatch_url: Option<String>,
     send_url: Option<String>,
+    status_url: Option<String>,
+    /// Statuses the webhook queues, gathered into batch requests (see [`Queue::put_statuses`]).
+    statuses: Arc<tokio::sync::OnceCell<mpsc::Sender<Pending>>>,
 }
+
+/// A status message waiting to be sent, and who waits for it.
+type Pending = (String, Duration, oneshot::Sender<Result<(), QueueError>>);
+
+/// At most this many bytes in one batch request (SQS takes 256 KiB).
+const BATCH_BYTES: usize = 200 * 1024;
 
 fn url(u: &Option<String>, name: &str) -> Result<String, QueueError> {
     u.clone().ok_or_else(|| QueueError(format!("{name} is not configured")))
@@ -36,8 +48,38 @@ fn delay_seconds(delay: Duration) -> i32 {
 }
 
 impl Queue {
-    pub fn new(client: aws_sdk_sqs::Client, dispatch_url: Option<String>, send_url: Option<String>) -> Self {
-        Queue { client, dispatch_url, send_url }
+    pub fn new(
+        client: aws_sdk_sqs::Client,
+        dispatch_url: Option<String>,
+        send_url: Option<String>,
+        status_url: Option<String>,
+    ) -> Self {
+        Queue { client, dispatch_url, send_url, status_url, statuses: Default::default() }
+    }
+
+    /// Puts notifications on the status queue, `delay` later, and returns once SQS has them.
+    /// Messages put at the same moment (concurrent webhook requests in one process) share
+    /// batch requests: one per ten messages, not one per message.
+    pub async fn put_statuses(&self, notes: &[Notification], delay: Duration) -> Result<(), QueueError> {
+        let url = url(&self.status_url, "STATUS_QUEUE_URL")?;
+        let sender = self
+            .statuses
+            .get_or_init(|| async {
+                let (tx, rx) = mpsc::channel::<Pending>(1024);
+                tokio::spawn(gather_statuses(self.client.clone(), url, rx));
+                tx
+            })
+            .await;
+        let mut answers = Vec::with_capacity(notes.len());
+        for n in notes {
+            let (tx, rx) = oneshot::channel();
+            sender.send((body(n)?, delay, tx)).await.map_err(|_| QueueError("the status sender stopped".into()))?;
+            answers.push(rx);
+        }
+        for answer in answers {
+            answer.await.map_err(|_| QueueError("the status sender stopped".into()))??;
+        }
+        Ok(())
     }
 
     /// Queues a dispatch step, `delay` later (rounded up to whole seconds).
@@ -91,5 +133,66 @@ impl Queue {
         let req = self.client.change_message_visibility().queue_url(queue_url).receipt_handle(receipt_handle);
         req.visibility_timeout(after.as_secs().min(43_200) as i32).send().await.map_err(sqs_error)?;
         Ok(())
+    }
+}
+
+/// Sends the status messages handed over, each batch request with what has gathered meanwhile
+/// (up to ten messages, [`BATCH_BYTES`]), and tells each sender how it went.
+async fn gather_statuses(client: aws_sdk_sqs::Client, url: String, mut rx: mpsc::Receiver<Pending>) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        let mut bytes = batch[0].0.len();
+        while batch.len() < 10 {
+            match rx.try_recv() {
+                Ok(next) if bytes + next.0.len() <= BATCH_BYTES => {
+                    bytes += next.0.len();
+                    batch.push(next);
+                }
+                Ok(next) => {
+                    send_statuses(&client, &url, std::mem::take(&mut batch)).await;
+                    bytes = next.0.len();
+                    batch.push(next);
+                }
+                Err(_) => break,
+            }
+        }
+        send_statuses(&client, &url, batch).await;
+    }
+}
+
+async fn send_statuses(client: &aws_sdk_sqs::Client, url: &str, batch: Vec<Pending>) {
+    if batch.is_empty() {
+        return;
+    }
+    let mut entries = Vec::with_capacity(batch.len());
+    for (i, (body, delay, _)) in batch.iter().enumerate() {
+        let entry = SendMessageBatchRequestEntry::builder()
+            .id(i.to_string())
+            .message_body(body)
+            .delay_seconds(delay_seconds(*delay))
+            .build()
+            .map_err(|e| QueueError(e.to_string()));
+        match entry {
+            Ok(e) => entries.push(e),
+            Err(e) => {
+                for (_, _, tx) in batch {
+                    let _ = tx.send(Err(QueueError(e.0.clone())));
+                }
+                return;
+            }
+        }
+    }
+    let result = client.send_message_batch().queue_url(url).set_entries(Some(entries)).send().await.map_err(sqs_error);
+    let refused: Vec<String> = match &result {
+        Ok(out) => out.failed.iter().map(|f| f.id.clone()).collect(),
+        Err(_) => Vec::new(),
+    };
+    for (i, (_, _, tx)) in batch.into_iter().enumerate() {
+        let answer = match &result {
+            Err(e) => Err(QueueError(e.0.clone())),
+            Ok(_) if refused.contains(&i.to_string()) => Err(QueueError("SQS refused a status message".into())),
+            Ok(_) => Ok(()),
+        };
+        let _ = tx.send(answer);
     }
 }

@@ -9,6 +9,7 @@ use aws_lambda_events::event::apigw::ApiGatewayV2CustomAuthorizerV2Request;
 use aws_lambda_events::event::sqs::SqsEvent;
 use shared::api::{ROUTES, find};
 use shared::domain::api_key::NewApiKey;
+use shared::domain::delivery::Notification;
 use shared::domain::schedule::ScheduledStart;
 use shared::domain::sending::{DispatchJob, SendJob};
 
@@ -51,7 +52,12 @@ fn queue_consumers_have_sample_events_carrying_their_jobs() {
         let job: SendJob = serde_json::from_str(r.body.as_deref().unwrap_or_default()).unwrap();
         assert!(!job.phones.is_empty() && !job.job_id.is_empty());
     }
-    assert!(!dispatch.records.is_empty() && !send.records.is_empty());
+    let statuses: SqsEvent = serde_json::from_str(&event("status-applier")).unwrap();
+    for r in &statuses.records {
+        let n: Notification = serde_json::from_str(r.body.as_deref().unwrap_or_default()).unwrap();
+        assert!(!n.statuses.is_empty() && n.received_at > 0);
+    }
+    assert!(!dispatch.records.is_empty() && !send.records.is_empty() && !statuses.records.is_empty());
 }
 
 #[test]

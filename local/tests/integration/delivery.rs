@@ -1,9 +1,12 @@
-//! Delivery tracking through `/webhooks/whatsapp`: the handshake, signatures, statuses applied
-//! to recipients with exact counters under duplicates, disorder and concurrency, opt-outs,
-//! and the campaign events on the bus.
+//! Delivery tracking through `/webhooks/whatsapp`: the handshake, signatures, statuses queued
+//! and applied in batches to recipients with exact counters under duplicates, disorder,
+//! redelivery and store failures, statuses that come before their send is recorded or for a
+//! send whose outcome was unknown, opt-outs, and the campaign events on the bus.
 
 use std::time::Duration;
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
 use futures_util::future::join_all;
 use http::Method;
@@ -119,7 +122,7 @@ async fn the_verification_handshake_answers_the_challenge_only_for_the_verify_to
 }
 
 #[tokio::test]
-async fn signatures_are_checked_over_the_exact_bytes_and_nothing_is_written_without_one() {
+async fn signatures_are_checked_over_the_exact_bytes_and_nothing_is_queued_without_one() {
     let t = TestStack::new().await;
     let numbers = phones(300, 2);
     let (c, _, sent) = sent_campaign(&t, &numbers).await;
@@ -158,13 +161,17 @@ async fn signatures_are_checked_over_the_exact_bytes_and_nothing_is_written_with
         assert_eq!(res.status(), 401, "{}", res.body());
         assert!(res.body().contains(words) && res.body().contains("X-Hub-Signature-256"), "{}", res.body());
     }
-    assert_eq!(counters(&campaign(&t, &c).await), [0, 0, 0], "nothing written for a refused signature");
+    assert_eq!(t.queued("StatusQueue").await, 0, "nothing queued for a refused signature");
+    assert_eq!(counters(&campaign(&t, &c).await), [0, 0, 0]);
     assert!(t.recipients(&c).await.iter().all(|r| r["status"] == "sent"));
 
     let res = post(escaped, Some(signature)).await;
     assert_eq!(res.status(), 200, "{}", res.body());
     let body: Value = serde_json::from_str(res.body()).unwrap();
-    assert_eq!(body["data"]["recipients_changed"], 1);
+    assert_eq!(body["data"], json!({"statuses": 1, "preferences": 0, "ignored": 0}));
+    assert_eq!(t.queued("StatusQueue").await, 1, "queued, not applied in the request");
+    assert_eq!(counters(&campaign(&t, &c).await), [0, 0, 0]);
+    assert_eq!(t.apply_statuses().await.recipients_changed, 1);
     assert_eq!(counters(&campaign(&t, &c).await), [1, 0, 0]);
 }
 
@@ -190,14 +197,15 @@ async fn a_thousand_statuses_in_one_post_are_applied_with_exact_counters() {
         .collect();
     let body = statuses(list);
     assert!(body.len() > 150_000, "a payload of realistic size ({} bytes)", body.len());
-    let applied = t.webhook(&body).await.assert_ok(200).clone();
-    assert_eq!((applied["statuses"].as_u64(), applied["recipients_changed"].as_u64()), (Some(1000), Some(1000)));
+    let (answer, applied) = t.webhook_applied(&body).await;
+    assert_eq!(answer.assert_ok(200)["statuses"], 1000);
+    assert_eq!((applied.statuses, applied.recipients_changed), (1000, 1000));
     let after = campaign(&t, &c).await;
     assert_eq!(counters(&after), [900, 200, 100]);
     assert_eq!(recount(&t, &c).await, counters(&after));
     // The same payload again (Meta retries) changes nothing.
-    let again = t.webhook(&body).await.assert_ok(200).clone();
-    assert_eq!(again["recipients_changed"], 0);
+    let (_, again) = t.webhook_applied(&body).await;
+    assert_eq!(again.recipients_changed, 0);
     assert_eq!(counters(&campaign(&t, &c).await), [900, 200, 100]);
     let read = t.get(&format!("/api/campaigns/{c}/recipients?status=read&limit=1")).await.assert_ok(200).clone();
     assert_eq!(read["total"], 200);
@@ -309,8 +317,9 @@ async fn unknown_wamids_and_other_fields_are_accepted_and_change_nothing() {
                              status("wamid.other", "read", 1_764_000_000, Some(format!("{c}/+14155559999"))),
                              status(&sent[0].1, "played", 1_764_000_000, None)] }),
     );
-    let applied = t.webhook(&inbound).await.assert_ok(200).clone();
-    assert_eq!((applied["unknown"].as_u64(), applied["ignored"].as_u64()), (Some(2), Some(2)), "{applied}");
+    let (answer, applied) = t.webhook_applied(&inbound).await;
+    assert_eq!(answer.assert_ok(200)["ignored"], 2);
+    assert_eq!((applied.unknown, applied.ignored), (2, 2), "{applied:?}");
     let template_update = notification("message_template_status_update", json!({ "event": "APPROVED" }));
     t.webhook(&template_update).await.assert_ok(200);
     t.webhook(r#"{"object":"whatsapp_business_account"}"#).await.assert_ok(200);
@@ -320,29 +329,185 @@ async fn unknown_wamids_and_other_fields_are_accepted_and_change_nothing() {
 }
 
 #[tokio::test]
-async fn a_store_failure_is_answered_503_so_that_meta_retries_and_the_retry_applies_once() {
+async fn a_store_failure_loses_nothing_the_statuses_are_applied_once_it_is_back() {
     let t = TestStack::new().await;
     let numbers = phones(2300, 2);
     let (c, _, sent) = sent_campaign(&t, &numbers).await;
     let body = statuses(sent.iter().map(|(p, w)| status(w, "read", 1_764_000_000, callback(&c, p))).collect());
-    // The same handlers on a table that is not there: the store fails.
-    let broken_app = shared::api::App::new(
+    // The webhook does not need the store: Meta gets its 200 (twice: it retried).
+    t.raw_webhook(&body).await.assert_ok(200);
+    t.raw_webhook(&body).await.assert_ok(200);
+    let queued = t.take_statuses().await;
+    assert_eq!(queued.len(), 2);
+    // The applier's store is down (the same handlers on a table that is not there): nothing
+    // is lost, every message is delivered again.
+    let broken = shared::api::App::new(
         &shared::config::aws_config().await,
         shared::config::Config { table_name: "no-such-table".into(), ..t.app.config.clone() },
     );
-    let signature = shared::signature::sign(APP_SECRET.as_bytes(), body.as_bytes());
-    let req = http::Request::post("/webhooks/whatsapp")
-        .header("x-hub-signature-256", signature)
-        .body(Bytes::from(body.clone()))
-        .unwrap();
-    let routes: Vec<_> = shared::api::ROUTES.iter().collect();
-    let res = shared::api::dispatch(broken_app, &routes, req).await;
-    assert_eq!(res.status(), 503, "{}", res.body());
-    assert!(res.body().contains("please retry"));
-
-    t.webhook(&body).await.assert_ok(200);
-    t.webhook(&body).await.assert_ok(200);
+    let (_, failed) = shared::delivery::apply_batch(&broken, queued.clone()).await;
+    assert_eq!(failed.len(), 2, "both messages come back");
+    assert_eq!(counters(&campaign(&t, &c).await), [0, 0, 0]);
+    // Back: applied, once.
+    let (applied, failed) = shared::delivery::apply_batch(&t.app, queued).await;
+    assert!(failed.is_empty());
+    assert_eq!(applied.recipients_changed, 2);
     assert_eq!(counters(&campaign(&t, &c).await), [2, 2, 0]);
+}
+
+#[tokio::test]
+async fn a_batch_applied_twice_counts_once() {
+    // As after an applier that wrote its changes and died before deleting its messages: SQS
+    // delivers them again.
+    let t = TestStack::new().await;
+    let numbers = phones(2350, 3);
+    let (c, _, sent) = sent_campaign(&t, &numbers).await;
+    let body = statuses(sent.iter().map(|(p, w)| status(w, "delivered", 1_764_000_000, callback(&c, p))).collect());
+    t.raw_webhook(&body).await.assert_ok(200);
+    let queued = t.take_statuses().await;
+    let (first, _) = shared::delivery::apply_batch(&t.app, queued.clone()).await;
+    let (second, _) = shared::delivery::apply_batch(&t.app, queued).await;
+    assert_eq!((first.recipients_changed, second.recipients_changed), (3, 0));
+    assert_eq!(counters(&campaign(&t, &c).await), [3, 0, 0]);
+    assert_eq!(recount(&t, &c).await, [3, 0, 0]);
+}
+
+#[tokio::test]
+async fn a_status_before_its_send_is_recorded_waits_and_is_applied_once_the_send_is() {
+    let t = TestStack::new().await;
+    let numbers = phones(2360, 1);
+    let (c, _, sent) = sent_campaign(&t, &numbers).await;
+    let (phone, wamid) = &sent[0];
+    // The sender still holds the claim: its answer from WhatsApp is not recorded yet.
+    let pk = format!("CAMPAIGN#{c}");
+    t.set(pk.clone(), &format!("R#{phone}"), &[("status", s("sending")), ("wamid", s("pending-write"))]).await;
+    let body = statuses(vec![status(wamid, "delivered", 1_764_000_000, callback(&c, phone))]);
+    let (_, applied) = t.webhook_applied(&body).await;
+    assert_eq!((applied.waiting, applied.recipients_changed), (1, 0), "{applied:?}");
+    assert_eq!(t.queued("StatusQueue").await, 1, "put back on the queue for a moment later");
+    // The send is recorded; the status comes back and is applied.
+    t.set(pk, &format!("R#{phone}"), &[("status", s("sent")), ("wamid", s(wamid))]).await;
+    let begun = std::time::Instant::now();
+    let mut changed = 0;
+    while changed == 0 {
+        assert!(begun.elapsed() < Duration::from_secs(10), "the status did not come back");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        changed = t.apply_statuses().await.recipients_changed;
+    }
+    assert_eq!(t.recipients(&c).await[0]["status"], "delivered");
+    assert_eq!(counters(&campaign(&t, &c).await), [1, 0, 0]);
+}
+
+#[tokio::test]
+async fn a_status_for_a_send_whose_outcome_was_unknown_makes_it_sent() {
+    let t = TestStack::new().await;
+    let numbers = phones(2370, 2);
+    let (c, _, sent) = sent_campaign(&t, &numbers).await;
+    // The first send timed out: recorded as failed, outcome unknown, no message id.
+    let (phone, wamid) = &sent[0];
+    let key = format!("R#{phone}");
+    let unknown = "outcome unknown, not retried to avoid a double send: no answer from WhatsApp";
+    let failed =
+        [("status", s("failed")), ("error_message", s(unknown)), ("GSI2PK", s(&format!("CAMPAIGN#{c}#failed")))];
+    t.set(format!("CAMPAIGN#{c}"), &key, &failed).await;
+    t.remove(format!("CAMPAIGN#{c}"), &key, &["wamid", "GSI3PK", "GSI3SK"]).await;
+    let n = |v: i64| aws_sdk_dynamodb::types::AttributeValue::N(v.to_string());
+    t.set(format!("CAMPAIGN#{c}"), "#CAMPAIGN", &[("sent_count", n(1)), ("failed_count", n(1))]).await;
+    // WhatsApp took it after all: delivered, then read.
+    let body = statuses(vec![
+        status(wamid, "delivered", 1_764_000_000, callback(&c, phone)),
+        status(wamid, "read", 1_764_000_005, callback(&c, phone)),
+    ]);
+    let (_, applied) = t.webhook_applied(&body).await;
+    assert_eq!(applied.recipients_changed, 1, "{applied:?}");
+    let r = t.recipients(&c).await.into_iter().find(|r| r["phone_number"] == phone.as_str()).unwrap();
+    assert_eq!(r["status"], "read", "{r}");
+    assert!(r.get("error_message").is_none(), "{r}");
+    let after = campaign(&t, &c).await;
+    assert_eq!((after["sent_count"].as_u64(), counters(&after)), (Some(2), [1, 1, 0]), "{after}");
+    // Found by its message id from now on.
+    let (_, again) = t.webhook_applied(&statuses(vec![status(wamid, "read", 1_764_000_009, None)])).await;
+    assert_eq!((again.unknown, again.recipients_changed), (0, 0));
+}
+
+#[tokio::test]
+async fn a_status_of_a_message_not_known_yet_is_kept_and_applied_once_its_send_is_recorded() {
+    let t = TestStack::new().await;
+    let numbers = phones(2380, 1);
+    let (c, _, sent) = sent_campaign(&t, &numbers).await;
+    let (phone, wamid) = &sent[0];
+    // Without the callback key, and the send's message id not recorded (yet): unknown.
+    let key = format!("R#{phone}");
+    t.remove(format!("CAMPAIGN#{c}"), &key, &["wamid", "GSI3PK", "GSI3SK"]).await;
+    t.set(format!("CAMPAIGN#{c}"), &key, &[("status", s("sending"))]).await;
+    let (_, applied) = t.webhook_applied(&statuses(vec![status(wamid, "delivered", 1_764_000_000, None)])).await;
+    assert_eq!(applied.unknown, 1, "{applied:?}");
+    // Recorded now: the status comes back (tried again for a day) and is applied.
+    let values =
+        [("status", s("sent")), ("wamid", s(wamid)), ("GSI3PK", s(&format!("WAMID#{wamid}"))), ("GSI3SK", s("R"))];
+    t.set(format!("CAMPAIGN#{c}"), &key, &values).await;
+    let begun = std::time::Instant::now();
+    while t.apply_statuses().await.recipients_changed == 0 {
+        assert!(begun.elapsed() < Duration::from_secs(10), "the status did not come back");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(t.recipients(&c).await[0]["status"], "delivered");
+}
+
+#[tokio::test]
+async fn without_an_app_secret_the_webhook_answers_503_and_queues_nothing() {
+    let t = TestStack::configured(|c| c.whatsapp_app_secret = None).await;
+    let body = statuses(vec![status("wamid.x", "delivered", 1_764_000_000, None)]);
+    t.raw_webhook(&body).await.assert_error(503, "webhook");
+    assert_eq!(t.queued("StatusQueue").await, 0);
+    let t = TestStack::configured(|c| c.whatsapp_app_secret = Some("".into())).await;
+    t.raw_webhook(&body).await.assert_error(503, "webhook");
+    assert_eq!(t.queued("StatusQueue").await, 0);
+}
+
+#[tokio::test]
+async fn the_lambda_path_takes_the_signed_sample_event_and_refuses_a_tampered_one() {
+    let t = TestStack::configured(|c| c.whatsapp_app_secret = Some("sample-app-secret".into())).await;
+    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../events/whatsapp-webhook.json");
+    let sample = std::fs::read_to_string(file).unwrap();
+    let event: Value = serde_json::from_str(&sample).unwrap();
+    let routes = shared::api::routes("whatsapp-webhook");
+    let answer = |event: String| {
+        let (app, routes) = (t.app.clone(), routes.clone());
+        async move {
+            let req = lambda_http::request::from_str(&event).unwrap();
+            let res = shared::lambda::answer(app, &routes, req).await;
+            let body = match res.body() {
+                lambda_http::Body::Text(t) => t.clone(),
+                _ => String::new(),
+            };
+            (res.status().as_u16(), body)
+        }
+    };
+    let (status, body) = answer(sample.clone()).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(t.queued("StatusQueue").await, 1);
+    // API Gateway may hand the body over base64-encoded: the signature is checked over the
+    // decoded bytes.
+    let raw = event["body"].as_str().unwrap().to_string();
+    let encoded = |body: &str| {
+        let mut e = event.clone();
+        e["isBase64Encoded"] = json!(true);
+        e["body"] = json!(BASE64.encode(body.as_bytes()));
+        e.to_string()
+    };
+    let (status, body) = answer(encoded(&raw)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(t.queued("StatusQueue").await, 2);
+    // The same body with one word changed, the signature unchanged: refused, either way.
+    let tampered = raw.replacen("delivered", "read", 1);
+    let mut plain = event.clone();
+    plain["body"] = json!(tampered);
+    for e in [plain.to_string(), encoded(&tampered)] {
+        let (status, body) = answer(e).await;
+        assert_eq!(status, 401, "{body}");
+    }
+    assert_eq!(t.queued("StatusQueue").await, 2, "nothing more queued");
 }
 
 /// A UTILITY template on the account, for campaigns that may still reach opted-out numbers.
@@ -377,8 +542,8 @@ async fn opt_outs_from_failures_and_preferences_are_kept_out_of_marketing_import
                                             "category": "marketing_messages", "value": value, "timestamp": 1764000000 }] }),
         )
     };
-    let applied = t.webhook(&stop(&numbers[1], "stop")).await.assert_ok(200).clone();
-    assert_eq!(applied["opt_outs"], 1);
+    let (_, applied) = t.webhook_applied(&stop(&numbers[1], "stop")).await;
+    assert_eq!(applied.opt_outs, 1);
 
     // A new MARKETING campaign of the account: both are reported and left out.
     let marketing = t.another_campaign(&account, &[]).await;

@@ -78,9 +78,9 @@ async fn the_send_queue_holds_a_few_seconds_of_the_accounts_pace_not_the_whole_c
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(sent_while_watching >= 20, "the campaign was sending while watched: {sent_while_watching}");
-    // A window is two seconds of pace (20 recipients, 4 jobs); jobs put back for later take
-    // the place of the ones they were.
-    assert!(most <= 8, "at most {most} send jobs queued at once");
+    // A window is three seconds of pace (30 recipients, 6 jobs); a job put back for later takes
+    // the place of the one it was, a few recipients put back make small jobs of their own.
+    assert!(most <= 12, "at most {most} send jobs queued at once");
     let done = t.wait_for(&c, Duration::from_secs(60), |c| c["status"] == "completed").await;
     assert_eq!(count(&done, "sent_count"), 200);
     let h = hits(&t);

@@ -15,7 +15,9 @@ use local::fake_whatsapp::{self, FakeState};
 use local::workers::Workers;
 use shared::api::App;
 use shared::config::Config;
+use shared::delivery::Applied;
 use shared::domain::api_key::NewApiKey;
+use shared::sending::Incoming;
 
 /// The webhook secrets of the test stacks.
 pub const APP_SECRET: &str = "test-app-secret";
@@ -112,6 +114,7 @@ impl TestStack {
             whatsapp_api_url: format!("http://{addr}"),
             stale_claim_seconds: STALE_CLAIM_SECONDS,
             whatsapp_timeout_seconds: WHATSAPP_TIMEOUT_SECONDS,
+            unknown_status_retry_seconds: 1,
             stall_seconds: STALL_SECONDS,
             webhook_secret_arn: None,
             whatsapp_app_secret: Some(APP_SECRET.into()),
@@ -166,8 +169,12 @@ impl TestStack {
         if senders == 0 {
             return Vec::new();
         }
-        let workers =
-            Workers { senders, sender_timeout: Duration::from_secs(60), reconcile_every: Some(Duration::from_secs(1)) };
+        let workers = Workers {
+            senders,
+            sender_timeout: Duration::from_secs(60),
+            reconcile_every: Some(Duration::from_secs(1)),
+            status_appliers: 1,
+        };
         workers.spawn(self.app.clone(), self.sqs.clone())
     }
 
@@ -195,8 +202,14 @@ impl TestStack {
 
     /// The messages waiting in one of the stack's queues (by logical id).
     pub async fn queued(&self, queue: &str) -> usize {
+        let (visible, in_flight, delayed) = self.queue_counts(queue).await;
+        visible + in_flight + delayed
+    }
+
+    /// The messages of a queue: visible, in flight (received, not deleted), delayed.
+    pub async fn queue_counts(&self, queue: &str) -> (usize, usize, usize) {
         use aws_sdk_sqs::types::QueueAttributeName::{
-            ApproximateNumberOfMessages, ApproximateNumberOfMessagesNotVisible,
+            ApproximateNumberOfMessages, ApproximateNumberOfMessagesDelayed, ApproximateNumberOfMessagesNotVisible,
         };
         let out = self
             .sqs
@@ -204,12 +217,17 @@ impl TestStack {
             .queue_url(&self.queues[queue])
             .attribute_names(ApproximateNumberOfMessages)
             .attribute_names(ApproximateNumberOfMessagesNotVisible)
+            .attribute_names(ApproximateNumberOfMessagesDelayed)
             .send()
             .await
             .unwrap();
         let attrs = out.attributes.unwrap_or_default();
         let get = |k| attrs.get(&k).and_then(|v| v.parse::<usize>().ok()).unwrap_or(0);
-        get(ApproximateNumberOfMessages) + get(ApproximateNumberOfMessagesNotVisible)
+        (
+            get(ApproximateNumberOfMessages),
+            get(ApproximateNumberOfMessagesNotVisible),
+            get(ApproximateNumberOfMessagesDelayed),
+        )
     }
 
     /// Polls the campaign until `done` says so; panics with the last state after `timeout`.
@@ -309,11 +327,65 @@ impl TestStack {
     }
 
     /// Posts a webhook body signed with the stack's app secret, as Meta does (without an API
-    /// key: the webhook is public).
+    /// key: the webhook is public); then applies what it queued, as the status applier does.
     pub async fn webhook(&self, body: &str) -> Answer {
+        self.webhook_applied(body).await.0
+    }
+
+    /// [`TestStack::webhook`], with what the status applier changed.
+    pub async fn webhook_applied(&self, body: &str) -> (Answer, Applied) {
+        let answer = self.raw_webhook(body).await;
+        let applied = if answer.status == StatusCode::OK { self.apply_statuses().await } else { Applied::default() };
+        (answer, applied)
+    }
+
+    /// Posts a signed webhook body and leaves what it queued on the queue.
+    pub async fn raw_webhook(&self, body: &str) -> Answer {
         let signature = shared::signature::sign(APP_SECRET.as_bytes(), body.as_bytes());
         let headers = [("content-type", "application/json"), ("x-hub-signature-256", signature.as_str())];
         answer(self.request(Method::POST, "/webhooks/whatsapp", &headers, Bytes::from(body.to_string())).await)
+    }
+
+    /// The status-queue messages visible now (taken off the queue).
+    pub async fn take_statuses(&self) -> Vec<Incoming> {
+        let url = &self.queues["StatusQueue"];
+        let mut taken = Vec::new();
+        loop {
+            let out = self.sqs.receive_message().queue_url(url).max_number_of_messages(10).send().await.unwrap();
+            let messages = out.messages.unwrap_or_default();
+            if messages.is_empty() {
+                return taken;
+            }
+            for m in messages {
+                let handle = m.receipt_handle().unwrap_or_default().to_string();
+                self.sqs.delete_message().queue_url(url).receipt_handle(&handle).send().await.unwrap();
+                taken.push(Incoming {
+                    id: m.message_id.unwrap_or_default(),
+                    body: m.body.unwrap_or_default(),
+                    ..Default::default()
+                });
+            }
+        }
+    }
+
+    /// Applies every status-queue message visible now, as the status applier does (those put
+    /// back for later are not visible yet), and waits for those a running applier holds; what
+    /// the ones applied here changed.
+    pub async fn apply_statuses(&self) -> Applied {
+        let mut applied = Applied::default();
+        loop {
+            let batch = self.take_statuses().await;
+            if batch.is_empty() {
+                if self.queue_counts("StatusQueue").await.1 == 0 {
+                    return applied;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+            let (done, failed) = shared::delivery::apply_batch(&self.app, batch).await;
+            assert!(failed.is_empty(), "statuses could not be applied: {failed:?}");
+            applied.add(&done);
+        }
     }
 
     /// The campaign events that reached the bus so far (read from the tap queue), as
@@ -414,6 +486,23 @@ impl TestStack {
             ("GSI3PK", s(&format!("CAMPAIGNS#{status}"))),
         ];
         self.set(pk, "#CAMPAIGN", &values).await;
+    }
+
+    /// Removes attributes of a stored item directly.
+    pub async fn remove(&self, pk: String, sk: &str, names: &[&str]) {
+        let db = &self.app.db;
+        let list: Vec<String> = (0..names.len()).map(|i| format!("#k{i}")).collect();
+        let mut req = db
+            .client()
+            .update_item()
+            .table_name(db.table())
+            .key("PK", s(&pk))
+            .key("SK", s(sk))
+            .update_expression(format!("REMOVE {}", list.join(", ")));
+        for (i, name) in names.iter().enumerate() {
+            req = req.expression_attribute_names(format!("#k{i}"), *name);
+        }
+        req.send().await.unwrap();
     }
 
     /// Sets attributes of a stored item directly, for states this API cannot reach yet

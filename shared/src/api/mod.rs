@@ -51,8 +51,12 @@ impl App {
     pub fn new(sdk: &aws_config::SdkConfig, config: Config) -> Arc<Self> {
         let db = Db::new(aws_sdk_dynamodb::Client::new(sdk), config.table_name.clone());
         let tokens = AccountTokens::new(aws_sdk_secretsmanager::Client::new(sdk), config.account_secret_prefix.clone());
-        let queue =
-            Queue::new(aws_sdk_sqs::Client::new(sdk), config.dispatch_queue_url.clone(), config.send_queue_url.clone());
+        let queue = Queue::new(
+            aws_sdk_sqs::Client::new(sdk),
+            config.dispatch_queue_url.clone(),
+            config.send_queue_url.clone(),
+            config.status_queue_url.clone(),
+        );
         let scheduler = Scheduler::new(sdk, &config);
         let timeout = std::time::Duration::from_secs(config.whatsapp_timeout_seconds);
         let whatsapp = WhatsAppClient::new(&config.whatsapp_api_url, &config.whatsapp_api_version, timeout);

@@ -34,8 +34,9 @@ pub async fn verify(app: Arc<App>, req: ApiRequest) -> ApiResult<Reply> {
     Ok(Reply::text(challenge.to_string()))
 }
 
-/// Checks the signature over the exact bytes received, then applies the notification. A
-/// store failure is answered 503, so that Meta delivers the notification again.
+/// Checks the signature over the exact bytes received, then puts the notification on the
+/// status queue (the status applier applies it). A queue failure is answered 503, so that
+/// Meta delivers the notification again.
 pub async fn receive(app: Arc<App>, req: ApiRequest) -> ApiResult<Reply> {
     let secrets = app.webhook_secrets().await?;
     let header = req.headers.get(signature::HEADER).map(|v| v.to_str().unwrap_or_default());
@@ -52,16 +53,9 @@ pub async fn receive(app: Arc<App>, req: ApiRequest) -> ApiResult<Reply> {
         return Err(ApiError::new(StatusCode::UNAUTHORIZED, problem));
     }
     let notification = parse(&req.body).map_err(ApiError::bad_request)?;
-    let applied = delivery::apply(&app, notification)
+    let queued = delivery::queue(&app, notification)
         .await
-        .map_err(|e| ApiError::unavailable("could not apply the notification", e))?;
-    tracing::info!(
-        statuses = applied.statuses,
-        changed = applied.recipients_changed,
-        unknown = applied.unknown,
-        ignored = applied.ignored,
-        opt_outs = applied.opt_outs,
-        "webhook applied"
-    );
-    Ok(Reply::ok(json!(applied)))
+        .map_err(|e| ApiError::unavailable("could not queue the notification", e))?;
+    tracing::debug!(statuses = queued.statuses, preferences = queued.preferences, "webhook queued");
+    Ok(Reply::ok(json!(queued)))
 }

@@ -12,14 +12,19 @@
 //! - `read` implies `delivered`: `delivered_at` is the earliest of the delivered and read times
 //!   received. Each `*_at` keeps the earliest of Meta's timestamps for that status.
 //! - `played` (voice messages) and unknown statuses are ignored.
+//! - A status carrying the service's own key for a recipient whose send left "outcome unknown"
+//!   (failed without a message id: the request got no answer) tells that WhatsApp took the
+//!   message after all: the recipient adopts the status's message id and is sent (then
+//!   delivered, read or failed as the status says), and counted as sent, no longer as failed.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::campaign::Counters;
 use super::recipient::{Recipient, RecipientStatus};
 
 /// One delivery status of a message, as it arrived.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatusUpdate {
     pub wamid: String,
     pub status: Delivery,
@@ -31,7 +36,8 @@ pub struct StatusUpdate {
     pub error: Option<(Option<i64>, String)>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Delivery {
     Sent,
     Failed,
@@ -53,7 +59,7 @@ impl Delivery {
 
 /// A `user_preferences` change: the person stopped (or resumed) marketing messages from the
 /// business number `phone_number_id`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Preference {
     pub phone_number_id: String,
     /// `+` and the digits of the person's WhatsApp id.
@@ -62,13 +68,46 @@ pub struct Preference {
 }
 
 /// What one webhook POST carries that matters here; everything else is counted as ignored.
-#[derive(Debug, Default, PartialEq, Eq)]
+/// It is also what the status queue carries (a POST's statuses split in parts if need be).
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Notification {
+    #[serde(default)]
     pub statuses: Vec<StatusUpdate>,
+    #[serde(default)]
     pub preferences: Vec<Preference>,
     /// Statuses, changes and preferences that carry nothing to apply (inbound messages,
     /// template updates, `played`, malformed entries).
+    #[serde(default)]
     pub ignored: usize,
+    /// When the webhook received it (unix seconds): statuses of messages not known yet are
+    /// tried again for a day from then.
+    #[serde(default)]
+    pub received_at: i64,
+    /// How many times these statuses were put back (their send not recorded yet).
+    #[serde(default)]
+    pub attempt: u32,
+}
+
+impl Notification {
+    /// Splits into parts of at most `statuses` statuses each (the preferences and the ignored
+    /// count go with the first), for queue messages of a bounded size.
+    pub fn split(self, statuses: usize) -> Vec<Notification> {
+        let mut parts: Vec<Notification> = self
+            .statuses
+            .chunks(statuses.max(1))
+            .map(|c| Notification { statuses: c.to_vec(), received_at: self.received_at, ..Default::default() })
+            .collect();
+        if parts.is_empty() {
+            parts.push(Notification { received_at: self.received_at, ..Default::default() });
+        }
+        parts[0].preferences = self.preferences;
+        parts[0].ignored = self.ignored;
+        parts
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.statuses.is_empty() && self.preferences.is_empty()
+    }
 }
 
 #[derive(Deserialize)]
@@ -181,6 +220,9 @@ pub fn callback_key(callback: &str) -> Option<(&str, &str)> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Progress {
     pub status: RecipientStatus,
+    /// The message id WhatsApp gave the send (adopted from a status when the send's outcome
+    /// was unknown).
+    pub wamid: Option<String>,
     pub delivered_at: Option<String>,
     pub read_at: Option<String>,
     pub failed_at: Option<String>,
@@ -208,6 +250,7 @@ impl Progress {
     pub fn of(r: &Recipient) -> Self {
         Progress {
             status: r.status,
+            wamid: r.wamid.clone(),
             delivered_at: r.delivered_at.clone(),
             read_at: r.read_at.clone(),
             failed_at: r.failed_at.clone(),
@@ -216,8 +259,24 @@ impl Progress {
         }
     }
 
-    /// Applies one status by the rules of this module.
+    /// Whether a status of message `wamid` concerns this send: its own message id, or any id
+    /// when the send's outcome was unknown (no id, failed) and the status carries its key.
+    pub fn concerns(&self, wamid: &str) -> bool {
+        match &self.wamid {
+            Some(w) => w == wamid,
+            None => self.status == RecipientStatus::Failed,
+        }
+    }
+
+    /// Applies one status by the rules of this module; a status [`Progress::concerns`] must
+    /// hold for.
     pub fn apply(&mut self, u: &StatusUpdate) {
+        if self.wamid.is_none() && self.status == RecipientStatus::Failed {
+            // WhatsApp took the message whose outcome was unknown: it was sent.
+            self.wamid = Some(u.wamid.clone());
+            self.status = RecipientStatus::Sent;
+            (self.failed_at, self.error_code, self.error_message) = (None, None, None);
+        }
         let at = u.at.as_str();
         match u.status {
             Delivery::Sent => {}
@@ -249,34 +308,17 @@ impl Progress {
         }
     }
 
-    /// What this progress adds to the campaign's delivered, read and failed counters.
-    pub fn counts(&self) -> Counts {
+    /// What this progress adds to the campaign's counters (those delivery statuses move: sent
+    /// only when an unknown outcome turns out sent).
+    pub fn counts(&self) -> Counters {
         let s = self.status;
-        Counts {
+        Counters {
+            sent: self.wamid.is_some() as i64,
             delivered: matches!(s, RecipientStatus::Delivered | RecipientStatus::Read) as i64,
             read: (s == RecipientStatus::Read) as i64,
             failed: (s == RecipientStatus::Failed) as i64,
+            processed: 0,
         }
-    }
-}
-
-/// Changes to a campaign's counters (negative when a failure turns out delivered).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Counts {
-    pub delivered: i64,
-    pub read: i64,
-    pub failed: i64,
-}
-
-impl Counts {
-    pub fn add(&mut self, other: Counts, sign: i64) {
-        self.delivered += sign * other.delivered;
-        self.read += sign * other.read;
-        self.failed += sign * other.failed;
-    }
-
-    pub fn is_zero(&self) -> bool {
-        *self == Counts::default()
     }
 }
 
@@ -295,6 +337,7 @@ mod tests {
     fn sent() -> Progress {
         Progress {
             status: RecipientStatus::Sent,
+            wamid: Some("wamid.1".into()),
             delivered_at: None,
             read_at: None,
             failed_at: None,
@@ -351,7 +394,7 @@ mod tests {
         let read_only = fold(&[update(Delivery::Read, 110)]);
         assert_eq!(read_only.status, RecipientStatus::Read);
         assert_eq!(read_only.delivered_at.as_deref(), Some("1970-01-01T00:01:50Z"));
-        assert_eq!(read_only.counts(), Counts { delivered: 1, read: 1, failed: 0 });
+        assert_eq!(read_only.counts(), Counters { sent: 1, delivered: 1, read: 1, ..Default::default() });
 
         let late_delivered = fold(&[update(Delivery::Read, 110), update(Delivery::Delivered, 105)]);
         assert_eq!(late_delivered.status, RecipientStatus::Read);
@@ -360,7 +403,7 @@ mod tests {
         let failed = fold(&[update(Delivery::Failed, 103)]);
         assert_eq!(failed.status, RecipientStatus::Failed);
         assert_eq!((failed.error_code, failed.error_message.as_deref()), (Some(131026), Some("undeliverable")));
-        assert_eq!(failed.counts(), Counts { delivered: 0, read: 0, failed: 1 });
+        assert_eq!(failed.counts(), Counters { sent: 1, failed: 1, ..Default::default() });
 
         let delivered_after_failed = fold(&[update(Delivery::Failed, 103), update(Delivery::Delivered, 105)]);
         assert_eq!(delivered_after_failed.status, RecipientStatus::Delivered);
@@ -378,6 +421,40 @@ mod tests {
         }
         assert_eq!(p.status, RecipientStatus::Sending);
         assert_eq!(p.delivered_at, None);
+    }
+
+    #[test]
+    fn a_status_for_a_send_whose_outcome_was_unknown_makes_it_sent_and_counts_it_as_such() {
+        let unknown = Progress {
+            status: RecipientStatus::Failed,
+            wamid: None,
+            failed_at: Some("t".into()),
+            error_message: Some("outcome unknown, not retried to avoid a double send: timeout".into()),
+            ..sent()
+        };
+        assert!(unknown.concerns("wamid.1") && !sent().concerns("wamid.2") && sent().concerns("wamid.1"));
+        let pending = Progress { status: RecipientStatus::Pending, wamid: None, ..sent() };
+        assert!(!pending.concerns("wamid.1"), "a status never applies to a recipient not sent");
+        let all = [update(Delivery::Sent, 100), update(Delivery::Delivered, 105), update(Delivery::Read, 110)];
+        let mut ends = Vec::new();
+        for order in permutations(&all) {
+            let mut p = unknown.clone();
+            order.iter().for_each(|u| p.apply(u));
+            ends.push(p);
+        }
+        let end = &ends[0];
+        assert!(ends.iter().all(|e| e == end), "{ends:?}");
+        assert_eq!(
+            (end.status, end.wamid.as_deref(), end.error_message.as_deref()),
+            (RecipientStatus::Read, Some("wamid.1"), None)
+        );
+        let moved = end.counts().minus(unknown.counts());
+        assert_eq!(moved, Counters { sent: 1, delivered: 1, read: 1, failed: -1, processed: 0 });
+        // Meta's own failure for it: sent after all, then failed with Meta's reason.
+        let mut p = unknown.clone();
+        p.apply(&update(Delivery::Failed, 103));
+        assert_eq!((p.status, p.error_code), (RecipientStatus::Failed, Some(131026)));
+        assert_eq!(p.counts().minus(unknown.counts()), Counters { sent: 1, ..Default::default() });
     }
 
     #[test]

@@ -16,14 +16,17 @@ pub use sender::send_batch;
 
 use crate::api::App;
 use crate::domain::campaign::{Action, CampaignStatus};
+use crate::domain::delivery::Notification;
 use crate::domain::sending::{DispatchJob, SendJob};
 use crate::store::StoreError;
 
-/// The two queue consumers.
+/// The queue consumers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Consumer {
     Dispatcher,
     Sender,
+    /// The status applier (delivery statuses the webhook queued).
+    Statuses,
 }
 
 /// One queue message, whatever delivered it (Lambda's event or the local poller).
@@ -49,6 +52,7 @@ pub async fn consume(app: &App, consumer: Consumer, messages: Vec<Incoming>, dea
             let readable = match consumer {
                 Consumer::Dispatcher => serde_json::from_str::<DispatchJob>(&m.body).is_ok(),
                 Consumer::Sender => serde_json::from_str::<SendJob>(&m.body).is_ok(),
+                Consumer::Statuses => serde_json::from_str::<Notification>(&m.body).is_ok(),
             };
             let after =
                 if readable { Duration::from_secs((1u64 << m.receive_count.min(6)).min(60)) } else { Duration::ZERO };
@@ -57,6 +61,7 @@ pub async fn consume(app: &App, consumer: Consumer, messages: Vec<Incoming>, dea
         .collect();
     let failed = match consumer {
         Consumer::Sender => send_batch(app, messages, deadline).await,
+        Consumer::Statuses => crate::delivery::apply_batch(app, messages).await.1,
         Consumer::Dispatcher => {
             let mut failed = Vec::new();
             for m in messages {
@@ -75,6 +80,7 @@ pub async fn consume(app: &App, consumer: Consumer, messages: Vec<Incoming>, dea
     let url = match consumer {
         Consumer::Dispatcher => app.config.dispatch_queue_url.as_deref(),
         Consumer::Sender => app.config.send_queue_url.as_deref(),
+        Consumer::Statuses => app.config.status_queue_url.as_deref(),
     };
     let Some(url) = url else { return failed };
     for (id, handle, after) in handles.iter().filter(|(id, h, _)| failed.contains(id) && !h.is_empty()) {

@@ -9,7 +9,7 @@ use super::keys::*;
 use super::{BATCH_CONCURRENCY, Db, Item, KeyQuery, StoreError, StoreResult, decode, n, s};
 use crate::domain::account::Account;
 use crate::domain::campaign::Counters;
-use crate::domain::delivery::{Counts, Progress};
+use crate::domain::delivery::Progress;
 use crate::domain::recipient::Recipient;
 
 /// At most this many recipients change in one transaction, with the campaign's counters as
@@ -68,21 +68,14 @@ impl Db {
     /// again and retry. Applying statuses already applied finds nothing to change, so a
     /// repeated webhook changes nothing.
     pub async fn record_deliveries(&self, campaign_id: &str, changes: &[DeliveryChange<'_>]) -> StoreResult<()> {
-        let mut counts = Counts::default();
+        let mut counts = Counters::default();
         let mut items = Vec::with_capacity(changes.len() + 1);
         for c in changes {
-            counts.add(c.after.counts(), 1);
-            counts.add(Progress::of(c.before).counts(), -1);
+            counts.add(c.after.counts().minus(Progress::of(c.before).counts()));
             items.push(TransactWriteItem::builder().update(self.progress_update(campaign_id, c)?).build());
         }
         if !counts.is_zero() {
-            let d = Counters {
-                delivered: counts.delivered,
-                read: counts.read,
-                failed: counts.failed,
-                ..Default::default()
-            };
-            items.push(self.counter_update(campaign_id, d)?);
+            items.push(self.counter_update(campaign_id, counts)?);
         }
         if items.is_empty() {
             return Ok(());
@@ -94,7 +87,8 @@ impl Db {
     fn progress_update(&self, campaign_id: &str, c: &DeliveryChange) -> StoreResult<Update> {
         let p = &c.after;
         let version = c.before.delivery_version.unwrap_or(0);
-        let mut set = vec!["#status = :status", "GSI2PK = :gsi2pk", "delivery_version = :next"];
+        let mut set: Vec<String> =
+            ["#status = :status", "GSI2PK = :gsi2pk", "delivery_version = :next"].map(String::from).into();
         let mut remove = Vec::new();
         let mut values: Vec<(&str, AttributeValue)> = vec![
             (":status", s(p.status.as_str())),
@@ -108,37 +102,47 @@ impl Db {
             ("error_code", ":error_code", p.error_code.map(n)),
             ("error_message", ":error_message", p.error_message.clone().map(s)),
         ];
-        let mut assignments = Vec::new();
         for (attr, placeholder, value) in optional {
             match value {
                 Some(v) => {
-                    assignments.push(format!("{attr} = {placeholder}"));
+                    set.push(format!("{attr} = {placeholder}"));
                     values.push((placeholder, v));
                 }
                 None => remove.push(attr),
             }
         }
-        set.extend(assignments.iter().map(String::as_str));
+        // A send whose outcome was unknown turns out sent: its message id, and the index that
+        // finds it by that id.
+        let adopted = c.before.wamid.is_none().then_some(p.wamid.as_deref()).flatten();
+        if let Some(wamid) = adopted {
+            set.extend(["wamid = :adopted", "GSI3PK = :gsi3pk", "GSI3SK = :gsi3sk"].map(String::from));
+            values.extend([(":adopted", s(wamid)), (":gsi3pk", s(wamid_pk(wamid))), (":gsi3sk", s("R"))]);
+        }
         let mut expr = format!("SET {}", set.join(", "));
         if !remove.is_empty() {
             expr.push_str(&format!(" REMOVE {}", remove.join(", ")));
         }
-        let condition = if c.before.delivery_version.is_some() {
-            "delivery_version = :version AND wamid = :wamid"
-        } else {
-            "attribute_not_exists(delivery_version) AND wamid = :wamid"
+        let mut condition = match c.before.delivery_version {
+            Some(_) => {
+                values.push((":version", n(version)));
+                "delivery_version = :version".to_string()
+            }
+            None => "attribute_not_exists(delivery_version)".to_string(),
         };
+        match &c.before.wamid {
+            Some(w) => {
+                condition.push_str(" AND wamid = :wamid");
+                values.push((":wamid", s(w)));
+            }
+            None => condition.push_str(" AND attribute_not_exists(wamid)"),
+        }
         let mut update = Update::builder()
             .table_name(&self.table)
             .key("PK", s(campaign_pk(campaign_id)))
             .key("SK", s(recipient_sk(&c.before.phone_number)))
             .update_expression(expr)
             .condition_expression(condition)
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":wamid", s(c.before.wamid.clone().unwrap_or_default()));
-        if c.before.delivery_version.is_some() {
-            update = update.expression_attribute_values(":version", n(version));
-        }
+            .expression_attribute_names("#status", "status");
         for (k, v) in values {
             update = update.expression_attribute_values(k, v);
         }
