@@ -2,8 +2,9 @@
 # Benchmarks that print their figures (never part of the tests). Each starts its own emulator
 # (and, for imports, a local stack) on free ports and stops them afterwards.
 #   scripts/bench.sh import [ROWS]              import ROWS CSV rows (default 100000) in one request, twice
-#   scripts/bench.sh send [SECONDS] [MESSAGES]  pace per tier over SECONDS (default 30) of sending, and
-#                                               MESSAGES (default 5000) through TIER_UNLIMITED at 1,000/s
+#   scripts/bench.sh send [SECONDS]             campaigns of SECONDS (default 25) of each tier's pace with
+#                                               WhatsApp's status webhooks on: rate, worst second, requests
+#                                               and write units per message, statuses applied
 #   scripts/bench.sh webhook [RECIPIENTS]       delivery statuses one webhook process absorbs: delivered,
 #                                               read, then repeated, for RECIPIENTS (default 10000)
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
@@ -14,7 +15,8 @@ log "building (release)"
 cargo build --release -q -p local --bin local-stack --bin bench-send --bin bench-webhook
 
 start_moto "$(free_port)"
-trap 'kill ${STACK_PID:-} $MOTO_PID 2>/dev/null || true' EXIT INT TERM
+start_moto_dynamodb "$(free_port)"
+trap 'kill ${STACK_PID:-} $MOTO_PID $MOTO_DYNAMODB_PID 2>/dev/null || true' EXIT INT TERM
 
 case "$what" in
   import)
@@ -30,7 +32,7 @@ case "$what" in
     grep -o 'import finished.*' "$STATE/bench-stack.log" | sed 's/\x1b\[[0-9;]*m//g'
     ;;
   send)
-    RUST_LOG=warn "$ROOT/target/release/bench-send" "${2:-30}" "${3:-5000}"
+    RUST_LOG=warn "$ROOT/target/release/bench-send" "${2:-25}"
     ;;
   webhook)
     RUST_LOG=warn "$ROOT/target/release/bench-webhook" "${2:-10000}"

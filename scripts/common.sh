@@ -38,21 +38,37 @@ free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
 }
 
-# start_moto PORT — starts the emulator in the background and waits until it answers.
-start_moto() {
+# run_moto PORT — starts an emulator process in the background (pid in RUN_MOTO_PID) and
+# waits until it answers.
+run_moto() {
   local port="$1"
   venv moto "moto[server]>=5.1,<6"
   log "starting moto_server on 127.0.0.1:$port"
   "$VENV/moto/bin/python" "$ROOT/scripts/moto_server.py" -H 127.0.0.1 -p "$port" > "$STATE/moto-$port.log" 2>&1 &
-  MOTO_PID=$!
-  export AWS_ENDPOINT_URL="http://127.0.0.1:$port"
+  RUN_MOTO_PID=$!
   for _ in $(seq 1 100); do
-    if ! kill -0 "$MOTO_PID" 2>/dev/null; then
+    if ! kill -0 "$RUN_MOTO_PID" 2>/dev/null; then
       cat "$STATE/moto-$port.log" >&2; echo "moto_server did not start (is port $port taken?)" >&2; return 1
     fi
-    if curl -s -o /dev/null "$AWS_ENDPOINT_URL/moto-api/"; then return 0; fi
+    if curl -s -o /dev/null "http://127.0.0.1:$port/moto-api/"; then return 0; fi
     sleep 0.2
   done
   echo "moto_server did not answer on port $port" >&2
   return 1
+}
+
+# start_moto PORT — the emulator of every service, at AWS_ENDPOINT_URL (pid in MOTO_PID).
+start_moto() {
+  run_moto "$1"
+  MOTO_PID=$RUN_MOTO_PID
+  export AWS_ENDPOINT_URL="http://127.0.0.1:$1"
+}
+
+# start_moto_dynamodb PORT — a second emulator process for DynamoDB alone, at
+# AWS_ENDPOINT_URL_DYNAMODB (pid in MOTO_DYNAMODB_PID): the emulator runs Python under one
+# interpreter lock, so DynamoDB's work and the queues' share one core unless they are split.
+start_moto_dynamodb() {
+  run_moto "$1"
+  MOTO_DYNAMODB_PID=$RUN_MOTO_PID
+  export AWS_ENDPOINT_URL_DYNAMODB="http://127.0.0.1:$1"
 }

@@ -16,9 +16,10 @@ log "building the local stack"
 cargo build --release -p local --bin local-stack
 
 start_moto "$MOTO_PORT"
-trap 'kill $MOTO_PID 2>/dev/null || true' EXIT INT TERM
+start_moto_dynamodb "${MOTO_DYNAMODB_PORT:-$((MOTO_PORT + 1))}"
+trap 'kill $MOTO_PID $MOTO_DYNAMODB_PID 2>/dev/null || true' EXIT INT TERM
 
-log "API on http://127.0.0.1:$PORT (emulator $AWS_ENDPOINT_URL, table $TABLE_NAME)"
+log "API on http://127.0.0.1:$PORT (emulators: $AWS_ENDPOINT_URL, DynamoDB $AWS_ENDPOINT_URL_DYNAMODB; table $TABLE_NAME)"
 if [ -n "${LOCAL_API_KEY:-}" ]; then
   log "API key from LOCAL_API_KEY (printed below); every /api/... request needs it"
 else

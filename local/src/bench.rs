@@ -1,6 +1,7 @@
 //! What the benchmarks share (never deployed, not tests): a proxy in front of the emulator
-//! that counts AWS requests by operation, CPU time of named threads, and API calls through the
-//! dispatcher.
+//! (one process for DynamoDB, one for the other services) that counts AWS requests by
+//! operation and estimates DynamoDB's write units, CPU time of named threads, and API calls
+//! through the dispatcher.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -14,9 +15,13 @@ use http::Method;
 use serde_json::Value;
 use shared::api::{self, App, ROUTES};
 
-/// Requests by AWS operation (`X-Amz-Target`), counted by a proxy in front of the emulator.
+/// Requests by AWS operation (`X-Amz-Target`), counted by a proxy in front of the emulator,
+/// and DynamoDB write units under the key [`WRITE_UNITS`] (in thousandths).
 #[derive(Clone, Default)]
 pub struct Counts(Arc<Mutex<HashMap<String, u64>>>);
+
+/// The key of the estimated DynamoDB write units (thousandths) in [`Counts`].
+pub const WRITE_UNITS: &str = "write-units-x1000";
 
 impl Counts {
     pub fn snapshot(&self) -> HashMap<String, u64> {
@@ -24,20 +29,99 @@ impl Counts {
     }
 }
 
+/// Where the proxy forwards: DynamoDB's requests to one emulator, the rest to another (or
+/// both to the same).
+#[derive(Clone, Debug)]
+pub struct Upstreams {
+    pub dynamodb: String,
+    pub other: String,
+}
+
+impl Upstreams {
+    /// From the environment the scripts set: `AWS_ENDPOINT_URL`, and
+    /// `AWS_ENDPOINT_URL_DYNAMODB` when DynamoDB has an emulator of its own.
+    pub fn from_env() -> Result<Self, crate::BoxError> {
+        let other = std::env::var("AWS_ENDPOINT_URL").map_err(|_| "AWS_ENDPOINT_URL must point at the emulator")?;
+        let dynamodb = std::env::var("AWS_ENDPOINT_URL_DYNAMODB").unwrap_or_else(|_| other.clone());
+        Ok(Upstreams { dynamodb, other })
+    }
+}
+
 struct Proxy {
-    upstream: String,
+    upstreams: Upstreams,
     http: reqwest::Client,
     counts: Counts,
+}
+
+/// DynamoDB write request units a request costs, as on-demand bills them, estimated from the
+/// request alone: 1 per item written (items here are under 1 KB), 2 per item of a transaction,
+/// and 1 more per global secondary index entry a write adds or removes (2 when an index key is
+/// set on an existing item: the old entry goes, a new one comes). Condition checks and reads
+/// are not counted.
+pub fn write_units(target: &str, body: &Value) -> f64 {
+    fn index_writes(update: &Value) -> f64 {
+        let expr = update["UpdateExpression"].as_str().unwrap_or_default();
+        let (set, remove) = match expr.split_once("REMOVE") {
+            Some((set, remove)) => (set, remove),
+            None => (expr, ""),
+        };
+        let keys = |part: &str, cost: f64| {
+            ["GSI1PK", "GSI2PK", "GSI3PK"].iter().filter(|k| part.contains(*k)).count() as f64 * cost
+        };
+        keys(set, 2.0) + keys(remove, 1.0)
+    }
+    let put_index = |item: &Value| {
+        ["GSI1PK", "GSI2PK", "GSI3PK"].iter().filter(|k| item.get(**k).is_some()).count() as f64
+    };
+    match target.trim_start_matches("DynamoDB_20120810.") {
+        "UpdateItem" => 1.0 + index_writes(body),
+        "PutItem" => 1.0 + put_index(&body["Item"]),
+        "DeleteItem" => 1.0,
+        "BatchWriteItem" => body["RequestItems"]
+            .as_object()
+            .into_iter()
+            .flat_map(|tables| tables.values())
+            .flat_map(|requests| requests.as_array().cloned().unwrap_or_default())
+            .map(|r| match r.get("PutRequest") {
+                Some(put) => 1.0 + put_index(&put["Item"]),
+                None => 1.0,
+            })
+            .sum(),
+        "TransactWriteItems" => body["TransactItems"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|item| {
+                if let Some(u) = item.get("Update") {
+                    2.0 + index_writes(u)
+                } else if let Some(p) = item.get("Put") {
+                    2.0 + put_index(&p["Item"])
+                } else if item.get("Delete").is_some() {
+                    2.0
+                } else {
+                    0.0 // ConditionCheck: read capacity
+                }
+            })
+            .sum(),
+        _ => 0.0,
+    }
 }
 
 async fn forward(State(p): State<Arc<Proxy>>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let target = parts.headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or("other").to_string();
-    if let Ok(mut m) = p.counts.0.lock() {
-        *m.entry(target).or_default() += 1;
-    }
     let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default();
-    let url = format!("{}{}", p.upstream, parts.uri.path_and_query().map(|x| x.as_str()).unwrap_or("/"));
+    let units = if target.starts_with("DynamoDB_") {
+        serde_json::from_slice::<Value>(&bytes).map(|b| write_units(&target, &b)).unwrap_or(0.0)
+    } else {
+        0.0
+    };
+    if let Ok(mut m) = p.counts.0.lock() {
+        *m.entry(WRITE_UNITS.to_string()).or_default() += (units * 1000.0) as u64;
+        *m.entry(target.clone()).or_default() += 1;
+    }
+    let upstream = if target.starts_with("DynamoDB_") { &p.upstreams.dynamodb } else { &p.upstreams.other };
+    let url = format!("{}{}", upstream, parts.uri.path_and_query().map(|x| x.as_str()).unwrap_or("/"));
     let mut out = p.http.request(parts.method, url).body(bytes);
     for (k, v) in parts.headers.iter().filter(|(k, _)| *k != http::header::HOST) {
         out = out.header(k, v);
@@ -85,11 +169,12 @@ pub async fn call(app: &Arc<App>, method: Method, path: &str, ct: &str, body: im
     v["data"].clone()
 }
 
-/// Requests per unit of work since `before`, in total and by operation.
+/// Requests per unit of work since `before`, in total and by operation (the write-unit
+/// estimate left out).
 pub fn per(counts: &HashMap<String, u64>, before: &HashMap<String, u64>, prefix: &str, n: usize) -> (f64, String) {
     let mut parts: Vec<(String, u64)> = counts
         .iter()
-        .filter(|(k, _)| k.starts_with(prefix))
+        .filter(|(k, _)| k.starts_with(prefix) && k.as_str() != WRITE_UNITS)
         .map(|(k, v)| (k.trim_start_matches(prefix).to_string(), v - before.get(k).copied().unwrap_or(0)))
         .filter(|(_, v)| *v > 0)
         .collect();
@@ -99,12 +184,42 @@ pub fn per(counts: &HashMap<String, u64>, before: &HashMap<String, u64>, prefix:
     (total as f64 / n as f64, detail.join(", "))
 }
 
-/// Starts the counting proxy in front of `upstream` (the emulator); returns its address.
-pub async fn counting_proxy(upstream: String) -> std::io::Result<(SocketAddr, Counts)> {
+/// Starts the counting proxy in front of the emulators; returns its address.
+pub async fn counting_proxy(upstreams: Upstreams) -> std::io::Result<(SocketAddr, Counts)> {
     let counts = Counts::default();
-    let proxy = Arc::new(Proxy { upstream, http: reqwest::Client::new(), counts: counts.clone() });
+    let http = reqwest::Client::builder().pool_max_idle_per_host(256).build().unwrap_or_default();
+    let proxy = Arc::new(Proxy { upstreams, http, counts: counts.clone() });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     tokio::spawn(axum::serve(listener, axum::Router::new().fallback(forward).with_state(proxy)).into_future());
     Ok((addr, counts))
+}
+
+/// Estimated DynamoDB write units per unit of work since `before`.
+pub fn write_units_per(counts: &HashMap<String, u64>, before: &HashMap<String, u64>, n: usize) -> f64 {
+    let units = counts.get(WRITE_UNITS).copied().unwrap_or(0) - before.get(WRITE_UNITS).copied().unwrap_or(0);
+    units as f64 / 1000.0 / n.max(1) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::write_units;
+
+    #[test]
+    fn write_units_follow_on_demand_billing() {
+        let claim = json!({"UpdateExpression": "SET #status = :s, GSI2PK = :g, claim_id = :j"});
+        let record = json!({"UpdateExpression": "SET #status = :s, GSI2PK = :g, GSI3PK = :w REMOVE claim_id"});
+        let tx = json!({"TransactItems": [{"Update": claim}, {"Update": record},
+                                          {"ConditionCheck": {"Key": {}}}]});
+        // 2 + 2 (index moved), 2 + 2 + 2 (two index keys set), condition check free.
+        assert_eq!(write_units("DynamoDB_20120810.TransactWriteItems", &tx), 10.0);
+        let counter = json!({"UpdateExpression": "ADD sent_count :a"});
+        assert_eq!(write_units("DynamoDB_20120810.UpdateItem", &counter), 1.0);
+        let batch = json!({"RequestItems": {"t": [{"PutRequest": {"Item": {"GSI2PK": {"S": "x"}}}},
+                                                   {"DeleteRequest": {"Key": {}}}]}});
+        assert_eq!(write_units("DynamoDB_20120810.BatchWriteItem", &batch), 3.0);
+        assert_eq!(write_units("DynamoDB_20120810.GetItem", &json!({})), 0.0);
+    }
 }

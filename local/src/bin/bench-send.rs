@@ -1,148 +1,294 @@
-//! `bench-send`: sends campaigns through one local stack (emulator, dispatcher, 4 sender
-//! workers, fake WhatsApp API) and prints, per tier: achieved rate against the target, the worst
-//! 1-second window, DynamoDB and SQS requests per message, and sender CPU time per message.
-//! Run by `scripts/bench.sh send`, which starts the emulator. Not a test: it prints figures.
+//! `bench-send`: the sending side at the load it exists for, on one local stack — the emulators
+//! (DynamoDB in a process of its own), the dispatcher, 8 sender workers, 2 status appliers, the
+//! reconciler, the webhook route over HTTP, and the fake WhatsApp API answering in 200 ± 100 ms
+//! and posting every status (sent, delivered, read) in a signed POST of its own, as Meta mostly
+//! does. Per scenario it prints the rate reached against the tier's, the worst 1-second window,
+//! DynamoDB requests and write units per message (the sender's and its statuses' together), SQS
+//! requests per message, the webhook POSTs refused, and how long after the last send every
+//! status was applied; first, the emulators' own ceiling on a trivial request. Run by
+//! `scripts/bench.sh send`, which starts the emulators. Not a test: it prints figures.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures_util::future::join_all;
 use http::Method;
-use local::bench::{call, counting_proxy, per, thread_cpu};
-use local::fake_whatsapp::{self, FakeState};
+use local::bench::{Upstreams, call, counting_proxy, per, write_units_per};
+use local::fake_whatsapp::{self, FakeConfig, FakeState};
 use serde_json::{Value, json};
 use shared::api::App;
 use shared::config::Config;
 
-/// Creates an account of `tier`, an approved template and a started campaign of `n` recipients;
-/// waits for it to complete; returns (phone_number_id, elapsed).
-async fn run_campaign(app: &Arc<App>, tier: &str, mps: u32, n: usize, tag: u32) -> (String, Duration) {
+const SECRET: &str = "bench-app-secret";
+
+/// One campaign to run: its account's tier (and `throughput_mps`), how many recipients.
+#[derive(Clone, Copy)]
+struct Run {
+    tier: &'static str,
+    mps: u32,
+    rate: u32,
+    recipients: usize,
+}
+
+/// What a scenario measured for one campaign.
+struct Measured {
+    sent: usize,
+    achieved: f64,
+    worst: usize,
+    per_second: Vec<usize>,
+    statuses_applied_after: Option<f64>,
+}
+
+/// Creates an account, an approved template and a campaign of `n` recipients; returns
+/// (campaign id, phone_number_id).
+async fn prepare(app: &Arc<App>, run: Run, tag: u32) -> (String, String) {
     let post = |path: &'static str, body: Value| call(app, Method::POST, path, "application/json", body.to_string());
     let phone_number_id = format!("9{tag:05}");
     let account = post(
         "/api/accounts",
-        json!({"name": tier, "phone_number_id": phone_number_id, "business_account_id": "1",
-        "access_token": "bench-token", "messaging_limit_tier": tier, "throughput_mps": mps}),
+        json!({"name": run.tier, "phone_number_id": phone_number_id, "business_account_id": "1",
+               "access_token": "bench-token", "messaging_limit_tier": run.tier, "throughput_mps": run.mps}),
     )
     .await;
-    let template = post("/api/templates", json!({"account_id": account["id"], "name": "bench", "language": "en_US",
-        "category": "MARKETING", "status": "APPROVED", "components": [{"type": "BODY", "text": "Hi {{1}}, code {{2}}"}]}))
+    let template = post(
+        "/api/templates",
+        json!({"account_id": account["id"], "name": "bench", "language": "en_US", "category": "MARKETING",
+               "status": "APPROVED", "components": [{"type": "BODY", "text": "Hi {{1}}, code {{2}}"}]}),
+    )
     .await;
     let campaign = post(
         "/api/campaigns",
-        json!({"name": tier, "account_id": account["id"], "template_id": template["id"],
-        "variable_mapping": {"1": "name", "2": "code"}}),
+        json!({"name": run.tier, "account_id": account["id"], "template_id": template["id"],
+               "variable_mapping": {"1": "name", "2": "code"}}),
     )
     .await;
     let id = campaign["id"].as_str().unwrap_or_default().to_string();
     let mut csv = String::from("phone_number,name,code\n");
-    for i in 0..n {
+    for i in 0..run.recipients {
+        // Valid US numbers, one exchange per campaign (up to 10,000 recipients each).
         csv.push_str(&format!("+1415{:03}{:04},Customer {i},C{i}\n", 200 + tag % 700, i));
     }
     call(app, Method::POST, &format!("/api/campaigns/{id}/recipients/import"), "text/csv", csv).await;
-    let started = Instant::now();
+    (id, phone_number_id)
+}
+
+async fn start(app: &Arc<App>, id: &str) {
     call(app, Method::POST, &format!("/api/campaigns/{id}/start"), "application/json", "{}").await;
-    let (mut last, mut since) = (0, Instant::now());
+}
+
+/// Waits until the campaign has completed and every status of its messages is applied
+/// (delivered and read for each), or nothing moved for 60 s; returns the campaign.
+async fn settle(app: &Arc<App>, id: &str) -> Value {
+    let (mut last, mut since) = (Value::Null, Instant::now());
     loop {
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        tokio::time::sleep(Duration::from_millis(250)).await;
         let c = call(app, Method::GET, &format!("/api/campaigns/{id}"), "application/json", "").await;
-        let processed = c["sent_count"].as_u64().unwrap_or(0) + c["failed_count"].as_u64().unwrap_or(0);
-        if processed != last {
-            (last, since) = (processed, Instant::now());
+        let sent = c["sent_count"].as_u64().unwrap_or(0);
+        if c["status"] == "completed" && c["delivered_count"] == sent && c["read_count"] == sent {
+            return c;
         }
-        if c["status"] != "sending" || since.elapsed() > Duration::from_secs(60) {
-            if c["status"] != "completed" {
-                eprintln!("campaign {tier} did not complete: {c}");
-            }
-            return (phone_number_id, started.elapsed());
+        let progress = json!([c["processed_count"], c["delivered_count"], c["read_count"]]);
+        if progress != last {
+            (last, since) = (progress, Instant::now());
+        }
+        if since.elapsed() > Duration::from_secs(60) {
+            eprintln!("campaign {id} did not settle: {c}");
+            return c;
         }
     }
 }
 
+/// What reached the fake for the account of `pnid`; `settled_at_ms` is when every status of the
+/// campaign was seen applied (the campaign is read every 250 ms: accurate to about that).
+fn measure(fake: &FakeState, pnid: &str, settled_at_ms: u64, settled: bool) -> Measured {
+    let mut times: Vec<u64> =
+        fake.requests().iter().filter(|r| r.phone_number_id == pnid && r.accepted()).map(|r| r.at_ms).collect();
+    times.sort_unstable();
+    let sent = times.len();
+    let (first, last) = (times.first().copied().unwrap_or(0), times.last().copied().unwrap_or(0));
+    let span = (last - first) as f64 / 1000.0;
+    let achieved = if span > 0.0 { (sent.saturating_sub(1)) as f64 / span } else { 0.0 };
+    let mut worst = 0;
+    let mut j = 0;
+    for i in 0..times.len() {
+        while j < times.len() && times[j] < times[i] + 1000 {
+            j += 1;
+        }
+        worst = worst.max(j - i);
+    }
+    let mut per_second = vec![0; (span as usize) + 1];
+    for t in &times {
+        per_second[((t - first) / 1000) as usize] += 1;
+    }
+    let statuses_applied_after = settled.then(|| settled_at_ms.saturating_sub(last) as f64 / 1000.0);
+    Measured { sent, achieved, worst, per_second, statuses_applied_after }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// Requests a second one emulator process answers on a trivial request (16 at a time, 2 s).
+async fn ceiling(sdk: &aws_config::SdkConfig, dynamodb: bool) -> f64 {
+    let ddb = aws_sdk_dynamodb::Client::new(sdk);
+    let sqs = aws_sdk_sqs::Client::new(sdk);
+    let done = std::sync::atomic::AtomicUsize::new(0);
+    let until = Instant::now() + Duration::from_secs(2);
+    join_all((0..16).map(|_| async {
+        while Instant::now() < until {
+            let ok = if dynamodb {
+                ddb.list_tables().limit(1).send().await.is_ok()
+            } else {
+                sqs.list_queues().max_results(1).send().await.is_ok()
+            };
+            if ok {
+                done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+    }))
+    .await;
+    done.load(std::sync::atomic::Ordering::Relaxed) as f64 / 2.0
+}
+
+struct Scenario {
+    name: &'static str,
+    main: Run,
+    /// A slower campaign on another account, started 2 s before the main one.
+    beside: Option<Run>,
+}
+
 fn main() -> Result<(), local::BoxError> {
     shared::config::init_tracing();
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let seconds: usize = args.first().and_then(|s| s.parse().ok()).unwrap_or(30);
-    let unlimited_n: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(5000);
-    let main_rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let sender_rt =
-        tokio::runtime::Builder::new_multi_thread().worker_threads(2).thread_name("sender").enable_all().build()?;
-    main_rt.block_on(async {
-        let upstream = std::env::var("AWS_ENDPOINT_URL").map_err(|_| "AWS_ENDPOINT_URL must point at the emulator")?;
-        let (proxy_addr, counts) = counting_proxy(upstream).await?;
+    let seconds: usize = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(25);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        let upstreams = Upstreams::from_env()?;
+        let direct = |url: String| async move {
+            aws_config::defaults(aws_config::BehaviorVersion::latest()).endpoint_url(url).load().await
+        };
+        let ddb_ceiling = ceiling(&direct(upstreams.dynamodb.clone()).await, true).await;
+        let sqs_ceiling = ceiling(&direct(upstreams.other.clone()).await, false).await;
+        let separate = upstreams.dynamodb != upstreams.other;
+        let (proxy_addr, counts) = counting_proxy(upstreams).await?;
+        let sdk = direct(format!("http://{proxy_addr}")).await;
 
         let fake = FakeState::new();
         let fake_addr = fake_whatsapp::spawn(fake.clone()).await?;
-        let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .endpoint_url(format!("http://{proxy_addr}"))
-            .load()
-            .await;
         let config = Config {
-            table_name: format!("bench-{}", chrono_free_stamp()),
+            table_name: format!("bench-{}", now_ms()),
             whatsapp_api_url: format!("http://{fake_addr}"),
+            whatsapp_app_secret: Some(SECRET.into()),
             ..Config::from_env()
         };
         let stack = local::Stack::start_with(&sdk, config).await?;
-        {
-            let _in_sender_runtime = sender_rt.enter();
-            local::workers::Workers::default().spawn(stack.app.clone(), stack.sqs.clone());
-        }
-        println!("send benchmark: one local stack (emulator, dispatcher, 4 sender workers, fake WhatsApp API)");
-        println!("{:<15} {:>6} {:>8} {:>8} {:>9} {:>11} {:>9} {:>9} {:>12}", "tier", "msgs", "target", "msg/s", "achieved", "worst 1s", "ddb/msg", "sqs/msg", "cpu ms/msg");
+        let api = local::server::spawn(stack.app.clone()).await?;
+        fake.set_config(FakeConfig {
+            latency_ms: 200,
+            latency_jitter_ms: 100,
+            statuses_per_post: 1,
+            webhook_url: Some(format!("http://{api}/webhooks/whatsapp")),
+            app_secret: Some(SECRET.into()),
+            ..FakeConfig::default()
+        });
+        let workers = local::workers::Workers { senders: 8, status_appliers: 2, ..Default::default() };
+        workers.spawn(stack.app.clone(), stack.sqs.clone());
+
+        println!("send benchmark: one local stack, WhatsApp answering in 200 ± 100 ms, every status in its own signed POST");
+        println!(
+            "emulator ceiling on a trivial request: DynamoDB {ddb_ceiling:.0} req/s, SQS and the rest {sqs_ceiling:.0} req/s ({})",
+            if separate { "two processes" } else { "one process" }
+        );
+        let runs = |tier, mps, rate| Run { tier, mps, rate, recipients: rate as usize * seconds };
         let scenarios = [
-            ("TIER_1K", 80, 10),
-            ("TIER_10K", 80, 30),
-            ("TIER_100K", 80, 80),
-            ("TIER_UNLIMITED", 1000, 1000),
+            Scenario { name: "TIER_10K", main: runs("TIER_10K", 80, 30), beside: None },
+            Scenario { name: "TIER_100K", main: runs("TIER_100K", 80, 80), beside: None },
+            Scenario { name: "TIER_UNLIMITED 200", main: runs("TIER_UNLIMITED", 200, 200), beside: None },
+            Scenario {
+                name: "TIER_100K beside TIER_1K",
+                main: runs("TIER_100K", 80, 80),
+                beside: Some(Run { recipients: 10 * (seconds + 10), ..runs("TIER_1K", 80, 10) }),
+            },
         ];
+        println!(
+            "{:<26} {:>6} {:>6} {:>8} {:>8} {:>10} {:>8} {:>8} {:>8} {:>9} {:>10}",
+            "scenario", "msgs", "target", "msg/s", "ratio", "worst 1s", "ddb/msg", "WRU/msg", "sqs/msg", "refused", "applied +s"
+        );
         let mut details = Vec::new();
-        for (tag, (tier, mps, rate)) in scenarios.into_iter().enumerate() {
-            let n = if tier == "TIER_UNLIMITED" { unlimited_n } else { rate * seconds + 1 };
-            let before = counts.snapshot();
-            let cpu_before = thread_cpu("sender");
-            let (pnid, _) = run_campaign(&stack.app, tier, mps, n, tag as u32 + 1).await;
-            let cpu = thread_cpu("sender") - cpu_before;
-            let after = counts.snapshot();
-            let mut times: Vec<u64> =
-                fake.requests().iter().filter(|r| r.phone_number_id == pnid && r.accepted()).map(|r| r.at_ms).collect();
-            times.sort_unstable();
-            let sent = times.len();
-            let span = times.last().copied().unwrap_or(0).saturating_sub(times.first().copied().unwrap_or(0)) as f64 / 1000.0;
-            let achieved = if span > 0.0 { (sent.saturating_sub(1)) as f64 / span } else { 0.0 };
-            let mut worst = 0;
-            let mut j = 0;
-            for i in 0..times.len() {
-                while j < times.len() && times[j] < times[i] + 1000 {
-                    j += 1;
+        let mut alone_100k = None;
+        for (i, sc) in scenarios.iter().enumerate() {
+            let tag = 10 * i as u32 + 1;
+            let (id, pnid) = prepare(&stack.app, sc.main, tag).await;
+            let beside = match sc.beside {
+                Some(run) => {
+                    let (bid, bpnid) = prepare(&stack.app, run, tag + 1).await;
+                    start(&stack.app, &bid).await;
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    Some((bid, bpnid, run))
                 }
-                worst = worst.max(j - i);
+                None => None,
+            };
+            let before = counts.snapshot();
+            let posts_before = fake.webhooks().len();
+            start(&stack.app, &id).await;
+            let c = settle(&stack.app, &id).await;
+            let settled = c["status"] == "completed" && c["read_count"] == c["sent_count"];
+            let m = measure(&fake, &pnid, now_ms(), settled);
+            let after = counts.snapshot();
+            let posts = fake.webhooks();
+            let refused = posts[posts_before.min(posts.len())..].iter().filter(|p| !p.succeeded()).count();
+            let (ddb, ddb_detail) = per(&after, &before, "DynamoDB_20120810.", m.sent);
+            let (sqs, sqs_detail) = per(&after, &before, "AmazonSQS.", m.sent);
+            let wru = write_units_per(&after, &before, m.sent);
+            let target = if sc.main.tier == "TIER_UNLIMITED" { sc.main.mps } else { sc.main.rate } as f64;
+            let ratio = m.achieved / target;
+            if sc.name == "TIER_100K" {
+                alone_100k = Some(m.achieved);
             }
-            let (ddb, ddb_detail) = per(&after, &before, "DynamoDB_20120810.", sent.max(1));
-            let (sqs, sqs_detail) = per(&after, &before, "AmazonSQS.", sent.max(1));
-            let target = if tier == "TIER_UNLIMITED" { "none".to_string() } else { rate.to_string() };
-            let ratio = if tier == "TIER_UNLIMITED" { "-".to_string() } else { format!("{:.1}%", 100.0 * achieved / rate as f64) };
             println!(
-                "{tier:<15} {sent:>6} {target:>8} {achieved:>8.1} {ratio:>9} {:>11} {ddb:>9.2} {sqs:>9.2} {:>12.2}",
-                format!("{worst} (≤{})", rate + 1),
-                1000.0 * cpu / sent.max(1) as f64
+                "{:<26} {:>6} {:>6} {:>8.1} {:>7.1}% {:>10} {:>8.2} {:>8.2} {:>8.2} {:>9} {:>10}",
+                sc.name,
+                m.sent,
+                target,
+                m.achieved,
+                100.0 * ratio,
+                format!("{} (≤{})", m.worst, target as u32 + 1),
+                ddb,
+                wru,
+                sqs,
+                refused,
+                m.statuses_applied_after.map(|s| format!("{s:.1}")).unwrap_or("not all".into()),
             );
-            let longest_gap = times.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0);
-            let mut per_second: Vec<usize> = vec![0; span as usize + 1];
-            for t in &times {
-                per_second[((t - times[0]) / 1000) as usize] += 1;
-            }
             details.push(format!(
-                "{tier}: over {span:.1} s, longest gap {longest_gap} ms, messages per second: {per_second:?}\n  DynamoDB per message: {ddb_detail}\n  SQS per message: {sqs_detail}"
+                "{}: messages per second {:?}\n  DynamoDB per message: {ddb_detail}\n  SQS per message: {sqs_detail}",
+                sc.name, m.per_second
             ));
+            if let Some((bid, bpnid, run)) = beside {
+                if let Some(alone) = alone_100k {
+                    details.push(format!(
+                        "  beside the TIER_1K campaign, TIER_100K reached {:.1} msg/s, {:+.1}% against alone ({alone:.1})",
+                        m.achieved,
+                        100.0 * (m.achieved - alone) / alone
+                    ));
+                }
+                let b = settle(&stack.app, &bid).await;
+                let bm = measure(&fake, &bpnid, now_ms(), b["status"] == "completed");
+                details.push(format!(
+                    "  the TIER_1K campaign: {} messages at {:.1} msg/s, worst 1 s {} (≤{})",
+                    bm.sent,
+                    bm.achieved,
+                    bm.worst,
+                    run.rate + 1
+                ));
+            }
         }
         println!();
         for d in details {
             println!("{d}");
         }
-        println!("(requests include the workers' idle queue polling and the benchmark's own progress polling, once a second)");
+        println!(
+            "(per message: the sender's requests and its three statuses' together, the workers' idle polling and the \
+             benchmark's own reads included; write units estimated from each write request as on-demand bills them)"
+        );
         Ok::<_, local::BoxError>(())
     })
-}
-
-fn chrono_free_stamp() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
