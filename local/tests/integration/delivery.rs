@@ -209,6 +209,17 @@ async fn a_thousand_statuses_in_one_post_are_applied_with_exact_counters() {
     assert_eq!(counters(&campaign(&t, &c).await), [900, 200, 100]);
     let read = t.get(&format!("/api/campaigns/{c}/recipients?status=read&limit=1")).await.assert_ok(200).clone();
     assert_eq!(read["total"], 200);
+    // Delivered (not read): 700, found by a filter over the campaign's recipients, page by page.
+    let page = |n: u32| {
+        let (t, path) = (&t, format!("/api/campaigns/{c}/recipients?status=delivered&limit=100&page={n}"));
+        async move { t.get(&path).await }
+    };
+    let seventh = page(7).await.assert_ok(200).clone();
+    assert_eq!((seventh["total"].as_u64(), seventh["items"].as_array().unwrap().len()), (Some(700), 100));
+    assert!(seventh["items"].as_array().unwrap().iter().all(|r| r["status"] == "delivered"));
+    let first = page(1).await.assert_ok(200).clone();
+    assert_ne!(first["items"][0]["id"], seventh["items"][0]["id"], "pages differ");
+    assert_eq!(page(8).await.assert_ok(200)["items"].as_array().unwrap().len(), 0);
     let r = &read["items"][0];
     assert!(r["read_at"].is_string() && r["delivered_at"] == r["read_at"], "read implies delivered: {r}");
     let failed = t.get(&format!("/api/campaigns/{c}/recipients?status=failed&limit=1")).await.assert_ok(200).clone();

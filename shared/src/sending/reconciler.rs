@@ -1,10 +1,10 @@
 //! The reconciler, run every minute (an EventBridge schedule in AWS, a timer in the local
-//! stack): every campaign finishes, whatever was lost on the way. For each sending campaign it
-//! resolves claims older than any sender runs (their request may have reached WhatsApp: failed
-//! with "outcome unknown", never sent again), completes a campaign whose recipients all have an
-//! outcome, and when a campaign has not moved since the last pass it looks why: pending
-//! recipients no job holds (a lost job, an index that lagged behind an import) get a new
-//! dispatch run; counters that disagree with a recount of the recipients are corrected.
+//! stack): every campaign finishes, whatever was lost on the way. It completes a sending
+//! campaign whose recipients all have an outcome, and when one has not moved for a while it
+//! looks why: claims older than any sender runs are resolved (their request may have reached
+//! WhatsApp: failed with "outcome unknown", never sent again); pending recipients no job holds
+//! (a lost job, an index that lagged behind an import) get a new dispatch run; counters that
+//! disagree with a recount of the recipients are corrected.
 
 use serde::Serialize;
 
@@ -46,7 +46,6 @@ pub async fn reconcile(app: &App) -> Result<Reconciled, SendError> {
 
 async fn reconcile_campaign(app: &App, c: &Campaign, done: &mut Reconciled) -> Result<(), SendError> {
     let now_unix = chrono::Utc::now().timestamp();
-    done.stale_claims += resolve_stale_claims(app, c, now_unix).await?;
     if complete_if_done(app, &c.id).await? {
         done.completed += 1;
         return Ok(());
@@ -66,9 +65,18 @@ async fn reconcile_campaign(app: &App, c: &Campaign, done: &mut Reconciled) -> R
             return Ok(());
         }
     }
-    let pending = app.db.recipients_in(&c.id, RecipientStatus::Pending, LOOK_AT).await?;
-    let sending = app.db.recipients_in(&c.id, RecipientStatus::Sending, 1).await?;
-    let stranded = pending.iter().filter(|r| r.retry_at.is_none_or(|at| at + RETRY_GRACE < now_unix)).count();
+    // The recipients not processed yet (the status index keeps those being sent with them).
+    let open = app.db.recipients_in(&c.id, RecipientStatus::Pending, LOOK_AT).await?;
+    let resolved = resolve_stale_claims(app, &c, &open, now_unix).await?;
+    if resolved > 0 {
+        done.stale_claims += resolved;
+        done.completed += complete_if_done(app, &c.id).await? as usize;
+        return Ok(());
+    }
+    let stranded = open
+        .iter()
+        .filter(|r| r.status == RecipientStatus::Pending && r.retry_at.is_none_or(|at| at + RETRY_GRACE < now_unix))
+        .count();
     if stranded > 0 {
         // No job holds them (one waiting for a retry would have set `retry_at` ahead): a new
         // run queues every pending recipient again; steps and jobs of the old run stop.
@@ -78,11 +86,9 @@ async fn reconcile_campaign(app: &App, c: &Campaign, done: &mut Reconciled) -> R
         done.redispatched += 1;
         return Ok(());
     }
-    if pending.is_empty() && sending.is_empty() && recount(app, &c).await? {
+    if open.is_empty() && recount(app, &c).await? {
         done.recounted += 1;
-        if complete_if_done(app, &c.id).await? {
-            done.completed += 1;
-        }
+        done.completed += complete_if_done(app, &c.id).await? as usize;
     }
     Ok(())
 }
@@ -93,13 +99,14 @@ const LOOK_AT: u32 = 1000;
 /// A recipient whose retry job is this late (seconds) has lost it.
 const RETRY_GRACE: i64 = 60;
 
-/// Records claims older than `stale_claim_seconds` as failed with "outcome unknown", counted
-/// with them. Returns how many.
-async fn resolve_stale_claims(app: &App, c: &Campaign, now_unix: i64) -> Result<usize, SendError> {
+/// Records claims among `open` older than the stale-claim time as failed with "outcome
+/// unknown", counted with them (their sender is gone; its request may have reached WhatsApp).
+/// Returns how many.
+async fn resolve_stale_claims(app: &App, c: &Campaign, open: &[Recipient], now_unix: i64) -> Result<usize, SendError> {
     let stale_before = now_unix - app.config.stale_claim_seconds();
-    let sending = app.db.recipients_in(&c.id, RecipientStatus::Sending, 10_000).await?;
-    let records: Vec<Record> = sending
+    let records: Vec<Record> = open
         .iter()
+        .filter(|r| r.status == RecipientStatus::Sending)
         .filter_map(|r| {
             let (job, at) = (r.claim_id.as_deref()?, r.claimed_at?);
             (at < stale_before).then(|| Record {

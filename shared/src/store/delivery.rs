@@ -10,7 +10,7 @@ use super::{BATCH_CONCURRENCY, Db, Item, KeyQuery, StoreError, StoreResult, deco
 use crate::domain::account::Account;
 use crate::domain::campaign::Counters;
 use crate::domain::delivery::Progress;
-use crate::domain::recipient::Recipient;
+use crate::domain::recipient::{Recipient, RecipientStatus};
 
 /// At most this many recipients change in one transaction, with the campaign's counters as
 /// the hundredth item (DynamoDB's limit).
@@ -87,14 +87,20 @@ impl Db {
     fn progress_update(&self, campaign_id: &str, c: &DeliveryChange) -> StoreResult<Update> {
         let p = &c.after;
         let version = c.before.delivery_version.unwrap_or(0);
-        let mut set: Vec<String> =
-            ["#status = :status", "GSI2PK = :gsi2pk", "delivery_version = :next"].map(String::from).into();
+        let mut set: Vec<String> = ["#status = :status", "delivery_version = :next"].map(String::from).into();
         let mut remove = Vec::new();
-        let mut values: Vec<(&str, AttributeValue)> = vec![
-            (":status", s(p.status.as_str())),
-            (":gsi2pk", s(recipients_in_status(campaign_id, p.status.as_str()))),
-            (":next", n(version + 1)),
-        ];
+        let mut values: Vec<(&str, AttributeValue)> =
+            vec![(":status", s(p.status.as_str())), (":next", n(version + 1))];
+        // The status index holds failed recipients (and those not sent yet): only a failure
+        // reported, or one undone by a delivery, moves an index entry.
+        let failed = |st: RecipientStatus| st == RecipientStatus::Failed;
+        if failed(p.status) && !failed(c.before.status) {
+            set.extend(["GSI2PK = :gsi2pk", "GSI2SK = :phone"].map(String::from));
+            values.push((":gsi2pk", s(recipients_in_status(campaign_id, p.status.as_str()))));
+            values.push((":phone", s(&c.before.phone_number)));
+        } else if failed(c.before.status) && !failed(p.status) {
+            remove.extend(["GSI2PK", "GSI2SK"]);
+        }
         let optional = [
             ("delivered_at", ":delivered_at", p.delivered_at.clone().map(s)),
             ("read_at", ":read_at", p.read_at.clone().map(s)),

@@ -243,6 +243,86 @@ impl Db {
         }
     }
 
+    /// A query of the items under `pk` whose sort key starts with `prefix` and whose `status`
+    /// is `status` (a filter: DynamoDB reads the others too, and returns only those).
+    fn with_status(
+        &self,
+        pk: &str,
+        prefix: &str,
+        status: &str,
+    ) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder {
+        self.client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("PK = :pk AND begins_with(SK, :prefix)")
+            .filter_expression("#status = :status")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":pk", s(pk))
+            .expression_attribute_values(":prefix", s(prefix))
+            .expression_attribute_values(":status", s(status))
+    }
+
+    /// Page `page` (of `limit`) of the items [`Db::with_status`] finds. The earlier pages are
+    /// walked with only their keys returned.
+    pub(crate) async fn page_with_status(
+        &self,
+        pk: &str,
+        prefix: &str,
+        status: &str,
+        page: u32,
+        limit: u32,
+    ) -> StoreResult<Vec<Item>> {
+        let mut skip = (page as usize - 1) * limit as usize;
+        let mut start: Option<Item> = None;
+        while skip > 0 {
+            let out = self
+                .with_status(pk, prefix, status)
+                .projection_expression("PK, SK")
+                .set_exclusive_start_key(start)
+                .send()
+                .await?;
+            let items = out.items.unwrap_or_default();
+            if items.len() > skip {
+                start = Some(table_key(items[skip - 1].clone()));
+                break;
+            }
+            skip -= items.len();
+            start = out.last_evaluated_key;
+            if start.is_none() {
+                return Ok(Vec::new());
+            }
+        }
+        let mut items = Vec::with_capacity(limit as usize);
+        loop {
+            let out = self.with_status(pk, prefix, status).set_exclusive_start_key(start).send().await?;
+            items.extend(out.items.unwrap_or_default());
+            start = out.last_evaluated_key;
+            if start.is_none() || items.len() >= limit as usize {
+                items.truncate(limit as usize);
+                return Ok(items);
+            }
+        }
+    }
+
+    /// How many items [`Db::with_status`] finds (counted by the server, nothing transferred).
+    pub(crate) async fn count_with_status(&self, pk: &str, prefix: &str, status: &str) -> StoreResult<u64> {
+        let mut total = 0;
+        let mut start = None;
+        loop {
+            let out = self
+                .with_status(pk, prefix, status)
+                .select(Select::Count)
+                .set_exclusive_start_key(start)
+                .send()
+                .await?;
+            total += out.count as u64;
+            start = out.last_evaluated_key;
+            if start.is_none() {
+                return Ok(total);
+            }
+        }
+    }
+
     /// Every key a query matches (`PK`/`SK` of the table's items), for deletes.
     pub(crate) async fn query_keys(&self, q: &KeyQuery) -> StoreResult<Vec<Item>> {
         let mut keys = Vec::new();

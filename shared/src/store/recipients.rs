@@ -99,8 +99,11 @@ impl Db {
         self.batch_write(requests).await
     }
 
-    /// A page of the campaign's recipients, all or those in one status. A status filter reads
-    /// only that status's index partition, never the whole campaign.
+    /// A page of the campaign's recipients, all or those in one status. The status index holds
+    /// the recipients not sent yet (`pending`, with those being sent at this instant, which
+    /// show `sending`) and the failed ones: those filters read only their index partition.
+    /// Sent, delivered and read recipients are found by a filter over the campaign's
+    /// recipients, and counted from the campaign's counters; `sending` is counted by the filter.
     pub async fn list_recipients(
         &self,
         campaign: &Campaign,
@@ -108,17 +111,43 @@ impl Db {
         page: u32,
         limit: u32,
     ) -> StoreResult<Page<Recipient>> {
+        use RecipientStatus::*;
+        let pk = campaign_pk(&campaign.id);
         match status {
             None => {
-                let q = KeyQuery::table(campaign_pk(&campaign.id), RECIPIENT_PREFIX);
+                let q = KeyQuery::table(pk, RECIPIENT_PREFIX);
                 let items = self.query_page(&q, page, limit).await?;
                 Ok(Page { items: decode(items)?, total: campaign.total_recipients })
             }
-            Some(st) => {
+            Some(st @ (Pending | Failed)) => {
                 let mut q = KeyQuery::index("GSI2", recipients_in_status(&campaign.id, st.as_str()));
                 q.newest_first = false;
                 self.list_indexed(&q, page, limit).await
             }
+            Some(st) => {
+                let items = self.page_with_status(&pk, RECIPIENT_PREFIX, st.as_str(), page, limit).await?;
+                let total = match st {
+                    Sending => self.count_with_status(&pk, RECIPIENT_PREFIX, st.as_str()).await?,
+                    _ => counted_in_status(campaign, st),
+                };
+                Ok(Page { items: decode(items)?, total })
+            }
         }
     }
+}
+
+/// How many recipients are in a status the campaign's counters tell: `read` is read;
+/// `delivered` is delivered but not read; `sent` is accepted by WhatsApp and neither delivered
+/// nor failed later (a later failure is a failure not counted at send, where every failure is
+/// processed and not sent).
+fn counted_in_status(c: &Campaign, status: RecipientStatus) -> u64 {
+    let n = |v: u64| v as i64;
+    let failed_at_send = n(c.processed_count) - n(c.sent_count);
+    let failed_later = n(c.failed_count) - failed_at_send;
+    let count = match status {
+        RecipientStatus::Read => n(c.read_count),
+        RecipientStatus::Delivered => n(c.delivered_count) - n(c.read_count),
+        _ => n(c.sent_count) - n(c.delivered_count) - failed_later,
+    };
+    count.max(0) as u64
 }

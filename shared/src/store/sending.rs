@@ -301,15 +301,13 @@ impl Db {
                 .table_name(&self.table)
                 .key("PK", s(campaign_pk(campaign_id)))
                 .key("SK", s(recipient_sk(phone)))
-                .update_expression("SET #status = :sending, GSI2PK = :gsi2pk, claim_id = :job, claimed_at = :now")
+                // The index entry stays in the pending partition (not sent yet): a claim moves no
+                // index entry.
+                .update_expression("SET #status = :sending, claim_id = :job, claimed_at = :now")
                 .condition_expression("#status = :pending AND (attribute_not_exists(retry_at) OR retry_at <= :now)")
                 .expression_attribute_names("#status", "status")
                 .expression_attribute_values(":sending", s(RecipientStatus::Sending.as_str()))
                 .expression_attribute_values(":pending", s(RecipientStatus::Pending.as_str()))
-                .expression_attribute_values(
-                    ":gsi2pk",
-                    s(recipients_in_status(campaign_id, RecipientStatus::Sending.as_str())),
-                )
                 .expression_attribute_values(":job", s(job_id))
                 .expression_attribute_values(":now", n(now_unix))
                 .build()
@@ -342,19 +340,22 @@ impl Db {
         Ok(done)
     }
 
+    /// The status index holds recipients still to send (pending, and sending) and failed ones:
+    /// a sent recipient leaves it (its later statuses move no index entry), a failed one moves
+    /// to the failed partition, a released one stays.
     fn outcome_update(&self, campaign_id: &str, r: &Record, now: &str) -> StoreResult<TransactWriteItem> {
-        let mut set = vec!["#status = :to", "GSI2PK = :gsi2pk"];
+        let mut set = vec!["#status = :to"];
         let mut remove = vec!["claim_id", "claimed_at"];
         let mut values: Vec<(&str, AttributeValue)> = Vec::new();
         let status = match &r.outcome {
             Outcome::Sent { wamid } => {
                 set.extend(["wamid = :wamid", "sent_at = :now", "GSI3PK = :gsi3pk", "GSI3SK = :gsi3sk"]);
                 values.extend([(":wamid", s(wamid)), (":gsi3pk", s(wamid_pk(wamid))), (":gsi3sk", s("R"))]);
-                remove.push("retry_at");
+                remove.extend(["retry_at", "GSI2PK", "GSI2SK"]);
                 RecipientStatus::Sent
             }
             Outcome::Failed { code, message } => {
-                set.extend(["failed_at = :now", "error_message = :msg"]);
+                set.extend(["failed_at = :now", "error_message = :msg", "GSI2PK = :gsi2pk", "GSI2SK = :phone"]);
                 values.push((":msg", s(message)));
                 match code {
                     Some(c) => {
@@ -374,11 +375,15 @@ impl Db {
                     }
                     None => remove.push("retry_at"),
                 }
+                set.extend(["GSI2PK = :gsi2pk", "GSI2SK = :phone"]);
                 RecipientStatus::Pending
             }
         };
         values.push((":to", s(status.as_str())));
-        values.push((":gsi2pk", s(recipients_in_status(campaign_id, status.as_str()))));
+        if set.contains(&"GSI2PK = :gsi2pk") {
+            values.push((":gsi2pk", s(recipients_in_status(campaign_id, status.as_str()))));
+            values.push((":phone", s(r.phone)));
+        }
         if set.iter().any(|a| a.contains(":now")) {
             values.push((":now", s(now)));
         }
