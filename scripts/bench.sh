@@ -5,8 +5,8 @@
 #   scripts/bench.sh send [SECONDS]             campaigns of SECONDS (default 25) of each tier's pace with
 #                                               WhatsApp's status webhooks on: rate, worst second, requests
 #                                               and write units per message, statuses applied
-#   scripts/bench.sh webhook [RECIPIENTS]       delivery statuses one webhook process absorbs: delivered,
-#                                               read, then repeated, for RECIPIENTS (default 10000)
+#   scripts/bench.sh webhook [RECIPIENTS]       delivery statuses, one per signed POST and 1,000 per POST:
+#                                               webhook latency, requests per status, time until applied (default 2000)
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 cd "$ROOT"
 
@@ -35,7 +35,7 @@ case "$what" in
     RUST_LOG=warn "$ROOT/target/release/bench-send" "${2:-25}"
     ;;
   webhook)
-    RUST_LOG=warn "$ROOT/target/release/bench-webhook" "${2:-10000}"
+    RUST_LOG=warn "$ROOT/target/release/bench-webhook" "${2:-2000}"
     ;;
   *) echo "unknown benchmark: $what (try: import, send, webhook)" >&2; exit 2 ;;
 esac

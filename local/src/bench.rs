@@ -70,9 +70,8 @@ pub fn write_units(target: &str, body: &Value) -> f64 {
         };
         keys(set, 2.0) + keys(remove, 1.0)
     }
-    let put_index = |item: &Value| {
-        ["GSI1PK", "GSI2PK", "GSI3PK"].iter().filter(|k| item.get(**k).is_some()).count() as f64
-    };
+    let put_index =
+        |item: &Value| ["GSI1PK", "GSI2PK", "GSI3PK"].iter().filter(|k| item.get(**k).is_some()).count() as f64;
     match target.trim_start_matches("DynamoDB_20120810.") {
         "UpdateItem" => 1.0 + index_writes(body),
         "PutItem" => 1.0 + put_index(&body["Item"]),
