@@ -168,6 +168,42 @@ async fn pause_then_resume_at_once_completes_with_every_number_sent_once() {
     assert!(numbers.iter().all(|p| h.get(p) == Some(&1)), "each number exactly once across pause and resume");
 }
 
+/// A resume that comes while a job still holds recipients it is letting go of (it saw the
+/// pause): the resumed dispatch finds them held and passes them by, so the job hands them on
+/// itself once they are pending again. The reconciler is kept out of it (a stall takes 10
+/// minutes here), so the campaign completes only if nothing was stranded.
+#[tokio::test]
+async fn recipients_let_go_of_after_a_resume_are_handed_on_and_the_campaign_completes() {
+    let t = TestStack::sending_with(0, |c| c.stall_seconds = 600).await;
+    let numbers = phones(4200, 5);
+    // TIER_50: 5 a second, so job A's five slots span 800 ms.
+    let (c, _) = t.campaign_with("TIER_50", &numbers).await;
+    start(&t, &c).await;
+    // A's first send answers after 2 s: A holds the others until then.
+    t.fake.inject(Injection::delay(2000).to(numbers[0].as_str()));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let app = t.app.clone();
+    let a = job(&c, &numbers);
+    let holder = tokio::spawn(async move { send_batch(&app, vec![a], deadline).await });
+    let begun = Instant::now();
+    while !hits(&t).contains_key(&numbers[0]) {
+        assert!(begun.elapsed() < Duration::from_secs(10), "job A did not send");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    t.post(&format!("/api/campaigns/{c}/pause"), json!({})).await.assert_ok(200);
+    // A sees the pause at its next slots and lets those recipients go, but records only once
+    // its first send is answered. The resume comes before that.
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    start(&t, &c).await;
+    let workers = t.spawn_workers(2);
+    assert!(holder.await.unwrap().is_empty());
+    let done = t.wait_for(&c, Duration::from_secs(20), |c| c["status"] == "completed").await;
+    assert_eq!((count(&done, "sent_count"), count(&done, "failed_count")), (5, 0), "{done}");
+    let h = hits(&t);
+    assert!(numbers.iter().all(|p| h.get(p) == Some(&1)), "each number exactly once: {h:?}");
+    workers.iter().for_each(|w| w.abort());
+}
+
 #[tokio::test]
 async fn ambiguous_answers_are_sent_once_and_recorded_as_outcome_unknown() {
     let t = TestStack::sending(2).await;

@@ -181,6 +181,11 @@ impl Sent {
         Sent { outcome: Outcome::Released { retry_at: None }, retry: None, stop }
     }
 
+    /// Not sent because the campaign was no longer sending.
+    fn paused_out(&self) -> bool {
+        matches!(self.outcome, Outcome::Released { retry_at: None }) && self.retry.is_none() && self.stop.is_none()
+    }
+
     /// Not sent: back to pending, owned by a retry job of `attempt` due after `delay`.
     fn retry(delay: Duration, attempt: u32) -> Self {
         let retry_at = chrono::Utc::now().timestamp() + delay.as_secs_f64().ceil() as i64;
@@ -251,6 +256,7 @@ async fn process(app: &App, inv: &Invocation, job: SendJob, deadline: Instant) -
     let mut records = plan.records;
     let mut retries: BTreeMap<(u64, u32), Vec<String>> = BTreeMap::new();
     let mut stops = Vec::new();
+    let mut paused_out = Vec::new();
     if !plan.to_send.is_empty() {
         let interval = interval_micros(ctx.account.send_rate());
         // Room on the account's pace within the horizon? Read first, so that a job that came
@@ -310,6 +316,9 @@ async fn process(app: &App, inv: &Invocation, job: SendJob, deadline: Instant) -
                         () = watch_status(app, inv, &campaign.id, status_tx) => Vec::new(),
                     };
                     for ((r, _), sent) in claimed.iter().zip(results) {
+                        if sent.paused_out() {
+                            paused_out.push(r.phone_number.clone());
+                        }
                         if let Some((delay, attempt)) = sent.retry {
                             retries
                                 .entry((delay.as_millis() as u64, attempt))
@@ -336,6 +345,9 @@ async fn process(app: &App, inv: &Invocation, job: SendJob, deadline: Instant) -
         let retry = SendJob::new(&campaign.id, job.run.clone(), phones, attempt);
         app.queue.send_jobs(&[retry], Duration::from_millis(delay_ms)).await?;
     }
+    if !paused_out.is_empty() {
+        hand_on_after_resume(app, &campaign.id, paused_out).await?;
+    }
     if let Some(stop) = stops.into_iter().next() {
         match stop {
             Stop::Campaign(reason) => pause_campaign(app, &campaign, &reason).await,
@@ -344,6 +356,19 @@ async fn process(app: &App, inv: &Invocation, job: SendJob, deadline: Instant) -
     }
     if processed {
         complete_if_done(app, &campaign.id).await?;
+    }
+    Ok(())
+}
+
+/// Recipients this job held when it saw the campaign paused went back to pending, for a resume
+/// to send. A resume that came before they were back found them still held, and its dispatch
+/// passed them by: if the campaign is sending again now, they get a job of the current run.
+/// (A resume after this read dispatches them itself: they are pending by then.)
+async fn hand_on_after_resume(app: &App, campaign_id: &str, phones: Vec<String>) -> Result<(), SendError> {
+    let Some(now) = app.db.get_campaign(campaign_id).await? else { return Ok(()) };
+    if now.status == CampaignStatus::Sending {
+        tracing::info!(campaign = %campaign_id, count = phones.len(), "resumed meanwhile: handing released recipients on");
+        app.queue.send_jobs(&[SendJob::new(campaign_id, now.dispatch_run, phones, 0)], Duration::ZERO).await?;
     }
     Ok(())
 }
