@@ -222,3 +222,72 @@ mod tests {
         assert_eq!(write_units("DynamoDB_20120810.GetItem", &json!({})), 0.0);
     }
 }
+
+/// A campaign's counters recounted from its recipients' items (read straight from the table:
+/// the listing's totals for sent, delivered and read come from the counters themselves).
+/// `sent` counts every message WhatsApp accepted (a failure reported later keeps its wamid),
+/// `delivered` counts read ones too.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Recount {
+    pub sent: u64,
+    pub delivered: u64,
+    pub read: u64,
+    pub failed: u64,
+}
+
+impl Recount {
+    /// Whether the campaign's answer (`GET /api/campaigns/{id}`) shows these counts; if not, what differs.
+    pub fn check(&self, campaign: &Value) -> Result<(), String> {
+        let shown = |k: &str| campaign[k].as_u64().unwrap_or(u64::MAX);
+        let pairs = [
+            ("sent_count", self.sent),
+            ("delivered_count", self.delivered),
+            ("read_count", self.read),
+            ("failed_count", self.failed),
+        ];
+        let differ: Vec<String> = pairs
+            .iter()
+            .filter(|(k, v)| shown(k) != *v)
+            .map(|(k, v)| format!("{k} {} (recounted {v})", shown(k)))
+            .collect();
+        if differ.is_empty() { Ok(()) } else { Err(differ.join(", ")) }
+    }
+}
+
+pub async fn recount(db: &shared::store::Db, campaign: &str) -> Result<Recount, crate::BoxError> {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let mut r = Recount::default();
+    let mut start = None;
+    loop {
+        let page = db
+            .client()
+            .query()
+            .table_name(db.table())
+            .key_condition_expression("PK = :pk AND begins_with(SK, :r)")
+            .expression_attribute_values(":pk", AttributeValue::S(format!("CAMPAIGN#{campaign}")))
+            .expression_attribute_values(":r", AttributeValue::S("R#".into()))
+            .projection_expression("#s, wamid")
+            .expression_attribute_names("#s", "status")
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(|e| format!("recounting {campaign}: {}", aws_sdk_dynamodb::error::DisplayErrorContext(e)))?;
+        for item in page.items() {
+            let accepted = item.contains_key("wamid");
+            match item.get("status").and_then(|v| v.as_s().ok()).map(String::as_str) {
+                Some("read") => {
+                    r.read += 1;
+                    r.delivered += 1;
+                }
+                Some("delivered") => r.delivered += 1,
+                Some("failed") => r.failed += 1,
+                _ => {}
+            }
+            r.sent += accepted as u64;
+        }
+        start = page.last_evaluated_key;
+        if start.is_none() {
+            return Ok(r);
+        }
+    }
+}

@@ -136,27 +136,55 @@ impl Queue {
     }
 }
 
+/// How long a batch of statuses waits for more before its request starts: a few
+/// milliseconds of an answer to Meta buy requests of several messages instead of one each.
+const STATUS_LINGER: Duration = Duration::from_millis(4);
+
+/// Batch requests of statuses in flight at once from one process.
+const STATUS_BATCHES_IN_FLIGHT: usize = 4;
+
 /// Sends the status messages handed over, each batch request with what has gathered meanwhile
-/// (up to ten messages, [`BATCH_BYTES`]), and tells each sender how it went.
+/// (up to ten messages, [`BATCH_BYTES`]), a few requests at a time, and tells each sender how
+/// it went. A batch is formed once a request may start, so that messages arriving meanwhile
+/// join it.
 async fn gather_statuses(client: aws_sdk_sqs::Client, url: String, mut rx: mpsc::Receiver<Pending>) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(STATUS_BATCHES_IN_FLIGHT));
+    let launch = |batch: Vec<Pending>, permit: tokio::sync::OwnedSemaphorePermit| {
+        let (client, url) = (client.clone(), url.clone());
+        tokio::spawn(async move {
+            send_statuses(&client, &url, batch).await;
+            drop(permit);
+        });
+    };
     while let Some(first) = rx.recv().await {
+        let Ok(mut permit) = slots.clone().acquire_owned().await else { return };
+        let mut bytes = first.0.len();
         let mut batch = vec![first];
-        let mut bytes = batch[0].0.len();
+        let linger = tokio::time::Instant::now() + STATUS_LINGER;
         while batch.len() < 10 {
-            match rx.try_recv() {
+            let next = match rx.try_recv() {
+                Ok(next) => Ok(next),
+                Err(mpsc::error::TryRecvError::Empty) => {
+                    tokio::time::timeout_at(linger, rx.recv()).await.map_err(|_| ()).and_then(|n| n.ok_or(()))
+                }
+                Err(_) => Err(()),
+            };
+            match next {
                 Ok(next) if bytes + next.0.len() <= BATCH_BYTES => {
                     bytes += next.0.len();
                     batch.push(next);
                 }
                 Ok(next) => {
-                    send_statuses(&client, &url, std::mem::take(&mut batch)).await;
+                    launch(std::mem::take(&mut batch), permit);
+                    let Ok(another) = slots.clone().acquire_owned().await else { return };
+                    permit = another;
                     bytes = next.0.len();
                     batch.push(next);
                 }
                 Err(_) => break,
             }
         }
-        send_statuses(&client, &url, batch).await;
+        launch(batch, permit);
     }
 }
 
