@@ -32,7 +32,7 @@ case "$what" in
     grep -o 'import finished.*' "$STATE/bench-stack.log" | sed 's/\x1b\[[0-9;]*m//g'
     ;;
   send)
-    RUST_LOG=warn "$ROOT/target/release/bench-send" "${2:-25}"
+    RUST_LOG="${RUST_LOG:-warn}" "$ROOT/target/release/bench-send" "${2:-25}" ${3:+"$3"}
     ;;
   webhook)
     RUST_LOG=warn "$ROOT/target/release/bench-webhook" "${2:-2000}"

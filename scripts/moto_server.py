@@ -13,6 +13,9 @@ this process only; what each request answers is unchanged.
   read when checked; moto copies a parsed update expression before it fills it in.
 - The walkers over a parsed update expression build their table of node types once, not once
   per node visited.
+- Every item an update expression writes starts with a deep copy of the parsed expression;
+  its nodes now copy themselves attribute by attribute instead of through copy's generic
+  reduce-and-reconstruct path (the same copy, a few times faster).
 
 - moto handles concurrent DynamoDB requests without a lock, so a transaction that backs up
   a table while another request writes it fails now and then with a 500. Here DynamoDB
@@ -46,7 +49,7 @@ import moto.dynamodb.comparisons as dynamodb_comparisons
 import moto.dynamodb.models as dynamodb_models
 import moto.dynamodb.models.table as dynamodb_table
 import moto.sqs.models as sqs_models
-from moto.dynamodb.parsing.ast_nodes import DepthFirstTraverser
+from moto.dynamodb.parsing.ast_nodes import DepthFirstTraverser, Node
 from moto.dynamodb.parsing.expressions import UpdateExpressionParser
 from moto.dynamodb.exceptions import TransactionCanceledException
 from moto.dynamodb.responses import DynamoHandler
@@ -259,6 +262,24 @@ def _delete_message_batch(self, queue_name, receipts):
     return success, errors
 
 
+_ATOMS = (str, int, float, bool, type(None))
+
+
+def _node_deepcopy(self, memo):
+    new = self.__class__.__new__(self.__class__)
+    memo[id(self)] = new
+    state = new.__dict__
+    for key, value in self.__dict__.items():
+        if isinstance(value, _ATOMS):
+            state[key] = value
+        elif isinstance(value, list):
+            state[key] = [v if isinstance(v, _ATOMS) else copy.deepcopy(v, memo) for v in value]
+        else:
+            state[key] = copy.deepcopy(value, memo)
+    return new
+
+
+Node.__deepcopy__ = _node_deepcopy
 sqs_models.unix_time = _unix_time
 sqs_models.unix_time_millis = _unix_time_millis
 sqs_models.Queue.messages = property(_visible_messages)

@@ -162,6 +162,8 @@ struct Scenario {
 fn main() -> Result<(), local::BoxError> {
     shared::config::init_tracing();
     let seconds: usize = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(25);
+    // Optional: only the scenarios whose name contains this.
+    let only = std::env::args().nth(2).unwrap_or_default();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         let upstreams = Upstreams::from_env()?;
@@ -219,7 +221,7 @@ fn main() -> Result<(), local::BoxError> {
         );
         let mut details = Vec::new();
         let mut alone_100k = None;
-        for (i, sc) in scenarios.iter().enumerate() {
+        for (i, sc) in scenarios.iter().enumerate().filter(|(_, sc)| sc.name.contains(only.as_str())) {
             let tag = 10 * i as u32 + 1;
             let (id, pnid) = prepare(&stack.app, sc.main, tag).await;
             let beside = match sc.beside {
