@@ -152,6 +152,54 @@ async fn ceiling(sdk: &aws_config::SdkConfig, dynamodb: bool) -> f64 {
     done.load(std::sync::atomic::Ordering::Relaxed) as f64 / 2.0
 }
 
+/// Items a second the DynamoDB emulator writes in transactions like the sender's (25
+/// conditional updates shaped like its outcomes each, 4 at a time, 3 s), to the stack's table: every message needs
+/// four such writes (its claim, its outcome, `delivered`, `read`), so a quarter of this is the
+/// most messages a second the emulator can take, whatever the service does.
+async fn transaction_ceiling(db: &shared::store::Db) -> f64 {
+    use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem, Update};
+    let s = |v: String| AttributeValue::S(v);
+    let done = std::sync::atomic::AtomicUsize::new(0);
+    let until = Instant::now() + Duration::from_secs(3);
+    join_all((0..4).map(|w| {
+        let done = &done;
+        async move {
+            while Instant::now() < until {
+                let items: Vec<TransactWriteItem> = (0..25)
+                    .filter_map(|i| {
+                        let update = Update::builder()
+                            .table_name(db.table())
+                            .key("PK", s(format!("BENCH#ceiling{w}")))
+                            .key("SK", s(format!("R#{i}")))
+                            // Shaped like the sender's outcome: five attributes set, five removed.
+                            .update_expression(
+                                "SET #s = :s, wamid = :w, sent_at = :t, GSI3PK = :g, GSI3SK = :r \
+                                 REMOVE claim_id, claimed_at, retry_at, GSI2PK, GSI2SK",
+                            )
+                            .condition_expression("attribute_not_exists(#s) OR (#s <> :x AND #s <> :y)")
+                            .expression_attribute_names("#s", "status")
+                            .expression_attribute_values(":s", s("sent".into()))
+                            .expression_attribute_values(":w", s(format!("wamid.{w}.{i}")))
+                            .expression_attribute_values(":g", s(format!("WAMID#wamid.{w}.{i}")))
+                            .expression_attribute_values(":r", s("R".into()))
+                            .expression_attribute_values(":x", s("gone".into()))
+                            .expression_attribute_values(":y", s("failed".into()))
+                            .expression_attribute_values(":t", AttributeValue::N(now_ms().to_string()))
+                            .build()
+                            .ok()?;
+                        Some(TransactWriteItem::builder().update(update).build())
+                    })
+                    .collect();
+                if db.client().transact_write_items().set_transact_items(Some(items)).send().await.is_ok() {
+                    done.fetch_add(25, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+        }
+    }))
+    .await;
+    done.load(std::sync::atomic::Ordering::Relaxed) as f64 / 3.0
+}
+
 struct Scenario {
     name: &'static str,
     main: Run,
@@ -199,6 +247,12 @@ fn main() -> Result<(), local::BoxError> {
         workers.spawn(stack.app.clone(), stack.sqs.clone());
 
         println!("send benchmark: one local stack, WhatsApp answering in 200 ± 100 ms, every status in its own signed POST");
+        let tx_items = transaction_ceiling(&stack.app.db).await;
+        println!(
+            "emulator ceiling in transactions: {tx_items:.0} items written a second; four per message (claim, outcome, \
+             delivered, read): at most {:.0} msg/s locally",
+            tx_items / 4.0
+        );
         println!(
             "emulator ceiling on a trivial request: DynamoDB {ddb_ceiling:.0} req/s, SQS and the rest {sqs_ceiling:.0} req/s ({})",
             if separate { "two processes" } else { "one process" }
