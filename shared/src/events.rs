@@ -1,5 +1,5 @@
 //! Campaign lifecycle events on an EventBridge bus, so that users can hook their own automation
-//! onto campaigns. The schema is documented in the README ("Campaign events").
+//! onto campaigns. The schema is documented in docs/delivery.md ("Campaign events").
 
 use serde_json::{Value, json};
 

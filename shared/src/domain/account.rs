@@ -46,7 +46,7 @@ pub const DEFAULT_THROUGHPUT_MPS: u32 = 80;
 pub const MAX_THROUGHPUT_MPS: u32 = 1000;
 
 /// An account as stored and returned. The access token is kept apart, in Secrets Manager (see
-/// the README), and is never part of this struct, so it can't leak into a response, a stored
+/// docs/api.md), and is never part of this struct, so it can't leak into a response, a stored
 /// item or a log line.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Account {

@@ -1,4 +1,4 @@
-//! Every limit on input, in one place: the README's "Limits on input" table lists them, and the
+//! Every limit on input, in one place: the "Limits on input" table of docs/api.md lists them, and the
 //! OpenAPI contract (`docs/openapi.yaml`) carries them as `maxLength`, `maxItems`, `maximum`….
 //! Lengths count characters (Unicode scalar values); sizes count bytes. A size over its limit is
 //! answered 413, any other excess 422; both name the limit.
