@@ -35,6 +35,26 @@ fn job(campaign: &str, phones: &[String]) -> Incoming {
     Incoming { id: job.job_id.clone(), body: serde_json::to_string(&job).unwrap(), ..Default::default() }
 }
 
+/// Runs job A (every one of `numbers`) on a task of its own, and returns once the fake's
+/// requests so far satisfy `sent` (10 s at most).
+async fn hold(
+    t: &TestStack,
+    campaign: &str,
+    numbers: &[String],
+    deadline: Instant,
+    sent: impl Fn(&HashMap<String, usize>) -> bool,
+) -> tokio::task::JoinHandle<Vec<String>> {
+    let app = t.app.clone();
+    let a = job(campaign, numbers);
+    let holder = tokio::spawn(async move { send_batch(&app, vec![a], deadline).await });
+    let begun = Instant::now();
+    while !sent(&hits(t)) {
+        assert!(begun.elapsed() < Duration::from_secs(10), "job A did not send");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    holder
+}
+
 async fn start(t: &TestStack, campaign: &str) {
     t.post(&format!("/api/campaigns/{campaign}/start"), json!({})).await.assert_ok(200);
 }
@@ -131,14 +151,7 @@ async fn a_duplicate_job_meeting_recipients_held_by_another_leaves_them_and_ever
     // Job A holds p0..p3; p1's answer is slow, so A is still at work when B comes.
     t.fake.inject(Injection::delay(1500).to(numbers[1].as_str()));
     let deadline = Instant::now() + Duration::from_secs(60);
-    let app = t.app.clone();
-    let a = job(&c, &numbers);
-    let holder = tokio::spawn(async move { send_batch(&app, vec![a], deadline).await });
-    let begun = Instant::now();
-    while hits(&t).len() < 4 {
-        assert!(begun.elapsed() < Duration::from_secs(10), "job A did not send");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let holder = hold(&t, &c, &numbers, deadline, |h| h.len() >= 4).await;
     // Job B = [p0] (a redelivery, a resume) while A holds p0: it leaves it alone.
     assert!(send_batch(&t.app, vec![job(&c, &numbers[..1])], deadline).await.is_empty());
     assert!(holder.await.unwrap().is_empty());
@@ -182,14 +195,7 @@ async fn recipients_let_go_of_after_a_resume_are_handed_on_and_the_campaign_comp
     // A's first send answers after 2 s: A holds the others until then.
     t.fake.inject(Injection::delay(2000).to(numbers[0].as_str()));
     let deadline = Instant::now() + Duration::from_secs(60);
-    let app = t.app.clone();
-    let a = job(&c, &numbers);
-    let holder = tokio::spawn(async move { send_batch(&app, vec![a], deadline).await });
-    let begun = Instant::now();
-    while !hits(&t).contains_key(&numbers[0]) {
-        assert!(begun.elapsed() < Duration::from_secs(10), "job A did not send");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let holder = hold(&t, &c, &numbers, deadline, |h| h.contains_key(&numbers[0])).await;
     t.post(&format!("/api/campaigns/{c}/pause"), json!({})).await.assert_ok(200);
     // A sees the pause at its next slots and lets those recipients go, but records only once
     // its first send is answered. The resume comes before that.

@@ -492,11 +492,10 @@ async fn send_one(
         // on the pace item, where letting go and claiming again would take three), or, after
         // a few, the recipient goes back to pending for a job a moment later.
         tracing::debug!(late_us = late, retake, "woken too late for the slot");
-        let again = match retake < LATE_RETAKES {
-            true => app.db.reserve_slots(&ctx.account.id, 1, interval, SLOT_HORIZON).await,
-            false => Ok(Reservation::Busy { retry_at: 0 }),
-        };
-        match again {
+        if retake == LATE_RETAKES {
+            return Sent::retry(Duration::ZERO, attempt);
+        }
+        match app.db.reserve_slots(&ctx.account.id, 1, interval, SLOT_HORIZON).await {
             Ok(Reservation::Granted(next)) => slot = next,
             _ => return Sent::retry(Duration::ZERO, attempt),
         }
