@@ -13,7 +13,8 @@ use axum::response::Response;
 use bytes::Bytes;
 use http::Method;
 use serde_json::Value;
-use shared::api::{self, App, ROUTES};
+use shared::app::App;
+use shared::http::{self as api, ROUTES};
 
 /// Requests by AWS operation (`X-Amz-Target`), counted by a proxy in front of the emulator,
 /// and DynamoDB write units under the key [`WRITE_UNITS`] (in thousandths).
@@ -254,7 +255,7 @@ impl Recount {
     }
 }
 
-pub async fn recount(db: &shared::store::Db, campaign: &str) -> Result<Recount, crate::BoxError> {
+pub async fn recount(db: &shared::adapters::store::Db, campaign: &str) -> Result<Recount, crate::BoxError> {
     use aws_sdk_dynamodb::types::AttributeValue;
     let mut r = Recount::default();
     let mut start = None;

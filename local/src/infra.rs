@@ -223,7 +223,7 @@ pub async fn ensure_event_tap(
     let url = sqs.create_queue().queue_name(format!("{bus}-tap")).send().await?.queue_url.ok_or("no queue URL")?;
     let attrs = sqs.get_queue_attributes().queue_url(&url).attribute_names(QueueAttributeName::QueueArn).send().await?;
     let arn = attrs.attributes.and_then(|mut a| a.remove(&QueueAttributeName::QueueArn)).ok_or("no queue ARN")?;
-    let pattern = serde_json::json!({ "source": [shared::events::SOURCE] }).to_string();
+    let pattern = serde_json::json!({ "source": [shared::domain::events::SOURCE] }).to_string();
     events.put_rule().name("tap").event_bus_name(bus).event_pattern(pattern).send().await?;
     let target = aws_sdk_eventbridge::types::Target::builder().id("tap-queue").arn(arn).build()?;
     events.put_targets().rule("tap").event_bus_name(bus).targets(target).send().await?;
@@ -313,7 +313,7 @@ mod tests {
         // The signature alarm counts the very log line the webhook writes.
         let filters = t.resources("AWS::Logs::MetricFilter");
         let pattern = filters.iter().find_map(|(_, p)| p["FilterPattern"].as_str()).unwrap_or_default().to_string();
-        assert!(pattern.contains(&format!("$.fields.event = \"{}\"", shared::api::webhook::SIGNATURE_REJECTED)));
+        assert!(pattern.contains(&format!("$.fields.event = \"{}\"", shared::http::webhook::SIGNATURE_REJECTED)));
         assert!(alarms.iter().any(|a| a["MetricName"] == "SignatureRejected"));
     }
 
@@ -338,7 +338,7 @@ mod tests {
                 }
             }
         }
-        let mut routes: Vec<String> = shared::api::ROUTES
+        let mut routes: Vec<String> = shared::http::ROUTES
             .iter()
             .map(|r| format!("{} {} {} public={}", r.name, r.method, r.path, r.public))
             .collect();

@@ -15,9 +15,9 @@ use aws_sdk_scheduler::primitives::DateTime as SdkTime;
 use aws_sdk_scheduler::types::{ActionAfterCompletion, ScheduleState};
 use chrono::Utc;
 use serde_json::{Value, json};
-use shared::api::App;
+use shared::app::App;
 use shared::domain::schedule::parse_at_expression;
-use shared::scheduling::scheduled_start;
+use shared::usecases::schedule::scheduled_start;
 
 /// How the local scheduler behaves.
 #[derive(Debug, Clone)]

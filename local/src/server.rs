@@ -8,19 +8,20 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::Response;
 use bytes::Bytes;
-use shared::api::{self, App, ROUTES};
+use shared::app::App;
+use shared::http::{self as api, ROUTES};
 
 fn all_routes() -> Vec<&'static api::Route> {
     ROUTES.iter().collect()
 }
 
 /// What the authorizer does in AWS, before the body is read or a handler runs: a request for
-/// a route that needs a key is answered 401 unless [`shared::auth::check`] accepts its key.
+/// a route that needs a key is answered 401 unless [`shared::usecases::keys::check`] accepts its key.
 /// Unknown routes and public ones (the webhook) pass, as in API Gateway.
 async fn authorize(app: &App, parts: &http::request::Parts) -> Result<(), http::Response<String>> {
     match api::find(&all_routes(), &parts.method, parts.uri.path()) {
         Ok((route, _)) if !route.public => {
-            shared::auth::check(&app.db, &parts.headers).await.map(|_| ()).map_err(|e| api::respond(Err(e)))
+            shared::http::auth::check_request(app, &parts.headers).await.map(|_| ()).map_err(|e| api::respond(Err(e)))
         }
         _ => Ok(()),
     }

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName};
-use shared::api::App;
-use shared::sending::{self, Consumer, Incoming};
+use shared::app::App;
+use shared::usecases::send::{self, Consumer, Incoming};
 
 /// How the local consumers behave.
 #[derive(Debug, Clone)]
@@ -73,7 +73,7 @@ impl Workers {
 async fn reconcile_every(app: Arc<App>, every: Duration) {
     loop {
         tokio::time::sleep(every).await;
-        if let Err(e) = sending::reconcile(&app).await {
+        if let Err(e) = send::reconcile(&app).await {
             tracing::warn!(error = %e, "reconciling failed; the next pass repeats it");
         }
     }
@@ -132,7 +132,7 @@ impl Poller {
                     .unwrap_or(1),
             })
             .collect();
-        let failed = sending::consume(&self.app, self.consumer, incoming, Instant::now() + self.timeout).await;
+        let failed = send::consume(&self.app, self.consumer, incoming, Instant::now() + self.timeout).await;
         // Failed ones come back after the back-off `consume` set.
         let mut done = Vec::new();
         for (i, m) in messages.iter().enumerate() {

@@ -14,7 +14,7 @@ use local::fake_whatsapp::{
     MAX_STATUSES_PER_POST, TemplateSpec, WABA_ID, WEBHOOK_ATTEMPTS,
 };
 use serde_json::{Value, json};
-use shared::signature;
+use shared::adapters::signature;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 

@@ -1,63 +1,82 @@
-//! The one error type of the HTTP API. Every failure becomes the spec's envelope
-//! `{"status":"error","message":…,"data":null}` with a status code that says whose fault it is.
+//! The one error type. Every failure says what kind of failure it is (whose fault, and whether
+//! a retry can help) and carries a message for the caller; the HTTP layer maps the kind to a
+//! status code and the spec's envelope `{"status":"error","message":…,"data":null}`
+//! ([`crate::http::status_of`]).
 
-use http::StatusCode;
+/// What kind of failure, from the caller's point of view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Malformed input: bad JSON, wrong types, bad query values (400).
+    BadRequest,
+    /// No API key, or one that is unknown or revoked; a bad webhook signature (401).
+    Unauthorized,
+    /// Refused whoever asks: the webhook's verify token does not match (403).
+    Forbidden,
+    /// Unknown id or route (404).
+    NotFound,
+    /// A known path with another method (405).
+    MethodNotAllowed,
+    /// The action is not allowed in the current status, or something changed meanwhile (409).
+    Conflict,
+    /// The input is larger than allowed (413).
+    TooLarge,
+    /// A content type the route does not read (415).
+    UnsupportedMedia,
+    /// Well-formed input that breaks a rule (422).
+    Invalid,
+    /// A dependency failed or is not configured; the caller may retry (503).
+    Unavailable,
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{status}: {message}")]
-pub struct ApiError {
-    pub status: StatusCode,
+#[error("{kind:?}: {message}")]
+pub struct AppError {
+    pub kind: ErrorKind,
     pub message: String,
 }
 
-impl ApiError {
-    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Self { status, message: message.into() }
+impl AppError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self { kind, message: message.into() }
     }
-    /// 400: malformed JSON, wrong types, bad query values.
     pub fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, message)
+        Self::new(ErrorKind::BadRequest, message)
     }
-    /// 401: no API key, or one that is unknown or revoked.
     pub fn unauthorized(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, message)
+        Self::new(ErrorKind::Unauthorized, message)
     }
-    /// 404: unknown id or route.
     pub fn not_found(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, message)
+        Self::new(ErrorKind::NotFound, message)
     }
-    /// 409: the action is not allowed in the current status.
     pub fn conflict(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::CONFLICT, message)
+        Self::new(ErrorKind::Conflict, message)
     }
-    /// 413: the body is larger than a Lambda invocation can carry.
     pub fn too_large(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::PAYLOAD_TOO_LARGE, message)
+        Self::new(ErrorKind::TooLarge, message)
     }
-    /// 415: a content type the route does not read.
     pub fn unsupported_media(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, message)
+        Self::new(ErrorKind::UnsupportedMedia, message)
     }
-    /// 422: well-formed input that breaks a rule.
     pub fn invalid(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNPROCESSABLE_ENTITY, message)
+        Self::new(ErrorKind::Invalid, message)
     }
-    /// 503: a dependency (the store) failed; the caller may retry. Details go to the log only.
+    /// A dependency (the store, a queue) failed: the details go to the log only, the caller
+    /// reads `<context>; please retry`.
     pub fn unavailable(context: &str, err: impl std::fmt::Display) -> Self {
         tracing::error!(error = %err, "{context}");
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, format!("{context}; please retry"))
+        Self::new(ErrorKind::Unavailable, format!("{context}; please retry"))
     }
 }
 
-/// A domain rule was broken: always a 422 naming the field.
+/// A domain rule was broken: always [`ErrorKind::Invalid`], naming the field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
 pub struct Invalid(pub String);
 
-impl From<Invalid> for ApiError {
+impl From<Invalid> for AppError {
     fn from(e: Invalid) -> Self {
-        ApiError::invalid(e.0)
+        AppError::invalid(e.0)
     }
 }
 
-pub type ApiResult<T> = Result<T, ApiError>;
+pub type AppResult<T> = Result<T, AppError>;

@@ -1,25 +1,21 @@
 //! What every function's `main` calls: read the configuration, build the clients once, then
-//! serve one route of [`crate::api::ROUTES`], consume one queue, or take JSON events.
+//! serve one route of [`crate::http::ROUTES`], consume one queue, or take JSON events.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aws_lambda_events::event::sqs::SqsEvent;
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use bytes::Bytes;
 use lambda_http::{Body, LambdaEvent, Request, Response, service_fn};
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use crate::api::{self, App};
-use crate::config::{Config, aws_config, init_tracing};
-use crate::sending::{self, Consumer, Incoming};
+use crate::app::App;
+use crate::app::config::init_tracing;
+use crate::http as api;
+use crate::usecases::send::{self, Consumer, Incoming};
 
 pub type Error = lambda_http::Error;
-
-/// Builds the application from the environment (used by the Lambda binaries and the local stack).
-pub async fn app_from_env() -> Arc<App> {
-    App::new(&aws_config().await, Config::from_env())
-}
 
 /// Runs `serve` on a runtime with tracing and the application built once: what every
 /// function's runtime loop needs before its first event.
@@ -30,7 +26,7 @@ where
 {
     tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(async move {
         init_tracing();
-        serve(app_from_env().await).await
+        serve(App::from_env().await).await
     })
 }
 
@@ -88,9 +84,10 @@ pub fn serve_queue(consumer: Consumer) -> Result<(), Error> {
                         receipt_handle: r.receipt_handle.unwrap_or_default(),
                     })
                     .collect();
-                let failed = sending::consume(&app, consumer, messages, deadline).await;
-                let failures: Vec<_> = failed.into_iter().map(|id| json!({ "itemIdentifier": id })).collect();
-                Ok::<_, Error>(json!({ "batchItemFailures": failures }))
+                let failed = send::consume(&app, consumer, messages, deadline).await;
+                let mut response = SqsBatchResponse::default();
+                failed.into_iter().for_each(|id| response.add_failure(id));
+                Ok::<_, Error>(response)
             }
         }))
         .await
@@ -129,7 +126,7 @@ pub async fn answer(app: Arc<App>, routes: &[&'static api::Route], req: Request)
     let verdict = authorizer_verdict(&req);
     let req = from_lambda(req);
     let needs_key = api::find(routes, req.method(), req.uri().path()).is_ok_and(|(r, _)| !r.public);
-    if needs_key && let Err(refused) = crate::auth::verdict(verdict.as_ref()) {
+    if needs_key && let Err(refused) = crate::http::auth::verdict(verdict.as_ref()) {
         return to_lambda(api::respond(Err(refused)));
     }
     to_lambda(api::dispatch(app, routes, req).await)
@@ -144,7 +141,7 @@ fn authorizer_verdict(req: &Request) -> Option<std::collections::HashMap<String,
     }
 }
 
-fn from_lambda(req: Request) -> http::Request<Bytes> {
+fn from_lambda(req: Request) -> ::http::Request<Bytes> {
     let (parts, body) = req.into_parts();
     let bytes = match body {
         Body::Empty => Bytes::new(),
@@ -152,9 +149,9 @@ fn from_lambda(req: Request) -> http::Request<Bytes> {
         Body::Binary(b) => Bytes::from(b),
         _ => Bytes::new(),
     };
-    http::Request::from_parts(parts, bytes)
+    ::http::Request::from_parts(parts, bytes)
 }
 
-fn to_lambda(res: http::Response<String>) -> Response<Body> {
+fn to_lambda(res: ::http::Response<String>) -> Response<Body> {
     res.map(Body::Text)
 }

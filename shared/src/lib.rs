@@ -1,28 +1,19 @@
-//! The library every function of the campaign service links.
+//! The library every function of the campaign service links, in layers (each imports only
+//! from the layers below it; docs/architecture.md draws them):
 //!
-//! - [`domain`]: the rules (accounts, templates, campaigns, recipients, imports), no I/O.
-//! - [`store`]: the DynamoDB adapter.
-//! - [`api`]: the route table and one handler per route.
-//! - [`auth`]: the API-key check (the authorizer function and the local server run it).
-//! - [`sending`]: the dispatcher and the sender (SQS-triggered).
-//! - [`scheduling`]: the scheduled start (invoked by EventBridge Scheduler).
-//! - [`queue`], [`scheduler`], [`whatsapp`]: the SQS, EventBridge Scheduler and WhatsApp Cloud
-//!   API adapters; [`secrets`]: secret values and the Secrets Manager adapter.
-//! - [`lambda`]: the wiring a Lambda binary's `main` calls.
+//! - [`lambda`]: what a function binary's `main` calls (runtime loops, event mapping).
+//! - [`http`]: the route table, request parsing and the envelope; a handler parses its
+//!   request, calls one use case and shapes the answer.
+//! - [`usecases`]: the workflows (campaigns, lifecycle, import, schedule, send, statuses, keys).
+//! - [`app`]: the [`app::App`] they run on (adapters and configuration, built once per process).
+//! - [`adapters`]: DynamoDB, SQS, EventBridge Scheduler, EventBridge, Secrets Manager, the
+//!   WhatsApp Cloud API and the webhook signature.
+//! - [`domain`]: the rules, no I/O, no AWS or HTTP types; [`error`]: the one error type.
 
-pub mod api;
-pub mod auth;
-pub mod config;
-pub mod delivery;
+pub mod adapters;
+pub mod app;
 pub mod domain;
 pub mod error;
-pub mod events;
+pub mod http;
 pub mod lambda;
-pub mod queue;
-pub mod scheduler;
-pub mod scheduling;
-pub mod secrets;
-pub mod sending;
-pub mod signature;
-pub mod store;
-pub mod whatsapp;
+pub mod usecases;

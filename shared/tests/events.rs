@@ -7,11 +7,11 @@ use std::path::Path;
 
 use aws_lambda_events::event::apigw::ApiGatewayV2CustomAuthorizerV2Request;
 use aws_lambda_events::event::sqs::SqsEvent;
-use shared::api::{ROUTES, find};
 use shared::domain::api_key::NewApiKey;
 use shared::domain::delivery::Notification;
 use shared::domain::schedule::ScheduledStart;
 use shared::domain::sending::{DispatchJob, SendJob};
+use shared::http::{ROUTES, find};
 
 fn event(name: &str) -> String {
     let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../events").join(format!("{name}.json"));
@@ -35,7 +35,7 @@ fn every_route_has_a_valid_sample_event() {
 #[test]
 fn the_default_route_has_a_sample_that_no_route_takes() {
     let req = lambda_http::request::from_str(&event("unrouted")).unwrap();
-    let res = shared::api::unrouted(req.method(), req.uri().path());
+    let res = shared::http::unrouted(req.method(), req.uri().path());
     assert_eq!(res.status(), 405, "{}", res.body());
     assert_eq!(res.headers()["allow"], "GET, POST");
 }
@@ -70,7 +70,7 @@ fn the_scheduled_start_has_a_sample_of_what_its_schedule_sends() {
 #[test]
 fn the_authorizer_has_a_sample_request_for_a_keyed_route_carrying_a_key() {
     let req: ApiGatewayV2CustomAuthorizerV2Request = serde_json::from_str(&event("authorizer")).unwrap();
-    assert!(shared::auth::presented_key(&req.headers).is_ok());
+    assert!(shared::http::auth::presented_key(&req.headers).is_ok());
     let all: Vec<_> = ROUTES.iter().collect();
     let (method, path) = req.route_key.as_deref().and_then(|k| k.split_once(' ')).unwrap();
     let (route, _) = find(&all, &method.parse().unwrap(), path).unwrap_or_else(|e| panic!("{}", e.message));
@@ -93,9 +93,9 @@ fn the_bootstrap_function_has_a_sample_input() {
 #[test]
 fn there_is_one_event_per_function_and_no_other() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let mut functions: Vec<String> = std::fs::read_dir(dir.join("functions"))
+    let mut functions: Vec<String> = std::fs::read_dir(dir.join("functions/src/bin"))
         .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .map(|e| e.unwrap().file_name().into_string().unwrap().trim_end_matches(".rs").to_string())
         .collect();
     let mut events: Vec<String> = std::fs::read_dir(dir.join("events"))
         .unwrap()

@@ -6,9 +6,9 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use serde_json::Value;
-use shared::api::ROUTES;
 use shared::domain::account::MAX_THROUGHPUT_MPS;
 use shared::domain::limits::*;
+use shared::http::ROUTES;
 
 const METHODS: [&str; 8] = ["get", "put", "post", "delete", "patch", "head", "options", "trace"];
 

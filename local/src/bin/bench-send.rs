@@ -16,8 +16,8 @@ use http::Method;
 use local::bench::{Upstreams, call, counting_proxy, per, write_units_per};
 use local::fake_whatsapp::{self, FakeConfig, FakeState};
 use serde_json::{Value, json};
-use shared::api::App;
-use shared::config::Config;
+use shared::app::App;
+use shared::app::config::Config;
 
 const SECRET: &str = "bench-app-secret";
 
@@ -156,7 +156,7 @@ async fn ceiling(sdk: &aws_config::SdkConfig, dynamodb: bool) -> f64 {
 /// conditional updates shaped like its outcomes each, 4 at a time, 3 s), to the stack's table: every message needs
 /// four such writes (its claim, its outcome, `delivered`, `read`), so a quarter of this is the
 /// most messages a second the emulator can take, whatever the service does.
-async fn transaction_ceiling(db: &shared::store::Db) -> f64 {
+async fn transaction_ceiling(db: &shared::adapters::store::Db) -> f64 {
     use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem, Update};
     let s = |v: String| AttributeValue::S(v);
     let done = std::sync::atomic::AtomicUsize::new(0);
@@ -208,7 +208,7 @@ struct Scenario {
 }
 
 fn main() -> Result<(), local::BoxError> {
-    shared::config::init_tracing();
+    shared::app::config::init_tracing();
     let seconds: usize = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(25);
     // Optional: only the scenarios whose name contains this.
     let only = std::env::args().nth(2).unwrap_or_default();

@@ -23,8 +23,8 @@ use futures_util::{StreamExt, TryStreamExt, stream};
 use http::Method;
 use local::bench::{Upstreams, call, counting_proxy, per, write_units_per};
 use serde_json::{Value, json};
-use shared::api::App;
-use shared::config::Config;
+use shared::app::App;
+use shared::app::config::Config;
 
 const SECRET: &str = "bench-app-secret";
 /// Targets: the webhook answers well within Meta's patience, and at one status per POST the
@@ -161,12 +161,12 @@ async fn post_all(
             if let Some(rate) = rate {
                 tokio::time::sleep_until(begun + Duration::from_secs_f64(i as f64 / rate)).await;
             }
-            let signature = shared::signature::sign(SECRET.as_bytes(), body.as_bytes());
+            let signature = shared::adapters::signature::sign(SECRET.as_bytes(), body.as_bytes());
             let started = Instant::now();
             let res = http
                 .post(url)
                 .header("content-type", "application/json")
-                .header(shared::signature::HEADER, signature)
+                .header(shared::adapters::signature::HEADER, signature)
                 .body(body)
                 .send()
                 .await;
@@ -281,7 +281,7 @@ struct Round {
 const META_RATE: f64 = 240.0;
 
 fn main() -> BenchResult<()> {
-    shared::config::init_tracing();
+    shared::app::config::init_tracing();
     let n: usize = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(2_000);
     // The client, the proxy and the benchmark's reads run here; the webhook and the appliers on
     // runtimes of their own, as they are separate functions in AWS, so that the client's work

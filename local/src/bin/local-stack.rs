@@ -9,7 +9,7 @@
 use std::net::SocketAddr;
 
 use local::fake_whatsapp::{self, FakeConfig, FakeState};
-use shared::config::Config;
+use shared::app::config::Config;
 use shared::domain::api_key::NewApiKey;
 
 fn port(var: &str, default: u16) -> u16 {
@@ -18,7 +18,7 @@ fn port(var: &str, default: u16) -> u16 {
 
 #[tokio::main]
 async fn main() -> Result<(), local::BoxError> {
-    shared::config::init_tracing();
+    shared::app::config::init_tracing();
     let mut config = Config::from_env();
     // The webhook's secrets: from the environment when set, else the development values the
     // fake WhatsApp API signs with.
@@ -59,18 +59,18 @@ async fn main() -> Result<(), local::BoxError> {
 
 /// The key for the API: `LOCAL_API_KEY` when set (registered in the table, so that the same
 /// check as in AWS accepts it), else a new one.
-async fn development_key(app: &shared::api::App) -> Result<String, local::BoxError> {
+async fn development_key(app: &shared::app::App) -> Result<String, local::BoxError> {
     match std::env::var("LOCAL_API_KEY").ok().filter(|k| !k.trim().is_empty()) {
         Some(key) => {
             let new = NewApiKey { name: "local development key (LOCAL_API_KEY)".into() };
-            shared::auth::register(&app.db, new, key.trim().into())
+            shared::usecases::keys::register(&app.db, new, key.trim().into())
                 .await
                 .map_err(|e| format!("LOCAL_API_KEY: {}", e.message))?;
             Ok(key.trim().to_string())
         }
         None => {
             let new = NewApiKey { name: "local development key".into() };
-            Ok(shared::auth::issue(&app.db, new).await?.secret.expose().to_string())
+            Ok(shared::usecases::keys::issue(&app.db, new).await?.secret.expose().to_string())
         }
     }
 }

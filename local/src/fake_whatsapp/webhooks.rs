@@ -470,7 +470,10 @@ impl FakeState {
         let mut request =
             self.client().post(&target.url).header(http::header::CONTENT_TYPE, "application/json").body(body.clone());
         if let Some(secret) = &target.secret {
-            request = request.header(shared::signature::HEADER, shared::signature::sign(secret.as_bytes(), body));
+            request = request.header(
+                shared::adapters::signature::HEADER,
+                shared::adapters::signature::sign(secret.as_bytes(), body),
+            );
         }
         let (status, error) = match request.send().await {
             Ok(response) => (Some(response.status().as_u16()), None),

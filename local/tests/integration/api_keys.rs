@@ -103,7 +103,7 @@ async fn the_webhook_stays_public_and_signature_checked() {
     let body = r#"{"object":"whatsapp_business_account","entry":[]}"#;
     let unsigned = t.request(Method::POST, "/webhooks/whatsapp", &[], Bytes::from(body)).await;
     answer(unsigned).assert_error(401, "X-Hub-Signature-256");
-    let signature = shared::signature::sign(APP_SECRET.as_bytes(), body.as_bytes());
+    let signature = shared::adapters::signature::sign(APP_SECRET.as_bytes(), body.as_bytes());
     let headers = [("x-hub-signature-256", signature.as_str())];
     answer(t.request(Method::POST, "/webhooks/whatsapp", &headers, body.into()).await).assert_ok(200);
 }
@@ -115,7 +115,7 @@ async fn the_local_server_checks_the_key_before_it_reads_a_body() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(axum::serve(listener, local::server::router(t.app.clone())).into_future());
-    let big = vec![b'a'; shared::api::MAX_BODY_BYTES + 10];
+    let big = vec![b'a'; shared::http::MAX_BODY_BYTES + 10];
     let head = format!(
         "POST /api/campaigns/0b6f4c6e-0000-4000-8000-000000000000/recipients/import HTTP/1.1\r\nhost: x\r\ncontent-type: text/csv\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
         big.len()
@@ -141,7 +141,7 @@ fn authorizer_event(headers: Value) -> Value {
 #[tokio::test]
 async fn the_authorizer_function_answers_simple_responses_with_the_same_check() {
     let t = TestStack::new().await;
-    let ask = |headers: Value| shared::auth::authorizer(t.app.clone(), authorizer_event(headers));
+    let ask = |headers: Value| shared::http::auth::authorizer(t.app.clone(), authorizer_event(headers));
     let yes = ask(json!({"x-api-key": t.api_key})).await.unwrap();
     assert_eq!(yes["isAuthorized"], true);
     assert!(yes["context"]["api_key_id"].is_string());
@@ -153,7 +153,7 @@ async fn the_authorizer_function_answers_simple_responses_with_the_same_check() 
         assert_eq!((no["isAuthorized"].as_bool(), no["context"]["refused_status"].as_u64()), (Some(true), Some(401)));
         assert!(no["context"].get("api_key_id").is_none(), "{no}");
     }
-    let junk = shared::auth::authorizer(t.app.clone(), json!({"headers": "x"})).await.unwrap();
+    let junk = shared::http::auth::authorizer(t.app.clone(), json!({"headers": "x"})).await.unwrap();
     assert_eq!(junk, json!({"isAuthorized": false}));
 }
 
@@ -167,7 +167,7 @@ async fn route_function(t: &TestStack, name: &str, authorizer: Value) -> (u16, V
         a => event["requestContext"]["authorizer"].as_object_mut().unwrap().insert("lambda".into(), a),
     };
     let req = lambda_http::request::from_str(&event.to_string()).unwrap();
-    let res = shared::lambda::answer(t.app.clone(), &shared::api::routes(name), req).await;
+    let res = shared::lambda::answer(t.app.clone(), &shared::http::routes(name), req).await;
     let status = res.status().as_u16();
     let body = match res.into_body() {
         lambda_http::Body::Text(t) => serde_json::from_str(&t).unwrap(),
@@ -179,7 +179,7 @@ async fn route_function(t: &TestStack, name: &str, authorizer: Value) -> (u16, V
 #[tokio::test]
 async fn in_aws_the_route_function_answers_the_authorizers_refusal_in_the_envelope_and_fails_closed() {
     let t = TestStack::new().await;
-    let ask = |headers: Value| shared::auth::authorizer(t.app.clone(), authorizer_event(headers));
+    let ask = |headers: Value| shared::http::auth::authorizer(t.app.clone(), authorizer_event(headers));
     let accepted = ask(json!({"x-api-key": t.api_key})).await.unwrap()["context"].clone();
     let (status, body) = route_function(&t, "list-campaigns", accepted).await;
     assert_eq!((status, body["status"].as_str()), (200, Some("success")), "{body}");
@@ -200,10 +200,10 @@ async fn in_aws_the_route_function_answers_the_authorizers_refusal_in_the_envelo
 #[tokio::test]
 async fn the_bootstrap_function_makes_a_working_key() {
     let t = TestStack::new().await;
-    let made = shared::auth::bootstrap(t.app.clone(), json!({"name": "first key"})).await.unwrap();
+    let made = shared::http::auth::bootstrap(t.app.clone(), json!({"name": "first key"})).await.unwrap();
     let key = made["key"].as_str().unwrap();
     get_with(&t, "/api/keys", &[("x-api-key", key)]).await.assert_ok(200);
-    let err = shared::auth::bootstrap(t.app.clone(), json!({})).await.unwrap_err();
+    let err = shared::http::auth::bootstrap(t.app.clone(), json!({})).await.unwrap_err();
     assert!(err.contains("name is required"), "{err}");
 }
 
@@ -212,10 +212,10 @@ async fn a_development_key_is_registered_once() {
     use shared::domain::api_key::NewApiKey;
     let t = TestStack::new().await;
     let new = || NewApiKey { name: "local development key".into() };
-    shared::auth::register(&t.app.db, new(), "my-dev-key-123".into()).await.unwrap();
-    shared::auth::register(&t.app.db, new(), "my-dev-key-123".into()).await.unwrap();
+    shared::usecases::keys::register(&t.app.db, new(), "my-dev-key-123".into()).await.unwrap();
+    shared::usecases::keys::register(&t.app.db, new(), "my-dev-key-123".into()).await.unwrap();
     get_with(&t, "/api/keys", &[("x-api-key", "my-dev-key-123")]).await.assert_ok(200);
     assert_eq!(t.get("/api/keys").await.assert_ok(200)["total"], 2);
-    let err = shared::auth::register(&t.app.db, new(), "has space".into()).await.unwrap_err();
-    assert_eq!(err.status.as_u16(), 422);
+    let err = shared::usecases::keys::register(&t.app.db, new(), "has space".into()).await.unwrap_err();
+    assert_eq!(err.kind, shared::error::ErrorKind::Invalid);
 }

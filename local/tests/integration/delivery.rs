@@ -135,7 +135,7 @@ async fn signatures_are_checked_over_the_exact_bytes_and_nothing_is_queued_witho
         notification("messages", value).replace('ë', "\\u00eb").replace('Å', "\\u00c5").replace('ö', "\\u00f6");
     let escaped = escaped.replace('😀', "\\ud83d\\ude00");
     assert!(escaped.is_ascii() && escaped.contains("Zo\\u00eb"));
-    let signature = shared::signature::sign(APP_SECRET.as_bytes(), escaped.as_bytes());
+    let signature = shared::adapters::signature::sign(APP_SECRET.as_bytes(), escaped.as_bytes());
     let post = |body: String, signature: Option<String>| {
         let t = &t;
         async move {
@@ -150,7 +150,7 @@ async fn signatures_are_checked_over_the_exact_bytes_and_nothing_is_queued_witho
     // The same JSON with the characters unescaped is other bytes: refused, and so are a
     // missing signature and one made with another secret.
     let unescaped: Value = serde_json::from_str(&escaped).unwrap();
-    let wrong_secret = shared::signature::sign(b"another secret", escaped.as_bytes());
+    let wrong_secret = shared::adapters::signature::sign(b"another secret", escaped.as_bytes());
     for (body, sig, words) in [
         (unescaped.to_string(), Some(signature.clone()), "does not match"),
         (escaped.clone(), None, "missing"),
@@ -352,15 +352,15 @@ async fn a_store_failure_loses_nothing_the_statuses_are_applied_once_it_is_back(
     assert_eq!(queued.len(), 2);
     // The applier's store is down (the same handlers on a table that is not there): nothing
     // is lost, every message is delivered again.
-    let broken = shared::api::App::new(
-        &shared::config::aws_config().await,
-        shared::config::Config { table_name: "no-such-table".into(), ..t.app.config.clone() },
+    let broken = shared::app::App::new(
+        &shared::app::config::aws_config().await,
+        shared::app::config::Config { table_name: "no-such-table".into(), ..t.app.config.clone() },
     );
-    let (_, failed) = shared::delivery::apply_batch(&broken, queued.clone()).await;
+    let (_, failed) = shared::usecases::statuses::apply_batch(&broken, queued.clone()).await;
     assert_eq!(failed.len(), 2, "both messages come back");
     assert_eq!(counters(&campaign(&t, &c).await), [0, 0, 0]);
     // Back: applied, once.
-    let (applied, failed) = shared::delivery::apply_batch(&t.app, queued).await;
+    let (applied, failed) = shared::usecases::statuses::apply_batch(&t.app, queued).await;
     assert!(failed.is_empty());
     assert_eq!(applied.recipients_changed, 2);
     assert_eq!(counters(&campaign(&t, &c).await), [2, 2, 0]);
@@ -376,8 +376,8 @@ async fn a_batch_applied_twice_counts_once() {
     let body = statuses(sent.iter().map(|(p, w)| status(w, "delivered", 1_764_000_000, callback(&c, p))).collect());
     t.raw_webhook(&body).await.assert_ok(200);
     let queued = t.take_statuses().await;
-    let (first, _) = shared::delivery::apply_batch(&t.app, queued.clone()).await;
-    let (second, _) = shared::delivery::apply_batch(&t.app, queued).await;
+    let (first, _) = shared::usecases::statuses::apply_batch(&t.app, queued.clone()).await;
+    let (second, _) = shared::usecases::statuses::apply_batch(&t.app, queued).await;
     assert_eq!((first.recipients_changed, second.recipients_changed), (3, 0));
     assert_eq!(counters(&campaign(&t, &c).await), [3, 0, 0]);
     assert_eq!(recount(&t, &c).await, [3, 0, 0]);
@@ -482,7 +482,7 @@ async fn the_lambda_path_takes_the_signed_sample_event_and_refuses_a_tampered_on
     let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../events/whatsapp-webhook.json");
     let sample = std::fs::read_to_string(file).unwrap();
     let event: Value = serde_json::from_str(&sample).unwrap();
-    let routes = shared::api::routes("whatsapp-webhook");
+    let routes = shared::http::routes("whatsapp-webhook");
     let answer = |event: String| {
         let (app, routes) = (t.app.clone(), routes.clone());
         async move {

@@ -93,7 +93,7 @@ async fn bad_imports_get_a_clear_4xx_and_change_nothing() {
     t.post_csv("/api/campaigns/0b6f4c6e-0000-4000-8000-000000000000/recipients/import", "phone\n1\n")
         .await
         .assert_error(404, "not found");
-    let big = vec![b'1'; shared::api::MAX_BODY_BYTES + 1];
+    let big = vec![b'1'; shared::http::MAX_BODY_BYTES + 1];
     t.post_csv(&path, big).await.assert_error(413, "Split the file");
     assert_eq!(t.get(&format!("/api/campaigns/{id}")).await.data()["total_recipients"], 0);
 

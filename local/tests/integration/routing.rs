@@ -51,7 +51,7 @@ async fn the_local_server_answers_over_http_and_refuses_bodies_over_the_lambda_l
     assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
     assert!(answer.contains("\"messaging_limit_tier\":\"TIER_2K\""), "{answer}");
 
-    let big = vec![b'a'; shared::api::MAX_BODY_BYTES + 10];
+    let big = vec![b'a'; shared::http::MAX_BODY_BYTES + 10];
     let head = format!(
         "POST /api/campaigns/0b6f4c6e-0000-4000-8000-000000000000/recipients/import HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {}\r\ncontent-type: text/csv\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
         t.api_key,

@@ -8,7 +8,7 @@ use std::time::Duration;
 use aws_sdk_scheduler::types::{ActionAfterCompletion, FlexibleTimeWindowMode, ScheduleState};
 use chrono::{FixedOffset, SecondsFormat, Utc};
 use serde_json::{Value, json};
-use shared::scheduling::{Fired, scheduled_start};
+use shared::usecases::schedule::{Fired, scheduled_start};
 
 use crate::stack::{TestStack, phones, s};
 

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use local::fake_whatsapp::{FakeConfig, Injection};
 use serde_json::Value;
 use shared::domain::sending::SendJob;
-use shared::sending::{Incoming, send_batch};
+use shared::usecases::send::{Incoming, send_batch};
 
 use crate::stack::{STALE_CLAIM_SECONDS, TestStack, phones};
 

@@ -13,11 +13,11 @@ use std::time::Duration;
 
 use local::fake_whatsapp::{self, FakeState};
 use local::workers::Workers;
-use shared::api::App;
-use shared::config::Config;
-use shared::delivery::Applied;
+use shared::app::App;
+use shared::app::config::Config;
 use shared::domain::api_key::NewApiKey;
-use shared::sending::Incoming;
+use shared::usecases::send::Incoming;
+use shared::usecases::statuses::Applied;
 
 /// The webhook secrets of the test stacks.
 pub const APP_SECRET: &str = "test-app-secret";
@@ -104,7 +104,7 @@ impl TestStack {
         );
         // Logs as the stack writes them, with RUST_LOG (none by default).
         if std::env::var("RUST_LOG").is_ok() {
-            shared::config::init_tracing();
+            shared::app::config::init_tracing();
         }
         let fake = FakeState::new();
         let addr = fake_whatsapp::spawn(fake.clone()).await.expect("the fake WhatsApp API should start");
@@ -128,11 +128,11 @@ impl TestStack {
             Some(endpoint) => {
                 aws_config::defaults(aws_config::BehaviorVersion::latest()).endpoint_url(endpoint).load().await
             }
-            None => shared::config::aws_config().await,
+            None => shared::app::config::aws_config().await,
         };
         let stack =
             local::Stack::start_with(&sdk, config).await.expect("the emulator should take the table and queues");
-        let issued = shared::auth::issue(&stack.app.db, NewApiKey { name: "tests".into() }).await.unwrap();
+        let issued = shared::usecases::keys::issue(&stack.app.db, NewApiKey { name: "tests".into() }).await.unwrap();
         TestStack {
             app: stack.app,
             sqs: stack.sqs,
@@ -341,7 +341,7 @@ impl TestStack {
 
     /// Posts a signed webhook body and leaves what it queued on the queue.
     pub async fn raw_webhook(&self, body: &str) -> Answer {
-        let signature = shared::signature::sign(APP_SECRET.as_bytes(), body.as_bytes());
+        let signature = shared::adapters::signature::sign(APP_SECRET.as_bytes(), body.as_bytes());
         let headers = [("content-type", "application/json"), ("x-hub-signature-256", signature.as_str())];
         answer(self.request(Method::POST, "/webhooks/whatsapp", &headers, Bytes::from(body.to_string())).await)
     }
@@ -382,7 +382,7 @@ impl TestStack {
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
-            let (done, failed) = shared::delivery::apply_batch(&self.app, batch).await;
+            let (done, failed) = shared::usecases::statuses::apply_batch(&self.app, batch).await;
             assert!(failed.is_empty(), "statuses could not be applied: {failed:?}");
             applied.add(&done);
         }

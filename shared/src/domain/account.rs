@@ -4,8 +4,8 @@ use serde::{Deserialize, Serialize};
 
 use super::limits::{ACCESS_TOKEN_CHARS, ACCOUNT_NAME_CHARS, META_ID_CHARS};
 use super::required_text;
+use crate::domain::secret::Secret;
 use crate::error::Invalid;
-use crate::secrets::Secret;
 
 /// Meta's messaging-limit tiers. The pace this project allows for each lives in [`Tier::rate`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

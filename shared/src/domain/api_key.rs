@@ -5,8 +5,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::required_text;
+use crate::domain::secret::Secret;
 use crate::error::Invalid;
-use crate::secrets::Secret;
 
 /// Every key starts with this, so that a leaked key is recognisable (secret scanners, logs).
 pub const KEY_PREFIX: &str = "wak_";

@@ -4,11 +4,15 @@ pub mod account;
 pub mod api_key;
 pub mod campaign;
 pub mod delivery;
+pub mod events;
 pub mod import;
 pub mod limits;
+pub mod opt_out;
 pub mod phone;
 pub mod recipient;
+pub mod retry;
 pub mod schedule;
+pub mod secret;
 pub mod sending;
 pub mod template;
 

@@ -131,17 +131,6 @@ pub fn retry_delay(attempt: u32, random: f64) -> Duration {
         + Duration::from_millis((1000.0 * random.clamp(0.0, 1.0)) as u64)
 }
 
-/// A number in [0, 1) for back-off jitter.
-pub fn random_unit() -> f64 {
-    (uuid::Uuid::new_v4().as_u128() >> 75) as f64 / (1u64 << 53) as f64
-}
-
-/// Exponential back-off with full jitter: a random wait up to 200 ms × 2^attempt (max 5 s).
-pub fn backoff(attempt: u32, random: f64) -> Duration {
-    let cap = (200u64 << attempt.min(5)).min(5_000) as f64;
-    Duration::from_millis((cap * random.clamp(0.0, 1.0)) as u64)
-}
-
 /// The delay before a pair-rate-limited recipient is tried again: 4^n seconds (n from 1).
 pub fn pair_rate_delay(attempt: u32) -> Duration {
     Duration::from_secs(4u64.pow(attempt.clamp(1, 4)))
@@ -284,9 +273,6 @@ mod tests {
         assert_eq!((job_size(1), job_size(10), job_size(80), job_size(1000)), (1, 5, 40, 50));
         assert_eq!((dispatch_window(10), dispatch_window(80), dispatch_window(1)), (30, 240, 3));
         assert_eq!((interval_micros(10), interval_micros(1000)), (100_000, 1_000));
-        assert_eq!(backoff(0, 1.0), Duration::from_millis(200));
-        assert_eq!(backoff(3, 0.5), Duration::from_millis(800));
-        assert_eq!(backoff(9, 1.0), Duration::from_secs(5));
         assert_eq!((pair_rate_delay(1), pair_rate_delay(2)), (Duration::from_secs(4), Duration::from_secs(16)));
         assert_eq!((retry_delay(1, 0.0), retry_delay(3, 0.5)), (Duration::from_secs(1), Duration::from_millis(4500)));
     }

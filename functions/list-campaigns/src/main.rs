@@ -1,5 +1,0 @@
-//! `GET /api/campaigns`: wiring only; the handler lives in `shared::api`.
-
-fn main() -> Result<(), shared::lambda::Error> {
-    shared::lambda::serve_route("list-campaigns")
-}

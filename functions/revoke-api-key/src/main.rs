@@ -1,5 +1,0 @@
-//! `DELETE /api/keys/{id}`: wiring only; the handler lives in `shared::api`.
-
-fn main() -> Result<(), shared::lambda::Error> {
-    shared::lambda::serve_route("revoke-api-key")
-}

@@ -1,0 +1,17 @@
+//! The adapters: everything that talks to something outside the process.
+//!
+//! - [`store`]: DynamoDB (one table; docs/dynamodb.md).
+//! - [`queue`]: SQS (the dispatch, send and status queues).
+//! - [`scheduler`]: EventBridge Scheduler (a campaign's one-time start).
+//! - [`events`]: EventBridge (campaign lifecycle events).
+//! - [`secrets`]: Secrets Manager (account tokens, the webhook's secrets).
+//! - [`whatsapp`]: the WhatsApp Cloud API client.
+//! - [`signature`]: Meta's webhook signature (HMAC-SHA256).
+
+pub mod events;
+pub mod queue;
+pub mod scheduler;
+pub mod secrets;
+pub mod signature;
+pub mod store;
+pub mod whatsapp;

@@ -1,0 +1,192 @@
+//! Delivery statuses on recipients, the campaign counters they move, and opt-outs.
+
+use std::collections::HashSet;
+
+use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem, Update};
+use futures_util::{StreamExt, TryStreamExt, stream};
+
+use super::keys::*;
+use super::{BATCH_CONCURRENCY, Db, Item, Index, KeyQuery, StoreError, StoreResult, decode, n, s};
+use crate::domain::account::Account;
+use crate::domain::campaign::Counters;
+use crate::domain::delivery::Progress;
+use crate::domain::recipient::{Recipient, RecipientStatus};
+
+/// At most this many recipients change in one transaction, with the campaign's counters as
+/// the hundredth item (DynamoDB's limit).
+pub const RECIPIENTS_PER_TRANSACTION: usize = 99;
+
+/// A recipient as it was read, and the progress the statuses received move it to.
+pub struct DeliveryChange<'a> {
+    pub before: &'a Recipient,
+    pub after: Progress,
+}
+
+fn err(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Dynamo(e.to_string())
+}
+
+fn text(item: &Item, key: &str) -> Option<String> {
+    item.get(key).and_then(|v| v.as_s().ok()).cloned()
+}
+
+impl Db {
+    /// For each of these wamids that was sent to a recipient, the wamid and that recipient's
+    /// `(campaign id, phone number)` (one query of the wamid index each, several at once).
+    pub async fn recipients_by_wamid(&self, wamids: &[String]) -> StoreResult<Vec<(String, (String, String))>> {
+        let found: Vec<(String, Vec<Item>)> = stream::iter(wamids.to_vec())
+            .map(|w| async move {
+                let q = KeyQuery::index(Index::Gsi3, wamid_pk(&w));
+                self.query_keys(&q).await.map(|keys| (w, keys))
+            })
+            .buffer_unordered(BATCH_CONCURRENCY)
+            .try_collect()
+            .await?;
+        Ok(found
+            .into_iter()
+            .flat_map(|(w, keys)| keys.into_iter().map(move |k| (w.clone(), k)))
+            .filter_map(|(w, k)| {
+                let campaign = text(&k, "PK")?.strip_prefix("CAMPAIGN#")?.to_string();
+                let phone = text(&k, "SK")?.strip_prefix(RECIPIENT_PREFIX)?.to_string();
+                Some((w, (campaign, phone)))
+            })
+            .collect())
+    }
+
+    /// The recipients at these `(campaign id, phone number)` keys (missing ones left out).
+    pub async fn recipients_at(&self, keys: &[(String, String)]) -> StoreResult<Vec<Recipient>> {
+        let keys = keys
+            .iter()
+            .map(|(c, p)| [("PK".to_string(), s(campaign_pk(c))), ("SK".to_string(), s(recipient_sk(p)))].into());
+        decode(self.batch_get(keys.collect(), None).await?)
+    }
+
+    /// Writes up to [`RECIPIENTS_PER_TRANSACTION`] recipients' new progress and what it changes
+    /// in the campaign's counters, all or nothing. Each recipient is written on condition it
+    /// is still as it was read (its delivery version), so a concurrent webhook makes the
+    /// transaction fail with [`StoreError::ConditionFailed`] instead of counting twice: read
+    /// again and retry. Applying statuses already applied finds nothing to change, so a
+    /// repeated webhook changes nothing.
+    pub async fn record_deliveries(&self, campaign_id: &str, changes: &[DeliveryChange<'_>]) -> StoreResult<()> {
+        let mut counts = Counters::default();
+        let mut items = Vec::with_capacity(changes.len() + 1);
+        for c in changes {
+            counts.add(c.after.counts().minus(Progress::of(c.before).counts()));
+            items.push(TransactWriteItem::builder().update(self.progress_update(campaign_id, c)?).build());
+        }
+        if !counts.is_zero() {
+            items.push(self.counter_update(campaign_id, counts)?);
+        }
+        if items.is_empty() {
+            return Ok(());
+        }
+        self.client.transact_write_items().set_transact_items(Some(items)).send().await?;
+        Ok(())
+    }
+
+    fn progress_update(&self, campaign_id: &str, c: &DeliveryChange) -> StoreResult<Update> {
+        let p = &c.after;
+        let version = c.before.delivery_version.unwrap_or(0);
+        let mut set: Vec<String> = ["#status = :status", "delivery_version = :next"].map(String::from).into();
+        let mut remove = Vec::new();
+        let mut values: Vec<(&str, AttributeValue)> =
+            vec![(":status", s(p.status.as_str())), (":next", n(version + 1))];
+        // The status index holds failed recipients (and those not sent yet): only a failure
+        // reported, or one undone by a delivery, moves an index entry.
+        let failed = |st: RecipientStatus| st == RecipientStatus::Failed;
+        if failed(p.status) && !failed(c.before.status) {
+            set.extend(["GSI2PK = :gsi2pk", "GSI2SK = :phone"].map(String::from));
+            values.push((":gsi2pk", s(recipients_in_status(campaign_id, p.status.as_str()))));
+            values.push((":phone", s(&c.before.phone_number)));
+        } else if failed(c.before.status) && !failed(p.status) {
+            remove.extend(["GSI2PK", "GSI2SK"]);
+        }
+        let optional = [
+            ("delivered_at", ":delivered_at", p.delivered_at.clone().map(s)),
+            ("read_at", ":read_at", p.read_at.clone().map(s)),
+            ("failed_at", ":failed_at", p.failed_at.clone().map(s)),
+            ("error_code", ":error_code", p.error_code.map(n)),
+            ("error_message", ":error_message", p.error_message.clone().map(s)),
+        ];
+        for (attr, placeholder, value) in optional {
+            match value {
+                Some(v) => {
+                    set.push(format!("{attr} = {placeholder}"));
+                    values.push((placeholder, v));
+                }
+                None => remove.push(attr),
+            }
+        }
+        // A send whose outcome was unknown turns out sent: its message id, and the index that
+        // finds it by that id.
+        let adopted = c.before.wamid.is_none().then_some(p.wamid.as_deref()).flatten();
+        if let Some(wamid) = adopted {
+            set.extend(["wamid = :adopted", "GSI3PK = :gsi3pk", "GSI3SK = :gsi3sk"].map(String::from));
+            values.extend([(":adopted", s(wamid)), (":gsi3pk", s(wamid_pk(wamid))), (":gsi3sk", s("R"))]);
+        }
+        let mut expr = format!("SET {}", set.join(", "));
+        if !remove.is_empty() {
+            expr.push_str(&format!(" REMOVE {}", remove.join(", ")));
+        }
+        let mut condition = match c.before.delivery_version {
+            Some(_) => {
+                values.push((":version", n(version)));
+                "delivery_version = :version".to_string()
+            }
+            None => "attribute_not_exists(delivery_version)".to_string(),
+        };
+        match &c.before.wamid {
+            Some(w) => {
+                condition.push_str(" AND wamid = :wamid");
+                values.push((":wamid", s(w)));
+            }
+            None => condition.push_str(" AND attribute_not_exists(wamid)"),
+        }
+        let mut update = Update::builder()
+            .table_name(&self.table)
+            .key("PK", s(campaign_pk(campaign_id)))
+            .key("SK", s(recipient_sk(&c.before.phone_number)))
+            .update_expression(expr)
+            .condition_expression(condition)
+            .expression_attribute_names("#status", "status");
+        for (k, v) in values {
+            update = update.expression_attribute_values(k, v);
+        }
+        update.build().map_err(err)
+    }
+
+    /// The account that owns the WhatsApp business number `phone_number_id`, if any.
+    pub async fn account_by_phone_number_id(&self, phone_number_id: &str) -> StoreResult<Option<Account>> {
+        let keys = self.query_keys(&KeyQuery::index(Index::Gsi1, ALL_ACCOUNTS.into())).await?;
+        let accounts: Vec<Account> = decode(self.batch_get(keys, None).await?)?;
+        Ok(accounts.into_iter().find(|a| a.phone_number_id == phone_number_id))
+    }
+
+    /// Records that `phone` stopped marketing messages from the account (`reason` says how we
+    /// know), or removes that record when `stop` is false.
+    pub async fn set_opt_out(
+        &self,
+        account_id: &str,
+        phone: &str,
+        stop: bool,
+        reason: &str,
+        now: &str,
+    ) -> StoreResult<()> {
+        let (pk, sk) = (s(account_pk(account_id)), s(opt_out_sk(phone)));
+        if stop {
+            let put = self.client.put_item().table_name(&self.table).item("PK", pk).item("SK", sk);
+            put.item("phone_number", s(phone)).item("reason", s(reason)).item("opted_out_at", s(now)).send().await?;
+        } else {
+            self.client.delete_item().table_name(&self.table).key("PK", pk).key("SK", sk).send().await?;
+        }
+        Ok(())
+    }
+
+    /// Which of `phones` opted out of the account's marketing messages.
+    pub async fn opted_out(&self, account_id: &str, phones: &[&str]) -> StoreResult<HashSet<String>> {
+        let pk = s(account_pk(account_id));
+        let keys = phones.iter().map(|p| [("PK".to_string(), pk.clone()), ("SK".to_string(), s(opt_out_sk(p)))].into());
+        let found = self.batch_get(keys.collect(), Some("PK, SK, phone_number")).await?;
+        Ok(found.iter().filter_map(|i| text(i, "phone_number")).collect())
+    }
+}

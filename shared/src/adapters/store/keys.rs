@@ -1,0 +1,69 @@
+//! Key and index values of every entity; `docs/dynamodb.md` lists the access patterns they serve.
+
+pub const ACCOUNT_SK: &str = "ACCOUNT";
+/// Where earlier versions kept an account's access token (now in Secrets Manager): only ever
+/// deleted.
+pub const LEGACY_TOKEN_SK: &str = "TOKEN";
+/// The account's pace: the next free send slot, shared by every sender.
+pub const PACE_SK: &str = "PACE";
+pub const TEMPLATE_SK: &str = "TEMPLATE";
+pub const CAMPAIGN_SK: &str = "#CAMPAIGN";
+pub const RECIPIENT_PREFIX: &str = "R#";
+pub const API_KEY_SK: &str = "APIKEY";
+pub const API_KEY_ID_SK: &str = "APIKEYID";
+
+pub fn account_pk(id: &str) -> String {
+    format!("ACCOUNT#{id}")
+}
+pub fn template_pk(id: &str) -> String {
+    format!("TEMPLATE#{id}")
+}
+pub fn campaign_pk(id: &str) -> String {
+    format!("CAMPAIGN#{id}")
+}
+/// An API key, under the SHA-256 (hex) of the key.
+pub fn api_key_pk(hash: &str) -> String {
+    format!("APIKEY#{hash}")
+}
+/// An API key's id, pointing to its hash (for revoking by id).
+pub fn api_key_id_pk(id: &str) -> String {
+    format!("APIKEYID#{id}")
+}
+pub fn recipient_sk(phone: &str) -> String {
+    format!("{RECIPIENT_PREFIX}{phone}")
+}
+/// Guards the uniqueness of a template name and language within an account.
+pub fn template_name_sk(name: &str, language: &str) -> String {
+    format!("TEMPLATE_NAME#{name}#{language}")
+}
+/// A number that stopped marketing messages from the account (under the account's key).
+pub fn opt_out_sk(phone: &str) -> String {
+    format!("OPTOUT#{phone}")
+}
+pub fn created_sk(created_at: &str, id: &str) -> String {
+    format!("{created_at}#{id}")
+}
+pub const ALL_ACCOUNTS: &str = "ACCOUNTS";
+pub const ALL_TEMPLATES: &str = "TEMPLATES";
+pub const ALL_CAMPAIGNS: &str = "CAMPAIGNS";
+pub const ALL_API_KEYS: &str = "APIKEYS";
+pub fn account_templates(account_id: &str) -> String {
+    format!("ACCOUNT#{account_id}#TEMPLATES")
+}
+pub fn account_campaigns(account_id: &str) -> String {
+    format!("ACCOUNT#{account_id}#CAMPAIGNS")
+}
+pub fn campaigns_in_status(status: &str) -> String {
+    format!("CAMPAIGNS#{status}")
+}
+pub fn recipients_in_status(campaign_id: &str, status: &str) -> String {
+    format!("CAMPAIGN#{campaign_id}#{status}")
+}
+pub fn wamid_pk(wamid: &str) -> String {
+    format!("WAMID#{wamid}")
+}
+/// A campaign's counter items (see `super::counters`).
+pub const COUNTER_PREFIX: &str = "#COUNT#";
+pub fn counter_sk(shard: u32) -> String {
+    format!("{COUNTER_PREFIX}{shard}")
+}

@@ -1,0 +1,153 @@
+use std::collections::HashSet;
+
+use aws_sdk_dynamodb::types::{PutRequest, ReturnValue, WriteRequest};
+
+use super::campaigns::decode_one;
+use super::keys::*;
+use super::{Db, Item, Index, KeyQuery, Page, StoreError, StoreResult, decode, n, s};
+use crate::domain::campaign::{Campaign, CampaignStatus};
+use crate::domain::import::Accepted;
+use crate::domain::recipient::{Recipient, RecipientStatus};
+
+/// One import at a time per campaign keeps `total_recipients` exact: the holder counts what it
+/// added and releases the lock with the count in one write.
+#[derive(Debug)]
+pub struct ImportLock {
+    pub campaign: Campaign,
+    token: String,
+}
+
+/// An import lock left behind by a crashed import expires after this many seconds.
+pub const IMPORT_LOCK_SECONDS: i64 = 120;
+
+impl Db {
+    /// Takes the campaign's import lock if the campaign takes imports and no other import runs.
+    /// On [`StoreError::ConditionFailed`] the caller reads the campaign to say which it was.
+    pub async fn lock_import(&self, id: &str, now_unix: i64) -> StoreResult<ImportLock> {
+        let token = uuid::Uuid::new_v4().to_string();
+        let out = self
+            .update(campaign_pk(id), CAMPAIGN_SK)
+            .update_expression("SET import_lock = :token, import_lock_until = :until")
+            .condition_expression(
+                "attribute_exists(PK) AND attribute_not_exists(deleting) AND #status IN (:draft, :scheduled) \
+                 AND (attribute_not_exists(import_lock_until) OR import_lock_until < :now)",
+            )
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":draft", s(CampaignStatus::Draft.as_str()))
+            .expression_attribute_values(":scheduled", s(CampaignStatus::Scheduled.as_str()))
+            .expression_attribute_values(":token", s(&token))
+            .expression_attribute_values(":until", n(now_unix + IMPORT_LOCK_SECONDS))
+            .expression_attribute_values(":now", n(now_unix))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await?;
+        Ok(ImportLock { campaign: decode_one(out.attributes)?, token })
+    }
+
+    /// Adds what the import wrote to `total_recipients` and releases the lock.
+    pub async fn finish_import(&self, lock: &ImportLock, added: usize, now: &str) -> StoreResult<Campaign> {
+        let out = self
+            .update(campaign_pk(&lock.campaign.id), CAMPAIGN_SK)
+            .update_expression(
+                "ADD total_recipients :added SET updated_at = :now REMOVE import_lock, import_lock_until",
+            )
+            .condition_expression("import_lock = :token")
+            .expression_attribute_values(":added", n(added))
+            .expression_attribute_values(":now", s(now))
+            .expression_attribute_values(":token", s(&lock.token))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await?;
+        decode_one(out.attributes)
+    }
+
+    /// The numbers among `phones` that the campaign already holds, looked up by key in
+    /// parallel batches (reading the whole campaign instead would be sequential pages).
+    pub async fn existing_phones(&self, campaign_id: &str, phones: &[&str]) -> StoreResult<HashSet<String>> {
+        let phone_of = |item: &Item| item.get("SK")?.as_s().ok()?.strip_prefix(RECIPIENT_PREFIX).map(str::to_string);
+        let pk = s(campaign_pk(campaign_id));
+        let keys =
+            phones.iter().map(|p| [("PK".to_string(), pk.clone()), ("SK".to_string(), s(recipient_sk(p)))].into());
+        let found = self.batch_get(keys.collect(), Some("PK, SK")).await?;
+        Ok(found.iter().filter_map(phone_of).collect())
+    }
+
+    /// Writes new pending recipients. Returns how many were written (also on error).
+    pub async fn put_recipients(
+        &self,
+        campaign_id: &str,
+        accepted: Vec<Accepted>,
+        now: &str,
+    ) -> Result<usize, (usize, StoreError)> {
+        let pending = RecipientStatus::Pending.as_str();
+        let mut requests = Vec::with_capacity(accepted.len());
+        for a in accepted {
+            let r = Recipient::pending(campaign_id, a.phone, a.fields, now);
+            let keys = vec![
+                ("PK", campaign_pk(campaign_id)),
+                ("SK", recipient_sk(&r.phone_number)),
+                ("GSI2PK", recipients_in_status(campaign_id, pending)),
+                ("GSI2SK", r.phone_number.clone()),
+            ];
+            let item = self.item(&r, keys).map_err(|e| (0, e))?;
+            let put = PutRequest::builder()
+                .set_item(Some(item))
+                .build()
+                .map_err(|e| (0, StoreError::Dynamo(e.to_string())))?;
+            requests.push(WriteRequest::builder().put_request(put).build());
+        }
+        self.batch_write(requests).await
+    }
+
+    /// A page of the campaign's recipients, all or those in one status. The status index holds
+    /// the recipients not sent yet (`pending`, with those being sent at this instant, which
+    /// show `sending`) and the failed ones: those filters read only their index partition.
+    /// Sent, delivered and read recipients are found by a filter over the campaign's
+    /// recipients, and counted from the campaign's counters; `sending` is counted by the filter.
+    pub async fn list_recipients(
+        &self,
+        campaign: &Campaign,
+        status: Option<RecipientStatus>,
+        page: u32,
+        limit: u32,
+    ) -> StoreResult<Page<Recipient>> {
+        use RecipientStatus::*;
+        let pk = campaign_pk(&campaign.id);
+        match status {
+            None => {
+                let q = KeyQuery::table(pk, RECIPIENT_PREFIX);
+                let items = self.query_page(&q, page, limit).await?;
+                Ok(Page { items: decode(items)?, total: campaign.total_recipients })
+            }
+            Some(st @ (Pending | Failed)) => {
+                let mut q = KeyQuery::index(Index::Gsi2, recipients_in_status(&campaign.id, st.as_str()));
+                q.newest_first = false;
+                self.list_indexed(&q, page, limit).await
+            }
+            Some(st) => {
+                let items = self.page_with_status(&pk, RECIPIENT_PREFIX, st.as_str(), page, limit).await?;
+                let total = match st {
+                    Sending => self.count_with_status(&pk, RECIPIENT_PREFIX, st.as_str()).await?,
+                    _ => counted_in_status(campaign, st),
+                };
+                Ok(Page { items: decode(items)?, total })
+            }
+        }
+    }
+}
+
+/// How many recipients are in a status the campaign's counters tell: `read` is read;
+/// `delivered` is delivered but not read; `sent` is accepted by WhatsApp and neither delivered
+/// nor failed later (a later failure is a failure not counted at send, where every failure is
+/// processed and not sent).
+fn counted_in_status(c: &Campaign, status: RecipientStatus) -> u64 {
+    let n = |v: u64| v as i64;
+    let failed_at_send = n(c.processed_count) - n(c.sent_count);
+    let failed_later = n(c.failed_count) - failed_at_send;
+    let count = match status {
+        RecipientStatus::Read => n(c.read_count),
+        RecipientStatus::Delivered => n(c.delivered_count) - n(c.read_count),
+        _ => n(c.sent_count) - n(c.delivered_count) - failed_later,
+    };
+    count.max(0) as u64
+}

@@ -1,0 +1,616 @@
+//! The store operations of the sending side: campaign transitions, claims and outcomes of
+//! recipients (a send job's claims in one transaction, its outcomes and the counters they move
+//! in another), paging pending recipients, the account's pace, and what the reconciler reads.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
+};
+
+use super::keys::*;
+use super::{Db, Item, Index, KeyQuery, StoreError, StoreResult, decode, n, s, wait_before_retry};
+use crate::domain::campaign::{Action, Campaign, CampaignStatus, Counters};
+use crate::domain::recipient::{Recipient, RecipientStatus};
+
+/// An outcome to store for a recipient of a send job.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// WhatsApp accepted the message.
+    Sent { wamid: String },
+    /// The message was refused or its outcome is unknown; never sent again automatically.
+    Failed { code: Option<i64>, message: String },
+    /// Not sent (campaign paused, a retry later): back to pending. With `retry_at` (unix
+    /// seconds), a delayed retry job owns it until then.
+    Released { retry_at: Option<i64> },
+}
+
+impl Outcome {
+    fn counts(&self) -> Counters {
+        match self {
+            Outcome::Sent { .. } => Counters { sent: 1, processed: 1, ..Default::default() },
+            Outcome::Failed { .. } => Counters { failed: 1, processed: 1, ..Default::default() },
+            Outcome::Released { .. } => Counters::default(),
+        }
+    }
+}
+
+/// Whose the recipient is when its outcome is recorded: the write holds only if it still is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Holder<'a> {
+    /// Claimed by this send job.
+    Job(&'a str),
+    /// Not claimed: still pending (it fails without a request: opted out, a field missing).
+    Unclaimed,
+    /// A claim left by a sender that is gone: its job and when it claimed.
+    Stale { job: &'a str, claimed_at: i64 },
+}
+
+/// One recipient's outcome to record.
+#[derive(Debug, Clone)]
+pub struct Record<'a> {
+    pub phone: &'a str,
+    pub holder: Holder<'a>,
+    pub outcome: Outcome,
+}
+
+/// Why a transaction did not go through.
+enum TxFailure {
+    /// The items (by position) whose condition failed; nothing was written.
+    Conditions(Vec<usize>),
+    /// Another transaction was changing the same items (or DynamoDB throttled it): try again.
+    Busy,
+    Other(StoreError),
+}
+
+/// Attempts of a transaction that keeps meeting concurrent ones, before the caller gets the
+/// error.
+const TX_ATTEMPTS: u32 = 8;
+
+/// What a reservation of send slots got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reservation {
+    /// The slots, `interval` apart, start at this time (unix microseconds).
+    Granted(i64),
+    /// The account's slots are taken further ahead than the horizon: try again at this time
+    /// (unix microseconds) at the earliest.
+    Busy { retry_at: i64 },
+}
+
+/// How far ahead of the reservation the first slot is at least (covers the store's answer),
+/// and at most (when the store answers slowly: twice its recent answer time).
+pub const SLOT_LEAD_US: i64 = 150_000;
+const MAX_SLOT_LEAD_US: i64 = 1_000_000;
+
+pub fn now_micros() -> i64 {
+    chrono::Utc::now().timestamp_micros()
+}
+
+fn err(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Dynamo(e.to_string())
+}
+
+fn tx_failure<R: std::fmt::Debug>(e: SdkError<TransactWriteItemsError, R>) -> TxFailure {
+    if let Some(TransactWriteItemsError::TransactionCanceledException(c)) = e.as_service_error() {
+        let codes: Vec<&str> = c.cancellation_reasons().iter().map(|r| r.code().unwrap_or("None")).collect();
+        tracing::debug!(?codes, message = ?c.message(), "transaction cancelled");
+        let failed: Vec<usize> =
+            codes.iter().enumerate().filter(|(_, c)| **c == "ConditionalCheckFailed").map(|(i, _)| i).collect();
+        if !failed.is_empty() {
+            return TxFailure::Conditions(failed);
+        }
+        if codes
+            .iter()
+            .any(|c| matches!(*c, "TransactionConflict" | "ThrottlingError" | "ProvisionedThroughputExceeded"))
+        {
+            return TxFailure::Busy;
+        }
+    }
+    tracing::debug!(error = %aws_sdk_dynamodb::error::DisplayErrorContext(&e), "transaction failed");
+    match StoreError::from(e) {
+        StoreError::Conflict => TxFailure::Busy,
+        other => TxFailure::Other(other),
+    }
+}
+
+impl Db {
+    /// Moves a campaign through the state machine with a conditional write: only from the
+    /// action's allowed statuses, never while it is being deleted, for a start never while an
+    /// import runs, and for an action tied to the schedule only while `scheduled_at` is still
+    /// the one read in `c`. `started_at` is set on the first start only; `completed_at` once,
+    /// since `completed` is final. `reason` is kept as `pause_reason` on a pause and as
+    /// `schedule_error` when a scheduled start sends the campaign back to draft.
+    pub async fn transition(
+        &self,
+        c: &Campaign,
+        action: Action,
+        now: &str,
+        reason: Option<&str>,
+    ) -> StoreResult<Campaign> {
+        let to = action.to();
+        let created = created_sk(&c.created_at, &c.id);
+        let mut set = vec!["#status = :to", "GSI2SK = :gsi2sk", "GSI3PK = :gsi3pk", "updated_at = :now"];
+        let mut remove = vec![];
+        match action {
+            Action::Start | Action::StartScheduled => {
+                // Unset timestamps are stored as NULL, so `if_not_exists` cannot tell; the
+                // status condition below makes the campaign read here the current one.
+                if c.started_at.is_none() {
+                    set.push("started_at = :now");
+                }
+                // A new dispatch run: steps and jobs of an earlier one stop.
+                set.push("dispatch_run = :run");
+                remove.push("pause_reason");
+            }
+            Action::Complete => set.push("completed_at = :now"),
+            Action::Pause if reason.is_some() => set.push("pause_reason = :reason"),
+            Action::Unschedule if reason.is_some() => set.push("schedule_error = :reason"),
+            _ => remove.push("pause_reason"),
+        }
+        if !set.contains(&"schedule_error = :reason") {
+            remove.push("schedule_error");
+        }
+        let from: Vec<String> = (0..action.from().len()).map(|i| format!(":from{i}")).collect();
+        let mut condition =
+            format!("attribute_exists(PK) AND attribute_not_exists(deleting) AND #status IN ({})", from.join(", "));
+        if action.sends() {
+            condition.push_str(" AND (attribute_not_exists(import_lock_until) OR import_lock_until < :unix)");
+        }
+        if action.pins_scheduled_at() {
+            condition.push_str(" AND scheduled_at = :scheduled_at");
+        }
+        let mut expr = format!("SET {}", set.join(", "));
+        if !remove.is_empty() {
+            expr.push_str(&format!(" REMOVE {}", remove.join(", ")));
+        }
+        let mut req = self
+            .update(campaign_pk(&c.id), CAMPAIGN_SK)
+            .update_expression(expr)
+            .condition_expression(condition)
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":to", s(to.as_str()))
+            .expression_attribute_values(":gsi2sk", s(format!("{}#{created}", to.as_str())))
+            .expression_attribute_values(":gsi3pk", s(campaigns_in_status(to.as_str())))
+            .expression_attribute_values(":now", s(now))
+            .return_values(ReturnValue::AllNew);
+        for (i, st) in action.from().iter().enumerate() {
+            req = req.expression_attribute_values(format!(":from{i}"), s(st.as_str()));
+        }
+        if action.sends() {
+            req = req.expression_attribute_values(":unix", n(chrono::Utc::now().timestamp()));
+            req = req.expression_attribute_values(":run", s(uuid::Uuid::new_v4().to_string()));
+        }
+        if action.pins_scheduled_at() {
+            // A campaign without a time never matches (a NULL attribute is not this string).
+            req = req.expression_attribute_values(":scheduled_at", s(c.scheduled_at.clone().unwrap_or_default()));
+        }
+        if let (Action::Pause | Action::Unschedule, Some(r)) = (action, reason) {
+            req = req.expression_attribute_values(":reason", s(r));
+        }
+        self.campaign_written(req.send().await?.attributes).await
+    }
+
+    /// The campaigns of an account that are sending right now.
+    pub async fn sending_campaigns(&self, account_id: &str) -> StoreResult<Vec<Campaign>> {
+        let q = KeyQuery::index(Index::Gsi2, account_campaigns(account_id))
+            .with_prefix(format!("{}#", CampaignStatus::Sending.as_str()));
+        let keys = self.query_keys(&q).await?;
+        self.with_counters(decode(self.batch_get(keys, None).await?)?).await
+    }
+
+    /// A page of the campaign's pending numbers after `cursor`, in number order, and the
+    /// cursor to continue from (none when the page was the last).
+    pub async fn pending_phones(
+        &self,
+        campaign_id: &str,
+        cursor: Option<&str>,
+        limit: i32,
+    ) -> StoreResult<(Vec<String>, Option<String>)> {
+        let gsi2pk = recipients_in_status(campaign_id, RecipientStatus::Pending.as_str());
+        let start: Option<Item> = cursor.map(|phone| {
+            [
+                ("GSI2PK".to_string(), s(&gsi2pk)),
+                ("GSI2SK".to_string(), s(phone)),
+                ("PK".to_string(), s(campaign_pk(campaign_id))),
+                ("SK".to_string(), s(recipient_sk(phone))),
+            ]
+            .into()
+        });
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name("GSI2")
+            .key_condition_expression("GSI2PK = :pk")
+            .expression_attribute_values(":pk", s(gsi2pk))
+            .limit(limit)
+            .set_exclusive_start_key(start)
+            .send()
+            .await?;
+        let phones: Vec<String> = out
+            .items
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|i| i.get("GSI2SK").and_then(|v| v.as_s().ok()).cloned())
+            .collect();
+        let next = out.last_evaluated_key.and_then(|k| k.get("GSI2SK").and_then(|v| v.as_s().ok()).cloned());
+        Ok((phones, next))
+    }
+    async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<(), TxFailure> {
+        match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
+            Ok(_) => Ok(()),
+            Err(e) => Err(tx_failure(e)),
+        }
+    }
+
+    /// Writes `items`, each built for the entry of `entries` at its position, plus `extra`
+    /// (built from the entries kept) in one transaction; entries whose condition fails are
+    /// left out and the rest written again, and a transaction that meets another is tried
+    /// again after a back-off. Returns the entries written (by position in `entries`).
+    async fn write_each<T>(
+        &self,
+        entries: &[T],
+        item: impl Fn(&T) -> StoreResult<TransactWriteItem>,
+        extra: impl Fn(&[&T]) -> StoreResult<Option<TransactWriteItem>>,
+    ) -> StoreResult<Vec<usize>> {
+        let mut kept: Vec<usize> = (0..entries.len()).collect();
+        let mut attempt = 0;
+        while !kept.is_empty() {
+            let chosen: Vec<&T> = kept.iter().map(|i| &entries[*i]).collect();
+            let mut items = chosen.iter().map(|e| item(e)).collect::<StoreResult<Vec<_>>>()?;
+            items.extend(extra(&chosen)?);
+            match self.transact(items).await {
+                Ok(()) => return Ok(kept),
+                Err(TxFailure::Conditions(failed)) => {
+                    // Positions past the entries are the extra item: its condition failed.
+                    if failed.iter().any(|i| *i >= kept.len()) {
+                        return Err(StoreError::ConditionFailed);
+                    }
+                    let failed: HashSet<usize> = failed.into_iter().map(|i| kept[i]).collect();
+                    kept.retain(|i| !failed.contains(i));
+                }
+                Err(TxFailure::Busy) if attempt + 1 < TX_ATTEMPTS => {
+                    attempt += 1;
+                    wait_before_retry(attempt).await;
+                }
+                Err(TxFailure::Busy) => return Err(StoreError::Conflict),
+                Err(TxFailure::Other(e)) => return Err(e),
+            }
+        }
+        Ok(kept)
+    }
+
+    /// Claims pending recipients for a send job, all in one transaction (those no longer
+    /// pending, or waiting for a retry job of their own, are left out). Returns the numbers
+    /// claimed.
+    pub async fn claim_recipients(
+        &self,
+        campaign_id: &str,
+        phones: &[String],
+        job_id: &str,
+        now_unix: i64,
+    ) -> StoreResult<Vec<String>> {
+        let claim = |phone: &String| {
+            let update = Update::builder()
+                .table_name(&self.table)
+                .key("PK", s(campaign_pk(campaign_id)))
+                .key("SK", s(recipient_sk(phone)))
+                // The index entry stays in the pending partition (not sent yet): a claim moves no
+                // index entry.
+                .update_expression("SET #status = :sending, claim_id = :job, claimed_at = :now")
+                .condition_expression("#status = :pending AND (attribute_not_exists(retry_at) OR retry_at <= :now)")
+                .expression_attribute_names("#status", "status")
+                .expression_attribute_values(":sending", s(RecipientStatus::Sending.as_str()))
+                .expression_attribute_values(":pending", s(RecipientStatus::Pending.as_str()))
+                .expression_attribute_values(":job", s(job_id))
+                .expression_attribute_values(":now", n(now_unix))
+                .build()
+                .map_err(err)?;
+            Ok(TransactWriteItem::builder().update(update).build())
+        };
+        let claimed = self.write_each(phones, claim, |_| Ok(None)).await?;
+        Ok(claimed.into_iter().map(|i| phones[i].clone()).collect())
+    }
+
+    /// Records outcomes of one campaign's recipients and adds them to its counters in one
+    /// transaction, so each is counted exactly once: a record whose holder no longer holds the
+    /// recipient is left out (and not counted). Returns, per record, whether it was written.
+    /// [`StoreError::ConditionFailed`] when the campaign is gone (nothing is written).
+    pub async fn record_outcomes(
+        &self,
+        campaign_id: &str,
+        records: &[Record<'_>],
+        now: &str,
+    ) -> StoreResult<Vec<bool>> {
+        let item = |r: &Record| self.outcome_update(campaign_id, r, now);
+        let counters = |kept: &[&Record]| {
+            let mut d = Counters::default();
+            kept.iter().for_each(|r| d.add(r.outcome.counts()));
+            if d.is_zero() { Ok(None) } else { self.counter_update(campaign_id, d).map(Some) }
+        };
+        let written = self.write_each(records, item, counters).await?;
+        let mut done = vec![false; records.len()];
+        written.into_iter().for_each(|i| done[i] = true);
+        Ok(done)
+    }
+
+    /// The status index holds recipients still to send (pending, and sending) and failed ones:
+    /// a sent recipient leaves it (its later statuses move no index entry), a failed one moves
+    /// to the failed partition, a released one stays.
+    fn outcome_update(&self, campaign_id: &str, r: &Record, now: &str) -> StoreResult<TransactWriteItem> {
+        let mut set = vec!["#status = :to"];
+        let mut remove = vec!["claim_id", "claimed_at"];
+        let mut values: Vec<(&str, AttributeValue)> = Vec::new();
+        let status = match &r.outcome {
+            Outcome::Sent { wamid } => {
+                set.extend(["wamid = :wamid", "sent_at = :now", "GSI3PK = :gsi3pk", "GSI3SK = :gsi3sk"]);
+                values.extend([(":wamid", s(wamid)), (":gsi3pk", s(wamid_pk(wamid))), (":gsi3sk", s("R"))]);
+                remove.extend(["retry_at", "GSI2PK", "GSI2SK"]);
+                RecipientStatus::Sent
+            }
+            Outcome::Failed { code, message } => {
+                set.extend(["failed_at = :now", "error_message = :msg", "GSI2PK = :gsi2pk", "GSI2SK = :phone"]);
+                values.push((":msg", s(message)));
+                match code {
+                    Some(c) => {
+                        set.push("error_code = :code");
+                        values.push((":code", n(c)));
+                    }
+                    None => remove.push("error_code"),
+                }
+                remove.push("retry_at");
+                RecipientStatus::Failed
+            }
+            Outcome::Released { retry_at } => {
+                match retry_at {
+                    Some(at) => {
+                        set.push("retry_at = :retry_at");
+                        values.push((":retry_at", n(at)));
+                    }
+                    None => remove.push("retry_at"),
+                }
+                set.extend(["GSI2PK = :gsi2pk", "GSI2SK = :phone"]);
+                RecipientStatus::Pending
+            }
+        };
+        values.push((":to", s(status.as_str())));
+        if set.contains(&"GSI2PK = :gsi2pk") {
+            values.push((":gsi2pk", s(recipients_in_status(campaign_id, status.as_str()))));
+            values.push((":phone", s(r.phone)));
+        }
+        if set.iter().any(|a| a.contains(":now")) {
+            values.push((":now", s(now)));
+        }
+        let condition = match r.holder {
+            Holder::Job(job) => {
+                values.extend([(":held", s(RecipientStatus::Sending.as_str())), (":job", s(job))]);
+                "#status = :held AND claim_id = :job"
+            }
+            Holder::Unclaimed => {
+                values.push((":held", s(RecipientStatus::Pending.as_str())));
+                "#status = :held"
+            }
+            Holder::Stale { job, claimed_at } => {
+                values.extend([
+                    (":held", s(RecipientStatus::Sending.as_str())),
+                    (":job", s(job)),
+                    (":claimed_at", n(claimed_at)),
+                ]);
+                "#status = :held AND claim_id = :job AND claimed_at = :claimed_at"
+            }
+        };
+        let mut update = Update::builder()
+            .table_name(&self.table)
+            .key("PK", s(campaign_pk(campaign_id)))
+            .key("SK", s(recipient_sk(r.phone)))
+            .update_expression(format!("SET {} REMOVE {}", set.join(", "), remove.join(", ")))
+            .condition_expression(condition)
+            .expression_attribute_names("#status", "status");
+        for (k, v) in values {
+            update = update.expression_attribute_values(k, v);
+        }
+        Ok(TransactWriteItem::builder().update(update.build().map_err(err)?).build())
+    }
+
+    /// The recipients of a job as they are stored now, and (with `account_id`) which of their
+    /// numbers opted out of the account's marketing messages: one BatchGetItem for up to 50
+    /// numbers.
+    pub async fn job_recipients(
+        &self,
+        campaign_id: &str,
+        phones: &[String],
+        account_id: Option<&str>,
+    ) -> StoreResult<(Vec<Recipient>, HashSet<String>)> {
+        let key = |pk: String, sk: String| HashMap::from([("PK".to_string(), s(pk)), ("SK".to_string(), s(sk))]);
+        let mut keys: Vec<Item> = phones.iter().map(|p| key(campaign_pk(campaign_id), recipient_sk(p))).collect();
+        if let Some(account) = account_id {
+            keys.extend(phones.iter().map(|p| key(account_pk(account), opt_out_sk(p))));
+        }
+        let mut recipients = Vec::new();
+        let mut opted_out = HashSet::new();
+        for item in self.batch_get(keys, None).await? {
+            let sk = item.get("SK").and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
+            if sk.starts_with(RECIPIENT_PREFIX) {
+                recipients.push(serde_dynamo::from_item(item)?);
+            } else if let Some(phone) = sk.strip_prefix("OPTOUT#") {
+                opted_out.insert(phone.to_string());
+            }
+        }
+        Ok((recipients, opted_out))
+    }
+
+    /// The recipients at these numbers, as stored now.
+    pub async fn recipients(&self, campaign_id: &str, phones: &[String]) -> StoreResult<Vec<Recipient>> {
+        Ok(self.job_recipients(campaign_id, phones, None).await?.0)
+    }
+
+    /// Reserves `count` consecutive send slots `interval_us` apart on the account's pace,
+    /// shared by every sender, if the first one is within `horizon` from now; otherwise says
+    /// when to try again. One write when the account is busy, two when it is idle; no read: the
+    /// pace is a "next free slot" time pushed forward atomically.
+    pub async fn reserve_slots(
+        &self,
+        account_id: &str,
+        count: u64,
+        interval_us: u64,
+        horizon: Duration,
+    ) -> StoreResult<Reservation> {
+        let span = (count * interval_us) as i64;
+        let horizon = horizon.as_micros() as i64;
+        for _ in 0..8 {
+            // Slots start a little ahead, so they are still ahead when the answer arrives.
+            let asked = now_micros();
+            let lead = (2 * self.pace_latency_us.load(Ordering::Relaxed)).clamp(SLOT_LEAD_US, MAX_SLOT_LEAD_US);
+            let now = asked + lead;
+            // Busy account: the next free slot is ahead; take the span from it if it is within
+            // the horizon.
+            let busy = self
+                .update(account_pk(account_id), PACE_SK)
+                .update_expression("SET next_slot = next_slot + :span")
+                .condition_expression("next_slot >= :now AND next_slot <= :latest")
+                .expression_attribute_values(":span", n(span))
+                .expression_attribute_values(":now", n(now))
+                .expression_attribute_values(":latest", n(now + horizon))
+                .return_values(ReturnValue::UpdatedNew)
+                .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+                .send()
+                .await;
+            self.note_pace_latency(now_micros() - asked);
+            let next_slot = |item: Option<&Item>| {
+                item.and_then(|a| a.get("next_slot")).and_then(|v| v.as_n().ok()).and_then(|v| v.parse::<i64>().ok())
+            };
+            match busy {
+                Ok(out) => {
+                    let next = next_slot(out.attributes.as_ref())
+                        .ok_or_else(|| StoreError::Corrupt("pace item without next_slot".into()))?;
+                    return Ok(Reservation::Granted(next - span));
+                }
+                Err(e) => {
+                    let old = match e.as_service_error() {
+                        Some(UpdateItemError::ConditionalCheckFailedException(c)) => Some(next_slot(c.item.as_ref())),
+                        _ => None,
+                    };
+                    match old {
+                        Some(Some(next)) if next > now + horizon => {
+                            return Ok(Reservation::Busy { retry_at: next - horizon });
+                        }
+                        Some(_) => {} // idle (or just moved): the idle path below
+                        None => return Err(e.into()),
+                    }
+                }
+            }
+            // Idle account: start now.
+            let idle = self
+                .update(account_pk(account_id), PACE_SK)
+                .update_expression("SET next_slot = :end")
+                .condition_expression("attribute_not_exists(next_slot) OR next_slot < :now")
+                .expression_attribute_values(":end", n(now + span))
+                .expression_attribute_values(":now", n(now))
+                .send()
+                .await;
+            match idle {
+                Ok(_) => return Ok(Reservation::Granted(now)),
+                Err(e) => match StoreError::from(e) {
+                    // Another sender moved the slot meanwhile: look again.
+                    StoreError::ConditionFailed => continue,
+                    other => return Err(other),
+                },
+            }
+        }
+        Err(StoreError::Conflict)
+    }
+
+    fn note_pace_latency(&self, took_us: i64) {
+        let old = self.pace_latency_us.load(Ordering::Relaxed);
+        self.pace_latency_us.store((old * 7 + took_us) / 8, Ordering::Relaxed);
+    }
+
+    /// Holds every sender of the account back until `until_us` (a throughput error from
+    /// WhatsApp): the next free slot moves there unless it is later already. Never
+    /// cumulative: many errors at once hold the account back once.
+    pub async fn hold_account(&self, account_id: &str, until_us: i64) -> StoreResult<()> {
+        let res = self
+            .update(account_pk(account_id), PACE_SK)
+            .update_expression("SET next_slot = :until")
+            .condition_expression("attribute_not_exists(next_slot) OR next_slot < :until")
+            .expression_attribute_values(":until", n(until_us))
+            .send()
+            .await;
+        match res.map_err(StoreError::from) {
+            Ok(_) | Err(StoreError::ConditionFailed) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The account's next free send slot (unix microseconds), if it has one.
+    pub async fn next_slot(&self, account_id: &str) -> StoreResult<Option<i64>> {
+        let item = self.get_raw(account_pk(account_id), PACE_SK).await?;
+        Ok(item.and_then(|i| i.get("next_slot").and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok())))
+    }
+
+    /// Campaigns that are sending right now (all accounts).
+    pub async fn campaigns_sending(&self) -> StoreResult<Vec<Campaign>> {
+        let q = KeyQuery::index(Index::Gsi3, campaigns_in_status(CampaignStatus::Sending.as_str()));
+        let keys = self.query_keys(&q).await?;
+        self.with_counters(decode(self.batch_get(keys, None).await?)?).await
+    }
+
+    /// Up to `limit` recipients of a campaign in `status` (by the status index).
+    pub async fn recipients_in(
+        &self,
+        campaign_id: &str,
+        status: RecipientStatus,
+        limit: u32,
+    ) -> StoreResult<Vec<Recipient>> {
+        let mut q = KeyQuery::index(Index::Gsi2, recipients_in_status(campaign_id, status.as_str()));
+        q.newest_first = false;
+        let keys = self.query_page(&q, 1, limit).await?.into_iter().map(super::table_key).collect();
+        decode(self.batch_get(keys, None).await?)
+    }
+
+    /// Every recipient of a campaign (the reconciler's recount).
+    pub async fn all_recipients(&self, campaign_id: &str) -> StoreResult<Vec<Recipient>> {
+        let keys = self.query_keys(&KeyQuery::table(campaign_pk(campaign_id), RECIPIENT_PREFIX)).await?;
+        decode(self.batch_get(keys, None).await?)
+    }
+
+    /// Starts a new dispatch run of a sending campaign (the reconciler found recipients no job
+    /// holds): the steps and first-delivery jobs of the earlier run stop. Returns the run.
+    pub async fn new_dispatch_run(&self, campaign_id: &str) -> StoreResult<String> {
+        let run = uuid::Uuid::new_v4().to_string();
+        self.update(campaign_pk(campaign_id), CAMPAIGN_SK)
+            .update_expression("SET dispatch_run = :run")
+            .condition_expression("#status = :sending")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":sending", s(CampaignStatus::Sending.as_str()))
+            .expression_attribute_values(":run", s(&run))
+            .send()
+            .await?;
+        Ok(run)
+    }
+
+    /// Notes the progress the reconciler saw on a sending campaign (`processed_count` and when),
+    /// so that its next pass can tell a campaign that stopped moving.
+    pub async fn note_progress(&self, campaign_id: &str, processed: u64, at_unix: i64) -> StoreResult<()> {
+        self.update(campaign_pk(campaign_id), CAMPAIGN_SK)
+            .update_expression("SET reconciled_processed = :p, reconciled_at = :at")
+            .condition_expression("attribute_exists(PK)")
+            .expression_attribute_values(":p", n(processed))
+            .expression_attribute_values(":at", n(at_unix))
+            .send()
+            .await?;
+        Ok(())
+    }
+
+    /// What the reconciler noted last on the campaign: `(processed_count, unix time)`.
+    pub async fn noted_progress(&self, campaign_id: &str) -> StoreResult<Option<(u64, i64)>> {
+        let item = self.get_raw(campaign_pk(campaign_id), CAMPAIGN_SK).await?;
+        let num = |i: &Item, k: &str| i.get(k).and_then(|v| v.as_n().ok()).and_then(|v| v.parse::<i64>().ok());
+        Ok(item.and_then(|i| Some((num(&i, "reconciled_processed")? as u64, num(&i, "reconciled_at")?))))
+    }
+}

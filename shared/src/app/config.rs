@@ -1,0 +1,129 @@
+//! Every setting comes from the environment, read here and nowhere else.
+
+use std::env;
+
+use crate::domain::secret::Secret;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The single DynamoDB table.
+    pub table_name: String,
+    /// ISO 3166 region used to read national phone numbers (e.g. `0151 2345678` with `DE`).
+    pub default_region: String,
+    /// The queue the dispatcher reads.
+    pub dispatch_queue_url: Option<String>,
+    /// The queue the senders read.
+    pub send_queue_url: Option<String>,
+    /// The queue the webhook puts delivery statuses on, and the status applier reads.
+    pub status_queue_url: Option<String>,
+    /// The first wait (seconds) before statuses of a message not known are tried again; it
+    /// doubles each time, up to 15 minutes, for a day.
+    pub unknown_status_retry_seconds: u64,
+    /// Where messages go: Meta's Graph API, or any server that speaks the Cloud API.
+    pub whatsapp_api_url: String,
+    pub whatsapp_api_version: String,
+    /// The longest a request to WhatsApp may take (seconds), connection included.
+    pub whatsapp_timeout_seconds: u64,
+    /// A claim older than this (seconds) belongs to a sender that is gone: its outcome is
+    /// unknown. Read through [`Config::stale_claim_seconds`], which keeps it longer than any
+    /// claim is held.
+    pub stale_claim_seconds: i64,
+    /// A sending campaign whose counters have not moved for this long (seconds) is checked by
+    /// the reconciler for recipients no job holds.
+    pub stall_seconds: i64,
+    /// The webhook's shared secrets, in AWS: a Secrets Manager secret holding
+    /// `{"app_secret": …, "verify_token": …}`. When set it wins over the two variables below.
+    pub webhook_secret_arn: Option<String>,
+    /// Meta app secret that signs webhooks (`X-Hub-Signature-256`); locally from the environment.
+    pub whatsapp_app_secret: Option<Secret>,
+    /// The token Meta's webhook verification must present; locally from the environment.
+    pub whatsapp_verify_token: Option<Secret>,
+    /// Each account's access token is the Secrets Manager secret `<prefix><account id>`.
+    pub account_secret_prefix: String,
+    /// The EventBridge bus campaign events are published to.
+    pub event_bus_name: String,
+    /// The EventBridge Scheduler group that holds the campaigns' one-time schedules.
+    pub schedule_group: String,
+    /// What a campaign's schedule invokes: the scheduled-start function.
+    pub scheduled_start_function_arn: Option<String>,
+    /// The role EventBridge Scheduler assumes to invoke it.
+    pub scheduler_role_arn: Option<String>,
+    /// Where EventBridge Scheduler puts a start it could not deliver.
+    pub schedule_dead_letter_queue_arn: Option<String>,
+}
+
+impl Config {
+    pub fn from_env() -> Self {
+        let var = |k: &str| env::var(k).ok().filter(|v| !v.trim().is_empty());
+        Config {
+            table_name: var("TABLE_NAME").unwrap_or_else(|| "whatsapp-campaigns".into()),
+            default_region: var("DEFAULT_REGION").unwrap_or_else(|| "US".into()).to_uppercase(),
+            dispatch_queue_url: var("DISPATCH_QUEUE_URL"),
+            send_queue_url: var("SEND_QUEUE_URL"),
+            status_queue_url: var("STATUS_QUEUE_URL"),
+            unknown_status_retry_seconds: var("UNKNOWN_STATUS_RETRY_SECONDS")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(60),
+            whatsapp_api_url: var("WHATSAPP_API_URL").unwrap_or_else(|| "https://graph.facebook.com".into()),
+            whatsapp_api_version: var("WHATSAPP_API_VERSION").unwrap_or_else(|| "v21.0".into()),
+            whatsapp_timeout_seconds: var("WHATSAPP_TIMEOUT_SECONDS").and_then(|v| v.parse().ok()).unwrap_or(10),
+            stale_claim_seconds: var("STALE_CLAIM_SECONDS").and_then(|v| v.parse().ok()).unwrap_or(90),
+            stall_seconds: var("STALL_SECONDS").and_then(|v| v.parse().ok()).unwrap_or(120),
+            webhook_secret_arn: var("WEBHOOK_SECRET_ARN"),
+            whatsapp_app_secret: var("WHATSAPP_APP_SECRET").map(Secret::from),
+            whatsapp_verify_token: var("WHATSAPP_VERIFY_TOKEN").map(Secret::from),
+            account_secret_prefix: var("ACCOUNT_SECRET_PREFIX")
+                .unwrap_or_else(|| "whatsapp-campaigns/accounts/".into()),
+            event_bus_name: var("EVENT_BUS_NAME").unwrap_or_else(|| "whatsapp-campaigns".into()),
+            schedule_group: var("SCHEDULE_GROUP").unwrap_or_else(|| "default".into()),
+            scheduled_start_function_arn: var("SCHEDULED_START_FUNCTION_ARN"),
+            scheduler_role_arn: var("SCHEDULER_ROLE_ARN"),
+            schedule_dead_letter_queue_arn: var("SCHEDULE_DEAD_LETTER_QUEUE_ARN"),
+        }
+    }
+}
+
+impl Config {
+    /// When a claim counts as stale: the configured time, but never less than a sender holds a
+    /// claim (slots up to a second and a half ahead, the request's timeout, the write) plus a
+    /// margin, so that a slow answer is never taken for a dead sender.
+    pub fn stale_claim_seconds(&self) -> i64 {
+        self.stale_claim_seconds.max(self.whatsapp_timeout_seconds as i64 + 5)
+    }
+}
+
+/// Loads the AWS SDK configuration. `AWS_ENDPOINT_URL` (read by the SDK itself) points every
+/// client at the local emulator; in Lambda it is unset and the real endpoints are used.
+pub async fn aws_config() -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await
+}
+
+/// Structured logs: JSON in Lambda (CloudWatch), readable text locally. `RUST_LOG` filters.
+pub fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    let result = if env::var("AWS_LAMBDA_FUNCTION_NAME").is_ok() {
+        builder.json().without_time().try_init()
+    } else {
+        builder.try_init()
+    };
+    // A second initialisation (tests) is harmless.
+    let _ = result;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_hides_the_webhook_secrets() {
+        let config = Config {
+            whatsapp_app_secret: Some("app-secret-value".into()),
+            whatsapp_verify_token: Some("verify-token-value".into()),
+            ..Config::from_env()
+        };
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("app-secret-value") && !shown.contains("verify-token-value"), "{shown}");
+    }
+}

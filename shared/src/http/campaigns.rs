@@ -1,0 +1,50 @@
+//! `/api/campaigns`: create, read, change and delete campaigns (the workflows are in
+//! [`crate::usecases::campaigns`]).
+
+use std::sync::Arc;
+
+use serde_json::json;
+
+use super::{ApiRequest, Reply};
+use crate::app::App;
+use crate::domain::campaign::{CampaignChanges, CampaignStatus, NewCampaign};
+use crate::error::{AppError, AppResult};
+use crate::usecases::campaigns::{self as campaigns, load};
+
+const STATUSES: &str = "draft, scheduled, sending, paused, completed, cancelled";
+
+pub async fn create(app: Arc<App>, req: ApiRequest) -> AppResult<Reply> {
+    let new: NewCampaign = req.json()?;
+    Ok(Reply::created(json!(campaigns::create(&app, new).await?)))
+}
+
+pub async fn list(app: Arc<App>, req: ApiRequest) -> AppResult<Reply> {
+    let p = req.pagination(20)?;
+    let status = req.query_enum("status", CampaignStatus::parse, STATUSES)?;
+    let account = req.query("account_id");
+    if let Some(a) = account
+        && uuid::Uuid::parse_str(a).is_err()
+    {
+        return Err(AppError::bad_request(format!("account_id must be an account id (a UUID), got '{a}'")));
+    }
+    let page = app
+        .db
+        .list_campaigns(status, account, p.page, p.limit)
+        .await
+        .map_err(app.store_err("could not list campaigns"))?;
+    Ok(Reply::page(page.items.iter().map(|c| json!(c)).collect(), page.total, p))
+}
+
+pub async fn get(app: Arc<App>, req: ApiRequest) -> AppResult<Reply> {
+    Ok(Reply::ok(json!(load(&app, req.param("id")).await?)))
+}
+
+pub async fn update(app: Arc<App>, req: ApiRequest) -> AppResult<Reply> {
+    let changes: CampaignChanges = req.json()?;
+    Ok(Reply::ok(json!(campaigns::update(&app, req.param("id"), changes).await?)))
+}
+
+pub async fn delete(app: Arc<App>, req: ApiRequest) -> AppResult<Reply> {
+    let c = campaigns::delete(&app, req.param("id")).await?;
+    Ok(Reply::ok(json!({ "id": c.id, "deleted": true, "recipients_deleted": c.total_recipients })))
+}

@@ -1,0 +1,38 @@
+//! The workflows, one module per use case. Each takes the [`App`] and typed input (parsed at
+//! the edge by [`crate::http`] or a Lambda trigger) and answers a domain value or an
+//! [`AppError`] (whose kind the HTTP layer maps to a status code and the envelope).
+//!
+//! - [`accounts`], [`templates`]: create, change and delete them (an account's token lives in
+//!   its own secret).
+//! - [`campaigns`]: create, change and delete a campaign; [`lifecycle`]: start, schedule,
+//!   pause, cancel and resume it, and announce each change.
+//! - [`import`]: recipients into a campaign.
+//! - [`schedule`]: what a campaign's schedule does when it fires.
+//! - [`send`]: the dispatcher, the sender and the reconciler (queue consumers).
+//! - [`statuses`]: Meta's delivery statuses applied to recipients and counters.
+//! - [`keys`]: API keys: issue, check, the authorizer and the first key.
+
+pub mod accounts;
+pub mod campaigns;
+pub mod import;
+pub mod keys;
+pub mod lifecycle;
+pub mod schedule;
+pub mod send;
+pub mod statuses;
+pub mod templates;
+
+use crate::adapters::store::StoreError;
+use crate::app::App;
+use crate::error::{AppError, AppResult};
+
+/// Reads an item by id for a use case: 404 for an id that is not a UUID or names nothing,
+/// 503 when the store fails.
+pub async fn load_by_id<T, F>(app: &App, kind: &str, id: &str, read: F) -> AppResult<T>
+where
+    F: std::future::Future<Output = Result<Option<T>, StoreError>>,
+{
+    let not_found = || AppError::not_found(format!("{kind} {id} not found"));
+    uuid::Uuid::parse_str(id).map_err(|_| not_found())?;
+    read.await.map_err(app.store_err(&format!("could not read the {kind}")))?.ok_or_else(not_found)
+}

@@ -1,0 +1,70 @@
+//! The dispatcher: releases a sending campaign's pending recipients into send jobs, a window
+//! at a time. Each step reads the campaign; if fewer than a window (two seconds of the
+//! account's pace) of the recipients this run queued are still unprocessed, it queues send
+//! jobs for the next pending ones; then it queues its next step a second later. So the send
+//! queue holds a few seconds of any account's pace at most, and no sender waits on work queued
+//! minutes ahead of its time.
+
+use std::time::Duration;
+
+use super::{SendError, complete_if_done};
+use crate::app::App;
+use crate::domain::campaign::{Action, CampaignStatus};
+use crate::domain::sending::{DispatchJob, SLOT_HORIZON, SendJob, dispatch_window, job_size};
+use crate::usecases::lifecycle::change_status;
+
+/// The time between two steps of a run.
+pub const STEP: Duration = Duration::from_secs(1);
+
+/// Handles one dispatch step. Steps of a campaign that is not sending, or of a run that a
+/// later start or resume replaced, do nothing; queueing a recipient twice is harmless (a
+/// recipient is claimed once).
+pub async fn dispatch(app: &App, step: DispatchJob) -> Result<(), SendError> {
+    let Some(campaign) = app.db.get_campaign(&step.campaign_id).await? else { return Ok(()) };
+    if campaign.status != CampaignStatus::Sending || step.run != campaign.dispatch_run {
+        return Ok(());
+    }
+    let Some(account) = app.db.get_account(&campaign.account_id).await? else {
+        let reason = "the campaign's account was deleted";
+        change_status(app, &campaign, Action::Pause, Some(reason)).await.ok();
+        return Ok(());
+    };
+    let rate = account.send_rate();
+    let base = step.base.unwrap_or(campaign.processed_count);
+    // Recipients of this run queued and not processed yet. Outcomes recorded for recipients
+    // of an earlier run count too, which only makes this step queue a little more.
+    let in_flight = (base + step.queued).saturating_sub(campaign.processed_count);
+    let window = dispatch_window(rate);
+    let mut next = DispatchJob { base: Some(base), ..step };
+    tracing::debug!(campaign = %campaign.id, in_flight, window, "dispatch step");
+    // Whole jobs only (a short one at the end of the campaign).
+    let size = job_size(rate) as u64;
+    let room = (window.saturating_sub(in_flight) / size * size).min(1000);
+    if room > 0 {
+        let room = room as i32;
+        let (phones, cursor) = app.db.pending_phones(&campaign.id, next.cursor.as_deref(), room).await?;
+        let jobs: Vec<SendJob> =
+            phones.chunks(size as usize).map(|p| SendJob::new(&campaign.id, next.run.clone(), p.to_vec(), 0)).collect();
+        // Each job is due when the account's pace reaches it (behind what is in flight), less
+        // the second a sender may take slots ahead: the jobs come a few at a time, not all at
+        // once.
+        let due = |i: usize| {
+            let ahead = (in_flight + (i as u64) * size) as f64 / rate.max(1) as f64;
+            Duration::from_secs((ahead - SLOT_HORIZON.as_secs_f64()).max(0.0).floor() as u64)
+        };
+        let timed: Vec<(&SendJob, Duration)> = jobs.iter().enumerate().map(|(i, j)| (j, due(i))).collect();
+        app.queue.send_jobs_at(&timed).await?;
+        tracing::debug!(campaign = %campaign.id, jobs = jobs.len(), recipients = phones.len(), "queued");
+        next.queued += phones.len() as u64;
+        let last = phones.last().cloned();
+        if cursor.is_none() && phones.len() < room as usize {
+            tracing::info!(campaign = %campaign.id, queued = next.queued, "dispatch run finished");
+            // A resumed campaign with nothing left to send completes here.
+            complete_if_done(app, &campaign.id).await?;
+            return Ok(());
+        }
+        next.cursor = last.or(next.cursor);
+    }
+    app.queue.dispatch(&next, STEP).await?;
+    Ok(())
+}

@@ -1,0 +1,122 @@
+//! The sending side: the dispatcher releases a started campaign's pending recipients into
+//! send jobs a window at a time; senders claim, pace, send and record each recipient; the
+//! reconciler repairs what a lost job or a dead sender leaves behind. The two consumers are
+//! SQS-triggered and the reconciler runs every minute; all run the same code in Lambda and in
+//! the local stack.
+
+mod dispatcher;
+mod reconciler;
+mod sender;
+
+use std::time::{Duration, Instant};
+
+pub use dispatcher::dispatch;
+pub use reconciler::{Reconciled, reconcile};
+pub use sender::send_batch;
+
+use crate::adapters::store::StoreError;
+use crate::app::App;
+use crate::domain::campaign::{Action, CampaignStatus};
+use crate::domain::delivery::Notification;
+use crate::domain::sending::{DispatchJob, SendJob};
+use crate::usecases::lifecycle::change_status;
+
+/// The queue consumers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Consumer {
+    Dispatcher,
+    Sender,
+    /// The status applier (delivery statuses the webhook queued).
+    Statuses,
+}
+
+/// One queue message, whatever delivered it (Lambda's event or the local poller).
+#[derive(Debug, Clone, Default)]
+pub struct Incoming {
+    pub id: String,
+    pub body: String,
+    /// What deletes it or makes it visible again (empty when it came from elsewhere).
+    pub receipt_handle: String,
+    /// How many times SQS has delivered it, this time included.
+    pub receive_count: u32,
+}
+
+/// Handles a batch of queue messages; returns the ids of those to deliver again. Each of
+/// those is made visible again after a back-off that grows with its deliveries (2, 4, 8… up
+/// to 60 s; at once for a message that is not a job at all), rather than after the queue's
+/// visibility timeout; after the queue's `maxReceiveCount` deliveries it goes to the
+/// dead-letter queue.
+pub async fn consume(app: &App, consumer: Consumer, messages: Vec<Incoming>, deadline: Instant) -> Vec<String> {
+    let handles: Vec<(String, String, Duration)> = messages
+        .iter()
+        .map(|m| {
+            let readable = match consumer {
+                Consumer::Dispatcher => serde_json::from_str::<DispatchJob>(&m.body).is_ok(),
+                Consumer::Sender => serde_json::from_str::<SendJob>(&m.body).is_ok(),
+                Consumer::Statuses => serde_json::from_str::<Notification>(&m.body).is_ok(),
+            };
+            let after =
+                if readable { Duration::from_secs((1u64 << m.receive_count.min(6)).min(60)) } else { Duration::ZERO };
+            (m.id.clone(), m.receipt_handle.clone(), after)
+        })
+        .collect();
+    let failed = match consumer {
+        Consumer::Sender => send_batch(app, messages, deadline).await,
+        Consumer::Statuses => crate::usecases::statuses::apply_batch(app, messages).await.1,
+        Consumer::Dispatcher => {
+            let mut failed = Vec::new();
+            for m in messages {
+                let result = match serde_json::from_str(&m.body) {
+                    Ok(job) => dispatch(app, job).await,
+                    Err(e) => Err(SendError::Malformed(e.to_string())),
+                };
+                if let Err(e) = result {
+                    tracing::warn!(message = %m.id, error = %e, "dispatch step will be delivered again");
+                    failed.push(m.id);
+                }
+            }
+            failed
+        }
+    };
+    let url = match consumer {
+        Consumer::Dispatcher => app.config.dispatch_queue_url.as_deref(),
+        Consumer::Sender => app.config.send_queue_url.as_deref(),
+        Consumer::Statuses => app.config.status_queue_url.as_deref(),
+    };
+    let Some(url) = url else { return failed };
+    for (id, handle, after) in handles.iter().filter(|(id, h, _)| failed.contains(id) && !h.is_empty()) {
+        if let Err(e) = app.queue.retry_later(url, handle, *after).await {
+            tracing::warn!(message = %id, error = %e, "could not shorten the retry; the visibility timeout applies");
+        }
+    }
+    failed
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Queue(#[from] crate::adapters::queue::QueueError),
+    #[error("{0}")]
+    Secrets(#[from] crate::adapters::secrets::SecretsError),
+    #[error("the message is not a job: {0}")]
+    Malformed(String),
+}
+
+/// Marks the campaign completed once every recipient has an outcome. The conditional write
+/// (from `sending` only; `completed` is final) makes this happen exactly once, whoever calls it.
+pub async fn complete_if_done(app: &App, campaign_id: &str) -> Result<bool, SendError> {
+    let Some(c) = app.db.get_campaign(campaign_id).await? else { return Ok(false) };
+    if c.status != CampaignStatus::Sending || !c.all_processed() {
+        return Ok(false);
+    }
+    match change_status(app, &c, Action::Complete, None).await {
+        Ok(done) => {
+            tracing::info!(campaign = %done.id, sent = done.sent_count, failed = done.failed_count, "campaign completed");
+            Ok(true)
+        }
+        Err(StoreError::ConditionFailed) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}

@@ -1,0 +1,567 @@
+//! The sender. For a send job (half a second of the account's pace at most): read its
+//! recipients → take their send slots on the account's pace, all within the next second, or
+//! put the job back on the queue for when there is room → claim them in one conditional
+//! transaction → at each slot, check the campaign is still sending (a status at most half a
+//! second old) and POST to WhatsApp → record every outcome and count it, in one transaction.
+//! Nothing between the claims and the POSTs can fail without releasing the claims, and no
+//! invocation sleeps on slots far ahead: accounts never hold each other's senders.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{Duration, Instant};
+
+use futures_util::future::join_all;
+use serde_json::Value;
+use tokio::sync::{Mutex, watch};
+
+use super::{Incoming, SendError, complete_if_done};
+use crate::adapters::store::sending::{Holder, Outcome, Record, Reservation, now_micros};
+use crate::adapters::whatsapp::SendOutcome;
+use crate::app::App;
+use crate::domain::account::Account;
+use crate::domain::campaign::{Action, Campaign, CampaignStatus};
+use crate::domain::now;
+use crate::domain::opt_out;
+use crate::domain::recipient::{Recipient, RecipientStatus};
+use crate::domain::secret::Secret;
+use crate::domain::sending::{
+    ErrorClass, MAX_ATTEMPTS, MAX_JOB_SIZE, MAX_PAIR_RATE_ATTEMPTS, SLOT_HORIZON, SendJob, classify, interval_micros,
+    message_body, pair_rate_delay, retry_delay,
+};
+use crate::domain::template::Template;
+use crate::usecases::lifecycle::change_status;
+use crate::usecases::statuses::remember_opt_out;
+
+/// How old the campaign's status may be when a message goes out (from the start of the read
+/// that saw it sending): a pause or cancel stops every send that has not left within this time
+/// after it returned. A send that finds the status older (the store answering slowly) does not
+/// go out: its recipient goes back to pending, for a job a moment later.
+const STATUS_MAX_AGE: Duration = Duration::from_millis(700);
+
+/// How often a job at work reads its campaign's status again (one read per campaign at a time
+/// per invocation, whatever the number of sends).
+const STATUS_REFRESH: Duration = Duration::from_millis(250);
+
+/// The campaign's status as a job's sends see it: when the read it comes from started, and
+/// whether the campaign was sending.
+type Status = (Instant, bool);
+
+/// How late a message may go out after its slot: half an interval keeps any 1-second window
+/// at rate + 1 (a message later than that could crowd the slots after it). Timers are not
+/// finer than a millisecond, so above 500 msg/s a millisecond of lateness is let through.
+fn late_tolerance(interval_us: i64) -> i64 {
+    (interval_us / 2).max(1_000)
+}
+
+/// A job whose slots would start at most this much later than the horizon waits for them in
+/// the invocation (microseconds); a later one goes back to the queue.
+const SHORT_WAIT_US: i64 = 500_000;
+
+/// How many new slots a send woken too late for its slot takes before it lets go of its claim.
+const LATE_RETAKES: u32 = 2;
+
+/// How long a 130429 (throughput exceeded) holds the whole account back.
+const THROUGHPUT_HOLD: Duration = Duration::from_secs(2);
+/// A job is not started when less than this (plus a request's timeout) is left before the
+/// invocation's deadline: it goes back to the queue.
+const DEADLINE_MARGIN: Duration = Duration::from_secs(5);
+
+/// What a sender needs of an account, read once per invocation.
+struct Sending {
+    account: Account,
+    token: Secret,
+    template: Template,
+    /// Until when (unix microseconds) WhatsApp asked this invocation to slow down (130429):
+    /// sends of the account due before then go back to pending instead.
+    held_until_us: AtomicI64,
+}
+
+/// What one invocation reads once and shares between its jobs: accounts, tokens (from Secrets
+/// Manager) and templates by (account, template), and each campaign's status, read again when
+/// older than [`STATUS_MAX_AGE`].
+#[derive(Default)]
+struct Invocation {
+    sendings: Mutex<HashMap<(String, String), SendingOrWhyNot>>,
+    campaigns: Mutex<HashMap<String, Arc<Mutex<Seen>>>>,
+}
+
+/// What the campaign's account needs to send, or why it cannot.
+type SendingOrWhyNot = Result<Arc<Sending>, &'static str>;
+
+/// A campaign as last read in full, its status as last read, and when each read started.
+#[derive(Default)]
+struct Seen {
+    at: Option<Instant>,
+    campaign: Option<Campaign>,
+    status_at: Option<Instant>,
+    sending: bool,
+}
+
+fn fresh(at: Option<Instant>) -> bool {
+    at.is_some_and(|at| at.elapsed() <= STATUS_REFRESH)
+}
+
+impl Invocation {
+    async fn seen(&self, id: &str) -> Arc<Mutex<Seen>> {
+        self.campaigns.lock().await.entry(id.to_string()).or_default().clone()
+    }
+
+    /// The campaign as read at most [`STATUS_REFRESH`] ago (by this job or another of the
+    /// invocation), and when that read started.
+    async fn campaign(&self, app: &App, id: &str) -> Result<(Instant, Option<Campaign>), SendError> {
+        let entry = self.seen(id).await;
+        // One read at a time per campaign: the jobs waiting for it use its answer.
+        let mut seen = entry.lock().await;
+        if let (Some(at), true) = (seen.at, fresh(seen.at)) {
+            return Ok((at, seen.campaign.clone()));
+        }
+        let started = Instant::now();
+        seen.campaign = app.db.get_campaign(id).await?;
+        seen.at = Some(started);
+        seen.status_at = Some(started);
+        seen.sending = seen.campaign.as_ref().is_some_and(|c| c.status == CampaignStatus::Sending);
+        Ok((started, seen.campaign.clone()))
+    }
+
+    /// Whether the campaign is sending, as read at most [`STATUS_REFRESH`] ago (its status
+    /// alone), and when that read started.
+    async fn status(&self, app: &App, id: &str) -> Result<Status, SendError> {
+        let entry = self.seen(id).await;
+        let mut seen = entry.lock().await;
+        if let (Some(at), true) = (seen.status_at, fresh(seen.status_at)) {
+            return Ok((at, seen.sending));
+        }
+        let started = Instant::now();
+        seen.sending = app.db.campaign_status(id).await? == Some(CampaignStatus::Sending);
+        seen.status_at = Some(started);
+        Ok((started, seen.sending))
+    }
+
+    async fn sending(&self, app: &App, c: &Campaign) -> Result<SendingOrWhyNot, SendError> {
+        let key = (c.account_id.clone(), c.template_id.clone());
+        if let Some(hit) = self.sendings.lock().await.get(&key) {
+            return Ok(hit.clone());
+        }
+        let (account, token, template) = tokio::join!(
+            app.db.get_account(&c.account_id),
+            app.tokens.get(&c.account_id),
+            app.db.get_template(&c.template_id)
+        );
+        let entry = match (account?, token?, template?) {
+            (Some(account), Some(token), Some(template)) => {
+                Ok(Arc::new(Sending { account, token, template, held_until_us: AtomicI64::new(0) }))
+            }
+            (None, _, _) => Err("the campaign's account was deleted"),
+            (_, None, _) => Err("the account has no access token; set it with PUT /api/accounts/{id}, then resume"),
+            (_, _, None) => Err("the campaign's template was deleted"),
+        };
+        self.sendings.lock().await.insert(key, entry.clone());
+        Ok(entry)
+    }
+}
+
+/// Stop sending a campaign, or every campaign of its account.
+#[derive(Debug, Clone)]
+enum Stop {
+    Campaign(String),
+    Account(String),
+}
+
+/// What became of one claimed recipient.
+struct Sent {
+    outcome: Outcome,
+    /// Put back for a new job of these attempts, this much later.
+    retry: Option<(Duration, u32)>,
+    stop: Option<Stop>,
+}
+
+impl Sent {
+    fn done(outcome: Outcome) -> Self {
+        Sent { outcome, retry: None, stop: None }
+    }
+
+    /// Not sent: back to pending, left for a resume (no retry job).
+    fn released(stop: Option<Stop>) -> Self {
+        Sent { outcome: Outcome::Released { retry_at: None }, retry: None, stop }
+    }
+
+    /// Not sent because the campaign was no longer sending.
+    fn paused_out(&self) -> bool {
+        matches!(self.outcome, Outcome::Released { retry_at: None }) && self.retry.is_none() && self.stop.is_none()
+    }
+
+    /// Not sent: back to pending, owned by a retry job of `attempt` due after `delay`.
+    fn retry(delay: Duration, attempt: u32) -> Self {
+        let retry_at = chrono::Utc::now().timestamp() + delay.as_secs_f64().ceil() as i64;
+        Sent { outcome: Outcome::Released { retry_at: Some(retry_at) }, retry: Some((delay, attempt)), stop: None }
+    }
+}
+
+/// Handles a batch of send jobs; returns the ids of the messages to deliver again (the
+/// `batchItemFailures` of an SQS event).
+pub async fn send_batch(app: &App, messages: Vec<Incoming>, deadline: Instant) -> Vec<String> {
+    tracing::debug!(jobs = messages.len(), "send batch");
+    let invocation = Invocation::default();
+    let results = join_all(messages.into_iter().map(|m| {
+        let invocation = &invocation;
+        async move {
+            let result = match serde_json::from_str::<SendJob>(&m.body) {
+                Ok(job) => process(app, invocation, job, deadline).await,
+                Err(e) => Err(SendError::Malformed(e.to_string())),
+            };
+            (m.id, result)
+        }
+    }))
+    .await;
+    let mut failed = Vec::new();
+    for (id, result) in results {
+        if let Err(e) = result {
+            tracing::warn!(message = %id, error = %e, "send job will be delivered again");
+            failed.push(id);
+        }
+    }
+    failed
+}
+
+/// One send job. Recipients not sent because the campaign is not sending stay pending for a
+/// resume.
+async fn process(app: &App, inv: &Invocation, job: SendJob, deadline: Instant) -> Result<(), SendError> {
+    if job.phones.len() > MAX_JOB_SIZE {
+        // Jobs are never this large; split one that is rather than exceed a transaction.
+        let jobs: Vec<SendJob> = job
+            .phones
+            .chunks(MAX_JOB_SIZE)
+            .map(|p| SendJob::new(&job.campaign_id, job.run.clone(), p.to_vec(), job.attempt))
+            .collect();
+        return Ok(app.queue.send_jobs(&jobs, Duration::ZERO).await?);
+    }
+    if Instant::now() + DEADLINE_MARGIN + app.whatsapp.timeout() > deadline {
+        return Ok(app.queue.send_jobs(&[job], Duration::ZERO).await?);
+    }
+    let (read_at, campaign) = inv.campaign(app, &job.campaign_id).await?;
+    let Some(campaign) = campaign else { return Ok(()) };
+    // A first-delivery job of a run a resume replaced: the new run queued its recipients again.
+    let superseded = job.attempt == 0 && job.run.is_some() && job.run != campaign.dispatch_run;
+    if campaign.status != CampaignStatus::Sending || superseded {
+        return Ok(());
+    }
+    let ctx = match inv.sending(app, &campaign).await? {
+        Ok(ctx) => ctx,
+        Err(reason) => {
+            pause_campaign(app, &campaign, reason).await;
+            return Ok(());
+        }
+    };
+    let account = opt_out::applies_to(ctx.template.category).then_some(ctx.account.id.as_str());
+    let (stored, opted_out) = app.db.job_recipients(&campaign.id, &job.phones, account).await?;
+    let now_unix = chrono::Utc::now().timestamp();
+    let plan = plan(&stored, &opted_out, &ctx, &campaign, now_unix - app.config.stale_claim_seconds(), now_unix);
+    let mut records = plan.records;
+    let mut retries: BTreeMap<(u64, u32), Vec<String>> = BTreeMap::new();
+    let mut stops = Vec::new();
+    let mut paused_out = Vec::new();
+    if !plan.to_send.is_empty() {
+        let interval = interval_micros(ctx.account.send_rate());
+        // Room on the account's pace within the horizon? Read first, so that a job that came
+        // early goes back to the queue holding no claims.
+        let early = match app.db.next_slot(&ctx.account.id).await? {
+            Some(next) => next - now_micros() - SLOT_HORIZON.as_micros() as i64,
+            None => 0,
+        };
+        if early > SHORT_WAIT_US {
+            tracing::debug!(job = %job.job_id, early_us = early, "early: back to the queue");
+            let phones = plan.to_send.iter().map(|(r, _)| r.phone_number.clone()).collect();
+            defer(app, &job, phones, early).await?;
+        } else {
+            // Room opens within a moment: cheaper than a round trip through the queue.
+            tokio::time::sleep(Duration::from_micros(early.max(0) as u64)).await;
+            let phones: Vec<String> = plan.to_send.iter().map(|(r, _)| r.phone_number.clone()).collect();
+            let claimed: HashSet<String> =
+                app.db.claim_recipients(&campaign.id, &phones, &job.job_id, now_unix).await?.into_iter().collect();
+            let claimed: Vec<&(&Recipient, Value)> =
+                plan.to_send.iter().filter(|(r, _)| claimed.contains(&r.phone_number)).collect();
+            // Slots are taken once the claims are held, so that they are still ahead.
+            let count = claimed.len() as u64;
+            let reservation = match count {
+                0 => Reservation::Granted(0),
+                _ => match app.db.reserve_slots(&ctx.account.id, count, interval, SLOT_HORIZON).await {
+                    Ok(reservation) => reservation,
+                    Err(e) => {
+                        // Nothing was sent: the claims are let go of below, as when busy.
+                        tracing::warn!(job = %job.job_id, error = %e, "no send slots; the job is tried again");
+                        Reservation::Busy { retry_at: now_micros() + 1_000_000 }
+                    }
+                },
+            };
+            tracing::debug!(job = %job.job_id, count, ?reservation, "claimed");
+            let holder = Holder::Job(&job.job_id);
+            match reservation {
+                Reservation::Busy { retry_at } => {
+                    // Another job took the room meanwhile: let go of the claims, try later.
+                    for (r, _) in &claimed {
+                        records.push(Record {
+                            phone: &r.phone_number,
+                            holder,
+                            outcome: Outcome::Released { retry_at: None },
+                        });
+                    }
+                    let phones = claimed.iter().map(|(r, _)| r.phone_number.clone()).collect();
+                    defer(app, &job, phones, retry_at - now_micros()).await?;
+                }
+                Reservation::Granted(first) => {
+                    let (status_tx, status) = watch::channel((read_at, true));
+                    let sends = join_all(claimed.iter().enumerate().map(|(i, (_, body))| {
+                        let slot = first + i as i64 * interval as i64;
+                        send_one(app, &ctx, &status, body, job.attempt, slot, deadline)
+                    }));
+                    // The status is kept fresh beside the sends, so that no send waits for a read.
+                    let results = tokio::select! {
+                        results = sends => results,
+                        () = watch_status(app, inv, &campaign.id, status_tx) => Vec::new(),
+                    };
+                    for ((r, _), sent) in claimed.iter().zip(results) {
+                        if sent.paused_out() {
+                            paused_out.push(r.phone_number.clone());
+                        }
+                        if let Some((delay, attempt)) = sent.retry {
+                            retries
+                                .entry((delay.as_millis() as u64, attempt))
+                                .or_default()
+                                .push(r.phone_number.clone());
+                        }
+                        stops.extend(sent.stop);
+                        records.push(Record { phone: &r.phone_number, holder, outcome: sent.outcome });
+                    }
+                }
+            }
+        }
+    }
+    let processed = records.iter().any(|r| !matches!(r.outcome, Outcome::Released { .. }));
+    if !records.is_empty() {
+        let written = app.db.record_outcomes(&campaign.id, &records, &now()).await;
+        if let Err(e) = &written {
+            // The claims stay; the reconciler resolves them once they are stale.
+            tracing::error!(campaign = %campaign.id, job = %job.job_id, error = %e, "outcomes could not be recorded");
+        }
+        written?;
+    }
+    for ((delay_ms, attempt), phones) in retries {
+        let retry = SendJob::new(&campaign.id, job.run.clone(), phones, attempt);
+        app.queue.send_jobs(&[retry], Duration::from_millis(delay_ms)).await?;
+    }
+    if !paused_out.is_empty() {
+        hand_on_after_resume(app, &campaign.id, paused_out).await?;
+    }
+    if let Some(stop) = stops.into_iter().next() {
+        match stop {
+            Stop::Campaign(reason) => pause_campaign(app, &campaign, &reason).await,
+            Stop::Account(reason) => pause_account(app, &campaign.account_id, &reason).await?,
+        }
+    }
+    if processed {
+        complete_if_done(app, &campaign.id).await?;
+    }
+    Ok(())
+}
+
+/// Recipients this job held when it saw the campaign paused went back to pending, for a resume
+/// to send. A resume that came before they were back found them still held, and its dispatch
+/// passed them by: if the campaign is sending again now, they get a job of the current run.
+/// (A resume after this read dispatches them itself: they are pending by then.)
+async fn hand_on_after_resume(app: &App, campaign_id: &str, phones: Vec<String>) -> Result<(), SendError> {
+    let Some(now) = app.db.get_campaign(campaign_id).await? else { return Ok(()) };
+    if now.status == CampaignStatus::Sending {
+        tracing::info!(campaign = %campaign_id, count = phones.len(), "resumed meanwhile: handing released recipients on");
+        app.queue.send_jobs(&[SendJob::new(campaign_id, now.dispatch_run, phones, 0)], Duration::ZERO).await?;
+    }
+    Ok(())
+}
+
+/// Puts (part of) a job back on the queue for when the account's pace has room: `early_us`
+/// from now, in whole seconds rounded down (SQS delays whole seconds), so that it is back in
+/// time; what is left of the wait it spends in the invocation, or goes round again.
+async fn defer(app: &App, job: &SendJob, phones: Vec<String>, early_us: i64) -> Result<(), SendError> {
+    let wait = (early_us.max(0) / 1_000_000).max(1) as u64;
+    Ok(app.queue.send_jobs(&[SendJob { phones, ..job.clone() }], Duration::from_secs(wait)).await?)
+}
+
+/// What to do with a job's recipients as stored: outcomes to record without a request, and
+/// the recipients to send with their message bodies.
+struct Plan<'a> {
+    records: Vec<Record<'a>>,
+    to_send: Vec<(&'a Recipient, Value)>,
+}
+
+fn plan<'a>(
+    stored: &'a [Recipient],
+    opted_out: &HashSet<String>,
+    ctx: &Sending,
+    campaign: &Campaign,
+    stale_before: i64,
+    now_unix: i64,
+) -> Plan<'a> {
+    let mut records = Vec::new();
+    let mut to_send = Vec::new();
+    for r in stored {
+        let failed = |code, message: String| Record {
+            phone: &r.phone_number,
+            holder: Holder::Unclaimed,
+            outcome: Outcome::Failed { code, message },
+        };
+        match r.status {
+            // Owned by a delayed retry job until then.
+            RecipientStatus::Pending if r.retry_at.is_some_and(|at| at > now_unix + 1) => {}
+            // Marketing templates never go to numbers that opted out of the account's
+            // marketing messages: they fail with 131050 without a request.
+            RecipientStatus::Pending if opted_out.contains(&r.phone_number) => {
+                records.push(failed(Some(opt_out::OPTED_OUT_CODE), opt_out::not_sent()))
+            }
+            RecipientStatus::Pending => {
+                let callback = format!("{}/{}", campaign.id, r.phone_number);
+                match message_body(&ctx.template, &campaign.variable_mapping, r, &callback) {
+                    Ok(body) => to_send.push((r, body)),
+                    Err(missing) => records.push(failed(
+                        Some(131008),
+                        format!("the recipient has no value for '{}', which the variable_mapping needs", missing.0),
+                    )),
+                }
+            }
+            // Claimed by a sender that is gone (its claim is older than any sender runs): its
+            // request may have reached WhatsApp, so it is never sent again.
+            RecipientStatus::Sending => {
+                if let (Some(job), Some(at)) = (r.claim_id.as_deref(), r.claimed_at)
+                    && at < stale_before
+                {
+                    records.push(Record {
+                        phone: &r.phone_number,
+                        holder: Holder::Stale { job, claimed_at: at },
+                        outcome: Outcome::Failed { code: None, message: STALE_CLAIM.into() },
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+    Plan { records, to_send }
+}
+
+/// The outcome of a claim left by a sender that is gone.
+pub(crate) const STALE_CLAIM: &str =
+    "outcome unknown: the sender stopped between claiming and recording; not sent again";
+
+/// Reads the campaign's status every [`STATUS_REFRESH`] for the sends of a job. Never returns.
+async fn watch_status(app: &App, inv: &Invocation, campaign_id: &str, status: watch::Sender<Status>) {
+    loop {
+        match inv.status(app, campaign_id).await {
+            Ok(seen) => {
+                status.send_replace(seen);
+            }
+            // The sends see the status grow old and hold back.
+            Err(e) => tracing::warn!(campaign = %campaign_id, error = %e, "campaign status could not be read"),
+        }
+        tokio::time::sleep(STATUS_REFRESH).await;
+    }
+}
+
+/// Sends one claimed recipient at its slot. Never fails: whatever stops it before the POST
+/// releases the claim (the recipient goes back to pending).
+async fn send_one(
+    app: &App,
+    ctx: &Sending,
+    status: &watch::Receiver<Status>,
+    body: &Value,
+    attempt: u32,
+    slot: i64,
+    deadline: Instant,
+) -> Sent {
+    let interval = interval_micros(ctx.account.send_rate());
+    let mut slot = slot;
+    for retake in 0..=LATE_RETAKES {
+        let wait = Duration::from_micros((slot - now_micros()).max(0) as u64);
+        if Instant::now() + wait + app.whatsapp.timeout() > deadline {
+            return Sent::retry(Duration::ZERO, attempt);
+        }
+        tokio::time::sleep(wait).await;
+        let late = now_micros() - slot;
+        if late <= late_tolerance(interval as i64) {
+            break;
+        }
+        // Woken too late (a slow store or a busy machine): sending now could crowd the slots
+        // after it. The slot stays unused; the claim is kept and a new slot taken (one write
+        // on the pace item, where letting go and claiming again would take three), or, after
+        // a few, the recipient goes back to pending for a job a moment later.
+        tracing::debug!(late_us = late, retake, "woken too late for the slot");
+        if retake == LATE_RETAKES {
+            return Sent::retry(Duration::ZERO, attempt);
+        }
+        match app.db.reserve_slots(&ctx.account.id, 1, interval, SLOT_HORIZON).await {
+            Ok(Reservation::Granted(next)) => slot = next,
+            _ => return Sent::retry(Duration::ZERO, attempt),
+        }
+    }
+    let held = ctx.held_until_us.load(Ordering::Relaxed) - now_micros();
+    if held > 0 {
+        return Sent::retry(Duration::from_micros(held as u64), attempt);
+    }
+    let (read_at, sending) = *status.borrow();
+    if !sending {
+        return Sent::released(None); // paused, cancelled or deleted meanwhile
+    }
+    if read_at.elapsed() > STATUS_MAX_AGE {
+        return Sent::retry(Duration::from_secs(1), attempt);
+    }
+    let (code, message) = match app.whatsapp.send(&ctx.account.phone_number_id, &ctx.token, body).await {
+        SendOutcome::Accepted { wamid } => return Sent::done(Outcome::Sent { wamid }),
+        SendOutcome::Unknown { message } => {
+            // WhatsApp may have taken it: never send it again.
+            let message = format!("outcome unknown, not retried to avoid a double send: {message}");
+            return Sent::done(Outcome::Failed { code: None, message });
+        }
+        SendOutcome::Unreachable { message } => (None, message),
+        SendOutcome::Rejected { code, message } => (Some(code), message),
+    };
+    let this = attempt + 1;
+    let described = format!("WhatsApp error {}: {message}", code.map(|c| c.to_string()).unwrap_or("(none)".into()));
+    match code.map(classify).unwrap_or(ErrorClass::Transient) {
+        ErrorClass::Permanent => {
+            if opt_out::is_opt_out(code) {
+                let phone = body["to"].as_str().unwrap_or_default();
+                if let Err(e) = remember_opt_out(app, &ctx.account.id, phone).await {
+                    tracing::warn!(account = %ctx.account.id, error = %e, "the opt-out could not be stored");
+                }
+            }
+            Sent::done(Outcome::Failed { code, message })
+        }
+        ErrorClass::Campaign => Sent::released(Some(Stop::Campaign(described))),
+        ErrorClass::Account => Sent::released(Some(Stop::Account(described))),
+        ErrorClass::PairRate if this <= MAX_PAIR_RATE_ATTEMPTS => Sent::retry(pair_rate_delay(this), this),
+        ErrorClass::Throughput | ErrorClass::Transient if this < MAX_ATTEMPTS => {
+            if code == Some(130429) {
+                tracing::warn!(account = %ctx.account.id, "throughput limit hit (130429): holding the account back");
+                let until = now_micros() + THROUGHPUT_HOLD.as_micros() as i64;
+                ctx.held_until_us.fetch_max(until, Ordering::Relaxed);
+                if let Err(e) = app.db.hold_account(&ctx.account.id, until).await {
+                    tracing::warn!(account = %ctx.account.id, error = %e, "the account could not be held back");
+                }
+            }
+            Sent::retry(retry_delay(this, crate::domain::retry::random_unit()), this)
+        }
+        ErrorClass::PairRate | ErrorClass::Throughput | ErrorClass::Transient => {
+            Sent::done(Outcome::Failed { code, message: format!("{message} (after {this} attempts)") })
+        }
+    }
+}
+
+async fn pause_campaign(app: &App, campaign: &Campaign, reason: &str) {
+    tracing::warn!(campaign = %campaign.id, reason, "pausing the campaign");
+    // Losing the race to a person's pause or cancel is fine.
+    let _ = change_status(app, campaign, Action::Pause, Some(reason)).await;
+}
+
+async fn pause_account(app: &App, account_id: &str, reason: &str) -> Result<(), SendError> {
+    for c in app.db.sending_campaigns(account_id).await? {
+        pause_campaign(app, &c, reason).await;
+    }
+    Ok(())
+}
