@@ -1,11 +1,12 @@
 //! Status webhooks: after an accepted send the fake posts `sent`, `delivered` and `read` (or
-//! `failed`) for the wamid to the configured URL, batched, signed and retried the way Meta does.
-//!
-//! Accepted sends queue their statuses by due time in [`Queue`]. One worker task per
-//! [`FakeState`] sleeps until the earliest is due, takes everything due within the batch window
-//! and hands each POST (at most `statuses_per_post` statuses, [`MAX_STATUSES_PER_POST`] by
-//! default) to a task of its own, so a slow or failing receiver holds up nothing else and
-//! POSTs of one status each go out side by side however many there are.
+//! `failed`) for the wamid to the configured URL, batched, signed and retried the way Meta does;
+//! on demand it posts an opt-out or any payload (`POST /_fake/opt-out`, `POST /_fake/webhooks`),
+//! and it records every attempt ([`WebhookPost`]). Accepted sends queue their statuses by due
+//! time in [`Queue`]. One worker task per [`FakeState`] sleeps until the earliest is due, takes
+//! everything due within the batch window and hands each POST (at most `statuses_per_post`
+//! statuses, [`MAX_STATUSES_PER_POST`] by default) to a task of its own, so a slow or failing
+//! receiver holds up nothing else and POSTs of one status each go out side by side however many
+//! there are.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -16,14 +17,16 @@ use std::time::{Duration, Instant};
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::response::Response;
-use http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use tokio::sync::Notify;
 
-use super::{
-    Data, FakeState, MetaError, control_body, error_for, json_response, normalize_number, now_ms, random_below,
-};
+use super::config::FakeConfig;
+use super::errors::{MetaError, error_for};
+use super::message::{normalize_number, wa_id};
+use super::routes::{answer, control_body};
+use super::state::{Data, FakeState};
+use super::{now_ms, random_below};
 
 /// The WhatsApp Business Account id in `entry[].id`.
 pub const WABA_ID: &str = "102290129340398";
@@ -204,21 +207,7 @@ impl Data {
         if config.webhook_url.is_none() {
             return false;
         }
-        let mut steps = vec![];
-        match message.failure {
-            None => {
-                steps.push((Step::Sent, config.sent_delay_ms));
-                steps.push((Step::Delivered, config.delivered_delay_ms));
-                if let Some(read) = config.read_delay_ms {
-                    steps.push((Step::Read, read));
-                }
-            }
-            Some(LateFailure { code, sent_first: true }) => {
-                steps.push((Step::Sent, config.sent_delay_ms));
-                steps.push((Step::Failed(code), config.delivered_delay_ms));
-            }
-            Some(LateFailure { code, sent_first: false }) => steps.push((Step::Failed(code), config.sent_delay_ms)),
-        }
+        let steps = steps(config, message.failure);
 
         // Shuffled, the statuses are posted at the same delays in another order; each keeps the
         // timestamp of its natural time, as Meta's keep the time of the event.
@@ -251,12 +240,11 @@ impl Data {
     /// Takes the statuses due by the end of the batch window, as POSTs of at most
     /// `statuses_per_post`; they count as in flight until their last attempt ends.
     fn take_due(&mut self) -> Vec<Batch> {
-        let Some(url) = self.config.webhook_url.clone() else {
+        let Some(target) = self.webhook_target() else {
             // The URL went away since they were queued: nowhere to post them.
             self.webhooks.waiting.clear();
             return Vec::new();
         };
-        let target = Target { url, secret: self.config.app_secret.clone(), generation: self.webhooks.generation };
         let horizon = Instant::now() + millis(self.config.batch_window_ms);
         let later = self.webhooks.waiting.split_off(&(horizon, u64::MAX));
         let due: Vec<Queued> = std::mem::replace(&mut self.webhooks.waiting, later).into_values().collect();
@@ -269,6 +257,28 @@ impl Data {
             .collect();
         self.webhooks.in_flight += batches.len();
         batches
+    }
+
+    /// Where a webhook posted now goes; `None` without a webhook URL.
+    fn webhook_target(&self) -> Option<Target> {
+        let url = self.config.webhook_url.clone()?;
+        Some(Target { url, secret: self.config.app_secret.clone(), generation: self.webhooks.generation })
+    }
+}
+
+/// The statuses of an accepted send with their delays: `sent`, `delivered` and `read` (unless
+/// never read), or the late failure, after `sent` when it comes first.
+fn steps(config: &FakeConfig, failure: Option<LateFailure>) -> Vec<(Step, u64)> {
+    match failure {
+        None => {
+            let mut steps = vec![(Step::Sent, config.sent_delay_ms), (Step::Delivered, config.delivered_delay_ms)];
+            steps.extend(config.read_delay_ms.map(|read| (Step::Read, read)));
+            steps
+        }
+        Some(LateFailure { code, sent_first: true }) => {
+            vec![(Step::Sent, config.sent_delay_ms), (Step::Failed(code), config.delivered_delay_ms)]
+        }
+        Some(LateFailure { code, sent_first: false }) => vec![(Step::Failed(code), config.sent_delay_ms)],
     }
 }
 
@@ -452,15 +462,8 @@ impl FakeState {
 
     /// Where a webhook posted now goes, or the reason it cannot be posted.
     fn target(&self) -> Result<Target, MetaError> {
-        let data = self.lock();
-        match &data.config.webhook_url {
-            Some(url) => Ok(Target {
-                url: url.clone(),
-                secret: data.config.app_secret.clone(),
-                generation: data.webhooks.generation,
-            }),
-            None => Err(MetaError::new(100, "no webhook_url is configured (POST /_fake/config)")),
-        }
+        let target = self.lock().webhook_target();
+        target.ok_or_else(|| MetaError::invalid("no webhook_url is configured (POST /_fake/config)"))
     }
 
     /// One POST of `body` (the Meta serialisation of `payload`), signed when there is a secret;
@@ -545,30 +548,24 @@ async fn deliver_statuses(state: FakeState) {
 // ---- HTTP ----
 
 pub(super) async fn list(State(state): State<FakeState>) -> Response {
-    json_response(StatusCode::OK, &json!({ "webhooks": state.webhooks() }))
+    answer("webhooks", state.webhooks())
 }
 
 pub(super) async fn clear(State(state): State<FakeState>) -> Response {
-    json_response(StatusCode::OK, &json!({ "cleared": state.clear_webhooks() }))
+    answer("cleared", state.clear_webhooks())
 }
 
 /// Posts a payload once, now, and answers with the attempt (the receiver's status included).
-async fn post_now(state: &FakeState, payload: Value) -> Response {
-    let target = match state.target() {
-        Ok(target) => target,
-        Err(error) => return error.into_response(),
-    };
+async fn post_now(state: &FakeState, payload: Value) -> Result<Response, MetaError> {
+    let target = state.target()?;
     let body = Bytes::from(meta_json(&payload));
     let post = state.post_once(&target, &payload, &body, 1).await;
-    json_response(StatusCode::OK, &json!({ "webhook": post }))
+    Ok(answer("webhook", post))
 }
 
 /// `POST /_fake/webhooks`: any JSON body, posted as it is.
-pub(super) async fn post_payload(State(state): State<FakeState>, body: Body) -> Response {
-    match control_body::<Value>(body).await {
-        Ok(payload) => post_now(&state, payload).await,
-        Err(response) => response,
-    }
+pub(super) async fn post_payload(State(state): State<FakeState>, body: Body) -> Result<Response, MetaError> {
+    post_now(&state, control_body(body).await?).await
 }
 
 /// The body of `POST /_fake/opt-out`.
@@ -582,19 +579,16 @@ struct OptOut {
 }
 
 /// `POST /_fake/opt-out`: the user `to` stops marketing messages from `phone_number_id`.
-pub(super) async fn opt_out(State(state): State<FakeState>, body: Body) -> Response {
-    let opt_out: OptOut = match control_body(body).await {
-        Ok(o) => o,
-        Err(response) => return response,
-    };
+pub(super) async fn opt_out(State(state): State<FakeState>, body: Body) -> Result<Response, MetaError> {
+    let opt_out: OptOut = control_body(body).await?;
     let Some(to) = normalize_number(&opt_out.to) else {
-        return MetaError::new(100, format!("to {:?} is not a phone number", opt_out.to)).into_response();
+        return Err(MetaError::invalid(format!("to {:?} is not a phone number", opt_out.to)));
     };
     if opt_out.phone_number_id.is_empty() {
-        return MetaError::new(100, "phone_number_id must not be empty").into_response();
+        return Err(MetaError::invalid("phone_number_id must not be empty"));
     }
     let name = opt_out.name.as_deref().unwrap_or(DEFAULT_PROFILE_NAME);
-    let payload = opt_out_payload(&opt_out.phone_number_id, to.trim_start_matches('+'), name, now_ms() / 1000);
+    let payload = opt_out_payload(&opt_out.phone_number_id, wa_id(&to), name, now_ms() / 1000);
     post_now(&state, payload).await
 }
 
@@ -610,6 +604,13 @@ mod tests {
         let escaped = meta_json(&value);
         assert!(escaped.is_ascii());
         assert_eq!(serde_json::from_str::<Value>(&escaped).ok(), Some(value));
+    }
+
+    /// Fake data with a webhook URL, so statuses can be queued and taken.
+    fn data_with_webhook_url() -> Data {
+        let mut data = Data::default();
+        data.config.webhook_url = Some("http://127.0.0.1:9/webhooks".into());
+        data
     }
 
     fn queued(phone_number_id: &str, i: usize) -> Queued {
@@ -643,8 +644,7 @@ mod tests {
 
     #[test]
     fn due_statuses_are_split_into_posts_of_at_most_a_thousand() {
-        let mut data = Data::default();
-        data.config.webhook_url = Some("http://127.0.0.1:9/webhooks".into());
+        let mut data = data_with_webhook_url();
         let now = Instant::now();
         for i in 0..2100 {
             data.webhooks.push(now, "111", queued("111", i).status);
@@ -661,8 +661,7 @@ mod tests {
     #[test]
     fn statuses_per_post_sets_the_size_of_the_posts() {
         let due_now = |per_post: usize, n: usize| {
-            let mut data = Data::default();
-            data.config.webhook_url = Some("http://127.0.0.1:9/webhooks".into());
+            let mut data = data_with_webhook_url();
             data.config.statuses_per_post = per_post;
             for i in 0..n {
                 data.webhooks.push(Instant::now(), "111", queued("111", i).status);
@@ -680,8 +679,7 @@ mod tests {
 
     #[test]
     fn huge_delays_are_capped_rather_than_overflowing() {
-        let mut data = Data::default();
-        data.config.webhook_url = Some("http://127.0.0.1:9/webhooks".into());
+        let mut data = data_with_webhook_url();
         data.config.read_delay_ms = Some(u64::MAX);
         data.config.batch_window_ms = u64::MAX;
         data.config.duplicate = true;
