@@ -5,6 +5,7 @@ pub mod api_key;
 pub mod campaign;
 pub mod delivery;
 pub mod events;
+pub mod id;
 pub mod import;
 pub mod limits;
 pub mod opt_out;
@@ -52,13 +53,13 @@ pub fn required_text(field: &str, value: &str, max: usize) -> Result<String, cra
 /// The id of something a request refers to: a UUID (anything else names nothing). The message
 /// does not repeat the value, which may be of any length.
 pub fn reference(field: &str, id: String) -> Result<String, crate::error::Invalid> {
-    match uuid::Uuid::parse_str(&id) {
-        Ok(_) => Ok(id),
-        Err(_) => Err(crate::error::Invalid(format!(
-            "{field} must be the id (a UUID) of an existing {}",
-            field.trim_end_matches("_id")
-        ))),
+    if id::is_id(&id) {
+        return Ok(id);
     }
+    Err(crate::error::Invalid(format!(
+        "{field} must be the id (a UUID) of an existing {}",
+        field.trim_end_matches("_id")
+    )))
 }
 
 #[cfg(test)]

@@ -109,7 +109,7 @@ impl Recipient {
     /// A newly imported recipient, not sent yet.
     pub fn pending(campaign_id: &str, phone_number: String, fields: BTreeMap<String, String>, now: &str) -> Self {
         Recipient {
-            id: uuid::Uuid::new_v4().to_string(),
+            id: crate::domain::id::new(),
             campaign_id: campaign_id.to_string(),
             phone_number,
             status: RecipientStatus::Pending,
@@ -156,6 +156,23 @@ impl Recipient {
         }
         m.insert("created_at".into(), self.created_at.clone().into());
         Value::Object(m)
+    }
+}
+
+/// Where a recipient is: its campaign and its number (its item's key).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RecipientKey {
+    pub campaign_id: String,
+    pub phone: String,
+}
+
+impl RecipientKey {
+    pub fn new(campaign_id: &str, phone: &str) -> Self {
+        RecipientKey { campaign_id: campaign_id.to_string(), phone: phone.to_string() }
+    }
+
+    pub fn of(r: &Recipient) -> Self {
+        RecipientKey::new(&r.campaign_id, &r.phone_number)
     }
 }
 

@@ -58,7 +58,7 @@ pub struct SendJob {
 
 impl SendJob {
     pub fn new(campaign_id: &str, run: Option<String>, phones: Vec<String>, attempt: u32) -> Self {
-        let job_id = uuid::Uuid::new_v4().to_string();
+        let job_id = crate::domain::id::new();
         SendJob { job_id, campaign_id: campaign_id.to_string(), run, phones, attempt }
     }
 }

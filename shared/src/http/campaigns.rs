@@ -8,7 +8,7 @@ use serde_json::json;
 use super::{ApiRequest, Reply};
 use crate::app::App;
 use crate::domain::campaign::{CampaignChanges, CampaignStatus, NewCampaign};
-use crate::error::{AppError, AppResult};
+use crate::error::AppResult;
 use crate::usecases::campaigns::{self as campaigns, load};
 
 const STATUSES: &str = "draft, scheduled, sending, paused, completed, cancelled";
@@ -21,12 +21,7 @@ pub async fn create(app: Arc<App>, req: ApiRequest) -> AppResult<Reply> {
 pub async fn list(app: Arc<App>, req: ApiRequest) -> AppResult<Reply> {
     let p = req.pagination(20)?;
     let status = req.query_enum("status", CampaignStatus::parse, STATUSES)?;
-    let account = req.query("account_id");
-    if let Some(a) = account
-        && uuid::Uuid::parse_str(a).is_err()
-    {
-        return Err(AppError::bad_request(format!("account_id must be an account id (a UUID), got '{a}'")));
-    }
+    let account = req.query_id("account_id")?;
     let page = app
         .db
         .list_campaigns(status, account, p.page, p.limit)

@@ -53,6 +53,17 @@ impl ApiRequest {
         self.query.get(name).map(String::as_str).filter(|v| !v.is_empty())
     }
 
+    /// An optional id in the query (`account_id=…`): 400 unless it is an id.
+    pub fn query_id(&self, name: &str) -> AppResult<Option<&str>> {
+        match self.query(name) {
+            Some(v) if !crate::domain::id::is_id(v) => {
+                let kind = name.trim_end_matches("_id");
+                Err(AppError::bad_request(format!("{name} must be an {kind} id (a UUID), got '{v}'")))
+            }
+            v => Ok(v),
+        }
+    }
+
     /// `page` and `limit`, with the route's default limit.
     pub fn pagination(&self, default_limit: u32) -> AppResult<Pagination> {
         let number = |name: &str, default: u32, max: u32| -> AppResult<u32> {

@@ -8,7 +8,7 @@ use serde_json::json;
 use super::{ApiRequest, Reply};
 use crate::app::App;
 use crate::domain::template::NewTemplate;
-use crate::error::{AppError, AppResult};
+use crate::error::AppResult;
 use crate::usecases::templates::{self, load};
 
 pub async fn create(app: Arc<App>, req: ApiRequest) -> AppResult<Reply> {
@@ -18,12 +18,7 @@ pub async fn create(app: Arc<App>, req: ApiRequest) -> AppResult<Reply> {
 
 pub async fn list(app: Arc<App>, req: ApiRequest) -> AppResult<Reply> {
     let p = req.pagination(20)?;
-    let account = req.query("account_id");
-    if let Some(a) = account
-        && uuid::Uuid::parse_str(a).is_err()
-    {
-        return Err(AppError::bad_request(format!("account_id must be an account id (a UUID), got '{a}'")));
-    }
+    let account = req.query_id("account_id")?;
     let page =
         app.db.list_templates(account, p.page, p.limit).await.map_err(app.store_err("could not list templates"))?;
     Ok(Reply::page(page.items.iter().map(|t| json!(t)).collect(), page.total, p))

@@ -16,7 +16,7 @@ pub async fn load(app: &App, id: &str) -> AppResult<Account> {
 
 /// Stores a new account: the secret first, so that an account that exists always has its token.
 pub async fn create(app: &App, new: NewAccount) -> AppResult<Account> {
-    let (account, token) = new.validate(uuid::Uuid::new_v4().to_string(), &now())?;
+    let (account, token) = new.validate(crate::domain::id::new(), &now())?;
     app.tokens.create(&account.id, &token).await.map_err(token_err("could not store the access token"))?;
     if let Err(e) = app.db.save_account(&account, AccountWrite::Create).await {
         forget_token(app, &account.id).await;

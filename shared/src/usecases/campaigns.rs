@@ -22,7 +22,7 @@ pub fn wrong_status(c: &Campaign, action: &str) -> AppError {
 
 /// Loads what a campaign refers to and checks it (exists, same account, approved, mapping).
 pub async fn checked_template(app: &App, c: &Campaign) -> AppResult<Template> {
-    let valid = |id: &str| uuid::Uuid::parse_str(id).is_ok();
+    let valid = |id: &str| crate::domain::id::is_id(id);
     let read = app.store_err("could not read the campaign's account or template");
     let account = if valid(&c.account_id) { app.db.get_account(&c.account_id).await.map_err(&read)? } else { None };
     let template = if valid(&c.template_id) { app.db.get_template(&c.template_id).await.map_err(&read)? } else { None };
@@ -32,7 +32,7 @@ pub async fn checked_template(app: &App, c: &Campaign) -> AppResult<Template> {
 
 /// Stores a new draft whose account and template check out.
 pub async fn create(app: &App, new: NewCampaign) -> AppResult<Campaign> {
-    let mut campaign = new.into_campaign(uuid::Uuid::new_v4().to_string(), &now())?;
+    let mut campaign = new.into_campaign(crate::domain::id::new(), &now())?;
     let template = checked_template(app, &campaign).await?;
     campaign.template_name = template.name;
     app.db.create_campaign(&campaign).await.map_err(app.store_err("could not store the campaign"))?;

@@ -71,7 +71,7 @@ pub async fn register(db: &Db, new: NewApiKey, secret: Secret) -> AppResult<()> 
 }
 
 async fn store(db: &Db, new: NewApiKey, secret: Secret) -> AppResult<Issued> {
-    let key = new.validate(uuid::Uuid::new_v4().to_string(), &secret, &now())?;
+    let key = new.validate(crate::domain::id::new(), &secret, &now())?;
     match db.create_api_key(&key, &key_hash(secret.expose())).await {
         Ok(()) => Ok(Issued { key, secret }),
         Err(StoreError::ConditionFailed) => Err(AppError::conflict("this key is registered already")),
@@ -83,8 +83,9 @@ async fn store(db: &Db, new: NewApiKey, secret: Secret) -> AppResult<Issued> {
 /// its answers are not cached). The key that makes the request may revoke itself.
 pub async fn revoke(db: &Db, id: &str) -> AppResult<()> {
     let not_found = || AppError::not_found(format!("API key {id} not found"));
-    uuid::Uuid::parse_str(id).map_err(|_| not_found())?;
-    let revoked =
-        db.revoke_api_key(id).await.map_err(|e| AppError::unavailable("could not revoke the API key", e))?;
+    if !crate::domain::id::is_id(id) {
+        return Err(not_found());
+    }
+    let revoked = db.revoke_api_key(id).await.map_err(|e| AppError::unavailable("could not revoke the API key", e))?;
     if revoked { Ok(()) } else { Err(not_found()) }
 }

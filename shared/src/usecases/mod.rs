@@ -33,6 +33,8 @@ where
     F: std::future::Future<Output = Result<Option<T>, StoreError>>,
 {
     let not_found = || AppError::not_found(format!("{kind} {id} not found"));
-    uuid::Uuid::parse_str(id).map_err(|_| not_found())?;
+    if !crate::domain::id::is_id(id) {
+        return Err(not_found());
+    }
     read.await.map_err(app.store_err(&format!("could not read the {kind}")))?.ok_or_else(not_found)
 }

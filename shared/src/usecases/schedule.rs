@@ -46,7 +46,7 @@ pub async fn scheduled_start(app: &App, event: Value) -> Result<Fired, RetryLate
             return Ok(Fired::Ignored { reason: format!("not a scheduled start: {e}") });
         }
     };
-    let campaign = if uuid::Uuid::parse_str(&fired.campaign_id).is_ok() {
+    let campaign = if crate::domain::id::is_id(&fired.campaign_id) {
         app.db.get_campaign(&fired.campaign_id).await.map_err(store)?
     } else {
         None

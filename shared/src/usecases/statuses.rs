@@ -24,7 +24,7 @@ use crate::app::App;
 use crate::domain::delivery::{Delivery, Notification, Progress, StatusUpdate, callback_key};
 use crate::domain::now;
 use crate::domain::opt_out;
-use crate::domain::recipient::{Recipient, RecipientStatus};
+use crate::domain::recipient::{Recipient, RecipientKey, RecipientStatus};
 use crate::usecases::send::Incoming;
 
 /// Statuses per status-queue message (a POST of Meta's 1,000 makes ten messages of about
@@ -92,8 +92,6 @@ pub async fn queue(app: &App, mut n: Notification) -> Result<Queued, DeliveryErr
     Ok(queued)
 }
 
-type Key = (String, String);
-
 /// One status and the queue message it came in.
 struct Arrived<'a> {
     message: usize,
@@ -154,7 +152,7 @@ async fn apply(app: &App, notes: &[(String, Notification)]) -> Result<(Applied, 
     applied.statuses = arrived.len();
     applied.ignored = notes.iter().map(|(_, n)| n.ignored).sum();
     let (keyed, mut read) = resolve(app, &arrived).await?;
-    let mut by_recipient: HashMap<Key, Vec<&StatusUpdate>> = HashMap::new();
+    let mut by_recipient: HashMap<RecipientKey, Vec<&StatusUpdate>> = HashMap::new();
     for (key, a) in keyed {
         match key.as_ref().and_then(|k| read.get(k).map(|r| (k, r))) {
             Some((k, r)) if Progress::of(r).concerns(&a.status.wamid) => {
@@ -169,9 +167,9 @@ async fn apply(app: &App, notes: &[(String, Notification)]) -> Result<(Applied, 
     }
     applied.waiting = later.waiting.values().map(Vec::len).sum();
     applied.unknown = later.unknown.values().map(Vec::len).sum();
-    let mut by_campaign: BTreeMap<&str, Vec<(&Key, &Vec<&StatusUpdate>)>> = BTreeMap::new();
+    let mut by_campaign: BTreeMap<&str, Vec<(&RecipientKey, &Vec<&StatusUpdate>)>> = BTreeMap::new();
     for (key, updates) in &by_recipient {
-        by_campaign.entry(key.0.as_str()).or_default().push((key, updates));
+        by_campaign.entry(key.campaign_id.as_str()).or_default().push((key, updates));
     }
     for (campaign_id, recipients) in by_campaign {
         for chunk in recipients.chunks(RECIPIENTS_PER_TRANSACTION) {
@@ -227,11 +225,11 @@ async fn requeue(app: &App, notes: &[(String, Notification)], later: Later) -> R
 async fn resolve<'a>(
     app: &App,
     arrived: &'a [Arrived<'a>],
-) -> Result<(Vec<(Option<Key>, &'a Arrived<'a>)>, HashMap<Key, Recipient>), DeliveryError> {
-    let mut keyed: Vec<(Option<Key>, &Arrived)> = Vec::new();
+) -> Result<(Vec<(Option<RecipientKey>, &'a Arrived<'a>)>, HashMap<RecipientKey, Recipient>), DeliveryError> {
+    let mut keyed: Vec<(Option<RecipientKey>, &Arrived)> = Vec::new();
     let mut lookup: Vec<&StatusUpdate> = Vec::new();
     for a in arrived {
-        let key = a.status.callback.as_deref().and_then(callback_key).map(|(c, p)| (c.to_string(), p.to_string()));
+        let key = a.status.callback.as_deref().and_then(callback_key).map(|(c, p)| RecipientKey::new(c, p));
         if key.is_none() {
             lookup.push(a.status);
         }
@@ -239,18 +237,15 @@ async fn resolve<'a>(
     }
     if !lookup.is_empty() {
         let wamids: Vec<String> = lookup.iter().map(|s| s.wamid.clone()).collect::<HashSet<_>>().into_iter().collect();
-        let by_wamid: HashMap<String, Key> = app.db.recipients_by_wamid(&wamids).await?.into_iter().collect();
+        let by_wamid: HashMap<String, RecipientKey> = app.db.recipients_by_wamid(&wamids).await?.into_iter().collect();
         for (key, a) in keyed.iter_mut().filter(|(k, _)| k.is_none()) {
             *key = by_wamid.get(&a.status.wamid).cloned();
         }
     }
-    let keys: Vec<Key> = keyed.iter().filter_map(|(k, _)| k.clone()).collect::<HashSet<_>>().into_iter().collect();
-    let recipients = app.db.recipients_at(&keys).await?.into_iter().map(|r| (key(&r), r)).collect();
+    let keys: Vec<RecipientKey> =
+        keyed.iter().filter_map(|(k, _)| k.clone()).collect::<HashSet<_>>().into_iter().collect();
+    let recipients = app.db.recipients_at(&keys).await?.into_iter().map(|r| (RecipientKey::of(&r), r)).collect();
     Ok((keyed, recipients))
-}
-
-fn key(r: &Recipient) -> Key {
-    (r.campaign_id.clone(), r.phone_number.clone())
 }
 
 /// Applies the statuses of up to 99 recipients of one campaign in one transaction; reads
@@ -259,14 +254,14 @@ fn key(r: &Recipient) -> Key {
 async fn apply_chunk(
     app: &App,
     campaign_id: &str,
-    chunk: &[(&Key, &Vec<&StatusUpdate>)],
-    read: &mut HashMap<Key, Recipient>,
+    chunk: &[(&RecipientKey, &Vec<&StatusUpdate>)],
+    read: &mut HashMap<RecipientKey, Recipient>,
 ) -> Result<usize, DeliveryError> {
-    let keys: Vec<Key> = chunk.iter().map(|(k, _)| (*k).clone()).collect();
+    let keys: Vec<RecipientKey> = chunk.iter().map(|(k, _)| (*k).clone()).collect();
     let mut attempt = 0;
     loop {
         if attempt > 0 {
-            read.extend(app.db.recipients_at(&keys).await?.into_iter().map(|r| (key(&r), r)));
+            read.extend(app.db.recipients_at(&keys).await?.into_iter().map(|r| (RecipientKey::of(&r), r)));
         }
         let mut changes = Vec::new();
         for (k, updates) in chunk {
@@ -302,18 +297,17 @@ pub(crate) async fn remember_opt_out(app: &App, account_id: &str, phone: &str) -
 /// for the campaign's account.
 async fn record_failure_opt_outs(
     app: &App,
-    statuses: &HashMap<Key, Vec<&StatusUpdate>>,
+    statuses: &HashMap<RecipientKey, Vec<&StatusUpdate>>,
 ) -> Result<usize, DeliveryError> {
-    let opted: Vec<&Key> = statuses
+    let opted: Vec<&RecipientKey> = statuses
         .iter()
         .filter(|(_, us)| {
-            us.iter()
-                .any(|u| u.status == Delivery::Failed && opt_out::is_opt_out(u.error.as_ref().and_then(|e| e.0)))
+            us.iter().any(|u| u.status == Delivery::Failed && opt_out::is_opt_out(u.error.as_ref().and_then(|e| e.0)))
         })
         .map(|(k, _)| k)
         .collect();
     let mut accounts: HashMap<&str, Option<String>> = HashMap::new();
-    for (campaign_id, phone) in &opted {
+    for RecipientKey { campaign_id, phone } in &opted {
         if !accounts.contains_key(campaign_id.as_str()) {
             let account = app.db.get_campaign(campaign_id).await?.map(|c| c.account_id);
             accounts.insert(campaign_id, account);

@@ -13,7 +13,7 @@ pub async fn load(app: &App, id: &str) -> AppResult<Template> {
 
 /// Stores a template of an existing account; one name and language per account.
 pub async fn create(app: &App, new: NewTemplate) -> AppResult<Template> {
-    let template = new.validate(uuid::Uuid::new_v4().to_string(), &now())?;
+    let template = new.validate(crate::domain::id::new(), &now())?;
     if app.db.get_account(&template.account_id).await.map_err(app.store_err("could not read the account"))?.is_none() {
         return Err(AppError::invalid(format!("account_id: no account with id {}", template.account_id)));
     }

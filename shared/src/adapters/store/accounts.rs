@@ -11,7 +11,9 @@ pub enum AccountWrite {
     Create,
     /// `drop_legacy_token` also deletes the token item earlier versions kept in the table
     /// (tokens live in Secrets Manager now).
-    Update { drop_legacy_token: bool },
+    Update {
+        drop_legacy_token: bool,
+    },
 }
 
 impl Db {
@@ -81,7 +83,8 @@ impl Db {
     pub async fn count_account_campaigns(&self, account_id: &str, statuses: &[CampaignStatus]) -> StoreResult<u64> {
         let mut total = 0;
         for st in statuses {
-            let q = KeyQuery::index(Index::Gsi2, account_campaigns(account_id)).with_prefix(format!("{}#", st.as_str()));
+            let q =
+                KeyQuery::index(Index::Gsi2, account_campaigns(account_id)).with_prefix(format!("{}#", st.as_str()));
             total += self.count(&q).await?;
         }
         Ok(total)

@@ -1,7 +1,7 @@
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 
 use super::keys::*;
-use super::{Db, Item, Index, KeyQuery, Page, StoreError, StoreResult, s};
+use super::{Db, Index, Item, KeyQuery, Page, StoreError, StoreResult, s};
 use crate::domain::campaign::{Campaign, CampaignStatus};
 
 /// The index attributes of a campaign; they change with its status and account.

@@ -6,11 +6,11 @@ use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem, Update};
 use futures_util::{StreamExt, TryStreamExt, stream};
 
 use super::keys::*;
-use super::{BATCH_CONCURRENCY, Db, Item, Index, KeyQuery, StoreError, StoreResult, decode, n, s};
+use super::{BATCH_CONCURRENCY, Db, Index, Item, KeyQuery, StoreError, StoreResult, decode, n, s};
 use crate::domain::account::Account;
 use crate::domain::campaign::Counters;
 use crate::domain::delivery::Progress;
-use crate::domain::recipient::{Recipient, RecipientStatus};
+use crate::domain::recipient::{Recipient, RecipientKey, RecipientStatus};
 
 /// At most this many recipients change in one transaction, with the campaign's counters as
 /// the hundredth item (DynamoDB's limit).
@@ -32,8 +32,8 @@ fn text(item: &Item, key: &str) -> Option<String> {
 
 impl Db {
     /// For each of these wamids that was sent to a recipient, the wamid and that recipient's
-    /// `(campaign id, phone number)` (one query of the wamid index each, several at once).
-    pub async fn recipients_by_wamid(&self, wamids: &[String]) -> StoreResult<Vec<(String, (String, String))>> {
+    /// key (one query of the wamid index each, several at once).
+    pub async fn recipients_by_wamid(&self, wamids: &[String]) -> StoreResult<Vec<(String, RecipientKey)>> {
         let found: Vec<(String, Vec<Item>)> = stream::iter(wamids.to_vec())
             .map(|w| async move {
                 let q = KeyQuery::index(Index::Gsi3, wamid_pk(&w));
@@ -46,18 +46,18 @@ impl Db {
             .into_iter()
             .flat_map(|(w, keys)| keys.into_iter().map(move |k| (w.clone(), k)))
             .filter_map(|(w, k)| {
-                let campaign = text(&k, "PK")?.strip_prefix("CAMPAIGN#")?.to_string();
+                let campaign_id = text(&k, "PK")?.strip_prefix("CAMPAIGN#")?.to_string();
                 let phone = text(&k, "SK")?.strip_prefix(RECIPIENT_PREFIX)?.to_string();
-                Some((w, (campaign, phone)))
+                Some((w, RecipientKey { campaign_id, phone }))
             })
             .collect())
     }
 
-    /// The recipients at these `(campaign id, phone number)` keys (missing ones left out).
-    pub async fn recipients_at(&self, keys: &[(String, String)]) -> StoreResult<Vec<Recipient>> {
-        let keys = keys
-            .iter()
-            .map(|(c, p)| [("PK".to_string(), s(campaign_pk(c))), ("SK".to_string(), s(recipient_sk(p)))].into());
+    /// The recipients at these keys (missing ones left out).
+    pub async fn recipients_at(&self, keys: &[RecipientKey]) -> StoreResult<Vec<Recipient>> {
+        let keys = keys.iter().map(|k| {
+            [("PK".to_string(), s(campaign_pk(&k.campaign_id))), ("SK".to_string(), s(recipient_sk(&k.phone)))].into()
+        });
         decode(self.batch_get(keys.collect(), None).await?)
     }
 

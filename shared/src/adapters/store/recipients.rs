@@ -4,7 +4,7 @@ use aws_sdk_dynamodb::types::{PutRequest, ReturnValue, WriteRequest};
 
 use super::campaigns::decode_one;
 use super::keys::*;
-use super::{Db, Item, Index, KeyQuery, Page, StoreError, StoreResult, decode, n, s};
+use super::{Db, Index, Item, KeyQuery, Page, StoreError, StoreResult, decode, n, s};
 use crate::domain::campaign::{Campaign, CampaignStatus};
 use crate::domain::import::Accepted;
 use crate::domain::recipient::{Recipient, RecipientStatus};
@@ -24,7 +24,7 @@ impl Db {
     /// Takes the campaign's import lock if the campaign takes imports and no other import runs.
     /// On [`StoreError::ConditionFailed`] the caller reads the campaign to say which it was.
     pub async fn lock_import(&self, id: &str, now_unix: i64) -> StoreResult<ImportLock> {
-        let token = uuid::Uuid::new_v4().to_string();
+        let token = crate::domain::id::new();
         let out = self
             .update(campaign_pk(id), CAMPAIGN_SK)
             .update_expression("SET import_lock = :token, import_lock_until = :until")

@@ -14,7 +14,7 @@ use aws_sdk_dynamodb::types::{
 };
 
 use super::keys::*;
-use super::{Db, Item, Index, KeyQuery, StoreError, StoreResult, decode, n, s, wait_before_retry};
+use super::{Db, Index, Item, KeyQuery, StoreError, StoreResult, decode, n, s, wait_before_retry};
 use crate::domain::campaign::{Action, Campaign, CampaignStatus, Counters};
 use crate::domain::recipient::{Recipient, RecipientStatus};
 
@@ -183,7 +183,7 @@ impl Db {
         }
         if action.sends() {
             req = req.expression_attribute_values(":unix", n(chrono::Utc::now().timestamp()));
-            req = req.expression_attribute_values(":run", s(uuid::Uuid::new_v4().to_string()));
+            req = req.expression_attribute_values(":run", s(crate::domain::id::new()));
         }
         if action.pins_scheduled_at() {
             // A campaign without a time never matches (a NULL attribute is not this string).
@@ -582,7 +582,7 @@ impl Db {
     /// Starts a new dispatch run of a sending campaign (the reconciler found recipients no job
     /// holds): the steps and first-delivery jobs of the earlier run stop. Returns the run.
     pub async fn new_dispatch_run(&self, campaign_id: &str) -> StoreResult<String> {
-        let run = uuid::Uuid::new_v4().to_string();
+        let run = crate::domain::id::new();
         self.update(campaign_pk(campaign_id), CAMPAIGN_SK)
             .update_expression("SET dispatch_run = :run")
             .condition_expression("#status = :sending")
