@@ -1,5 +1,6 @@
-//! What every function's `main` calls: read the configuration, build the clients once, then
-//! serve one route of [`crate::http::ROUTES`], consume one queue, or take JSON events.
+//! What the function binary's `main` calls: which function it is ([`function_name`], from the
+//! `Handler` in template.yaml), then read the configuration, build the clients once, and serve
+//! one route of [`crate::http::ROUTES`], consume one queue, or take JSON events ([`serve`]).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,7 +14,7 @@ use serde_json::Value;
 use crate::app::App;
 use crate::app::config::init_tracing;
 use crate::http as api;
-use crate::usecases::send::{self, Consumer, Incoming};
+use crate::usecases::send::{Consumer, Incoming};
 
 pub type Error = lambda_http::Error;
 
@@ -30,12 +31,78 @@ where
     })
 }
 
-/// Runs the Lambda runtime loop for the route named `name` (the function's binary name).
-pub fn serve_route(name: &str) -> Result<(), Error> {
-    let routes = api::routes(name);
-    if routes.is_empty() {
-        return Err(format!("no route named {name}").into());
+/// What a function does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Function {
+    /// A route (or the webhook's two) of [`crate::http::ROUTES`]; the function has its name.
+    Route(&'static str),
+    Authorizer,
+    BootstrapApiKey,
+    Dispatcher,
+    Reconciler,
+    ScheduledStart,
+    Sender,
+    StatusApplier,
+    Unrouted,
+}
+
+/// The functions that are not a route.
+const OTHER_FUNCTIONS: &[(&str, Function)] = &[
+    ("authorizer", Function::Authorizer),
+    ("bootstrap-api-key", Function::BootstrapApiKey),
+    ("dispatcher", Function::Dispatcher),
+    ("reconciler", Function::Reconciler),
+    ("scheduled-start", Function::ScheduledStart),
+    ("sender", Function::Sender),
+    ("status-applier", Function::StatusApplier),
+    ("unrouted", Function::Unrouted),
+];
+
+impl Function {
+    pub fn named(name: &str) -> Option<Function> {
+        let route = api::ROUTES.iter().find(|r| r.name == name).map(|r| Function::Route(r.name));
+        route.or_else(|| OTHER_FUNCTIONS.iter().find(|(n, _)| *n == name).map(|(_, f)| *f))
     }
+}
+
+/// Every function's name: the routes' and the others.
+pub fn function_names() -> Vec<&'static str> {
+    let routes = api::ROUTES.iter().map(|r| r.name);
+    let mut names: Vec<&str> = routes.chain(OTHER_FUNCTIONS.iter().map(|(n, _)| *n)).collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// The function this process is: the `Handler` of its resource in template.yaml, which Lambda
+/// passes to a custom runtime as `_HANDLER` (or, when that is not set, the first argument).
+pub fn function_name() -> Option<String> {
+    std::env::var("_HANDLER").ok().or_else(|| std::env::args().nth(1)).filter(|n| !n.is_empty())
+}
+
+/// Runs the Lambda runtime loop of the function named `name`. Every function is the same
+/// binary; this is where a name becomes a function.
+pub fn serve(name: &str) -> Result<(), Error> {
+    use crate::usecases::{schedule, send};
+    let Some(function) = Function::named(name) else {
+        return Err(format!("no function named {name}; the functions are {}", function_names().join(", ")).into());
+    };
+    match function {
+        Function::Route(name) => serve_route(name),
+        Function::Authorizer => serve_event(api::auth::authorizer),
+        Function::BootstrapApiKey => serve_event(api::auth::bootstrap),
+        Function::Dispatcher => serve_queue(Consumer::Dispatcher),
+        Function::Reconciler => serve_event(|app, _event| async move { send::reconcile(&app).await }),
+        Function::ScheduledStart => serve_event(schedule::handle),
+        Function::Sender => serve_queue(Consumer::Sender),
+        Function::StatusApplier => serve_queue(Consumer::Statuses),
+        Function::Unrouted => serve_unrouted(),
+    }
+}
+
+/// Runs the Lambda runtime loop for the route named `name`.
+fn serve_route(name: &str) -> Result<(), Error> {
+    let routes = api::routes(name);
     run_with_app(|app| async move {
         lambda_http::run(service_fn(|req: Request| {
             let (app, routes) = (app.clone(), routes.clone());
@@ -48,7 +115,7 @@ pub fn serve_route(name: &str) -> Result<(), Error> {
 /// Runs the Lambda runtime loop of the HTTP API's `$default` route (the `unrouted` function):
 /// what matches no route is answered 404 or 405 in the envelope. It reads nothing, so it
 /// builds no clients.
-pub fn serve_unrouted() -> Result<(), Error> {
+fn serve_unrouted() -> Result<(), Error> {
     tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(async {
         init_tracing();
         lambda_http::run(service_fn(|req: Request| async move {
@@ -61,7 +128,7 @@ pub fn serve_unrouted() -> Result<(), Error> {
 
 /// Runs the Lambda runtime loop of an SQS-triggered function (with `ReportBatchItemFailures`:
 /// only the messages that failed are delivered again).
-pub fn serve_queue(consumer: Consumer) -> Result<(), Error> {
+fn serve_queue(consumer: Consumer) -> Result<(), Error> {
     run_with_app(|app| async move {
         lambda_http::lambda_runtime::run(service_fn(|event: LambdaEvent<SqsEvent>| {
             let app = app.clone();
@@ -84,7 +151,7 @@ pub fn serve_queue(consumer: Consumer) -> Result<(), Error> {
                         receipt_handle: r.receipt_handle.unwrap_or_default(),
                     })
                     .collect();
-                let failed = send::consume(&app, consumer, messages, deadline).await;
+                let failed = crate::usecases::send::consume(&app, consumer, messages, deadline).await;
                 let mut response = SqsBatchResponse::default();
                 failed.into_iter().for_each(|id| response.add_failure(id));
                 Ok::<_, Error>(response)
@@ -97,7 +164,7 @@ pub fn serve_queue(consumer: Consumer) -> Result<(), Error> {
 /// Runs the Lambda runtime loop of a function invoked with a JSON payload (the scheduled
 /// start, invoked by EventBridge Scheduler): `handler` gets the payload as it came and answers
 /// with what it did; an error makes Lambda retry the (asynchronous) invocation.
-pub fn serve_event<F, Fut, T, E>(handler: F) -> Result<(), Error>
+fn serve_event<F, Fut, T, E>(handler: F) -> Result<(), Error>
 where
     F: Fn(Arc<App>, Value) -> Fut,
     Fut: Future<Output = Result<T, E>>,
@@ -154,4 +221,21 @@ fn from_lambda(req: Request) -> ::http::Request<Bytes> {
 
 fn to_lambda(res: ::http::Response<String>) -> Response<Body> {
     res.map(Body::Text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_function_name_names_a_function_and_no_other_name_does() {
+        for name in function_names() {
+            assert!(Function::named(name).is_some(), "{name}");
+        }
+        assert_eq!(Function::named("create-campaign"), Some(Function::Route("create-campaign")));
+        assert_eq!(Function::named("sender"), Some(Function::Sender));
+        assert_eq!(Function::named("bootstrap"), None);
+        // A route's name is never also another function's.
+        assert!(OTHER_FUNCTIONS.iter().all(|(n, _)| !api::ROUTES.iter().any(|r| r.name == *n)));
+    }
 }

@@ -110,26 +110,6 @@ impl Notification {
     }
 }
 
-#[derive(Deserialize)]
-struct Payload {
-    #[serde(default)]
-    entry: Vec<Entry>,
-}
-
-#[derive(Deserialize)]
-struct Entry {
-    #[serde(default)]
-    changes: Vec<Change>,
-}
-
-#[derive(Deserialize)]
-struct Change {
-    #[serde(default)]
-    field: String,
-    #[serde(default)]
-    value: Value,
-}
-
 /// Meta's timestamps are unix seconds, as a string (statuses) or a number (preferences).
 fn timestamp(v: Option<&Value>) -> Option<String> {
     let secs = match v? {
@@ -175,39 +155,63 @@ fn preference(phone_number_id: &str, p: &Value) -> Option<Preference> {
     Some(Preference { phone_number_id: phone_number_id.to_string(), phone: format!("+{digits}"), stop })
 }
 
-/// Reads a webhook body. Only a body that is not a JSON object is an error; anything inside
-/// it that cannot be used is counted in [`Notification::ignored`].
+/// Reads a webhook body. Only a body that is not a JSON object is an error (Meta would
+/// only send it again); anything inside it that cannot be used — an `entry` or `changes`
+/// that is not a list, a change that is not an object or has no `field`, a status without
+/// its parts — is counted in [`Notification::ignored`].
 pub fn parse(body: &[u8]) -> Result<Notification, String> {
-    let payload: Payload =
+    let payload: Value =
         serde_json::from_slice(body).map_err(|e| format!("the webhook body is not a WhatsApp notification: {e}"))?;
+    let Value::Object(payload) = payload else {
+        return Err("the webhook body is not a WhatsApp notification: a JSON object is expected".into());
+    };
     let mut n = Notification::default();
-    let changes = payload.entry.into_iter().flat_map(|e| e.changes);
-    for change in changes {
-        let value = &change.value;
-        let list = |key: &str| value.get(key).and_then(Value::as_array).cloned().unwrap_or_default();
-        match change.field.as_str() {
-            "messages" => {
-                for s in list("statuses") {
-                    match status_update(&s) {
-                        Some(u) => n.statuses.push(u),
-                        None => n.ignored += 1,
-                    }
-                }
-                n.ignored += list("messages").len();
+    for entry in items(payload.get("entry"), &mut n) {
+        for change in items(entry.get("changes"), &mut n) {
+            match (change.get("field").and_then(Value::as_str), change.get("value")) {
+                (Some(field), Some(value)) => read_change(field, value, &mut n),
+                _ => n.ignored += 1,
             }
-            "user_preferences" => {
-                let id = value.get("metadata").and_then(|m| text(m, "phone_number_id")).unwrap_or_default();
-                for p in list("user_preferences") {
-                    match preference(&id, &p) {
-                        Some(p) => n.preferences.push(p),
-                        None => n.ignored += 1,
-                    }
-                }
-            }
-            _ => n.ignored += 1,
         }
     }
     Ok(n)
+}
+
+/// The objects of a list that may be missing (nothing to read) or of another shape (ignored).
+fn items<'v>(list: Option<&'v Value>, n: &mut Notification) -> Vec<&'v serde_json::Map<String, Value>> {
+    let Some(list) = list else { return Vec::new() };
+    let Some(list) = list.as_array() else {
+        n.ignored += 1;
+        return Vec::new();
+    };
+    let objects: Vec<_> = list.iter().filter_map(Value::as_object).collect();
+    n.ignored += list.len() - objects.len();
+    objects
+}
+
+fn read_change(field: &str, value: &Value, n: &mut Notification) {
+    let list = |key: &str| value.get(key).and_then(Value::as_array).cloned().unwrap_or_default();
+    match field {
+        "messages" => {
+            for s in list("statuses") {
+                match status_update(&s) {
+                    Some(u) => n.statuses.push(u),
+                    None => n.ignored += 1,
+                }
+            }
+            n.ignored += list("messages").len();
+        }
+        "user_preferences" => {
+            let id = value.get("metadata").and_then(|m| text(m, "phone_number_id")).unwrap_or_default();
+            for p in list("user_preferences") {
+                match preference(&id, &p) {
+                    Some(p) => n.preferences.push(p),
+                    None => n.ignored += 1,
+                }
+            }
+        }
+        _ => n.ignored += 1,
+    }
 }
 
 /// Splits `<campaign id>/<phone number>` (what the sender puts in `biz_opaque_callback_data`).
@@ -504,6 +508,16 @@ mod tests {
         assert!(parse(b"[1,2]").is_err());
         assert!(parse(b"not json").is_err());
         assert_eq!(parse(b"{}").unwrap(), Notification::default());
+        assert!(parse(b"[]").is_err(), "a list is not a notification");
+        // Any object is taken; what cannot be used in it is counted, not refused.
+        for (odd, ignored) in [
+            (r#"{"entry": {}}"#, 1),
+            (r#"{"entry": [1, {"changes": "x"}]}"#, 2),
+            (r#"{"entry": [{"changes": [{"field": null, "value": {}}, {"field": "messages"}, 7]}]}"#, 3),
+            (r#"{"entry": [{"changes": [{"field": "messages", "value": []}]}]}"#, 0),
+        ] {
+            assert_eq!(parse(odd.as_bytes()).unwrap().ignored, ignored, "{odd}");
+        }
     }
 
     #[test]

@@ -38,14 +38,15 @@ pub fn parse_time(field: &str, value: &str) -> Result<String, crate::error::Inva
     })
 }
 
-/// A required text field: trimmed, non-empty, at most `max` characters.
+/// A required text field: at most `max` characters as sent (the limit the contract states),
+/// not empty once trimmed; stored trimmed.
 pub fn required_text(field: &str, value: &str, max: usize) -> Result<String, crate::error::Invalid> {
+    if value.chars().count() > max {
+        return Err(crate::error::Invalid(format!("{field} must be at most {max} characters")));
+    }
     let v = value.trim();
     if v.is_empty() {
         return Err(crate::error::Invalid(format!("{field} must not be empty")));
-    }
-    if v.chars().count() > max {
-        return Err(crate::error::Invalid(format!("{field} must be at most {max} characters")));
     }
     Ok(v.to_string())
 }
@@ -79,5 +80,7 @@ mod tests {
         assert_eq!(required_text("name", "  a ", 5).unwrap(), "a");
         assert!(required_text("name", "   ", 5).unwrap_err().0.contains("name must not be empty"));
         assert!(required_text("name", "abcdef", 5).unwrap_err().0.contains("at most 5"));
+        // The limit is on the value as sent: padding does not slip a longer value through.
+        assert!(required_text("name", "a     ", 5).unwrap_err().0.contains("at most 5"));
     }
 }

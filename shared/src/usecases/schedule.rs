@@ -92,7 +92,7 @@ fn ignored(fired: &ScheduledStart, reason: String) -> Fired {
     Fired::Ignored { reason }
 }
 
-/// The scheduled-start function's handler ([`crate::lambda::serve_event`]).
+/// The scheduled-start function's handler ([`crate::lambda::serve`]).
 pub async fn handle(app: std::sync::Arc<App>, event: Value) -> Result<Fired, RetryLater> {
     scheduled_start(&app, event).await
 }

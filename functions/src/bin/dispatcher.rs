@@ -1,5 +1,0 @@
-//! The dispatcher (dispatch queue): wiring only; the work lives in `shared::usecases::send`.
-
-fn main() -> Result<(), shared::lambda::Error> {
-    shared::lambda::serve_queue(shared::usecases::send::Consumer::Dispatcher)
-}
