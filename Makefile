@@ -4,6 +4,12 @@
 # it (cargo-lambda cross-compiles it for Lambda's arm64, with zig), the others find that build
 # done and only copy it.
 
+# Lambda's architecture (template.yaml: arm64); ARCH=--x86-64 builds for x86_64 instead.
+ARCH ?= --arm64
+
+# Where cargo builds (CARGO_TARGET_DIR when it is set).
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
+
 build-%:
-	cargo lambda build --release --arm64 --package functions --bin bootstrap
-	cp target/lambda/bootstrap/bootstrap $(ARTIFACTS_DIR)/bootstrap
+	cargo lambda build --release $(ARCH) --package functions --bin bootstrap
+	cp $(TARGET_DIR)/lambda/bootstrap/bootstrap $(ARTIFACTS_DIR)/bootstrap

@@ -7,12 +7,21 @@
 #                                               and write units per message, statuses applied
 #   scripts/bench.sh webhook [RECIPIENTS]       delivery statuses, one per signed POST and 1,000 per POST:
 #                                               webhook latency, requests per status, time until applied (default 2000)
+#   scripts/bench.sh coldstart [RUNS]           the function binary (release build) started RUNS times (default 10)
+#                                               as each of five functions, against a local stand-in of the Lambda
+#                                               Runtime API: init and first-invoke times, binary size, peak memory
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 cd "$ROOT"
 
 what="${1:-import}"
 log "building (release)"
-cargo build --release -q -p local --bin local-stack --bin bench-send --bin bench-webhook
+if [ "$what" = coldstart ]; then
+  # The functions package alone, as it is deployed (a build with `local` would unify features).
+  cargo build --release -q -p functions --bin bootstrap
+  cargo build --release -q -p local --bin bench-coldstart
+else
+  cargo build --release -q -p local --bin local-stack --bin bench-send --bin bench-webhook
+fi
 
 start_moto "$(free_port)"
 start_moto_dynamodb "$(free_port)"
@@ -37,5 +46,11 @@ case "$what" in
   webhook)
     RUST_LOG=warn "$ROOT/target/release/bench-webhook" "${2:-2000}"
     ;;
-  *) echo "unknown benchmark: $what (try: import, send, webhook)" >&2; exit 2 ;;
+  coldstart)
+    # The functions' AWS requests go to the emulators (the benchmark makes the table, queues,
+    # bus and schedule group there first); their logs are discarded.
+    "$ROOT/target/release/bench-coldstart" --runs "${2:-10}" --binary "$ROOT/target/release/bootstrap" \
+      get-campaign create-campaign sender whatsapp-webhook authorizer
+    ;;
+  *) echo "unknown benchmark: $what (try: import, send, webhook, coldstart)" >&2; exit 2 ;;
 esac

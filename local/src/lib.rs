@@ -6,6 +6,7 @@ pub mod bench;
 pub mod dead_letters;
 pub mod fake_whatsapp;
 pub mod infra;
+pub mod runtime_api;
 pub mod schedules;
 pub mod server;
 pub mod workers;

@@ -230,7 +230,18 @@ impl TestStack {
         )
     }
 
-    /// Polls the campaign until `done` says so; panics with the last state after `timeout`.
+    /// The campaign's recipients not processed yet (the first 20), as the store holds them: what
+    /// a campaign that does not finish is waiting for.
+    async fn open(&self, campaign: &str) -> String {
+        use shared::domain::recipient::RecipientStatus;
+        match self.app.db.recipients_in(campaign, RecipientStatus::Pending, 20).await {
+            Ok(open) => format!("{open:?}"),
+            Err(e) => format!("(could not read them: {e})"),
+        }
+    }
+
+    /// Polls the campaign until `done` says so; panics with the last state (and what it waits
+    /// for) after `timeout`.
     pub async fn wait_for(&self, campaign: &str, timeout: Duration, done: impl Fn(&Value) -> bool) -> Value {
         let start = std::time::Instant::now();
         loop {
@@ -238,7 +249,12 @@ impl TestStack {
             if done(&c) {
                 return c;
             }
-            assert!(start.elapsed() < timeout, "campaign did not reach the expected state in {timeout:?}: {c}");
+            if start.elapsed() >= timeout {
+                panic!(
+                    "campaign did not reach the expected state in {timeout:?}: {c}\nnot processed: {}",
+                    self.open(campaign).await
+                );
+            }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
