@@ -14,7 +14,7 @@ pub mod workers;
 use std::sync::Arc;
 
 use shared::app::App;
-use shared::app::config::Config;
+use shared::config::Config;
 
 pub use infra::BoxError;
 
@@ -39,7 +39,7 @@ impl Stack {
     /// Creates (or finds) the table, queues and schedule group named after `config.table_name`
     /// and builds the application on them.
     pub async fn start(config: Config) -> Result<Stack, BoxError> {
-        Self::start_with(&shared::app::config::aws_config().await, config).await
+        Self::start_with(&shared::config::aws_config().await, config).await
     }
 
     /// The same with an SDK configuration of the caller's (the benchmark counts requests).

@@ -12,7 +12,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::app::App;
-use crate::app::config::init_tracing;
+use crate::config::init_tracing;
 use crate::http as api;
 use crate::usecases::send::{Consumer, Incoming};
 

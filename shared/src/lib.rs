@@ -8,10 +8,12 @@
 //! - [`app`]: the [`app::App`] they run on (adapters and configuration, built once per process).
 //! - [`adapters`]: DynamoDB, SQS, EventBridge Scheduler, EventBridge, Secrets Manager, the
 //!   WhatsApp Cloud API and the webhook signature.
-//! - [`domain`]: the rules, no I/O, no AWS or HTTP types; [`error`]: the one error type.
+//! - [`domain`]: the rules, no I/O, no AWS or HTTP types; [`error`]: the one error type;
+//!   [`config`]: the settings read from the environment.
 
 pub mod adapters;
 pub mod app;
+pub mod config;
 pub mod domain;
 pub mod error;
 pub mod http;

@@ -26,7 +26,7 @@ use bytes::Bytes;
 use local::BoxError;
 use local::runtime_api::{Call, Invocation, Outcome, RuntimeApi};
 use serde_json::Value;
-use shared::app::config::Config;
+use shared::config::Config;
 
 const DEFAULT_FUNCTIONS: [&str; 5] = ["get-campaign", "create-campaign", "sender", "whatsapp-webhook", "authorizer"];
 const DEFAULT_RUNS: usize = 10;

@@ -17,7 +17,7 @@ use local::bench::{Upstreams, call, counting_proxy, per, write_units_per};
 use local::fake_whatsapp::{self, FakeConfig, FakeState};
 use serde_json::{Value, json};
 use shared::app::App;
-use shared::app::config::Config;
+use shared::config::Config;
 
 const SECRET: &str = "bench-app-secret";
 
@@ -208,7 +208,7 @@ struct Scenario {
 }
 
 fn main() -> Result<(), local::BoxError> {
-    shared::app::config::init_tracing();
+    shared::config::init_tracing();
     let seconds: usize = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(25);
     // Optional: only the scenarios whose name contains this.
     let only = std::env::args().nth(2).unwrap_or_default();

@@ -24,7 +24,7 @@ use http::Method;
 use local::bench::{Upstreams, call, counting_proxy, per, write_units_per};
 use serde_json::{Value, json};
 use shared::app::App;
-use shared::app::config::Config;
+use shared::config::Config;
 
 const SECRET: &str = "bench-app-secret";
 /// Targets: the webhook answers well within Meta's patience, and at one status per POST the
@@ -281,7 +281,7 @@ struct Round {
 const META_RATE: f64 = 240.0;
 
 fn main() -> BenchResult<()> {
-    shared::app::config::init_tracing();
+    shared::config::init_tracing();
     let n: usize = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(2_000);
     // The client, the proxy and the benchmark's reads run here; the webhook and the appliers on
     // runtimes of their own, as they are separate functions in AWS, so that the client's work

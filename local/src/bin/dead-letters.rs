@@ -11,7 +11,7 @@
 #[tokio::main]
 async fn main() -> Result<(), local::BoxError> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let stack = local::Stack::start(shared::app::config::Config::from_env()).await?;
+    let stack = local::Stack::start(shared::config::Config::from_env()).await?;
     match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
         [] => {
             for q in local::dead_letters::list(&stack.sqs, &stack.queues).await? {

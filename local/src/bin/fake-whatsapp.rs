@@ -7,7 +7,7 @@ use local::fake_whatsapp::{self, FakeConfig, FakeState};
 
 #[tokio::main]
 async fn main() -> Result<(), local::BoxError> {
-    shared::app::config::init_tracing();
+    shared::config::init_tracing();
     let port: u16 = match std::env::var("FAKE_WHATSAPP_PORT") {
         Ok(p) => p.trim().parse().map_err(|_| format!("FAKE_WHATSAPP_PORT is not a port number: {p:?}"))?,
         Err(_) => 8090,

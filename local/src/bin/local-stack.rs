@@ -9,7 +9,7 @@
 use std::net::SocketAddr;
 
 use local::fake_whatsapp::{self, FakeConfig, FakeState};
-use shared::app::config::Config;
+use shared::config::Config;
 use shared::domain::api_key::NewApiKey;
 
 fn port(var: &str, default: u16) -> u16 {
@@ -18,7 +18,7 @@ fn port(var: &str, default: u16) -> u16 {
 
 #[tokio::main]
 async fn main() -> Result<(), local::BoxError> {
-    shared::app::config::init_tracing();
+    shared::config::init_tracing();
     let mut config = Config::from_env();
     // The webhook's secrets: from the environment when set, else the development values the
     // fake WhatsApp API signs with.

@@ -141,20 +141,25 @@ fn authorizer_event(headers: Value) -> Value {
 #[tokio::test]
 async fn the_authorizer_function_answers_simple_responses_with_the_same_check() {
     let t = TestStack::new().await;
-    let ask = |headers: Value| shared::http::auth::authorizer(t.app.clone(), authorizer_event(headers));
-    let yes = ask(json!({"x-api-key": t.api_key})).await.unwrap();
+    let ask = |headers: Value| authorize(&t, authorizer_event(headers));
+    let yes = ask(json!({"x-api-key": t.api_key})).await;
     assert_eq!(yes["isAuthorized"], true);
     assert!(yes["context"]["api_key_id"].is_string());
-    let bearer = ask(json!({"authorization": format!("Bearer {}", t.api_key)})).await.unwrap();
+    let bearer = ask(json!({"authorization": format!("Bearer {}", t.api_key)})).await;
     assert_eq!(bearer["isAuthorized"], true);
     // A refusal is passed on to the route's function, which answers it in the envelope.
     for headers in [json!({}), json!({"x-api-key": "wak_wrong"}), json!({"authorization": "Basic eDp5"})] {
-        let no = ask(headers).await.unwrap();
+        let no = ask(headers).await;
         assert_eq!((no["isAuthorized"].as_bool(), no["context"]["refused_status"].as_u64()), (Some(true), Some(401)));
         assert!(no["context"].get("api_key_id").is_none(), "{no}");
     }
-    let junk = shared::http::auth::authorizer(t.app.clone(), json!({"headers": "x"})).await.unwrap();
-    assert_eq!(junk, json!({"isAuthorized": false}));
+    let junk = authorize(&t, json!({"headers": "x"})).await;
+    assert_eq!(junk, json!({"isAuthorized": false, "context": {}}));
+}
+
+/// The authorizer's answer as API Gateway reads it.
+async fn authorize(t: &TestStack, event: Value) -> Value {
+    serde_json::to_value(shared::http::auth::authorizer(t.app.clone(), event).await.unwrap()).unwrap()
 }
 
 /// A route function's answer to its sample event with `authorizer` as the authorizer's part
@@ -179,12 +184,12 @@ async fn route_function(t: &TestStack, name: &str, authorizer: Value) -> (u16, V
 #[tokio::test]
 async fn in_aws_the_route_function_answers_the_authorizers_refusal_in_the_envelope_and_fails_closed() {
     let t = TestStack::new().await;
-    let ask = |headers: Value| shared::http::auth::authorizer(t.app.clone(), authorizer_event(headers));
-    let accepted = ask(json!({"x-api-key": t.api_key})).await.unwrap()["context"].clone();
+    let ask = |headers: Value| authorize(&t, authorizer_event(headers));
+    let accepted = ask(json!({"x-api-key": t.api_key})).await["context"].clone();
     let (status, body) = route_function(&t, "list-campaigns", accepted).await;
     assert_eq!((status, body["status"].as_str()), (200, Some("success")), "{body}");
 
-    let refused = ask(json!({"x-api-key": "wak_wrong"})).await.unwrap()["context"].clone();
+    let refused = ask(json!({"x-api-key": "wak_wrong"})).await["context"].clone();
     let (status, body) = route_function(&t, "list-campaigns", refused).await;
     assert_eq!(status, 401);
     assert_eq!(

@@ -353,8 +353,8 @@ async fn a_store_failure_loses_nothing_the_statuses_are_applied_once_it_is_back(
     // The applier's store is down (the same handlers on a table that is not there): nothing
     // is lost, every message is delivered again.
     let broken = shared::app::App::new(
-        &shared::app::config::aws_config().await,
-        shared::app::config::Config { table_name: "no-such-table".into(), ..t.app.config.clone() },
+        &shared::config::aws_config().await,
+        shared::config::Config { table_name: "no-such-table".into(), ..t.app.config.clone() },
     );
     let (_, failed) = shared::usecases::statuses::apply_batch(&broken, queued.clone()).await;
     assert_eq!(failed.len(), 2, "both messages come back");

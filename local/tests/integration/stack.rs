@@ -14,7 +14,7 @@ use std::time::Duration;
 use local::fake_whatsapp::{self, FakeState};
 use local::workers::Workers;
 use shared::app::App;
-use shared::app::config::Config;
+use shared::config::Config;
 use shared::domain::api_key::NewApiKey;
 use shared::usecases::send::Incoming;
 use shared::usecases::statuses::Applied;
@@ -104,7 +104,7 @@ impl TestStack {
         );
         // Logs as the stack writes them, with RUST_LOG (none by default).
         if std::env::var("RUST_LOG").is_ok() {
-            shared::app::config::init_tracing();
+            shared::config::init_tracing();
         }
         let fake = FakeState::new();
         let addr = fake_whatsapp::spawn(fake.clone()).await.expect("the fake WhatsApp API should start");
@@ -128,7 +128,7 @@ impl TestStack {
             Some(endpoint) => {
                 aws_config::defaults(aws_config::BehaviorVersion::latest()).endpoint_url(endpoint).load().await
             }
-            None => shared::app::config::aws_config().await,
+            None => shared::config::aws_config().await,
         };
         let stack =
             local::Stack::start_with(&sdk, config).await.expect("the emulator should take the table and queues");

@@ -11,7 +11,7 @@ use aws_sdk_scheduler::types::{
     Target,
 };
 
-use crate::app::config::Config;
+use crate::config::Config;
 use crate::domain::schedule::{
     MAX_EVENT_AGE_SECONDS, MAX_RETRY_ATTEMPTS, ScheduledStart, at_expression, schedule_name,
 };

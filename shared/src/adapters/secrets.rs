@@ -10,7 +10,7 @@
 use aws_sdk_secretsmanager::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use serde::Deserialize;
 
-use crate::app::config::Config;
+use crate::config::Config;
 use crate::domain::secret::Secret;
 
 #[derive(Clone, Debug, Deserialize)]

@@ -1,8 +1,6 @@
 //! The application every function runs on: the adapters and the configuration, built once per
 //! process ([`App::new`], or [`App::from_env`] in a Lambda binary).
 
-pub mod config;
-
 use std::sync::Arc;
 
 use crate::adapters::events::EventBus;
@@ -11,9 +9,9 @@ use crate::adapters::scheduler::Scheduler;
 use crate::adapters::secrets::{AccountTokens, WebhookSecrets};
 use crate::adapters::store::Db;
 use crate::adapters::whatsapp::WhatsAppClient;
+use crate::config::{self, Config};
 use crate::domain::phone::PhoneParser;
 use crate::error::{AppError, AppResult};
-use config::Config;
 
 /// What every use case gets: the store, the accounts' tokens, the queues, the scheduler, the
 /// WhatsApp client and the configuration, built once per process.

@@ -7,7 +7,9 @@
 
 use std::sync::Arc;
 
-use aws_lambda_events::event::apigw::ApiGatewayV2CustomAuthorizerV2Request;
+use aws_lambda_events::event::apigw::{
+    ApiGatewayV2CustomAuthorizerSimpleResponse, ApiGatewayV2CustomAuthorizerV2Request,
+};
 use http::HeaderMap;
 use serde_json::{Value, json};
 
@@ -61,11 +63,11 @@ pub async fn check_request(app: &App, headers: &HeaderMap) -> AppResult<ApiKey> 
 /// valid key, or the refusal (401 for a missing, unknown or revoked key, 503 when the store
 /// cannot tell). The function answers a refusal in the API's envelope before any handler runs
 /// ([`verdict`]), and refuses a request without a verdict. The key is never logged.
-pub async fn authorizer(app: Arc<App>, event: Value) -> Result<Value, String> {
+pub async fn authorizer(app: Arc<App>, event: Value) -> Result<ApiGatewayV2CustomAuthorizerSimpleResponse, String> {
     let Ok(request) = serde_json::from_value::<ApiGatewayV2CustomAuthorizerV2Request>(event) else {
         // serde's message could quote a header value: not logged.
         tracing::warn!("refused: the event is not an HTTP API authorizer request (payload 2.0)");
-        return Ok(json!({ "isAuthorized": false }));
+        return Ok(answer(false, json!({})));
     };
     let route = request.route_key.unwrap_or_default();
     let context = match check_request(&app, &request.headers).await {
@@ -75,7 +77,15 @@ pub async fn authorizer(app: Arc<App>, event: Value) -> Result<Value, String> {
             json!({ REFUSED_STATUS: status_of(e.kind).as_u16(), REFUSED_MESSAGE: e.message })
         }
     };
-    Ok(json!({ "isAuthorized": true, "context": context }))
+    Ok(answer(true, context))
+}
+
+/// The authorizer's answer in the simple format (payload 2.0).
+fn answer(is_authorized: bool, context: Value) -> ApiGatewayV2CustomAuthorizerSimpleResponse {
+    let mut answer = ApiGatewayV2CustomAuthorizerSimpleResponse::default();
+    answer.is_authorized = is_authorized;
+    answer.context = context;
+    answer
 }
 
 /// The authorizer's verdict in the request context (`requestContext.authorizer.lambda`).
