@@ -17,7 +17,8 @@ export AWS_MAX_ATTEMPTS="${AWS_MAX_ATTEMPTS:-8}"
 # Nothing on this path may reach a real AWS account.
 unset AWS_PROFILE AWS_SESSION_TOKEN
 
-log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+# A step, with the seconds the script has run so far.
+log() { printf '\033[1m==> [%4ss] %s\033[0m\n' "$SECONDS" "$*" >&2; }
 
 # venv NAME PACKAGES... — creates .venv/NAME once and installs the packages into it.
 venv() {
@@ -34,6 +35,11 @@ venv() {
   fi
 }
 
+# The Python tools the scripts use, each in its own virtualenv.
+venv_moto() { venv moto "moto[server]>=5.1,<6"; }
+venv_schemathesis() { venv schemathesis "schemathesis>=4.3,<5"; }
+venv_tools() { venv tools "cfn-lint>=1.20,<2" "aws-sam-cli>=1.120,<2"; }
+
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
 }
@@ -42,7 +48,7 @@ free_port() {
 # waits until it answers.
 run_moto() {
   local port="$1"
-  venv moto "moto[server]>=5.1,<6"
+  venv_moto
   log "starting moto_server on 127.0.0.1:$port"
   "$VENV/moto/bin/python" "$ROOT/scripts/moto_server.py" -H 127.0.0.1 -p "$port" > "$STATE/moto-$port.log" 2>&1 &
   RUN_MOTO_PID=$!

@@ -13,7 +13,7 @@
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 cd "$ROOT"
 
-venv schemathesis "schemathesis>=4.3,<5"
+venv_schemathesis
 
 # The seed: --seed N (or --seed=N) among the options, else CONTRACT_SEED, else a fresh one.
 seed="${CONTRACT_SEED:-}"

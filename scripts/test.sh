@@ -8,7 +8,10 @@
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 cd "$ROOT"
 
-venv tools "cfn-lint>=1.20,<2" "aws-sam-cli>=1.120,<2"
+# The Python tools install in the background while cargo builds (a few minutes of downloads
+# that need not wait for the compiler); their log is shown if they fail.
+(venv_tools && venv_moto && venv_schemathesis) > "$STATE/venvs.log" 2>&1 &
+VENVS_PID=$!
 cargo fmt --version >/dev/null 2>&1 || rustup component add rustfmt
 cargo clippy --version >/dev/null 2>&1 || rustup component add clippy
 
@@ -18,6 +21,7 @@ cargo fmt --all -- --check
 log "cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 
+if ! wait "$VENVS_PID"; then cat "$STATE/venvs.log" >&2; exit 1; fi
 start_moto "$(free_port)"
 trap 'kill $MOTO_PID 2>/dev/null || true' EXIT INT TERM
 
