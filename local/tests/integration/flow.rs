@@ -95,7 +95,8 @@ async fn pause_and_cancel_stop_every_send_within_a_second_at_tier_100k() {
 async fn pausing_one_of_two_campaigns_of_an_account_stops_it_within_a_second_and_not_the_other() {
     let t = TestStack::sending(4).await;
     t.fake.set_config(realistic());
-    let (first, account) = t.campaign_with("TIER_1K", &phones(2000, 100)).await;
+    let first_numbers = phones(2000, 100);
+    let (first, account) = t.campaign_with("TIER_1K", &first_numbers).await;
     let second_numbers = phones(2100, 100);
     let second = t.another_campaign(&account, &second_numbers).await;
     start(&t, &first).await;
@@ -103,20 +104,21 @@ async fn pausing_one_of_two_campaigns_of_an_account_stops_it_within_a_second_and
     t.wait_for(&second, Duration::from_secs(30), |c| count(c, "sent_count") >= 15).await;
     t.post(&format!("/api/campaigns/{second}/pause"), json!({})).await.assert_ok(200);
     let returned = now_ms();
-    let first_before = t.get(&format!("/api/campaigns/{first}")).await.data()["sent_count"].as_u64().unwrap();
-    tokio::time::sleep(Duration::from_secs(4)).await;
-    let late = t
-        .fake
-        .requests()
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let requests = t.fake.requests();
+    let late = requests
         .iter()
         .filter(|r| second_numbers.contains(r.to.as_ref().unwrap()) && r.at_ms >= returned + 1000)
         .count();
     assert_eq!(late, 0, "messages of the paused campaign left more than a second after the pause");
-    let first_after = t.get(&format!("/api/campaigns/{first}")).await.data()["sent_count"].as_u64().unwrap();
-    assert!(
-        first_after >= first_before + 25,
-        "the other campaign goes on at the account's pace: {first_before} → {first_after}"
-    );
+    // The first campaign keeps the account's pace (10 msg/s): measured at WhatsApp over the
+    // 5 s after the pause took effect, with half the pace as the floor for a loaded machine.
+    let first_in_window = requests
+        .iter()
+        .filter(|r| first_numbers.contains(r.to.as_ref().unwrap()))
+        .filter(|r| r.at_ms >= returned + 1000 && r.at_ms < returned + 6000)
+        .count();
+    assert!(first_in_window >= 25, "the other campaign goes on at the account's pace: {first_in_window} in 5 s");
 }
 
 #[tokio::test]
