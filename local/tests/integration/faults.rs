@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use local::fake_whatsapp::{FakeConfig, Injection};
 use serde_json::{Value, json};
+use shared::domain::id::Id;
+use shared::domain::phone::Phone;
 use shared::domain::sending::SendJob;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
@@ -231,7 +233,7 @@ async fn dead_lettered_messages_are_listed_and_can_be_redriven() {
     // The campaign's dispatch is dropped, and its send job sits in the dead-letter queue, as
     // after five failed deliveries during an outage; beside it an unreadable message.
     t.sqs.purge_queue().queue_url(&t.queues["DispatchQueue"]).send().await.unwrap();
-    let job = SendJob::new(&c, None, numbers.clone(), 0);
+    let job = SendJob::new(&Id::parse(&c).unwrap(), None, numbers.iter().map(|n| Phone::e164(n).unwrap()).collect(), 0);
     let dlq = t.queues["SendDeadLetterQueue"].clone();
     t.sqs.send_message().queue_url(&dlq).message_body(serde_json::to_string(&job).unwrap()).send().await.unwrap();
     let garbage = "not a send job".to_string();

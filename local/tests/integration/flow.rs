@@ -9,10 +9,11 @@ use std::time::{Duration, Instant};
 
 use local::fake_whatsapp::{FakeAnswer, FakeConfig, Injection};
 use serde_json::{Value, json};
-use shared::domain::sending::{DispatchJob, SendJob};
+use shared::domain::id::Id;
+use shared::domain::sending::DispatchJob;
 use shared::usecases::send::{Consumer, Incoming, consume, send_batch};
 
-use crate::stack::{TestStack, phones};
+use crate::stack::{TestStack, job, phones};
 
 fn hits(t: &TestStack) -> HashMap<String, usize> {
     let mut m = HashMap::new();
@@ -28,11 +29,6 @@ fn count(c: &Value, k: &str) -> u64 {
 
 fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
-}
-
-fn job(campaign: &str, phones: &[String]) -> Incoming {
-    let job = SendJob::new(campaign, None, phones.to_vec(), 0);
-    Incoming { id: job.job_id.clone(), body: serde_json::to_string(&job).unwrap(), ..Default::default() }
 }
 
 /// Runs job A (every one of `numbers`) on a task of its own, and returns once the fake's
@@ -320,7 +316,7 @@ async fn a_failed_message_comes_back_after_a_short_back_off_not_the_visibility_t
     let (c, _) = t.campaign_with("TIER_100K", &phones(5600, 3)).await;
     t.set_campaign_status(&c, "sending").await;
     let queue = t.queues["DispatchQueue"].clone();
-    let step = DispatchJob::start(&c, None);
+    let step = DispatchJob::start(&Id::parse(&c).unwrap(), None);
     t.sqs.send_message().queue_url(&queue).message_body(serde_json::to_string(&step).unwrap()).send().await.unwrap();
     // Received as Lambda would (visibility 300 s) by a dispatcher that cannot queue its jobs.
     let received = t.sqs.receive_message().queue_url(&queue).visibility_timeout(300).send().await.unwrap();

@@ -6,10 +6,9 @@ use std::time::{Duration, Instant};
 
 use local::fake_whatsapp::{FakeConfig, Injection};
 use serde_json::Value;
-use shared::domain::sending::SendJob;
-use shared::usecases::send::{Incoming, send_batch};
+use shared::usecases::send::send_batch;
 
-use crate::stack::{STALE_CLAIM_SECONDS, TestStack, phones};
+use crate::stack::{STALE_CLAIM_SECONDS, TestStack, job, phones};
 
 /// How many requests reached the fake for each number.
 fn hits(t: &TestStack) -> HashMap<String, usize> {
@@ -23,11 +22,6 @@ fn hits(t: &TestStack) -> HashMap<String, usize> {
 
 fn count(c: &Value, k: &str) -> u64 {
     c[k].as_u64().unwrap_or(u64::MAX)
-}
-
-fn job(campaign: &str, phones: &[String]) -> Incoming {
-    let job = SendJob::new(campaign, None, phones.to_vec(), 0);
-    Incoming { id: job.job_id.clone(), body: serde_json::to_string(&job).unwrap(), ..Default::default() }
 }
 
 /// Puts a campaign into `sending` through the API, without workers to pick it up.

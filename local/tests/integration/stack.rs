@@ -16,6 +16,9 @@ use local::workers::Workers;
 use shared::app::App;
 use shared::config::Config;
 use shared::domain::api_key::NewApiKey;
+use shared::domain::id::Id;
+use shared::domain::phone::Phone;
+use shared::domain::sending::SendJob;
 use shared::usecases::send::Incoming;
 use shared::usecases::statuses::Applied;
 
@@ -36,6 +39,13 @@ pub const STALL_SECONDS: i64 = 10;
 /// `count` distinct valid US numbers starting at +1415555<first>.
 pub fn phones(first: u32, count: u32) -> Vec<String> {
     (first..first + count).map(|i| format!("+1415555{i:04}")).collect()
+}
+
+/// A send job of these numbers as the sender receives it from the queue.
+pub fn job(campaign: &str, phones: &[String]) -> Incoming {
+    let phones = phones.iter().map(|p| Phone::e164(p).expect("an E.164 number")).collect();
+    let job = SendJob::new(&Id::parse(campaign).expect("a campaign id"), None, phones, 0);
+    Incoming { id: job.job_id.to_string(), body: serde_json::to_string(&job).unwrap(), ..Default::default() }
 }
 
 pub struct TestStack {

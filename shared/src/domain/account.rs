@@ -2,8 +2,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::id::Id;
 use super::limits::{ACCESS_TOKEN_CHARS, ACCOUNT_NAME_CHARS, META_ID_CHARS};
-use super::required_text;
+use super::{Timestamp, required_text};
 use crate::domain::secret::Secret;
 use crate::error::Invalid;
 
@@ -50,14 +51,14 @@ pub const MAX_THROUGHPUT_MPS: u32 = 1000;
 /// item or a log line.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Account {
-    pub id: String,
+    pub id: Id,
     pub name: String,
     pub phone_number_id: String,
     pub business_account_id: String,
     pub messaging_limit_tier: Tier,
     pub throughput_mps: u32,
-    pub created_at: String,
-    pub updated_at: String,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
 }
 
 impl Account {
@@ -119,7 +120,7 @@ fn throughput(v: u32) -> Result<u32, Invalid> {
 
 impl NewAccount {
     /// Checks every field; returns the account and its access token.
-    pub fn validate(self, id: String, now: &str) -> Result<(Account, Secret), Invalid> {
+    pub fn validate(self, id: Id, now: &Timestamp) -> Result<(Account, Secret), Invalid> {
         let account = Account {
             id,
             name: required_text("name", &self.name, ACCOUNT_NAME_CHARS)?,
@@ -127,8 +128,8 @@ impl NewAccount {
             business_account_id: digits_id("business_account_id", &self.business_account_id)?,
             messaging_limit_tier: self.messaging_limit_tier,
             throughput_mps: throughput(self.throughput_mps.unwrap_or(DEFAULT_THROUGHPUT_MPS))?,
-            created_at: now.to_string(),
-            updated_at: now.to_string(),
+            created_at: now.clone(),
+            updated_at: now.clone(),
         };
         Ok((account, token(&self.access_token)?))
     }
@@ -136,7 +137,7 @@ impl NewAccount {
 
 impl AccountChanges {
     /// Applies the changes; returns the new access token when one was given.
-    pub fn apply(self, account: &mut Account, now: &str) -> Result<Option<Secret>, Invalid> {
+    pub fn apply(self, account: &mut Account, now: &Timestamp) -> Result<Option<Secret>, Invalid> {
         if let Some(v) = self.name {
             account.name = required_text("name", &v, ACCOUNT_NAME_CHARS)?;
         }
@@ -152,7 +153,7 @@ impl AccountChanges {
         if let Some(v) = self.throughput_mps {
             account.throughput_mps = throughput(v)?;
         }
-        account.updated_at = now.to_string();
+        account.updated_at = now.clone();
         self.access_token.as_ref().map(token).transpose()
     }
 }
@@ -187,12 +188,12 @@ mod tests {
 
     #[test]
     fn throughput_defaults_to_80_and_caps_the_tier() {
-        let (a, token) = new_account(Tier::Unlimited, None).validate("id".into(), "t").unwrap();
+        let (a, token) = new_account(Tier::Unlimited, None).validate("id".into(), &"t".into()).unwrap();
         assert_eq!((a.name.as_str(), a.throughput_mps, token.expose()), ("Acme", 80, "EAAG"));
         assert_eq!(a.send_rate(), 80);
-        let (a, _) = new_account(Tier::Tier100K, Some(20)).validate("id".into(), "t").unwrap();
+        let (a, _) = new_account(Tier::Tier100K, Some(20)).validate("id".into(), &"t".into()).unwrap();
         assert_eq!(a.send_rate(), 20);
-        let err = new_account(Tier::Tier1K, Some(1001)).validate("id".into(), "t").unwrap_err();
+        let err = new_account(Tier::Tier1K, Some(1001)).validate("id".into(), &"t".into()).unwrap_err();
         assert!(err.0.contains("throughput_mps"));
     }
 
@@ -204,7 +205,7 @@ mod tests {
         assert!(!format!("{new:?}").contains("EAAG-hidden"));
         let changes = AccountChanges { access_token: Some("EAAG-hidden".into()), ..Default::default() };
         assert!(!format!("{changes:?}").contains("EAAG-hidden"));
-        let (account, token) = new.validate("id".into(), "t").unwrap();
+        let (account, token) = new.validate("id".into(), &"t".into()).unwrap();
         assert_eq!(token.expose(), "EAAG-hidden");
         assert!(!serde_json::to_string(&account).unwrap().contains("EAAG-hidden"));
     }
@@ -213,14 +214,14 @@ mod tests {
     fn ids_must_be_numeric_and_changes_apply() {
         let mut bad = new_account(Tier::Tier1K, None);
         bad.phone_number_id = "abc".into();
-        assert!(bad.validate("id".into(), "t").unwrap_err().0.contains("phone_number_id"));
-        let (mut a, _) = new_account(Tier::Tier1K, None).validate("id".into(), "t").unwrap();
+        assert!(bad.validate("id".into(), &"t".into()).unwrap_err().0.contains("phone_number_id"));
+        let (mut a, _) = new_account(Tier::Tier1K, None).validate("id".into(), &"t".into()).unwrap();
         let changes = AccountChanges {
             messaging_limit_tier: Some(Tier::Tier10K),
             access_token: Some("NEW".into()),
             ..Default::default()
         };
-        assert_eq!(changes.apply(&mut a, "t2").unwrap().as_ref().map(Secret::expose), Some("NEW"));
+        assert_eq!(changes.apply(&mut a, &"t2".into()).unwrap().as_ref().map(Secret::expose), Some("NEW"));
         assert_eq!((a.messaging_limit_tier, a.updated_at.as_str()), (Tier::Tier10K, "t2"));
     }
 }

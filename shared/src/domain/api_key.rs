@@ -4,7 +4,8 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::required_text;
+use super::id::Id;
+use super::{Timestamp, required_text};
 use crate::domain::secret::Secret;
 use crate::error::Invalid;
 
@@ -23,14 +24,14 @@ pub const MAX_PRESENTED_LEN: usize = 256;
 /// An API key as stored and listed: no key, no hash.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ApiKey {
-    pub id: String,
+    pub id: Id,
     pub name: String,
     /// The first characters of the key, to recognise it.
     pub prefix: String,
-    pub created_at: String,
+    pub created_at: Timestamp,
     /// When the key last opened a request (updated at most once a minute).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_used_at: Option<String>,
+    pub last_used_at: Option<Timestamp>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -41,12 +42,12 @@ pub struct NewApiKey {
 
 impl NewApiKey {
     /// The key record for `key` (a fresh one, or a development key given by the operator).
-    pub fn validate(self, id: String, key: &Secret, now: &str) -> Result<ApiKey, Invalid> {
+    pub fn validate(self, id: Id, key: &Secret, now: &Timestamp) -> Result<ApiKey, Invalid> {
         Ok(ApiKey {
             id,
             name: required_text("name", &self.name, 100)?,
             prefix: key.expose().chars().take(SHOWN_PREFIX_LEN.min(key.expose().chars().count() / 4)).collect(),
-            created_at: now.to_string(),
+            created_at: now.clone(),
             last_used_at: None,
         })
     }
@@ -72,12 +73,15 @@ mod tests {
         let key = format_key(&[0xab; KEY_BYTES]);
         assert_eq!(key.expose().len(), 4 + 64);
         assert!(key.expose().starts_with("wak_abab"));
-        let record = NewApiKey { name: " ci ".into() }.validate("id".into(), &key, "t").unwrap();
+        let record = NewApiKey { name: " ci ".into() }.validate("id".into(), &key, &"t".into()).unwrap();
         assert_eq!((record.name.as_str(), record.prefix.as_str()), ("ci", "wak_abababab"));
         let shown = serde_json::to_string(&record).unwrap();
         assert!(!shown.contains(&key.expose()[SHOWN_PREFIX_LEN..]), "{shown}");
-        assert!(NewApiKey { name: "  ".into() }.validate("id".into(), &key, "t").unwrap_err().0.contains("name"));
-        let short = NewApiKey { name: "dev".into() }.validate("id".into(), &"local-dev-key-01".into(), "t").unwrap();
+        assert!(
+            NewApiKey { name: "  ".into() }.validate("id".into(), &key, &"t".into()).unwrap_err().0.contains("name")
+        );
+        let short =
+            NewApiKey { name: "dev".into() }.validate("id".into(), &"local-dev-key-01".into(), &"t".into()).unwrap();
         assert_eq!(short.prefix, "loca");
     }
 

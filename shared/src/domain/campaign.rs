@@ -5,9 +5,10 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use super::account::Account;
+use super::id::Id;
 use super::limits::{CAMPAIGN_NAME_CHARS, FIELD_NAME_CHARS, MAPPING_KEY_CHARS, TEMPLATE_PARAMETERS};
 use super::template::{Template, TemplateStatus};
-use super::{parse_time, reference, required_text};
+use super::{Timestamp, parse_time, required_text};
 use crate::error::Invalid;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -138,10 +139,10 @@ impl Action {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Campaign {
-    pub id: String,
+    pub id: Id,
     pub name: String,
-    pub account_id: String,
-    pub template_id: String,
+    pub account_id: Id,
+    pub template_id: Id,
     pub template_name: String,
     pub status: CampaignStatus,
     pub total_recipients: u64,
@@ -155,11 +156,11 @@ pub struct Campaign {
     #[serde(default)]
     pub processed_count: u64,
     pub variable_mapping: BTreeMap<String, String>,
-    pub scheduled_at: Option<String>,
-    pub started_at: Option<String>,
-    pub completed_at: Option<String>,
-    pub created_at: String,
-    pub updated_at: String,
+    pub scheduled_at: Option<Timestamp>,
+    pub started_at: Option<Timestamp>,
+    pub completed_at: Option<Timestamp>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
     /// Why the sender paused the campaign (absent when a person paused it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pause_reason: Option<String>,
@@ -359,13 +360,13 @@ fn check_mapping_shape(mapping: &BTreeMap<String, String>) -> Result<(), Invalid
 impl NewCampaign {
     /// Builds the draft; the caller then checks its references with [`check_references`] and
     /// sets `template_name`.
-    pub fn into_campaign(self, id: String, now: &str) -> Result<Campaign, Invalid> {
+    pub fn into_campaign(self, id: Id, now: &Timestamp) -> Result<Campaign, Invalid> {
         check_mapping_shape(&self.variable_mapping)?;
         Ok(Campaign {
             id,
             name: required_text("name", &self.name, CAMPAIGN_NAME_CHARS)?,
-            account_id: reference("account_id", self.account_id)?,
-            template_id: reference("template_id", self.template_id)?,
+            account_id: Id::reference("account_id", &self.account_id)?,
+            template_id: Id::reference("template_id", &self.template_id)?,
             template_name: String::new(),
             status: CampaignStatus::Draft,
             total_recipients: 0,
@@ -378,8 +379,8 @@ impl NewCampaign {
             scheduled_at: self.scheduled_at.as_deref().map(|t| parse_time("scheduled_at", t)).transpose()?,
             started_at: None,
             completed_at: None,
-            created_at: now.to_string(),
-            updated_at: now.to_string(),
+            created_at: now.clone(),
+            updated_at: now.clone(),
             pause_reason: None,
             schedule_error: None,
             dispatch_run: None,
@@ -395,15 +396,15 @@ impl CampaignChanges {
 
     /// Applies the changes to a copy of the campaign; the caller checks references afterwards
     /// (with [`check_references`]) when [`Self::touches_references`] says so.
-    pub fn apply(self, campaign: &mut Campaign, now: &str) -> Result<(), Invalid> {
+    pub fn apply(self, campaign: &mut Campaign, now: &Timestamp) -> Result<(), Invalid> {
         if let Some(v) = self.name {
             campaign.name = required_text("name", &v, CAMPAIGN_NAME_CHARS)?;
         }
         if let Some(v) = self.account_id {
-            campaign.account_id = reference("account_id", v)?;
+            campaign.account_id = Id::reference("account_id", &v)?;
         }
         if let Some(v) = self.template_id {
-            campaign.template_id = reference("template_id", v)?;
+            campaign.template_id = Id::reference("template_id", &v)?;
         }
         if let Some(v) = self.variable_mapping {
             check_mapping_shape(&v)?;
@@ -412,7 +413,7 @@ impl CampaignChanges {
         if let Some(v) = self.scheduled_at {
             campaign.scheduled_at = v.as_deref().map(|t| parse_time("scheduled_at", t)).transpose()?;
         }
-        campaign.updated_at = now.to_string();
+        campaign.updated_at = now.clone();
         Ok(())
     }
 }
@@ -432,7 +433,7 @@ mod tests {
                 {"type":"BODY","text":"Dear {{1}}, code {{2}}"}]
         }))
         .unwrap();
-        t.validate("t1".into(), "now").unwrap()
+        t.validate("t1".into(), &"now".into()).unwrap()
     }
 
     fn account() -> Account {
@@ -512,11 +513,11 @@ mod tests {
             "scheduled_at": "2027-01-01T00:00:00-05:00"
         }))
         .unwrap();
-        let mut c = new.into_campaign("c1".into(), "now").unwrap();
+        let mut c = new.into_campaign("c1".into(), &"now".into()).unwrap();
         assert_eq!(c.scheduled_at.as_deref(), Some("2027-01-01T05:00:00Z"));
         assert_eq!((c.status, c.total_recipients), (CampaignStatus::Draft, 0));
         let clear: CampaignChanges = serde_json::from_value(json!({"scheduled_at": null})).unwrap();
-        clear.apply(&mut c, "later").unwrap();
+        clear.apply(&mut c, &"later".into()).unwrap();
         assert_eq!(c.scheduled_at, None);
         let keep: CampaignChanges = serde_json::from_value(json!({"name": "New"})).unwrap();
         assert!(!keep.touches_references());
@@ -528,8 +529,9 @@ mod tests {
 
     #[test]
     fn references_are_ids_and_the_mapping_is_bounded() {
-        let new =
-            |v: serde_json::Value| serde_json::from_value::<NewCampaign>(v).unwrap().into_campaign("c".into(), "t");
+        let new = |v: serde_json::Value| {
+            serde_json::from_value::<NewCampaign>(v).unwrap().into_campaign("c".into(), &"t".into())
+        };
         let base = json!({"name": "Sale", "account_id": ACCOUNT, "template_id": TEMPLATE});
         assert!(new(base.clone()).is_ok());
         let mut bad = base.clone();
@@ -550,6 +552,6 @@ mod tests {
         assert!(new(field).unwrap_err().0.contains("variable_mapping.1 must name a recipient field"));
         let changes: CampaignChanges = serde_json::from_value(json!({"template_id": "t2"})).unwrap();
         let mut c = new(json!({"name": "Sale", "account_id": ACCOUNT, "template_id": TEMPLATE})).unwrap();
-        assert!(changes.apply(&mut c, "t").unwrap_err().0.starts_with("template_id must be"));
+        assert!(changes.apply(&mut c, &"t".into()).unwrap_err().0.starts_with("template_id must be"));
     }
 }

@@ -20,8 +20,11 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::Timestamp;
 use super::campaign::Counters;
-use super::recipient::{Recipient, RecipientStatus};
+use super::id::Id;
+use super::phone::Phone;
+use super::recipient::{Recipient, RecipientKey, RecipientStatus};
 
 /// One delivery status of a message, as it arrived.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -29,7 +32,7 @@ pub struct StatusUpdate {
     pub wamid: String,
     pub status: Delivery,
     /// Meta's timestamp, as RFC 3339 UTC.
-    pub at: String,
+    pub at: Timestamp,
     /// What the sender put in `biz_opaque_callback_data`: `<campaign id>/<phone number>`.
     pub callback: Option<String>,
     /// On `failed`: Meta's error code and message.
@@ -63,7 +66,7 @@ impl Delivery {
 pub struct Preference {
     pub phone_number_id: String,
     /// `+` and the digits of the person's WhatsApp id.
-    pub phone: String,
+    pub phone: Phone,
     pub stop: bool,
 }
 
@@ -111,7 +114,7 @@ impl Notification {
 }
 
 /// Meta's timestamps are unix seconds, as a string (statuses) or a number (preferences).
-fn timestamp(v: Option<&Value>) -> Option<String> {
+fn timestamp(v: Option<&Value>) -> Option<Timestamp> {
     let secs = match v? {
         Value::String(s) => s.trim().parse().ok()?,
         Value::Number(n) => n.as_i64()?,
@@ -148,11 +151,8 @@ fn preference(phone_number_id: &str, p: &Value) -> Option<Preference> {
         "resume" => false,
         _ => return None,
     };
-    let digits = p.get("wa_id")?.as_str()?.trim_start_matches('+');
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    Some(Preference { phone_number_id: phone_number_id.to_string(), phone: format!("+{digits}"), stop })
+    let phone = Phone::from_wa_id(p.get("wa_id")?.as_str()?.trim_start_matches('+'))?;
+    Some(Preference { phone_number_id: phone_number_id.to_string(), phone, stop })
 }
 
 /// Reads a webhook body. Only a body that is not a JSON object is an error (Meta would
@@ -214,10 +214,10 @@ fn read_change(field: &str, value: &Value, n: &mut Notification) {
     }
 }
 
-/// Splits `<campaign id>/<phone number>` (what the sender puts in `biz_opaque_callback_data`).
-pub fn callback_key(callback: &str) -> Option<(&str, &str)> {
+/// Reads `<campaign id>/<phone number>` (what the sender puts in `biz_opaque_callback_data`).
+pub fn callback_key(callback: &str) -> Option<RecipientKey> {
     let (campaign, phone) = callback.split_once('/')?;
-    (!campaign.is_empty() && phone.starts_with('+')).then_some((campaign, phone))
+    Some(RecipientKey { campaign_id: Id::parse(campaign)?, phone: Phone::e164(phone)? })
 }
 
 /// The part of a recipient that delivery statuses change.
@@ -227,9 +227,9 @@ pub struct Progress {
     /// The message id WhatsApp gave the send (adopted from a status when the send's outcome
     /// was unknown).
     pub wamid: Option<String>,
-    pub delivered_at: Option<String>,
-    pub read_at: Option<String>,
-    pub failed_at: Option<String>,
+    pub delivered_at: Option<Timestamp>,
+    pub read_at: Option<Timestamp>,
+    pub failed_at: Option<Timestamp>,
     pub error_code: Option<i64>,
     pub error_message: Option<String>,
 }
@@ -244,9 +244,9 @@ fn rank(s: RecipientStatus) -> u8 {
     }
 }
 
-fn earliest(current: &mut Option<String>, at: &str) {
-    if current.as_deref().is_none_or(|c| at < c) {
-        *current = Some(at.to_string());
+fn earliest(current: &mut Option<Timestamp>, at: &Timestamp) {
+    if current.as_ref().is_none_or(|c| at < c) {
+        *current = Some(at.clone());
     }
 }
 
@@ -281,13 +281,13 @@ impl Progress {
             self.status = RecipientStatus::Sent;
             (self.failed_at, self.error_code, self.error_message) = (None, None, None);
         }
-        let at = u.at.as_str();
+        let at = &u.at;
         match u.status {
             Delivery::Sent => {}
             Delivery::Failed => match self.status {
                 RecipientStatus::Sent => {
                     self.status = RecipientStatus::Failed;
-                    self.failed_at = Some(at.to_string());
+                    self.failed_at = Some(at.clone());
                     let (code, message) = u.error.clone().unzip();
                     (self.error_code, self.error_message) = (code.flatten(), message);
                 }
@@ -522,8 +522,11 @@ mod tests {
 
     #[test]
     fn callback_keys() {
-        assert_eq!(callback_key("c1/+1555"), Some(("c1", "+1555")));
-        assert_eq!(callback_key("c1/r1"), None);
+        let c = "0b6f4c6e-0000-4000-8000-000000000001";
+        let key = callback_key(&format!("{c}/+14155550123")).unwrap();
+        assert_eq!((key.campaign_id.as_str(), key.phone.as_str()), (c, "+14155550123"));
+        assert_eq!(callback_key(&format!("{c}/r1")), None);
+        assert_eq!(callback_key("c1/+14155550123"), None);
         assert_eq!(callback_key("nothing"), None);
     }
 }

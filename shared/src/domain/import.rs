@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde_json::Value;
 
 use super::limits::{self, FIELD_NAME_CHARS, FIELD_VALUE_CHARS, FIELDS, IMPORT_ROWS, REPORTED_ERRORS};
-use super::phone::PhoneParser;
+use super::phone::{Phone, PhoneParser};
 use super::recipient::{PHONE_ALIASES, PHONE_FIELD, RESERVED_FIELDS};
 use crate::error::Invalid;
 
@@ -31,7 +31,7 @@ pub struct Rejection {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Accepted {
     pub row: usize,
-    pub phone: String,
+    pub phone: Phone,
     pub fields: BTreeMap<String, String>,
 }
 
@@ -214,7 +214,7 @@ pub enum JsonBodyError {
 /// must be present, values must fit; a number seen earlier in the same request is a duplicate.
 pub fn plan(rows: Vec<RawRow>, required: &[String], phones: &PhoneParser) -> ImportPlan {
     let mut plan = ImportPlan::default();
-    let mut seen: HashMap<String, usize> = HashMap::with_capacity(rows.len());
+    let mut seen: HashMap<Phone, usize> = HashMap::with_capacity(rows.len());
     for row in rows {
         if let Some(reason) = row.unreadable {
             plan.reject(row.number, reason, true);

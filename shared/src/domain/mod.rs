@@ -17,20 +17,42 @@ pub mod secret;
 pub mod sending;
 pub mod template;
 
+mod text;
+
 use chrono::{DateTime, SecondsFormat, Utc};
 
-/// Timestamps are stored and shown as RFC 3339 in UTC with second precision
-/// (`2024-01-01T10:00:05Z`), which also sorts correctly as a string.
-pub fn format_time(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+use text::text_newtype;
+
+text_newtype!(
+    /// A moment, stored and shown as RFC 3339 in UTC with second precision
+    /// (`2024-01-01T10:00:05Z`), which also sorts correctly as text.
+    Timestamp
+);
+
+impl Timestamp {
+    /// The moment as a time to compute with (`None` only for a value a store holds that this
+    /// service did not write).
+    pub fn to_datetime(&self) -> Option<DateTime<Utc>> {
+        DateTime::parse_from_rfc3339(&self.0).ok().map(|t| t.with_timezone(&Utc))
+    }
 }
 
-pub fn now() -> String {
+impl From<DateTime<Utc>> for Timestamp {
+    fn from(t: DateTime<Utc>) -> Self {
+        format_time(t)
+    }
+}
+
+pub fn format_time(t: DateTime<Utc>) -> Timestamp {
+    Timestamp(t.to_rfc3339_opts(SecondsFormat::Secs, true))
+}
+
+pub fn now() -> Timestamp {
     format_time(Utc::now())
 }
 
 /// Reads an RFC 3339 time with any offset and returns it in UTC.
-pub fn parse_time(field: &str, value: &str) -> Result<String, crate::error::Invalid> {
+pub fn parse_time(field: &str, value: &str) -> Result<Timestamp, crate::error::Invalid> {
     DateTime::parse_from_rfc3339(value.trim()).map(|t| format_time(t.with_timezone(&Utc))).map_err(|_| {
         crate::error::Invalid(format!(
             "{field} must be an RFC 3339 date-time such as 2024-01-01T10:00:00Z or 2024-01-01T11:00:00+01:00"
@@ -49,18 +71,6 @@ pub fn required_text(field: &str, value: &str, max: usize) -> Result<String, cra
         return Err(crate::error::Invalid(format!("{field} must not be empty")));
     }
     Ok(v.to_string())
-}
-
-/// The id of something a request refers to: a UUID (anything else names nothing). The message
-/// does not repeat the value, which may be of any length.
-pub fn reference(field: &str, id: String) -> Result<String, crate::error::Invalid> {
-    if id::is_id(&id) {
-        return Ok(id);
-    }
-    Err(crate::error::Invalid(format!(
-        "{field} must be the id (a UUID) of an existing {}",
-        field.trim_end_matches("_id")
-    )))
 }
 
 #[cfg(test)]

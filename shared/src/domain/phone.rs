@@ -3,6 +3,29 @@
 use phonenumber::Mode;
 use phonenumber::country::Id;
 
+use super::text::text_newtype;
+
+text_newtype!(
+    /// A phone number in E.164 (`+14155550123`): made by [`PhoneParser::normalize`] from what a
+    /// user wrote, or by [`Phone::e164`] from what Meta or this service wrote.
+    Phone
+);
+
+impl Phone {
+    /// `value` if it is already in E.164: `+` and 6 to 15 digits (Meta's `wa_id` gets its `+`
+    /// from [`Phone::from_wa_id`]).
+    pub fn e164(value: &str) -> Option<Phone> {
+        let digits = value.strip_prefix('+')?;
+        let ok = (6..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit());
+        ok.then(|| Phone(value.to_string()))
+    }
+
+    /// Meta's `wa_id` / `from` (digits without the `+`).
+    pub fn from_wa_id(digits: &str) -> Option<Phone> {
+        Phone::e164(&format!("+{digits}"))
+    }
+}
+
 /// Reads numbers written in any common way: `+1 415-555-0123`, `0044 20 7946 0958`, or a national
 /// number such as `(415) 555-0123`, read in the configured default region.
 #[derive(Debug, Clone, Copy)]
@@ -21,7 +44,7 @@ impl PhoneParser {
     }
 
     /// The number in E.164 (`+14155550123`), or why it can't be used.
-    pub fn normalize(&self, raw: &str) -> Result<String, &'static str> {
+    pub fn normalize(&self, raw: &str) -> Result<Phone, &'static str> {
         let raw = raw.trim();
         if raw.is_empty() {
             return Err("phone number is empty");
@@ -33,7 +56,7 @@ impl PhoneParser {
         if !phonenumber::is_valid(&number) {
             return Err("phone number is not a valid number");
         }
-        Ok(number.format().mode(Mode::E164).to_string())
+        Ok(Phone(number.format().mode(Mode::E164).to_string()))
     }
 }
 
@@ -64,5 +87,14 @@ mod tests {
         assert!(!none.region_known());
         assert!(none.normalize("4155550123").is_err());
         assert_eq!(none.normalize("+14155550123").unwrap(), "+14155550123");
+    }
+
+    #[test]
+    fn e164_is_plus_and_digits() {
+        assert_eq!(Phone::e164("+14155550123").unwrap(), "+14155550123");
+        assert_eq!(Phone::from_wa_id("4915112345678").unwrap(), "+4915112345678");
+        for bad in ["14155550123", "+1415555012a", "+", "+12345", "+1234567890123456", ""] {
+            assert!(Phone::e164(bad).is_none(), "{bad}");
+        }
     }
 }

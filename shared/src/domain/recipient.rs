@@ -5,6 +5,10 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::Timestamp;
+use super::id::Id;
+use super::phone::Phone;
+
 /// The column that holds the number; also accepted as `phone`, `mobile` or `number` in CSV.
 pub const PHONE_FIELD: &str = "phone_number";
 pub const PHONE_ALIASES: [&str; 4] = ["phone_number", "phone", "mobile", "number"];
@@ -68,23 +72,23 @@ impl RecipientStatus {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Recipient {
-    pub id: String,
-    pub campaign_id: String,
-    pub phone_number: String,
+    pub id: Id,
+    pub campaign_id: Id,
+    pub phone_number: Phone,
     pub status: RecipientStatus,
     #[serde(default)]
     pub fields: BTreeMap<String, String>,
-    pub created_at: String,
+    pub created_at: Timestamp,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wamid: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sent_at: Option<String>,
+    pub sent_at: Option<Timestamp>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub delivered_at: Option<String>,
+    pub delivered_at: Option<Timestamp>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub read_at: Option<String>,
+    pub read_at: Option<Timestamp>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub failed_at: Option<String>,
+    pub failed_at: Option<Timestamp>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_code: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -107,14 +111,14 @@ pub struct Recipient {
 
 impl Recipient {
     /// A newly imported recipient, not sent yet.
-    pub fn pending(campaign_id: &str, phone_number: String, fields: BTreeMap<String, String>, now: &str) -> Self {
+    pub fn pending(campaign_id: &Id, phone_number: Phone, fields: BTreeMap<String, String>, now: &Timestamp) -> Self {
         Recipient {
-            id: crate::domain::id::new(),
-            campaign_id: campaign_id.to_string(),
+            id: Id::generate(),
+            campaign_id: campaign_id.clone(),
             phone_number,
             status: RecipientStatus::Pending,
             fields,
-            created_at: now.to_string(),
+            created_at: now.clone(),
             wamid: None,
             sent_at: None,
             delivered_at: None,
@@ -140,15 +144,15 @@ impl Recipient {
         }
         m.insert("status".into(), self.status.as_str().into());
         let optional = [
-            ("sent_at", &self.sent_at),
-            ("delivered_at", &self.delivered_at),
-            ("read_at", &self.read_at),
-            ("failed_at", &self.failed_at),
-            ("error_message", &self.error_message),
+            ("sent_at", self.sent_at.as_deref()),
+            ("delivered_at", self.delivered_at.as_deref()),
+            ("read_at", self.read_at.as_deref()),
+            ("failed_at", self.failed_at.as_deref()),
+            ("error_message", self.error_message.as_deref()),
         ];
         for (k, v) in optional {
             if let Some(v) = v {
-                m.insert(k.into(), v.clone().into());
+                m.insert(k.into(), v.into());
             }
         }
         if let Some(code) = self.error_code {
@@ -162,13 +166,13 @@ impl Recipient {
 /// Where a recipient is: its campaign and its number (its item's key).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct RecipientKey {
-    pub campaign_id: String,
-    pub phone: String,
+    pub campaign_id: Id,
+    pub phone: Phone,
 }
 
 impl RecipientKey {
-    pub fn new(campaign_id: &str, phone: &str) -> Self {
-        RecipientKey { campaign_id: campaign_id.to_string(), phone: phone.to_string() }
+    pub fn new(campaign_id: &Id, phone: &Phone) -> Self {
+        RecipientKey { campaign_id: campaign_id.clone(), phone: phone.clone() }
     }
 
     pub fn of(r: &Recipient) -> Self {

@@ -20,7 +20,7 @@ pub struct ScheduledStart {
 impl ScheduledStart {
     /// The start a campaign's `scheduled_at` calls for (none without a time).
     pub fn of(c: &Campaign) -> Option<Self> {
-        Some(ScheduledStart { campaign_id: c.id.clone(), scheduled_at: c.scheduled_at.clone()? })
+        Some(ScheduledStart { campaign_id: c.id.to_string(), scheduled_at: c.scheduled_at.as_ref()?.to_string() })
     }
 }
 
@@ -77,7 +77,7 @@ pub fn plan_start(c: &Campaign, now: DateTime<Utc>) -> Result<StartPlan, StartRe
         CampaignStatus::Draft if future => Ok(StartPlan::Schedule),
         CampaignStatus::Draft | CampaignStatus::Paused => Ok(StartPlan::Now),
         CampaignStatus::Scheduled if future => {
-            Err(StartRefused::AlreadyScheduled { at: c.scheduled_at.clone().unwrap_or_default() })
+            Err(StartRefused::AlreadyScheduled { at: c.scheduled_at.as_deref().unwrap_or_default().to_string() })
         }
         CampaignStatus::Scheduled => Ok(StartPlan::Now),
         _ => Err(StartRefused::WrongStatus),
@@ -151,6 +151,7 @@ pub fn on_fire(c: &Campaign, fired: &ScheduledStart, now: DateTime<Utc>) -> OnFi
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::Timestamp;
     use crate::domain::campaign::NewCampaign;
     use chrono::TimeZone;
     use serde_json::json;
@@ -160,9 +161,9 @@ mod tests {
     fn campaign(status: CampaignStatus, at: Option<&str>) -> Campaign {
         let new: NewCampaign =
             serde_json::from_value(json!({"name": "Sale", "account_id": ACCOUNT, "template_id": ACCOUNT})).unwrap();
-        let mut c = new.into_campaign("c1".into(), "2026-01-01T00:00:00Z").unwrap();
+        let mut c = new.into_campaign("c1".into(), &"2026-01-01T00:00:00Z".into()).unwrap();
         c.status = status;
-        c.scheduled_at = at.map(str::to_string);
+        c.scheduled_at = at.map(Timestamp::from);
         c
     }
 

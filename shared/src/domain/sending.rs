@@ -7,8 +7,10 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use super::id::Id;
+use super::phone::Phone;
 use super::recipient::{PHONE_FIELD, Recipient};
-use super::template::{ParameterFormat, Template};
+use super::template::{ParameterFormat, Slot, Template};
 
 /// A dispatch job: one step of a campaign's dispatch run. Each step reads the campaign,
 /// queues send jobs for the pending recipients after `cursor` (a phone number, the last one
@@ -17,7 +19,7 @@ use super::template::{ParameterFormat, Template};
 /// account's pace, and a campaign's recipients are released as the previous ones drain.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DispatchJob {
-    pub campaign_id: String,
+    pub campaign_id: Id,
     /// The dispatch run this step belongs to (set by every start and resume); a step of an
     /// older run does nothing.
     #[serde(default)]
@@ -34,8 +36,8 @@ pub struct DispatchJob {
 
 impl DispatchJob {
     /// The first step of a new run.
-    pub fn start(campaign_id: &str, run: Option<String>) -> Self {
-        DispatchJob { campaign_id: campaign_id.to_string(), run, cursor: None, queued: 0, base: None }
+    pub fn start(campaign_id: &Id, run: Option<String>) -> Self {
+        DispatchJob { campaign_id: campaign_id.clone(), run, cursor: None, queued: 0, base: None }
     }
 }
 
@@ -43,23 +45,22 @@ impl DispatchJob {
 /// `job_id` names the claims the job makes; a redelivered message keeps it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SendJob {
-    pub job_id: String,
-    pub campaign_id: String,
+    pub job_id: Id,
+    pub campaign_id: Id,
     /// The dispatch run that queued it: a job of an older run (the campaign was paused and
     /// resumed meanwhile, which queued its recipients again) is dropped. Retries (`attempt`
     /// above 0) belong to their recipients rather than to a run, and are always handled.
     #[serde(default)]
     pub run: Option<String>,
-    pub phones: Vec<String>,
+    pub phones: Vec<Phone>,
     /// How many times these recipients were tried and put back (transient errors, pair rate).
     #[serde(default)]
     pub attempt: u32,
 }
 
 impl SendJob {
-    pub fn new(campaign_id: &str, run: Option<String>, phones: Vec<String>, attempt: u32) -> Self {
-        let job_id = crate::domain::id::new();
-        SendJob { job_id, campaign_id: campaign_id.to_string(), run, phones, attempt }
+    pub fn new(campaign_id: &Id, run: Option<String>, phones: Vec<Phone>, attempt: u32) -> Self {
+        SendJob { job_id: Id::generate(), campaign_id: campaign_id.clone(), run, phones, attempt }
     }
 }
 
@@ -162,13 +163,13 @@ pub fn message_body(
         let field = mapping.get(&p.key).ok_or_else(|| MissingField(p.key.clone()))?;
         let text = field_value(recipient, field).ok_or_else(|| MissingField(field.clone()))?;
         let mut param = json!({ "type": "text", "text": text });
-        if template.parameter_format == ParameterFormat::Named && p.component != "BUTTON" {
+        if template.parameter_format == ParameterFormat::Named && p.component != Slot::Button {
             param["parameter_name"] = json!(p.name);
         }
-        match p.component.as_str() {
-            "HEADER" => header.push(param),
-            "BUTTON" => buttons.entry(p.index.unwrap_or_default()).or_default().push(param),
-            _ => body.push(param),
+        match p.component {
+            Slot::Header => header.push(param),
+            Slot::Button => buttons.entry(p.index.unwrap_or_default()).or_default().push(param),
+            Slot::Body => body.push(param),
         }
     }
     let mut components = Vec::new();
@@ -203,12 +204,12 @@ mod tests {
             "status": "APPROVED", "parameter_format": format, "components": components
         }))
         .unwrap();
-        t.validate("t".into(), "now").unwrap()
+        t.validate("t".into(), &"now".into()).unwrap()
     }
 
     fn recipient(fields: &[(&str, &str)]) -> Recipient {
         let fields = fields.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        Recipient::pending("c", "+14155550123".into(), fields, "t")
+        Recipient::pending(&"c".into(), "+14155550123".into(), fields, &"t".into())
     }
 
     fn mapping(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {

@@ -7,11 +7,12 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::id::Id;
 use super::limits::{
     BODY_TEXT_CHARS, BUTTON_PHONE_CHARS, BUTTON_TEXT_CHARS, BUTTON_URL_CHARS, BUTTONS, EXAMPLE_BYTES, FIELD_NAME_CHARS,
     FOOTER_TEXT_CHARS, HEADER_TEXT_CHARS, PLACEHOLDER_NAME_CHARS, TEMPLATE_NAME_CHARS, TEMPLATE_PARAMETERS,
 };
-use super::{reference, required_text};
+use super::{Timestamp, required_text};
 use crate::error::Invalid;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -92,28 +93,110 @@ pub struct Button {
     pub example: Option<serde_json::Value>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A component as a request gives it: every field any type may carry, so that a field on the
+/// wrong type is answered with a message naming it. [`NewTemplate::validate`] turns it into a
+/// [`Component`].
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Component {
+pub struct ComponentInput {
     #[serde(rename = "type")]
     pub kind: ComponentType,
-    /// Header format: TEXT (default), IMAGE, VIDEO, DOCUMENT or LOCATION.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub format: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub text: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub buttons: Option<Vec<Button>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub example: Option<serde_json::Value>,
+    #[serde(default)]
+    pub example: Option<Value>,
+}
+
+/// What a header shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum HeaderFormat {
+    Text,
+    Image,
+    Video,
+    Document,
+    Location,
+}
+
+impl HeaderFormat {
+    const ALL: [(HeaderFormat, &'static str); 5] = [
+        (HeaderFormat::Text, "TEXT"),
+        (HeaderFormat::Image, "IMAGE"),
+        (HeaderFormat::Video, "VIDEO"),
+        (HeaderFormat::Document, "DOCUMENT"),
+        (HeaderFormat::Location, "LOCATION"),
+    ];
+
+    /// The format named in any case (`video` is `VIDEO`).
+    fn parse(value: &str) -> Option<HeaderFormat> {
+        Self::ALL.iter().find(|(_, name)| name.eq_ignore_ascii_case(value)).map(|(f, _)| *f)
+    }
+
+    fn label(self) -> &'static str {
+        Self::ALL.iter().find(|(f, _)| *f == self).map_or("TEXT", |(_, name)| name)
+    }
+}
+
+/// A validated component of a template, stored and answered in Meta's shape
+/// (`{"type": "HEADER", "format": "IMAGE"}`, `{"type": "BODY", "text": "Hi {{1}}"}`…).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "UPPERCASE")]
+pub enum Component {
+    Header {
+        /// Absent means TEXT, as for Meta.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        format: Option<HeaderFormat>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        text: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        example: Option<Value>,
+    },
+    Body {
+        text: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        example: Option<Value>,
+    },
+    Footer {
+        text: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        example: Option<Value>,
+    },
+    Buttons {
+        buttons: Vec<Button>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        example: Option<Value>,
+    },
+}
+
+impl Component {
+    pub fn kind(&self) -> ComponentType {
+        match self {
+            Component::Header { .. } => ComponentType::Header,
+            Component::Body { .. } => ComponentType::Body,
+            Component::Footer { .. } => ComponentType::Footer,
+            Component::Buttons { .. } => ComponentType::Buttons,
+        }
+    }
+}
+
+/// Where a placeholder sits in a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Slot {
+    Header,
+    Body,
+    Button,
 }
 
 /// One placeholder of a template, named by its `variable_mapping` key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Parameter {
     pub key: String,
-    /// `HEADER`, `BODY` or `BUTTON`.
-    pub component: String,
+    pub component: Slot,
     /// The placeholder's own name inside its component (`1`, `first_name`).
     pub name: String,
     /// The button's position, for URL buttons.
@@ -123,8 +206,8 @@ pub struct Parameter {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Template {
-    pub id: String,
-    pub account_id: String,
+    pub id: Id,
+    pub account_id: Id,
     pub name: String,
     pub language: String,
     pub category: Category,
@@ -132,7 +215,7 @@ pub struct Template {
     pub parameter_format: ParameterFormat,
     pub components: Vec<Component>,
     pub parameters: Vec<Parameter>,
-    pub created_at: String,
+    pub created_at: Timestamp,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -145,14 +228,12 @@ pub struct NewTemplate {
     pub status: TemplateStatus,
     #[serde(default = "positional")]
     pub parameter_format: ParameterFormat,
-    pub components: Vec<Component>,
+    pub components: Vec<ComponentInput>,
 }
 
 fn positional() -> ParameterFormat {
     ParameterFormat::Positional
 }
-
-const HEADER_FORMATS: [&str; 5] = ["TEXT", "IMAGE", "VIDEO", "DOCUMENT", "LOCATION"];
 
 /// A placeholder as written in a text: positional `{{1}}` or named `{{first_name}}`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -268,8 +349,7 @@ fn check_name(v: &str) -> Result<String, Invalid> {
     Ok(v)
 }
 
-fn text_of<'a>(c: &'a Component, label: &str, max: usize) -> Result<&'a str, Invalid> {
-    let text = c.text.as_deref().unwrap_or("");
+fn text_of<'a>(text: &'a str, label: &str, max: usize) -> Result<&'a str, Invalid> {
     if text.trim().is_empty() {
         return Err(Invalid(format!("{label} component needs a text")));
     }
@@ -282,56 +362,42 @@ fn text_of<'a>(c: &'a Component, label: &str, max: usize) -> Result<&'a str, Inv
 /// Validates the components and derives the template's parameters, in the order a message
 /// carries them: header, body, then buttons.
 pub fn parse_parameters(components: &[Component], format: ParameterFormat) -> Result<Vec<Parameter>, Invalid> {
-    let count = |k| components.iter().filter(|c| c.kind == k).count();
+    let count = |k| components.iter().filter(|c| c.kind() == k).count();
     if count(ComponentType::Body) != 1 {
         return Err(Invalid("components must contain exactly one BODY".into()));
     }
-    for (k, label) in
-        [(ComponentType::Header, "HEADER"), (ComponentType::Footer, "FOOTER"), (ComponentType::Buttons, "BUTTONS")]
-    {
+    for k in [ComponentType::Header, ComponentType::Footer, ComponentType::Buttons] {
         if count(k) > 1 {
-            return Err(Invalid(format!("components may contain at most one {label}")));
+            return Err(Invalid(format!("components may contain at most one {}", k.label())));
         }
     }
-    let param =
-        |component: &str, key: String, name: String, index| Parameter { key, component: component.into(), name, index };
+    let param = |component, key: String, name: String, index| Parameter { key, component, name, index };
     let mut header = Vec::new();
     let mut body = Vec::new();
     let mut buttons = Vec::new();
     for c in components {
-        match c.kind {
-            ComponentType::Header => {
-                let fmt = c.format.as_deref().unwrap_or("TEXT").to_ascii_uppercase();
-                match fmt.as_str() {
-                    "TEXT" => {
-                        let text = text_of(c, "HEADER", HEADER_TEXT_CHARS)?;
-                        let names = component_names("HEADER", placeholders("HEADER", text)?, format)?;
-                        if names.len() > 1 {
-                            return Err(Invalid("HEADER text may have at most one placeholder".into()));
-                        }
-                        header.extend(names.into_iter().map(|n| param("HEADER", format!("header.{n}"), n, None)));
-                    }
-                    "IMAGE" | "VIDEO" | "DOCUMENT" | "LOCATION" => {}
-                    other => {
-                        return Err(Invalid(format!(
-                            "HEADER format must be TEXT, IMAGE, VIDEO, DOCUMENT or LOCATION (got '{other}')"
-                        )));
-                    }
+        match c {
+            Component::Header { format: None | Some(HeaderFormat::Text), text, .. } => {
+                let text = text_of(text.as_deref().unwrap_or(""), "HEADER", HEADER_TEXT_CHARS)?;
+                let names = component_names("HEADER", placeholders("HEADER", text)?, format)?;
+                if names.len() > 1 {
+                    return Err(Invalid("HEADER text may have at most one placeholder".into()));
                 }
+                header.extend(names.into_iter().map(|n| param(Slot::Header, format!("header.{n}"), n, None)));
             }
-            ComponentType::Body => {
-                let text = text_of(c, "BODY", BODY_TEXT_CHARS)?;
+            Component::Header { .. } => {}
+            Component::Body { text, .. } => {
+                let text = text_of(text, "BODY", BODY_TEXT_CHARS)?;
                 let names = component_names("BODY", placeholders("BODY", text)?, format)?;
-                body.extend(names.into_iter().map(|n| param("BODY", n.clone(), n, None)));
+                body.extend(names.into_iter().map(|n| param(Slot::Body, n.clone(), n, None)));
             }
-            ComponentType::Footer => {
-                let text = text_of(c, "FOOTER", FOOTER_TEXT_CHARS)?;
+            Component::Footer { text, .. } => {
+                let text = text_of(text, "FOOTER", FOOTER_TEXT_CHARS)?;
                 if !placeholders("FOOTER", text)?.is_empty() {
                     return Err(Invalid("FOOTER text cannot have placeholders".into()));
                 }
             }
-            ComponentType::Buttons => {
-                let list = c.buttons.as_deref().unwrap_or_default();
+            Component::Buttons { buttons: list, .. } => {
                 if list.is_empty() || list.len() > BUTTONS {
                     return Err(Invalid(format!("BUTTONS must hold 1 to {BUTTONS} buttons")));
                 }
@@ -348,7 +414,7 @@ pub fn parse_parameters(components: &[Component], format: ParameterFormat) -> Re
                             match found.as_slice() {
                                 [] => {}
                                 [Placeholder::Positional(1)] if url.ends_with("{{1}}") => {
-                                    buttons.push(param("BUTTON", format!("button.{i}"), "1".into(), Some(i)))
+                                    buttons.push(param(Slot::Button, format!("button.{i}"), "1".into(), Some(i)))
                                 }
                                 _ => {
                                     return Err(Invalid(format!(
@@ -403,9 +469,9 @@ fn check_example(label: &str, example: Option<&Value>) -> Result<(), Invalid> {
     Ok(())
 }
 
-/// Checks that a component carries only the fields of its type, and their sizes; a header's
-/// `format` is returned in capitals.
-fn checked_fields(mut c: Component) -> Result<Component, Invalid> {
+/// Checks that a component carries only the fields of its type, and their sizes, and gives it
+/// its type's shape (a header's `format` in any case is read as Meta's capitals).
+fn checked_fields(c: ComponentInput) -> Result<Component, Invalid> {
     let label = c.kind.label();
     let refuse = |field: &str, why: &str| Invalid(format!("{label} takes no {field}: {why}"));
     if c.kind != ComponentType::Header && c.format.is_some() {
@@ -417,16 +483,19 @@ fn checked_fields(mut c: Component) -> Result<Component, Invalid> {
     if c.kind == ComponentType::Buttons && c.text.is_some() {
         return Err(refuse("text", "each button has its own"));
     }
-    if let Some(format) = &c.format {
-        let format = format.to_ascii_uppercase();
-        if !HEADER_FORMATS.contains(&format.as_str()) {
-            return Err(Invalid(format!("HEADER format must be one of {}", HEADER_FORMATS.join(", "))));
+    let format = match &c.format {
+        None => None,
+        Some(name) => {
+            let Some(format) = HeaderFormat::parse(name) else {
+                let names: Vec<_> = HeaderFormat::ALL.iter().map(|(_, name)| *name).collect();
+                return Err(Invalid(format!("HEADER format must be one of {}", names.join(", "))));
+            };
+            if format != HeaderFormat::Text && c.text.is_some() {
+                return Err(Invalid(format!("HEADER takes no text when its format is {}", format.label())));
+            }
+            Some(format)
         }
-        if format != "TEXT" && c.text.is_some() {
-            return Err(Invalid(format!("HEADER takes no text when its format is {format}")));
-        }
-        c.format = Some(format);
-    }
+    };
     check_example(label, c.example.as_ref())?;
     for (i, b) in c.buttons.iter().flatten().enumerate() {
         let label = format!("buttons[{i}]");
@@ -447,16 +516,22 @@ fn checked_fields(mut c: Component) -> Result<Component, Invalid> {
         too_long("phone_number", &b.phone_number, BUTTON_PHONE_CHARS)?;
         check_example(&label, b.example.as_ref())?;
     }
-    Ok(c)
+    let ComponentInput { text, buttons, example, .. } = c;
+    Ok(match c.kind {
+        ComponentType::Header => Component::Header { format, text, example },
+        ComponentType::Body => Component::Body { text: text.unwrap_or_default(), example },
+        ComponentType::Footer => Component::Footer { text: text.unwrap_or_default(), example },
+        ComponentType::Buttons => Component::Buttons { buttons: buttons.unwrap_or_default(), example },
+    })
 }
 
 impl NewTemplate {
-    pub fn validate(self, id: String, now: &str) -> Result<Template, Invalid> {
+    pub fn validate(self, id: Id, now: &Timestamp) -> Result<Template, Invalid> {
         let components: Vec<Component> = self.components.into_iter().map(checked_fields).collect::<Result<_, _>>()?;
         let parameters = parse_parameters(&components, self.parameter_format)?;
         Ok(Template {
             id,
-            account_id: reference("account_id", self.account_id)?,
+            account_id: Id::reference("account_id", &self.account_id)?,
             name: check_name(&self.name)?,
             language: check_language(&self.language)?,
             category: self.category,
@@ -464,7 +539,7 @@ impl NewTemplate {
             parameter_format: self.parameter_format,
             components,
             parameters,
-            created_at: now.to_string(),
+            created_at: now.clone(),
         })
     }
 }
@@ -475,7 +550,8 @@ mod tests {
     use serde_json::json;
 
     fn comps(v: serde_json::Value) -> Vec<Component> {
-        serde_json::from_value(v).unwrap()
+        let inputs: Vec<ComponentInput> = serde_json::from_value(v).unwrap();
+        inputs.into_iter().map(|c| checked_fields(c).unwrap()).collect()
     }
 
     fn keys(r: Result<Vec<Parameter>, Invalid>) -> Vec<String> {
@@ -541,7 +617,7 @@ mod tests {
             "category": "UTILITY", "status": "APPROVED", "components": components
         }))
         .unwrap();
-        t.validate("t".into(), "now")
+        t.validate("t".into(), &"now".into())
     }
 
     #[test]
@@ -556,7 +632,7 @@ mod tests {
         assert!(err(json!([image, body])).contains("HEADER takes no text when its format is IMAGE"));
         assert!(err(json!([{"type": "HEADER", "format": "GIF"}, body])).contains("HEADER format must be one of"));
         let t = new_template(json!([{"type": "HEADER", "format": "video"}, body])).unwrap();
-        assert_eq!(t.components[0].format.as_deref(), Some("VIDEO"), "stored in capitals");
+        assert_eq!(serde_json::to_value(&t.components[0]).unwrap(), json!({"type": "HEADER", "format": "VIDEO"}));
         let url_on_reply =
             json!({"type": "BUTTONS", "buttons": [{"type": "QUICK_REPLY", "text": "a", "url": "https://x"}]});
         assert!(err(json!([body, url_on_reply])).contains("buttons[0].url is only for URL buttons"));
@@ -591,13 +667,13 @@ mod tests {
             "components": [{"type": "BODY", "text": long_name}]
         }))
         .unwrap();
-        assert!(t.validate("t".into(), "now").unwrap_err().0.contains("longer than 64 characters"));
+        assert!(t.validate("t".into(), &"now".into()).unwrap_err().0.contains("longer than 64 characters"));
         let not_uuid: NewTemplate = serde_json::from_value(json!({
             "account_id": "a1", "name": "offer", "language": "en", "category": "UTILITY", "status": "APPROVED",
             "components": [body]
         }))
         .unwrap();
-        assert!(not_uuid.validate("t".into(), "now").unwrap_err().0.starts_with("account_id must be the id"));
+        assert!(not_uuid.validate("t".into(), &"now".into()).unwrap_err().0.starts_with("account_id must be the id"));
     }
 
     #[test]

@@ -23,15 +23,15 @@ pub async fn list(app: Arc<App>, req: ApiRequest) -> AppResult<Reply> {
 }
 
 pub async fn get(app: Arc<App>, req: ApiRequest) -> AppResult<Reply> {
-    Ok(Reply::ok(json!(load(&app, req.param("id")).await?)))
+    Ok(Reply::ok(json!(load(&app, &req.id("account")?).await?)))
 }
 
 pub async fn update(app: Arc<App>, req: ApiRequest) -> AppResult<Reply> {
     let changes: AccountChanges = req.json()?;
-    Ok(Reply::ok(json!(accounts::update(&app, req.param("id"), changes).await?)))
+    Ok(Reply::ok(json!(accounts::update(&app, &req.id("account")?, changes).await?)))
 }
 
 pub async fn delete(app: Arc<App>, req: ApiRequest) -> AppResult<Reply> {
-    let account = accounts::delete(&app, req.param("id")).await?;
+    let account = accounts::delete(&app, &req.id("account")?).await?;
     Ok(Reply::ok(json!({ "id": account.id, "deleted": true })))
 }

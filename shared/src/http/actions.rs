@@ -11,13 +11,13 @@ use crate::error::AppResult;
 use crate::usecases::lifecycle;
 
 pub async fn start(app: Arc<App>, req: ApiRequest) -> AppResult<Reply> {
-    Ok(Reply::ok(json!(lifecycle::start(&app, req.param("id")).await?)))
+    Ok(Reply::ok(json!(lifecycle::start(&app, &req.id("campaign")?).await?)))
 }
 
 pub async fn pause(app: Arc<App>, req: ApiRequest) -> AppResult<Reply> {
-    Ok(Reply::ok(json!(lifecycle::pause(&app, req.param("id")).await?)))
+    Ok(Reply::ok(json!(lifecycle::pause(&app, &req.id("campaign")?).await?)))
 }
 
 pub async fn cancel(app: Arc<App>, req: ApiRequest) -> AppResult<Reply> {
-    Ok(Reply::ok(json!(lifecycle::cancel(&app, req.param("id")).await?)))
+    Ok(Reply::ok(json!(lifecycle::cancel(&app, &req.id("campaign")?).await?)))
 }

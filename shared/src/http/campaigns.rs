@@ -24,22 +24,22 @@ pub async fn list(app: Arc<App>, req: ApiRequest) -> AppResult<Reply> {
     let account = req.query_id("account_id")?;
     let page = app
         .db
-        .list_campaigns(status, account, p.page, p.limit)
+        .list_campaigns(status, account.as_deref(), p.page, p.limit)
         .await
         .map_err(app.store_err("could not list campaigns"))?;
     Ok(Reply::page(page.items.iter().map(|c| json!(c)).collect(), page.total, p))
 }
 
 pub async fn get(app: Arc<App>, req: ApiRequest) -> AppResult<Reply> {
-    Ok(Reply::ok(json!(load(&app, req.param("id")).await?)))
+    Ok(Reply::ok(json!(load(&app, &req.id("campaign")?).await?)))
 }
 
 pub async fn update(app: Arc<App>, req: ApiRequest) -> AppResult<Reply> {
     let changes: CampaignChanges = req.json()?;
-    Ok(Reply::ok(json!(campaigns::update(&app, req.param("id"), changes).await?)))
+    Ok(Reply::ok(json!(campaigns::update(&app, &req.id("campaign")?, changes).await?)))
 }
 
 pub async fn delete(app: Arc<App>, req: ApiRequest) -> AppResult<Reply> {
-    let c = campaigns::delete(&app, req.param("id")).await?;
+    let c = campaigns::delete(&app, &req.id("campaign")?).await?;
     Ok(Reply::ok(json!({ "id": c.id, "deleted": true, "recipients_deleted": c.total_recipients })))
 }

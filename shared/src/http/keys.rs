@@ -23,7 +23,7 @@ pub async fn list(app: Arc<App>, req: ApiRequest) -> AppResult<Reply> {
 }
 
 pub async fn revoke(app: Arc<App>, req: ApiRequest) -> AppResult<Reply> {
-    let id = req.param("id");
-    keys::revoke(&app.db, id).await?;
+    let id = req.id("API key")?;
+    keys::revoke(&app.db, &id).await?;
     Ok(Reply::ok(json!({ "id": id, "revoked": true })))
 }

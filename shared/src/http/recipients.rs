@@ -59,7 +59,7 @@ async fn uploaded_file(req: &ApiRequest) -> AppResult<(bytes::Bytes, bool)> {
 
 /// `POST /recipients/import`: the campaign is checked first (404, 409), then the body read.
 pub async fn import(app: Arc<App>, req: ApiRequest) -> AppResult<Reply> {
-    let campaign = import::open(&app, req.param("id")).await?;
+    let campaign = import::open(&app, &req.id("campaign")?).await?;
     let rows = rows(&req).await?;
     Ok(Reply::ok(json!(import::add(&app, &campaign, rows).await?)))
 }
@@ -67,7 +67,7 @@ pub async fn import(app: Arc<App>, req: ApiRequest) -> AppResult<Reply> {
 pub async fn list(app: Arc<App>, req: ApiRequest) -> AppResult<Reply> {
     let p = req.pagination(50)?;
     let status = req.query_enum("status", RecipientStatus::parse, STATUSES)?;
-    let campaign = load(&app, req.param("id")).await?;
+    let campaign = load(&app, &req.id("campaign")?).await?;
     let page = app
         .db
         .list_recipients(&campaign, status, p.page, p.limit)

@@ -7,6 +7,7 @@ use bytes::Bytes;
 use http::HeaderMap;
 use serde::de::DeserializeOwned;
 
+use crate::domain::id::Id;
 use crate::domain::limits::{self, MAX_JSON_BODY_BYTES, MAX_PAGE, MAX_PAGE_SIZE};
 use crate::error::{AppError, AppResult};
 
@@ -53,15 +54,20 @@ impl ApiRequest {
         self.query.get(name).map(String::as_str).filter(|v| !v.is_empty())
     }
 
+    /// The `{id}` of the path, naming a `kind` (`campaign`): 404 when it is not an id, as it
+    /// names nothing.
+    pub fn id(&self, kind: &str) -> AppResult<Id> {
+        let raw = self.param("id");
+        Id::parse(raw).ok_or_else(|| AppError::not_found(format!("{kind} {raw} not found")))
+    }
+
     /// An optional id in the query (`account_id=…`): 400 unless it is an id.
-    pub fn query_id(&self, name: &str) -> AppResult<Option<&str>> {
-        match self.query(name) {
-            Some(v) if !crate::domain::id::is_id(v) => {
-                let kind = name.trim_end_matches("_id");
-                Err(AppError::bad_request(format!("{name} must be an {kind} id (a UUID), got '{v}'")))
-            }
-            v => Ok(v),
-        }
+    pub fn query_id(&self, name: &str) -> AppResult<Option<Id>> {
+        let Some(v) = self.query(name) else { return Ok(None) };
+        let kind = name.trim_end_matches("_id");
+        let id = Id::parse(v)
+            .ok_or_else(|| AppError::bad_request(format!("{name} must be an {kind} id (a UUID), got '{v}'")))?;
+        Ok(Some(id))
     }
 
     /// `page` and `limit`, with the route's default limit.

@@ -19,16 +19,19 @@ pub async fn create(app: Arc<App>, req: ApiRequest) -> AppResult<Reply> {
 pub async fn list(app: Arc<App>, req: ApiRequest) -> AppResult<Reply> {
     let p = req.pagination(20)?;
     let account = req.query_id("account_id")?;
-    let page =
-        app.db.list_templates(account, p.page, p.limit).await.map_err(app.store_err("could not list templates"))?;
+    let page = app
+        .db
+        .list_templates(account.as_deref(), p.page, p.limit)
+        .await
+        .map_err(app.store_err("could not list templates"))?;
     Ok(Reply::page(page.items.iter().map(|t| json!(t)).collect(), page.total, p))
 }
 
 pub async fn get(app: Arc<App>, req: ApiRequest) -> AppResult<Reply> {
-    Ok(Reply::ok(json!(load(&app, req.param("id")).await?)))
+    Ok(Reply::ok(json!(load(&app, &req.id("template")?).await?)))
 }
 
 pub async fn delete(app: Arc<App>, req: ApiRequest) -> AppResult<Reply> {
-    let template = templates::delete(&app, req.param("id")).await?;
+    let template = templates::delete(&app, &req.id("template")?).await?;
     Ok(Reply::ok(json!({ "id": template.id, "deleted": true })))
 }

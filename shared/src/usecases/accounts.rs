@@ -6,17 +6,18 @@ use crate::adapters::store::{AccountWrite, StoreError};
 use crate::app::App;
 use crate::domain::account::{Account, AccountChanges, NewAccount};
 use crate::domain::campaign::CampaignStatus;
+use crate::domain::id::Id;
 use crate::domain::now;
 use crate::error::{AppError, AppResult};
 use crate::usecases::load_by_id;
 
-pub async fn load(app: &App, id: &str) -> AppResult<Account> {
+pub async fn load(app: &App, id: &Id) -> AppResult<Account> {
     load_by_id(app, "account", id, app.db.get_account(id)).await
 }
 
 /// Stores a new account: the secret first, so that an account that exists always has its token.
 pub async fn create(app: &App, new: NewAccount) -> AppResult<Account> {
-    let (account, token) = new.validate(crate::domain::id::new(), &now())?;
+    let (account, token) = new.validate(Id::generate(), &now())?;
     app.tokens.create(&account.id, &token).await.map_err(token_err("could not store the access token"))?;
     if let Err(e) = app.db.save_account(&account, AccountWrite::Create).await {
         forget_token(app, &account.id).await;
@@ -26,7 +27,7 @@ pub async fn create(app: &App, new: NewAccount) -> AppResult<Account> {
 }
 
 /// Changes an account; a new token replaces the secret's value first.
-pub async fn update(app: &App, id: &str, changes: AccountChanges) -> AppResult<Account> {
+pub async fn update(app: &App, id: &Id, changes: AccountChanges) -> AppResult<Account> {
     let mut account = load(app, id).await?;
     let token = changes.apply(&mut account, &now())?;
     if let Some(t) = &token {
@@ -48,7 +49,7 @@ pub async fn update(app: &App, id: &str, changes: AccountChanges) -> AppResult<A
 /// Deletes an account with no campaign sending or scheduled. The token first: a delete that
 /// fails halfway leaves an account without a token (its campaigns pause), never a token
 /// without an account; repeating the delete finishes it.
-pub async fn delete(app: &App, id: &str) -> AppResult<Account> {
+pub async fn delete(app: &App, id: &Id) -> AppResult<Account> {
     let account = load(app, id).await?;
     let busy = [CampaignStatus::Sending, CampaignStatus::Scheduled];
     let active = app

@@ -4,6 +4,7 @@
 use crate::adapters::store::StoreError;
 use crate::app::App;
 use crate::domain::campaign::{Campaign, CampaignChanges, NewCampaign, check_references};
+use crate::domain::id::Id;
 use crate::domain::now;
 use crate::domain::schedule::{ScheduleChange, ScheduledStart, after_edit};
 use crate::domain::template::Template;
@@ -11,7 +12,7 @@ use crate::error::{AppError, AppResult};
 use crate::usecases::lifecycle::{forget_schedule, sync_schedule};
 use crate::usecases::load_by_id;
 
-pub async fn load(app: &App, id: &str) -> AppResult<Campaign> {
+pub async fn load(app: &App, id: &Id) -> AppResult<Campaign> {
     load_by_id(app, "campaign", id, app.db.get_campaign(id)).await
 }
 
@@ -22,17 +23,16 @@ pub fn wrong_status(c: &Campaign, action: &str) -> AppError {
 
 /// Loads what a campaign refers to and checks it (exists, same account, approved, mapping).
 pub async fn checked_template(app: &App, c: &Campaign) -> AppResult<Template> {
-    let valid = |id: &str| crate::domain::id::is_id(id);
     let read = app.store_err("could not read the campaign's account or template");
-    let account = if valid(&c.account_id) { app.db.get_account(&c.account_id).await.map_err(&read)? } else { None };
-    let template = if valid(&c.template_id) { app.db.get_template(&c.template_id).await.map_err(&read)? } else { None };
+    let account = app.db.get_account(&c.account_id).await.map_err(&read)?;
+    let template = app.db.get_template(&c.template_id).await.map_err(&read)?;
     check_references(&c.account_id, account.as_ref(), &c.template_id, template.as_ref(), &c.variable_mapping)?;
     template.ok_or_else(|| AppError::invalid("template_id: template not found"))
 }
 
 /// Stores a new draft whose account and template check out.
 pub async fn create(app: &App, new: NewCampaign) -> AppResult<Campaign> {
-    let mut campaign = new.into_campaign(crate::domain::id::new(), &now())?;
+    let mut campaign = new.into_campaign(Id::generate(), &now())?;
     let template = checked_template(app, &campaign).await?;
     campaign.template_name = template.name;
     app.db.create_campaign(&campaign).await.map_err(app.store_err("could not store the campaign"))?;
@@ -44,7 +44,7 @@ const EDITABLE: &str = "only draft and scheduled campaigns can be updated";
 /// Drafts and scheduled campaigns change. Fields left out stay as they are; `"scheduled_at":
 /// null` clears the time. On a scheduled campaign a new time (still ahead) moves its schedule,
 /// and clearing it makes the campaign a draft again without a schedule.
-pub async fn update(app: &App, id: &str, changes: CampaignChanges) -> AppResult<Campaign> {
+pub async fn update(app: &App, id: &Id, changes: CampaignChanges) -> AppResult<Campaign> {
     let was = load(app, id).await?;
     if !was.status.editable() {
         return Err(wrong_status(&was, EDITABLE));
@@ -95,7 +95,7 @@ pub async fn update(app: &App, id: &str, changes: CampaignChanges) -> AppResult<
 
 /// Deletes a campaign in any status but `sending` (pause or cancel first): its recipients and
 /// any schedule go with it. Answers the campaign as it was.
-pub async fn delete(app: &App, id: &str) -> AppResult<Campaign> {
+pub async fn delete(app: &App, id: &Id) -> AppResult<Campaign> {
     let campaign = load(app, id).await?;
     let refuse = |c: &Campaign| wrong_status(c, "pause or cancel it before deleting it");
     if !campaign.status.deletable() {

@@ -11,10 +11,12 @@ use serde::Serialize;
 use crate::adapters::store::{ImportLock, StoreError};
 use crate::app::App;
 use crate::domain::campaign::Campaign;
+use crate::domain::id::Id;
 use crate::domain::import::{self, ImportPlan, RawRow, Rejection};
 use crate::domain::limits::{IMPORT_ROWS, REPORTED_ERRORS};
 use crate::domain::now;
 use crate::domain::opt_out;
+use crate::domain::phone::Phone;
 use crate::error::{AppError, AppResult};
 use crate::usecases::campaigns::{load, wrong_status};
 
@@ -32,7 +34,7 @@ pub struct Imported {
 }
 
 /// The campaign to import into, if it takes imports (checked before the rows are read).
-pub async fn open(app: &App, id: &str) -> AppResult<Campaign> {
+pub async fn open(app: &App, id: &Id) -> AppResult<Campaign> {
     let campaign = load(app, id).await?;
     if !campaign.status.accepts_imports() {
         return Err(wrong_status(&campaign, CLOSED));
@@ -129,7 +131,7 @@ async fn check(app: &App, lock: &ImportLock, rows: Vec<RawRow>) -> AppResult<Che
     let mut already = Vec::new();
     if lock.campaign.total_recipients > 0 && !plan.accepted.is_empty() {
         let candidates: Vec<&str> = plan.accepted.iter().map(|a| a.phone.as_str()).collect();
-        let existing: HashSet<String> = app
+        let existing: HashSet<Phone> = app
             .db
             .existing_phones(&lock.campaign.id, &candidates)
             .await

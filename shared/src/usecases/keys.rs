@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 
 use crate::adapters::store::{Db, StoreError};
 use crate::domain::api_key::{ApiKey, KEY_BYTES, MAX_PRESENTED_LEN, NewApiKey, format_key, key_hash};
+use crate::domain::id::Id;
 use crate::domain::secret::Secret;
 use crate::domain::{format_time, now};
 use crate::error::{AppError, AppResult, ErrorKind};
@@ -71,7 +72,7 @@ pub async fn register(db: &Db, new: NewApiKey, secret: Secret) -> AppResult<()> 
 }
 
 async fn store(db: &Db, new: NewApiKey, secret: Secret) -> AppResult<Issued> {
-    let key = new.validate(crate::domain::id::new(), &secret, &now())?;
+    let key = new.validate(Id::generate(), &secret, &now())?;
     match db.create_api_key(&key, &key_hash(secret.expose())).await {
         Ok(()) => Ok(Issued { key, secret }),
         Err(StoreError::ConditionFailed) => Err(AppError::conflict("this key is registered already")),
@@ -81,11 +82,8 @@ async fn store(db: &Db, new: NewApiKey, secret: Secret) -> AppResult<Issued> {
 
 /// Revokes a key; it takes effect at once (the authorizer reads keys with consistent reads and
 /// its answers are not cached). The key that makes the request may revoke itself.
-pub async fn revoke(db: &Db, id: &str) -> AppResult<()> {
+pub async fn revoke(db: &Db, id: &Id) -> AppResult<()> {
     let not_found = || AppError::not_found(format!("API key {id} not found"));
-    if !crate::domain::id::is_id(id) {
-        return Err(not_found());
-    }
     let revoked = db.revoke_api_key(id).await.map_err(|e| AppError::unavailable("could not revoke the API key", e))?;
     if revoked { Ok(()) } else { Err(not_found()) }
 }

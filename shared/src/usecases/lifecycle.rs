@@ -7,6 +7,7 @@ use crate::adapters::store::{StoreError, StoreResult};
 use crate::app::App;
 use crate::domain::campaign::{Action, Campaign, CampaignStatus};
 use crate::domain::events::CampaignEvent;
+use crate::domain::id::Id;
 use crate::domain::now;
 use crate::domain::schedule::{ScheduledStart, StartPlan, StartRefused, plan_start};
 use crate::domain::sending::DispatchJob;
@@ -126,7 +127,7 @@ pub async fn forget_schedule(app: &App, id: &str) {
 /// Starts a campaign. A draft whose `scheduled_at` is still ahead becomes `scheduled` and
 /// starts by itself then; any other draft, a paused campaign (a resume) or a scheduled one
 /// whose time has come starts now.
-pub async fn start(app: &App, id: &str) -> AppResult<Campaign> {
+pub async fn start(app: &App, id: &Id) -> AppResult<Campaign> {
     let campaign = load(app, id).await?;
     let plan = plan_start(&campaign, chrono::Utc::now()).map_err(|refused| match refused {
         StartRefused::WrongStatus => {
@@ -149,7 +150,7 @@ pub async fn start(app: &App, id: &str) -> AppResult<Campaign> {
     }
 }
 
-pub async fn pause(app: &App, id: &str) -> AppResult<Campaign> {
+pub async fn pause(app: &App, id: &Id) -> AppResult<Campaign> {
     let campaign = load(app, id).await?;
     transition(app, &campaign, Action::Pause).await
 }
@@ -157,7 +158,7 @@ pub async fn pause(app: &App, id: &str) -> AppResult<Campaign> {
 /// Cancels for good; recipients not sent yet stay pending and are never sent. A scheduled
 /// campaign's schedule goes with it (whatever the status read, in case it was scheduled
 /// meanwhile).
-pub async fn cancel(app: &App, id: &str) -> AppResult<Campaign> {
+pub async fn cancel(app: &App, id: &Id) -> AppResult<Campaign> {
     let campaign = load(app, id).await?;
     let cancelled = transition(app, &campaign, Action::Cancel).await?;
     forget_schedule(app, &cancelled.id).await;

@@ -24,17 +24,14 @@ pub mod templates;
 
 use crate::adapters::store::StoreError;
 use crate::app::App;
+use crate::domain::id::Id;
 use crate::error::{AppError, AppResult};
 
-/// Reads an item by id for a use case: 404 for an id that is not a UUID or names nothing,
-/// 503 when the store fails.
-pub async fn load_by_id<T, F>(app: &App, kind: &str, id: &str, read: F) -> AppResult<T>
+/// Reads an item by id for a use case: 404 when the id names nothing, 503 when the store fails.
+pub async fn load_by_id<T, F>(app: &App, kind: &str, id: &Id, read: F) -> AppResult<T>
 where
     F: std::future::Future<Output = Result<Option<T>, StoreError>>,
 {
     let not_found = || AppError::not_found(format!("{kind} {id} not found"));
-    if !crate::domain::id::is_id(id) {
-        return Err(not_found());
-    }
     read.await.map_err(app.store_err(&format!("could not read the {kind}")))?.ok_or_else(not_found)
 }

@@ -11,6 +11,7 @@ use serde_json::Value;
 use crate::adapters::store::StoreError;
 use crate::app::App;
 use crate::domain::campaign::{Action, CampaignStatus};
+use crate::domain::id::Id;
 use crate::domain::now;
 use crate::domain::schedule::{OnFire, ScheduledStart, on_fire};
 use crate::error::{AppError, ErrorKind};
@@ -46,10 +47,9 @@ pub async fn scheduled_start(app: &App, event: Value) -> Result<Fired, RetryLate
             return Ok(Fired::Ignored { reason: format!("not a scheduled start: {e}") });
         }
     };
-    let campaign = if crate::domain::id::is_id(&fired.campaign_id) {
-        app.db.get_campaign(&fired.campaign_id).await.map_err(store)?
-    } else {
-        None
+    let campaign = match Id::parse(&fired.campaign_id) {
+        Some(id) => app.db.get_campaign(&id).await.map_err(store)?,
+        None => None,
     };
     let Some(campaign) = campaign else {
         return Ok(ignored(&fired, format!("campaign {} does not exist", fired.campaign_id)));
@@ -70,7 +70,7 @@ pub async fn scheduled_start(app: &App, event: Value) -> Result<Fired, RetryLate
     match start_campaign(app, &campaign).await {
         Ok(started) => {
             tracing::info!(campaign = %started.id, scheduled_at = %fired.scheduled_at, "scheduled campaign started");
-            Ok(Fired::Started { campaign_id: started.id })
+            Ok(Fired::Started { campaign_id: started.id.to_string() })
         }
         Err(e) if e.kind == ErrorKind::Invalid => return_to_draft(app, &campaign, e).await,
         Err(e) if e.kind == ErrorKind::Conflict => {
@@ -113,7 +113,7 @@ async fn return_to_draft(
     match app.db.transition(campaign, Action::Unschedule, &now(), Some(&reason)).await {
         Ok(draft) => {
             tracing::warn!(campaign = %draft.id, %reason, "scheduled campaign could not start; back to draft");
-            Ok(Fired::ReturnedToDraft { campaign_id: draft.id, reason })
+            Ok(Fired::ReturnedToDraft { campaign_id: draft.id.to_string(), reason })
         }
         Err(StoreError::ConditionFailed) => {
             let status = app.db.get_campaign(&campaign.id).await.ok().flatten().map(|c| c.status);

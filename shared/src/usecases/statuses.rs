@@ -22,6 +22,7 @@ use serde::Serialize;
 use crate::adapters::store::{DeliveryChange, RECIPIENTS_PER_TRANSACTION, StoreError, wait_before_retry};
 use crate::app::App;
 use crate::domain::delivery::{Delivery, Notification, Progress, StatusUpdate, callback_key};
+use crate::domain::id::Id;
 use crate::domain::now;
 use crate::domain::opt_out;
 use crate::domain::recipient::{Recipient, RecipientKey, RecipientStatus};
@@ -178,7 +179,7 @@ async fn apply(app: &App, notes: &[(String, Notification)]) -> Result<(Applied, 
     }
     applied.opt_outs += record_failure_opt_outs(app, &by_recipient).await?;
     // The account of each business number, looked up once per batch.
-    let mut accounts: HashMap<&str, Option<String>> = HashMap::new();
+    let mut accounts: HashMap<&str, Option<Id>> = HashMap::new();
     for p in notes.iter().flat_map(|(_, n)| &n.preferences) {
         if !accounts.contains_key(p.phone_number_id.as_str()) {
             let account = app.db.account_by_phone_number_id(&p.phone_number_id).await?.map(|a| a.id);
@@ -229,7 +230,7 @@ async fn resolve<'a>(
     let mut keyed: Vec<(Option<RecipientKey>, &Arrived)> = Vec::new();
     let mut lookup: Vec<&StatusUpdate> = Vec::new();
     for a in arrived {
-        let key = a.status.callback.as_deref().and_then(callback_key).map(|(c, p)| RecipientKey::new(c, p));
+        let key = a.status.callback.as_deref().and_then(callback_key);
         if key.is_none() {
             lookup.push(a.status);
         }
@@ -306,7 +307,7 @@ async fn record_failure_opt_outs(
         })
         .map(|(k, _)| k)
         .collect();
-    let mut accounts: HashMap<&str, Option<String>> = HashMap::new();
+    let mut accounts: HashMap<&str, Option<Id>> = HashMap::new();
     for RecipientKey { campaign_id, phone } in &opted {
         if !accounts.contains_key(campaign_id.as_str()) {
             let account = app.db.get_campaign(campaign_id).await?.map(|c| c.account_id);

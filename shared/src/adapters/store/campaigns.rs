@@ -97,7 +97,7 @@ impl Db {
             .expression_attribute_values(":was", s(was.status.as_str()))
             .return_values(ReturnValue::AllNew);
         if was.status == CampaignStatus::Scheduled {
-            req = req.expression_attribute_values(":was_at", s(was.scheduled_at.clone().unwrap_or_default()));
+            req = req.expression_attribute_values(":was_at", s(was.scheduled_at.as_deref().unwrap_or_default()));
         }
         for (i, (k, v)) in values.into_iter().enumerate() {
             req = req.expression_attribute_names(format!("#f{i}"), k).expression_attribute_values(format!(":v{i}"), v);

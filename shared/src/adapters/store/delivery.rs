@@ -10,6 +10,8 @@ use super::{BATCH_CONCURRENCY, Db, Index, Item, KeyQuery, StoreError, StoreResul
 use crate::domain::account::Account;
 use crate::domain::campaign::Counters;
 use crate::domain::delivery::Progress;
+use crate::domain::id::Id;
+use crate::domain::phone::Phone;
 use crate::domain::recipient::{Recipient, RecipientKey, RecipientStatus};
 
 /// At most this many recipients change in one transaction, with the campaign's counters as
@@ -46,8 +48,8 @@ impl Db {
             .into_iter()
             .flat_map(|(w, keys)| keys.into_iter().map(move |k| (w.clone(), k)))
             .filter_map(|(w, k)| {
-                let campaign_id = text(&k, "PK")?.strip_prefix("CAMPAIGN#")?.to_string();
-                let phone = text(&k, "SK")?.strip_prefix(RECIPIENT_PREFIX)?.to_string();
+                let campaign_id = Id::stored(text(&k, "PK")?.strip_prefix("CAMPAIGN#")?.to_string());
+                let phone = Phone::stored(text(&k, "SK")?.strip_prefix(RECIPIENT_PREFIX)?.to_string());
                 Some((w, RecipientKey { campaign_id, phone }))
             })
             .collect())
@@ -183,10 +185,10 @@ impl Db {
     }
 
     /// Which of `phones` opted out of the account's marketing messages.
-    pub async fn opted_out(&self, account_id: &str, phones: &[&str]) -> StoreResult<HashSet<String>> {
+    pub async fn opted_out(&self, account_id: &str, phones: &[&str]) -> StoreResult<HashSet<Phone>> {
         let pk = s(account_pk(account_id));
         let keys = phones.iter().map(|p| [("PK".to_string(), pk.clone()), ("SK".to_string(), s(opt_out_sk(p)))].into());
         let found = self.batch_get(keys.collect(), Some("PK, SK, phone_number")).await?;
-        Ok(found.iter().filter_map(|i| text(i, "phone_number")).collect())
+        Ok(found.iter().filter_map(|i| text(i, "phone_number")).map(Phone::stored).collect())
     }
 }

@@ -5,8 +5,11 @@ use aws_sdk_dynamodb::types::{PutRequest, ReturnValue, WriteRequest};
 use super::campaigns::decode_one;
 use super::keys::*;
 use super::{Db, Index, Item, KeyQuery, Page, StoreError, StoreResult, decode, n, s};
+use crate::domain::Timestamp;
 use crate::domain::campaign::{Campaign, CampaignStatus};
+use crate::domain::id::Id;
 use crate::domain::import::Accepted;
+use crate::domain::phone::Phone;
 use crate::domain::recipient::{Recipient, RecipientStatus};
 
 /// One import at a time per campaign keeps `total_recipients` exact: the holder counts what it
@@ -24,7 +27,7 @@ impl Db {
     /// Takes the campaign's import lock if the campaign takes imports and no other import runs.
     /// On [`StoreError::ConditionFailed`] the caller reads the campaign to say which it was.
     pub async fn lock_import(&self, id: &str, now_unix: i64) -> StoreResult<ImportLock> {
-        let token = crate::domain::id::new();
+        let token: String = crate::domain::id::Id::generate().into();
         let out = self
             .update(campaign_pk(id), CAMPAIGN_SK)
             .update_expression("SET import_lock = :token, import_lock_until = :until")
@@ -63,8 +66,9 @@ impl Db {
 
     /// The numbers among `phones` that the campaign already holds, looked up by key in
     /// parallel batches (reading the whole campaign instead would be sequential pages).
-    pub async fn existing_phones(&self, campaign_id: &str, phones: &[&str]) -> StoreResult<HashSet<String>> {
-        let phone_of = |item: &Item| item.get("SK")?.as_s().ok()?.strip_prefix(RECIPIENT_PREFIX).map(str::to_string);
+    pub async fn existing_phones(&self, campaign_id: &str, phones: &[&str]) -> StoreResult<HashSet<Phone>> {
+        let phone_of =
+            |item: &Item| Some(Phone::stored(item.get("SK")?.as_s().ok()?.strip_prefix(RECIPIENT_PREFIX)?.to_string()));
         let pk = s(campaign_pk(campaign_id));
         let keys =
             phones.iter().map(|p| [("PK".to_string(), pk.clone()), ("SK".to_string(), s(recipient_sk(p)))].into());
@@ -75,9 +79,9 @@ impl Db {
     /// Writes new pending recipients. Returns how many were written (also on error).
     pub async fn put_recipients(
         &self,
-        campaign_id: &str,
+        campaign_id: &Id,
         accepted: Vec<Accepted>,
-        now: &str,
+        now: &Timestamp,
     ) -> Result<usize, (usize, StoreError)> {
         let pending = RecipientStatus::Pending.as_str();
         let mut requests = Vec::with_capacity(accepted.len());
@@ -87,7 +91,7 @@ impl Db {
                 ("PK", campaign_pk(campaign_id)),
                 ("SK", recipient_sk(&r.phone_number)),
                 ("GSI2PK", recipients_in_status(campaign_id, pending)),
-                ("GSI2SK", r.phone_number.clone()),
+                ("GSI2SK", r.phone_number.to_string()),
             ];
             let item = self.item(&r, keys).map_err(|e| (0, e))?;
             let put = PutRequest::builder()

@@ -16,6 +16,7 @@ use aws_sdk_dynamodb::types::{
 use super::keys::*;
 use super::{Db, Index, Item, KeyQuery, StoreError, StoreResult, decode, n, s, wait_before_retry};
 use crate::domain::campaign::{Action, Campaign, CampaignStatus, Counters};
+use crate::domain::phone::Phone;
 use crate::domain::recipient::{Recipient, RecipientStatus};
 
 /// An outcome to store for a recipient of a send job.
@@ -183,11 +184,11 @@ impl Db {
         }
         if action.sends() {
             req = req.expression_attribute_values(":unix", n(chrono::Utc::now().timestamp()));
-            req = req.expression_attribute_values(":run", s(crate::domain::id::new()));
+            req = req.expression_attribute_values(":run", s(crate::domain::id::Id::generate()));
         }
         if action.pins_scheduled_at() {
             // A campaign without a time never matches (a NULL attribute is not this string).
-            req = req.expression_attribute_values(":scheduled_at", s(c.scheduled_at.clone().unwrap_or_default()));
+            req = req.expression_attribute_values(":scheduled_at", s(c.scheduled_at.as_deref().unwrap_or_default()));
         }
         if let (Action::Pause | Action::Unschedule, Some(r)) = (action, reason) {
             req = req.expression_attribute_values(":reason", s(r));
@@ -210,7 +211,7 @@ impl Db {
         campaign_id: &str,
         cursor: Option<&str>,
         limit: i32,
-    ) -> StoreResult<(Vec<String>, Option<String>)> {
+    ) -> StoreResult<(Vec<Phone>, Option<String>)> {
         let gsi2pk = recipients_in_status(campaign_id, RecipientStatus::Pending.as_str());
         let start: Option<Item> = cursor.map(|phone| {
             [
@@ -232,11 +233,11 @@ impl Db {
             .set_exclusive_start_key(start)
             .send()
             .await?;
-        let phones: Vec<String> = out
+        let phones: Vec<Phone> = out
             .items
             .unwrap_or_default()
             .iter()
-            .filter_map(|i| i.get("GSI2SK").and_then(|v| v.as_s().ok()).cloned())
+            .filter_map(|i| i.get("GSI2SK").and_then(|v| v.as_s().ok()).cloned().map(Phone::stored))
             .collect();
         let next = out.last_evaluated_key.and_then(|k| k.get("GSI2SK").and_then(|v| v.as_s().ok()).cloned());
         Ok((phones, next))
@@ -291,11 +292,11 @@ impl Db {
     pub async fn claim_recipients(
         &self,
         campaign_id: &str,
-        phones: &[String],
+        phones: &[Phone],
         job_id: &str,
         now_unix: i64,
-    ) -> StoreResult<Vec<String>> {
-        let claim = |phone: &String| {
+    ) -> StoreResult<Vec<Phone>> {
+        let claim = |phone: &Phone| {
             let update = Update::builder()
                 .table_name(&self.table)
                 .key("PK", s(campaign_pk(campaign_id)))
@@ -423,9 +424,9 @@ impl Db {
     pub async fn job_recipients(
         &self,
         campaign_id: &str,
-        phones: &[String],
+        phones: &[Phone],
         account_id: Option<&str>,
-    ) -> StoreResult<(Vec<Recipient>, HashSet<String>)> {
+    ) -> StoreResult<(Vec<Recipient>, HashSet<Phone>)> {
         let key = |pk: String, sk: String| HashMap::from([("PK".to_string(), s(pk)), ("SK".to_string(), s(sk))]);
         let mut keys: Vec<Item> = phones.iter().map(|p| key(campaign_pk(campaign_id), recipient_sk(p))).collect();
         if let Some(account) = account_id {
@@ -438,14 +439,14 @@ impl Db {
             if sk.starts_with(RECIPIENT_PREFIX) {
                 recipients.push(serde_dynamo::from_item(item)?);
             } else if let Some(phone) = sk.strip_prefix("OPTOUT#") {
-                opted_out.insert(phone.to_string());
+                opted_out.insert(Phone::stored(phone.to_string()));
             }
         }
         Ok((recipients, opted_out))
     }
 
     /// The recipients at these numbers, as stored now.
-    pub async fn recipients(&self, campaign_id: &str, phones: &[String]) -> StoreResult<Vec<Recipient>> {
+    pub async fn recipients(&self, campaign_id: &str, phones: &[Phone]) -> StoreResult<Vec<Recipient>> {
         Ok(self.job_recipients(campaign_id, phones, None).await?.0)
     }
 
@@ -582,7 +583,7 @@ impl Db {
     /// Starts a new dispatch run of a sending campaign (the reconciler found recipients no job
     /// holds): the steps and first-delivery jobs of the earlier run stop. Returns the run.
     pub async fn new_dispatch_run(&self, campaign_id: &str) -> StoreResult<String> {
-        let run = crate::domain::id::new();
+        let run = crate::domain::id::Id::generate().into();
         self.update(campaign_pk(campaign_id), CAMPAIGN_SK)
             .update_expression("SET dispatch_run = :run")
             .condition_expression("#status = :sending")

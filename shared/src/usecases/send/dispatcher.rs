@@ -63,7 +63,7 @@ pub async fn dispatch(app: &App, step: DispatchJob) -> Result<(), SendError> {
             complete_if_done(app, &campaign.id).await?;
             return Ok(());
         }
-        next.cursor = last.or(next.cursor);
+        next.cursor = last.map(String::from).or(next.cursor);
     }
     app.queue.dispatch(&next, STEP).await?;
     Ok(())

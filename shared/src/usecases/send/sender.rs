@@ -21,8 +21,10 @@ use crate::adapters::whatsapp::SendOutcome;
 use crate::app::App;
 use crate::domain::account::Account;
 use crate::domain::campaign::{Action, Campaign, CampaignStatus};
+use crate::domain::id::Id;
 use crate::domain::now;
 use crate::domain::opt_out;
+use crate::domain::phone::Phone;
 use crate::domain::recipient::{Recipient, RecipientStatus};
 use crate::domain::secret::Secret;
 use crate::domain::sending::{
@@ -82,7 +84,7 @@ struct Sending {
 /// older than [`STATUS_MAX_AGE`].
 #[derive(Default)]
 struct Invocation {
-    sendings: Mutex<HashMap<(String, String), SendingOrWhyNot>>,
+    sendings: Mutex<HashMap<(Id, Id), SendingOrWhyNot>>,
     campaigns: Mutex<HashMap<String, Arc<Mutex<Seen>>>>,
 }
 
@@ -258,7 +260,7 @@ async fn process(app: &App, inv: &Invocation, job: SendJob, deadline: Instant) -
     let now_unix = chrono::Utc::now().timestamp();
     let plan = plan(&stored, &opted_out, &ctx, &campaign, now_unix - app.config.stale_claim_seconds(), now_unix);
     let mut records = plan.records;
-    let mut retries: BTreeMap<(u64, u32), Vec<String>> = BTreeMap::new();
+    let mut retries: BTreeMap<(u64, u32), Vec<Phone>> = BTreeMap::new();
     let mut stops = Vec::new();
     let mut paused_out = Vec::new();
     if !plan.to_send.is_empty() {
@@ -276,8 +278,8 @@ async fn process(app: &App, inv: &Invocation, job: SendJob, deadline: Instant) -
         } else {
             // Room opens within a moment: cheaper than a round trip through the queue.
             tokio::time::sleep(Duration::from_micros(early.max(0) as u64)).await;
-            let phones: Vec<String> = plan.to_send.iter().map(|(r, _)| r.phone_number.clone()).collect();
-            let claimed: HashSet<String> =
+            let phones: Vec<Phone> = plan.to_send.iter().map(|(r, _)| r.phone_number.clone()).collect();
+            let claimed: HashSet<Phone> =
                 app.db.claim_recipients(&campaign.id, &phones, &job.job_id, now_unix).await?.into_iter().collect();
             let claimed: Vec<&(&Recipient, Value)> =
                 plan.to_send.iter().filter(|(r, _)| claimed.contains(&r.phone_number)).collect();
@@ -369,7 +371,7 @@ async fn process(app: &App, inv: &Invocation, job: SendJob, deadline: Instant) -
 /// to send. A resume that came before they were back found them still held, and its dispatch
 /// passed them by: if the campaign is sending again now, they get a job of the current run.
 /// (A resume after this read dispatches them itself: they are pending by then.)
-async fn hand_on_after_resume(app: &App, campaign_id: &str, phones: Vec<String>) -> Result<(), SendError> {
+async fn hand_on_after_resume(app: &App, campaign_id: &Id, phones: Vec<Phone>) -> Result<(), SendError> {
     let Some(now) = app.db.get_campaign(campaign_id).await? else { return Ok(()) };
     if now.status == CampaignStatus::Sending {
         tracing::info!(campaign = %campaign_id, count = phones.len(), "resumed meanwhile: handing released recipients on");
@@ -381,7 +383,7 @@ async fn hand_on_after_resume(app: &App, campaign_id: &str, phones: Vec<String>)
 /// Puts (part of) a job back on the queue for when the account's pace has room: `early_us`
 /// from now, in whole seconds rounded down (SQS delays whole seconds), so that it is back in
 /// time; what is left of the wait it spends in the invocation, or goes round again.
-async fn defer(app: &App, job: &SendJob, phones: Vec<String>, early_us: i64) -> Result<(), SendError> {
+async fn defer(app: &App, job: &SendJob, phones: Vec<Phone>, early_us: i64) -> Result<(), SendError> {
     let wait = (early_us.max(0) / 1_000_000).max(1) as u64;
     Ok(app.queue.send_jobs(&[SendJob { phones, ..job.clone() }], Duration::from_secs(wait)).await?)
 }
@@ -395,7 +397,7 @@ struct Plan<'a> {
 
 fn plan<'a>(
     stored: &'a [Recipient],
-    opted_out: &HashSet<String>,
+    opted_out: &HashSet<Phone>,
     ctx: &Sending,
     campaign: &Campaign,
     stale_before: i64,
