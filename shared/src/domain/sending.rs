@@ -48,8 +48,8 @@ pub struct SendJob {
     pub job_id: Id,
     pub campaign_id: Id,
     /// The dispatch run that queued it: a job of an older run (the campaign was paused and
-    /// resumed meanwhile, which queued its recipients again) is dropped. Retries (`attempt`
-    /// above 0) belong to their recipients rather than to a run, and are always handled.
+    /// resumed meanwhile, which queued its recipients again) is dropped. A retry has none: its
+    /// recipients wait for it (`retry_at`), so it is always handled.
     #[serde(default)]
     pub run: Option<String>,
     pub phones: Vec<Phone>,

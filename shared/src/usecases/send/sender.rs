@@ -349,7 +349,9 @@ async fn process(app: &App, inv: &Invocation, job: SendJob, deadline: Instant) -
         written?;
     }
     for ((delay_ms, attempt), phones) in retries {
-        let retry = SendJob::new(&campaign.id, job.run.clone(), phones, attempt);
+        // A retry carries no run: its recipients wait for it (`retry_at`), so no resume may
+        // drop it, whatever the attempt (a late wake-up retries at the same attempt).
+        let retry = SendJob::new(&campaign.id, None, phones, attempt);
         app.queue.send_jobs(&[retry], Duration::from_millis(delay_ms)).await?;
     }
     if !paused_out.is_empty() {
