@@ -41,17 +41,33 @@ log "cargo clippy: waiting for its verdict"
 if ! wait "$CLIPPY_PID"; then cat "$STATE/clippy.log" >&2; echo "cargo clippy failed" >&2; exit 1; fi
 grep -E "^(warning|error)" "$STATE/clippy.log" >&2 || true
 
+# The contract run and the walkthrough each start their own local stack; the walkthrough
+# mostly waits on paced sends, so it runs beside the contract run, its output kept in a file
+# and shown when it ends. The template's checks run beside them too.
+log "README walkthrough against a local stack (in the background; its output follows the contract run)"
+(bash scripts/walkthrough.sh --self-test && bash scripts/walkthrough.sh) > "$STATE/walkthrough.log" 2>&1 &
+WALKTHROUGH_PID=$!
+(
+  echo "==> cfn-lint template.yaml" && "$VENV/tools/bin/cfn-lint" template.yaml &&
+    echo "==> sam validate --lint" &&
+    "$VENV/tools/bin/sam" validate --lint --template template.yaml --region "$AWS_REGION"
+) > "$STATE/template-lint.log" 2>&1 &
+LINT_PID=$!
+trap 'kill $MOTO_PID $CLIPPY_PID $WALKTHROUGH_PID $LINT_PID 2>/dev/null || true' EXIT INT TERM
+
 log "API contract: schemathesis against a local stack"
 bash scripts/contract.sh
 
-log "README walkthrough against a local stack"
-bash scripts/walkthrough.sh --self-test
-bash scripts/walkthrough.sh
+log "README walkthrough: waiting for it"
+walkthrough=0
+wait "$WALKTHROUGH_PID" || walkthrough=$?
+cat "$STATE/walkthrough.log" >&2
+[ "$walkthrough" -eq 0 ] || { echo "the README walkthrough failed" >&2; exit 1; }
 
-log "cfn-lint template.yaml"
-"$VENV/tools/bin/cfn-lint" template.yaml
-
-log "sam validate --lint"
-"$VENV/tools/bin/sam" validate --lint --template template.yaml --region "$AWS_REGION"
+log "cfn-lint and sam validate --lint"
+lint=0
+wait "$LINT_PID" || lint=$?
+cat "$STATE/template-lint.log" >&2
+[ "$lint" -eq 0 ] || { echo "the template's checks failed" >&2; exit 1; }
 
 log "all checks passed"
