@@ -233,6 +233,28 @@ async fn ambiguous_answers_are_sent_once_and_recorded_as_outcome_unknown() {
     }
 }
 
+/// A recipient that a retry job owns (`retry_at` a moment ahead) when a resume queues it again,
+/// whose retry job is gone (it came while the campaign was paused, and was dropped): the
+/// resumed run's job passes it on to a retry job of its own, due then. The reconciler is kept
+/// out of it (a stall takes 10 minutes here), so the campaign completes only if that happens.
+#[tokio::test]
+async fn a_recipient_whose_retry_job_was_dropped_during_a_pause_is_sent_after_the_resume() {
+    let t = TestStack::sending_with(0, |c| c.stall_seconds = 600).await;
+    let numbers = phones(5800, 3);
+    let (c, _) = t.campaign_with("TIER_100K", &numbers).await;
+    let due = chrono::Utc::now().timestamp() + 3;
+    let owned = [("retry_at", aws_sdk_dynamodb::types::AttributeValue::N(due.to_string()))];
+    t.set(format!("CAMPAIGN#{c}"), &format!("R#{}", numbers[1]), &owned).await;
+    start(&t, &c).await;
+    let _workers = t.spawn_workers(2);
+    let done = t.wait_for(&c, Duration::from_secs(20), |c| c["status"] == "completed").await;
+    assert_eq!((count(&done, "sent_count"), count(&done, "failed_count")), (3, 0), "{done}");
+    let h = hits(&t);
+    assert!(numbers.iter().all(|p| h.get(p) == Some(&1)), "each number exactly once: {h:?}");
+    let second = t.fake.requests().iter().find(|r| r.to.as_deref() == Some(numbers[1].as_str())).unwrap().at_ms;
+    assert!(second / 1000 >= (due - 1) as u64, "sent when its retry was due, not before");
+}
+
 #[tokio::test]
 async fn throughput_errors_hold_the_account_back_two_seconds_not_two_seconds_each() {
     let t = TestStack::sending(4).await;

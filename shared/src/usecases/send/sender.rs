@@ -260,6 +260,16 @@ async fn process(app: &App, inv: &Invocation, job: SendJob, deadline: Instant) -
     let now_unix = chrono::Utc::now().timestamp();
     let plan = plan(&stored, &opted_out, &ctx, &campaign, now_unix - app.config.stale_claim_seconds(), now_unix);
     let mut records = plan.records;
+    // A resume queues every pending recipient again, those waiting for a retry too. Their
+    // retry job may be gone (it came while the campaign was paused, and was dropped): a first
+    // delivery that finds them passes them on to a retry job of their own, due when they are
+    // (if the old one is still coming, the claims keep the number to one send).
+    if job.run.is_some() && !plan.waiting.is_empty() {
+        let due = plan.waiting.iter().map(|(_, at)| *at).max().unwrap_or(now_unix);
+        let phones = plan.waiting.iter().map(|(r, _)| r.phone_number.clone()).collect();
+        let delay = Duration::from_secs((due - now_unix).max(0) as u64);
+        app.queue.send_jobs(&[SendJob::new(&campaign.id, None, phones, job.attempt)], delay).await?;
+    }
     let mut retries: BTreeMap<(u64, u32), Vec<Phone>> = BTreeMap::new();
     let mut stops = Vec::new();
     let mut paused_out = Vec::new();
@@ -395,6 +405,8 @@ async fn defer(app: &App, job: &SendJob, phones: Vec<Phone>, early_us: i64) -> R
 struct Plan<'a> {
     records: Vec<Record<'a>>,
     to_send: Vec<(&'a Recipient, Value)>,
+    /// Pending recipients a retry job owns until `retry_at` (unix seconds): left alone now.
+    waiting: Vec<(&'a Recipient, i64)>,
 }
 
 fn plan<'a>(
@@ -407,6 +419,7 @@ fn plan<'a>(
 ) -> Plan<'a> {
     let mut records = Vec::new();
     let mut to_send = Vec::new();
+    let mut waiting = Vec::new();
     for r in stored {
         let failed = |code, message: String| Record {
             phone: &r.phone_number,
@@ -415,7 +428,9 @@ fn plan<'a>(
         };
         match r.status {
             // Owned by a delayed retry job until then.
-            RecipientStatus::Pending if r.retry_at.is_some_and(|at| at > now_unix + 1) => {}
+            RecipientStatus::Pending if r.retry_at.is_some_and(|at| at > now_unix + 1) => {
+                waiting.push((r, r.retry_at.unwrap_or(now_unix)))
+            }
             // Marketing templates never go to numbers that opted out of the account's
             // marketing messages: they fail with 131050 without a request.
             RecipientStatus::Pending if opted_out.contains(&r.phone_number) => {
@@ -447,7 +462,7 @@ fn plan<'a>(
             _ => {}
         }
     }
-    Plan { records, to_send }
+    Plan { records, to_send, waiting }
 }
 
 /// The outcome of a claim left by a sender that is gone.
