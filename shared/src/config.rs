@@ -55,20 +55,21 @@ pub struct Config {
 impl Config {
     pub fn from_env() -> Self {
         let var = |k: &str| env::var(k).ok().filter(|v| !v.trim().is_empty());
+        fn number<T: std::str::FromStr>(value: Option<String>, default: T) -> T {
+            value.and_then(|v| v.parse().ok()).unwrap_or(default)
+        }
         Config {
             table_name: var("TABLE_NAME").unwrap_or_else(|| "whatsapp-campaigns".into()),
             default_region: var("DEFAULT_REGION").unwrap_or_else(|| "US".into()).to_uppercase(),
             dispatch_queue_url: var("DISPATCH_QUEUE_URL"),
             send_queue_url: var("SEND_QUEUE_URL"),
             status_queue_url: var("STATUS_QUEUE_URL"),
-            unknown_status_retry_seconds: var("UNKNOWN_STATUS_RETRY_SECONDS")
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(60),
+            unknown_status_retry_seconds: number(var("UNKNOWN_STATUS_RETRY_SECONDS"), 60),
             whatsapp_api_url: var("WHATSAPP_API_URL").unwrap_or_else(|| "https://graph.facebook.com".into()),
             whatsapp_api_version: var("WHATSAPP_API_VERSION").unwrap_or_else(|| "v21.0".into()),
-            whatsapp_timeout_seconds: var("WHATSAPP_TIMEOUT_SECONDS").and_then(|v| v.parse().ok()).unwrap_or(10),
-            stale_claim_seconds: var("STALE_CLAIM_SECONDS").and_then(|v| v.parse().ok()).unwrap_or(90),
-            stall_seconds: var("STALL_SECONDS").and_then(|v| v.parse().ok()).unwrap_or(120),
+            whatsapp_timeout_seconds: number(var("WHATSAPP_TIMEOUT_SECONDS"), 10),
+            stale_claim_seconds: number(var("STALE_CLAIM_SECONDS"), 90),
+            stall_seconds: number(var("STALL_SECONDS"), 120),
             webhook_secret_arn: var("WEBHOOK_SECRET_ARN"),
             whatsapp_app_secret: var("WHATSAPP_APP_SECRET").map(Secret::from),
             whatsapp_verify_token: var("WHATSAPP_VERIFY_TOKEN").map(Secret::from),

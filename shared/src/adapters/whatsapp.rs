@@ -30,7 +30,8 @@ pub enum SendOutcome {
 
 #[derive(Clone, Debug)]
 pub struct WhatsAppClient {
-    http: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    /// The HTTP client, or why none could be built.
+    http: Result<Client<HttpsConnector<HttpConnector>, Full<Bytes>>, String>,
     base_url: String,
     version: String,
     timeout: Duration,
@@ -46,23 +47,17 @@ impl WhatsAppClient {
         tcp.set_nodelay(true);
         tcp.enforce_http(false);
         let provider = rustls::crypto::aws_lc_rs::default_provider();
-        let builder = match HttpsConnectorBuilder::new().with_provider_and_native_roots(provider) {
-            Ok(builder) => builder,
+        let http = match HttpsConnectorBuilder::new().with_provider_and_native_roots(provider) {
+            Ok(builder) => {
+                let https = builder.https_or_http().enable_http1().wrap_connector(tcp);
+                Ok(Client::builder(TokioExecutor::new()).pool_max_idle_per_host(64).build(https))
+            }
             Err(e) => {
-                // No usable root certificate: HTTPS requests fail (as unreachable) and say so.
+                // Every send then fails as unreachable (nothing was sent) and says why.
                 tracing::error!(error = %e, "no root certificates for the WhatsApp client");
-                let config =
-                    rustls::ClientConfig::builder_with_provider(rustls::crypto::aws_lc_rs::default_provider().into())
-                        .with_safe_default_protocol_versions()
-                        .map(|b| b.with_root_certificates(rustls::RootCertStore::empty()).with_no_client_auth());
-                match config {
-                    Ok(config) => HttpsConnectorBuilder::new().with_tls_config(config),
-                    Err(e) => panic!("rustls has no default protocol versions: {e}"),
-                }
+                Err(format!("no root certificates to verify WhatsApp's TLS with: {e}"))
             }
         };
-        let https = builder.https_or_http().enable_http1().wrap_connector(tcp);
-        let http = Client::builder(TokioExecutor::new()).pool_max_idle_per_host(64).build(https);
         let base_url = base_url.trim_end_matches('/').to_string();
         WhatsAppClient { http, base_url, version: version.to_string(), timeout }
     }
@@ -82,8 +77,12 @@ impl WhatsAppClient {
             Ok(r) => r,
             Err(e) => return SendOutcome::Unreachable { message: format!("the request cannot be made: {e}") },
         };
+        let http = match &self.http {
+            Ok(http) => http,
+            Err(why) => return SendOutcome::Unreachable { message: why.clone() },
+        };
         let exchange = async {
-            let answer = match self.http.request(request).await {
+            let answer = match http.request(request).await {
                 Ok(a) => a,
                 Err(e) if e.is_connect() => return SendOutcome::Unreachable { message: e.to_string() },
                 Err(e) => return SendOutcome::Unknown { message: format!("no answer from WhatsApp: {e}") },

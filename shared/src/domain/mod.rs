@@ -29,20 +29,6 @@ text_newtype!(
     Timestamp
 );
 
-impl Timestamp {
-    /// The moment as a time to compute with (`None` only for a value a store holds that this
-    /// service did not write).
-    pub fn to_datetime(&self) -> Option<DateTime<Utc>> {
-        DateTime::parse_from_rfc3339(&self.0).ok().map(|t| t.with_timezone(&Utc))
-    }
-}
-
-impl From<DateTime<Utc>> for Timestamp {
-    fn from(t: DateTime<Utc>) -> Self {
-        format_time(t)
-    }
-}
-
 pub fn format_time(t: DateTime<Utc>) -> Timestamp {
     Timestamp(t.to_rfc3339_opts(SecondsFormat::Secs, true))
 }
