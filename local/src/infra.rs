@@ -279,6 +279,8 @@ mod tests {
         assert_eq!(
             queues,
             [
+                "DeleteDeadLetterQueue",
+                "DeleteQueue",
                 "DispatchDeadLetterQueue",
                 "DispatchQueue",
                 "ScheduleDeadLetterQueue",

@@ -38,6 +38,7 @@ pub enum Function {
     Route(&'static str),
     Authorizer,
     BootstrapApiKey,
+    CampaignDeleter,
     Dispatcher,
     Reconciler,
     ScheduledStart,
@@ -50,6 +51,7 @@ pub enum Function {
 const OTHER_FUNCTIONS: &[(&str, Function)] = &[
     ("authorizer", Function::Authorizer),
     ("bootstrap-api-key", Function::BootstrapApiKey),
+    ("campaign-deleter", Function::CampaignDeleter),
     ("dispatcher", Function::Dispatcher),
     ("reconciler", Function::Reconciler),
     ("scheduled-start", Function::ScheduledStart),
@@ -91,6 +93,7 @@ pub fn serve(name: &str) -> Result<(), Error> {
         Function::Route(name) => serve_route(name),
         Function::Authorizer => serve_event(api::auth::authorizer),
         Function::BootstrapApiKey => serve_event(api::auth::bootstrap),
+        Function::CampaignDeleter => serve_queue(Consumer::Deleter),
         Function::Dispatcher => serve_queue(Consumer::Dispatcher),
         Function::Reconciler => serve_event(|app, _event| async move { send::reconcile(&app).await }),
         Function::ScheduledStart => serve_event(schedule::handle),

@@ -1,4 +1,8 @@
+use std::time::Duration;
+
 use serde_json::json;
+use shared::domain::campaign::DeleteJob;
+use shared::domain::id::Id;
 
 use crate::stack::TestStack;
 
@@ -117,15 +121,49 @@ async fn delete_removes_the_recipients_but_not_while_sending() {
     let path = format!("/api/campaigns/{id}");
     let csv = "phone_number,name,discount_code\n+14155550101,A,X\n+14155550102,B,Y\n+14155550103,C,Z\n";
     t.post_csv(&format!("{path}/recipients/import"), csv).await.assert_ok(200);
-    assert_eq!(t.count_items(format!("CAMPAIGN#{id}"), "R#").await, 3);
+    assert_eq!(t.count_recipient_items(&id).await, 3);
 
     t.set_campaign_status(&id, "sending").await;
     t.delete(&path).await.assert_error(409, "is sending");
-    assert_eq!(t.count_items(format!("CAMPAIGN#{id}"), "R#").await, 3);
+    assert_eq!(t.count_recipient_items(&id).await, 3);
 
     t.set_campaign_status(&id, "paused").await;
     let deleted = t.delete(&path).await;
     assert_eq!(deleted.assert_ok(200)["recipients_deleted"], 3);
-    assert_eq!(t.count_items(format!("CAMPAIGN#{id}"), "").await, 0, "campaign and recipients are gone");
+    // Gone for the API at once; its items go in the background.
     t.get(&path).await.assert_error(404, "not found");
+    t.delete(&path).await.assert_error(404, "not found");
+    let listed = t.get("/api/campaigns?limit=100").await;
+    assert!(listed.data()["items"].as_array().unwrap().iter().all(|c| c["id"] != id.as_str()));
+    assert_eq!(t.queued("DeleteQueue").await, 1);
+    let _workers = t.spawn_workers(1);
+    t.eventually(Duration::from_secs(20), "the deleted campaign's items are removed", || async {
+        t.count_recipient_items(&id).await == 0 && t.count_items(format!("CAMPAIGN#{id}"), "").await == 0
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_big_deleted_campaign_is_removed_over_several_jobs_each_going_on_where_the_last_stopped() {
+    let t = TestStack::new().await;
+    let (id, _, _) = t.campaign().await;
+    let mut csv = String::from("phone_number,name,discount_code\n");
+    for i in 0..2_600 {
+        csv.push_str(&format!("+1415{:07},N,C\n", 5_000_000 + i));
+    }
+    let path = format!("/api/campaigns/{id}");
+    assert_eq!(t.post_csv(&format!("{path}/recipients/import"), csv).await.assert_ok(200)["imported"], 2_600);
+    t.delete(&path).await.assert_ok(200);
+    // A job whose function is about to time out removes one step's worth and queues the next.
+    let job = DeleteJob { campaign_id: Id::stored(id.clone()) };
+    let removed = shared::usecases::campaigns::purge(&t.app, &job, std::time::Instant::now()).await.unwrap();
+    assert!((2_000..2_600).contains(&removed), "{removed} removed in the first step");
+    assert_eq!(t.count_recipient_items(&id).await as usize, 2_600 - removed);
+    assert_eq!(t.queued("DeleteQueue").await, 2, "the DELETE's job and the one that goes on");
+    assert!(t.count_items(format!("CAMPAIGN#{id}"), "#CAMPAIGN").await == 1, "the campaign item goes last");
+    let _workers = t.spawn_workers(1);
+    t.eventually(Duration::from_secs(30), "the rest is removed by the queued jobs", || async {
+        t.count_recipient_items(&id).await == 0 && t.count_items(format!("CAMPAIGN#{id}"), "").await == 0
+    })
+    .await;
 }

@@ -12,7 +12,11 @@ use futures_util::future::join_all;
 use http::Method;
 use serde_json::{Value, json};
 
-use crate::stack::{APP_SECRET, TestStack, VERIFY_TOKEN, phones, s};
+use shared::domain::id::Id;
+use shared::domain::phone::Phone;
+use shared::domain::recipient::{RECIPIENT_SHARDS, RecipientKey};
+
+use crate::stack::{APP_SECRET, TestStack, VERIFY_TOKEN, phones, recipient_pk, recipient_status_pk, s};
 
 const PHONE_NUMBER_ID: &str = "106540352242922";
 
@@ -57,11 +61,11 @@ async fn sent_campaign(t: &TestStack, numbers: &[String]) -> (String, String, Ve
                 ("status", s("sent")),
                 ("wamid", s(wamid)),
                 ("sent_at", s("2026-01-01T10:00:00Z")),
-                ("GSI2PK", s(&format!("CAMPAIGN#{c}#sent"))),
+                ("GSI2PK", s(&recipient_status_pk(c, phone, "sent"))),
                 ("GSI3PK", s(&format!("WAMID#{wamid}"))),
                 ("GSI3SK", s("R")),
             ];
-            t.set(format!("CAMPAIGN#{c}"), &format!("R#{phone}"), &values).await;
+            t.set_recipient(c, phone, &values).await;
         }))
         .await;
     }
@@ -72,7 +76,8 @@ async fn sent_campaign(t: &TestStack, numbers: &[String]) -> (String, String, Ve
 }
 
 fn callback(c: &str, phone: &str) -> Option<String> {
-    Some(format!("{c}/{phone}"))
+    let key = RecipientKey::new(&Id::stored(c.to_string()), RECIPIENT_SHARDS, &Phone::stored(phone.to_string()));
+    Some(key.callback())
 }
 
 fn counters(c: &Value) -> [u64; 3] {
@@ -390,7 +395,7 @@ async fn a_status_before_its_send_is_recorded_waits_and_is_applied_once_the_send
     let (c, _, sent) = sent_campaign(&t, &numbers).await;
     let (phone, wamid) = &sent[0];
     // The sender still holds the claim: its answer from WhatsApp is not recorded yet.
-    let pk = format!("CAMPAIGN#{c}");
+    let pk = recipient_pk(&c, phone);
     t.set(pk.clone(), &format!("R#{phone}"), &[("status", s("sending")), ("wamid", s("pending-write"))]).await;
     let body = statuses(vec![status(wamid, "delivered", 1_764_000_000, callback(&c, phone))]);
     let (_, applied) = t.webhook_applied(&body).await;
@@ -418,10 +423,13 @@ async fn a_status_for_a_send_whose_outcome_was_unknown_makes_it_sent() {
     let (phone, wamid) = &sent[0];
     let key = format!("R#{phone}");
     let unknown = "outcome unknown, not retried to avoid a double send: no answer from WhatsApp";
-    let failed =
-        [("status", s("failed")), ("error_message", s(unknown)), ("GSI2PK", s(&format!("CAMPAIGN#{c}#failed")))];
-    t.set(format!("CAMPAIGN#{c}"), &key, &failed).await;
-    t.remove(format!("CAMPAIGN#{c}"), &key, &["wamid", "GSI3PK", "GSI3SK"]).await;
+    let failed = [
+        ("status", s("failed")),
+        ("error_message", s(unknown)),
+        ("GSI2PK", s(&recipient_status_pk(&c, phone, "failed"))),
+    ];
+    t.set(recipient_pk(&c, phone), &key, &failed).await;
+    t.remove(recipient_pk(&c, phone), &key, &["wamid", "GSI3PK", "GSI3SK"]).await;
     let n = |v: i64| aws_sdk_dynamodb::types::AttributeValue::N(v.to_string());
     t.set(format!("CAMPAIGN#{c}"), "#CAMPAIGN", &[("sent_count", n(1)), ("failed_count", n(1))]).await;
     // WhatsApp took it after all: delivered, then read.
@@ -449,14 +457,14 @@ async fn a_status_of_a_message_not_known_yet_is_kept_and_applied_once_its_send_i
     let (phone, wamid) = &sent[0];
     // Without the callback key, and the send's message id not recorded (yet): unknown.
     let key = format!("R#{phone}");
-    t.remove(format!("CAMPAIGN#{c}"), &key, &["wamid", "GSI3PK", "GSI3SK"]).await;
-    t.set(format!("CAMPAIGN#{c}"), &key, &[("status", s("sending"))]).await;
+    t.remove(recipient_pk(&c, phone), &key, &["wamid", "GSI3PK", "GSI3SK"]).await;
+    t.set(recipient_pk(&c, phone), &key, &[("status", s("sending"))]).await;
     let (_, applied) = t.webhook_applied(&statuses(vec![status(wamid, "delivered", 1_764_000_000, None)])).await;
     assert_eq!(applied.unknown, 1, "{applied:?}");
     // Recorded now: the status comes back (tried again for a day) and is applied.
     let values =
         [("status", s("sent")), ("wamid", s(wamid)), ("GSI3PK", s(&format!("WAMID#{wamid}"))), ("GSI3SK", s("R"))];
-    t.set(format!("CAMPAIGN#{c}"), &key, &values).await;
+    t.set(recipient_pk(&c, phone), &key, &values).await;
     let begun = std::time::Instant::now();
     while t.apply_statuses().await.recipients_changed == 0 {
         assert!(begun.elapsed() < Duration::from_secs(10), "the status did not come back");

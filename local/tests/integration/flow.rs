@@ -244,7 +244,7 @@ async fn a_recipient_whose_retry_job_was_dropped_during_a_pause_is_sent_after_th
     let (c, _) = t.campaign_with("TIER_100K", &numbers).await;
     let due = chrono::Utc::now().timestamp() + 3;
     let owned = [("retry_at", aws_sdk_dynamodb::types::AttributeValue::N(due.to_string()))];
-    t.set(format!("CAMPAIGN#{c}"), &format!("R#{}", numbers[1]), &owned).await;
+    t.set_recipient(&c, &numbers[1], &owned).await;
     start(&t, &c).await;
     let _workers = t.spawn_workers(2);
     let done = t.wait_for(&c, Duration::from_secs(20), |c| c["status"] == "completed").await;
@@ -301,6 +301,7 @@ async fn a_count_arriving_after_the_campaign_was_deleted_brings_nothing_back() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     t.get(&format!("/api/campaigns/{c}")).await.assert_error(404, "not found");
     assert_eq!(t.count_items(format!("CAMPAIGN#{c}"), "").await, 0, "no item of the campaign came back");
+    assert_eq!(t.count_recipient_items(&c).await, 0, "nor of its recipients");
 }
 
 #[tokio::test]

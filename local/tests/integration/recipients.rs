@@ -1,7 +1,7 @@
 use http::Method;
 use serde_json::json;
 
-use crate::stack::{TestStack, s};
+use crate::stack::{TestStack, recipient_pk, recipient_status_pk, s};
 
 fn import_path(id: &str) -> String {
     format!("/api/campaigns/{id}/recipients/import")
@@ -40,7 +40,7 @@ async fn json_import_counts_imported_duplicates_and_invalid() {
     );
     assert!(d["errors"][0]["reason"].as_str().unwrap().contains("already in the campaign"));
     assert_eq!(t.get(&format!("/api/campaigns/{id}")).await.data()["total_recipients"], 3);
-    assert_eq!(t.count_items(format!("CAMPAIGN#{id}"), "R#").await, 3);
+    assert_eq!(t.count_recipient_items(&id).await, 3);
 }
 
 #[tokio::test]
@@ -115,7 +115,7 @@ async fn bad_imports_get_a_clear_4xx_and_change_nothing() {
     )
     .await;
     t.post_csv(&path, "phone,name,discount_code\n+14155550101,A,B\n").await.assert_error(409, "is completed");
-    assert_eq!(t.count_items(format!("CAMPAIGN#{id}"), "R#").await, 0);
+    assert_eq!(t.count_recipient_items(&id).await, 0);
 }
 
 #[tokio::test]
@@ -132,10 +132,9 @@ async fn recipients_page_and_filter_by_status_with_exact_totals() {
     assert_eq!((one.assert_ok(200)["duplicates"].as_u64(), one.data()["imported"].as_u64()), (Some(1), Some(0)));
 
     // Two recipients move on the way the sender and the webhook will move them.
-    let pk = format!("CAMPAIGN#{id}");
-    t.set(
-        pk.clone(),
-        "R#+14155551003",
+    t.set_recipient(
+        &id,
+        "+14155551003",
         &[
             ("status", s("read")),
             ("sent_at", s("2026-01-01T10:00:10Z")),
@@ -144,12 +143,12 @@ async fn recipients_page_and_filter_by_status_with_exact_totals() {
         ],
     )
     .await;
-    t.set(
-        pk.clone(),
-        "R#+14155551007",
+    t.set_recipient(
+        &id,
+        "+14155551007",
         &[
             ("status", s("failed")),
-            ("GSI2PK", s(&format!("CAMPAIGN#{id}#failed"))),
+            ("GSI2PK", s(&recipient_status_pk(&id, "+14155551007", "failed"))),
             ("failed_at", s("2026-01-01T10:00:11Z")),
             ("error_code", aws_sdk_dynamodb::types::AttributeValue::N("131026".into())),
             ("error_message", s("Message undeliverable")),
@@ -159,7 +158,7 @@ async fn recipients_page_and_filter_by_status_with_exact_totals() {
 
     // As the sender and the status applier leave them: the read one out of the status index
     // (it holds recipients to send and failed ones), the counters counting both.
-    t.remove(pk.clone(), "R#+14155551003", &["GSI2PK", "GSI2SK"]).await;
+    t.remove(recipient_pk(&id, "+14155551003"), "R#+14155551003", &["GSI2PK", "GSI2SK"]).await;
     let n = |v: u64| aws_sdk_dynamodb::types::AttributeValue::N(v.to_string());
     let counters = [
         ("sent_count", n(1)),
@@ -168,7 +167,7 @@ async fn recipients_page_and_filter_by_status_with_exact_totals() {
         ("failed_count", n(1)),
         ("processed_count", n(2)),
     ];
-    t.set(pk.clone(), "#CAMPAIGN", &counters).await;
+    t.set(format!("CAMPAIGN#{id}"), "#CAMPAIGN", &counters).await;
 
     let base = format!("/api/campaigns/{id}/recipients");
     let p1 = t.get(&format!("{base}?limit=10")).await;
@@ -199,4 +198,26 @@ async fn recipients_page_and_filter_by_status_with_exact_totals() {
     let f = &failed.data()["items"][0];
     assert_eq!((f["error_code"].as_i64(), f["error_message"].as_str()), (Some(131026), Some("Message undeliverable")));
     t.get(&format!("{base}?status=lost")).await.assert_error(400, "status must be one of");
+
+    // By cursor: every recipient once, over the campaign's shards; the last page says so.
+    let mut seen = std::collections::BTreeSet::new();
+    let mut next = t.get(&format!("{base}?limit=7")).await.data().clone();
+    assert_eq!(next["page"], 1);
+    loop {
+        for r in next["items"].as_array().unwrap() {
+            assert!(seen.insert(r["phone_number"].as_str().unwrap().to_string()), "{r} twice");
+        }
+        let Some(cursor) = next["next_cursor"].as_str().map(str::to_string) else { break };
+        next = t.get(&format!("{base}?limit=7&cursor={cursor}")).await.data().clone();
+        assert_eq!((next["page"].clone(), next["total"].as_u64()), (json!(null), Some(25)));
+    }
+    assert_eq!(seen.len(), 25);
+    let pending = t.get(&format!("{base}?status=pending&limit=20")).await;
+    let cursor = pending.data()["next_cursor"].as_str().unwrap().to_string();
+    let rest = t.get(&format!("{base}?status=pending&limit=20&cursor={cursor}")).await;
+    assert_eq!(rest.data()["items"].as_array().unwrap().len(), 3);
+    t.get(&format!("{base}?cursor=nonsense")).await.assert_error(400, "not one this API answered");
+    t.get(&format!("{base}?status=failed&cursor={cursor}")).await.assert_error(400, "not one this API answered");
+    t.get(&format!("{base}?cursor={cursor}&page=2")).await.assert_error(400, "page or cursor");
+    t.get(&format!("{base}?limit=100&page=102")).await.assert_error(400, "follow next_cursor");
 }

@@ -13,11 +13,13 @@ use std::time::Duration;
 
 use local::fake_whatsapp::{self, FakeState};
 use local::workers::Workers;
+use shared::adapters::store::keys;
 use shared::app::App;
 use shared::config::Config;
 use shared::domain::api_key::NewApiKey;
 use shared::domain::id::Id;
 use shared::domain::phone::Phone;
+use shared::domain::recipient::{RECIPIENT_SHARDS, shard_of};
 use shared::domain::sending::SendJob;
 use shared::usecases::send::Incoming;
 use shared::usecases::statuses::Applied;
@@ -244,7 +246,12 @@ impl TestStack {
     /// a campaign that does not finish is waiting for.
     async fn open(&self, campaign: &str) -> String {
         use shared::domain::recipient::RecipientStatus;
-        match self.app.db.recipients_in(campaign, RecipientStatus::Pending, 20).await {
+        let c = match self.app.db.get_campaign(campaign).await {
+            Ok(Some(c)) => c,
+            Ok(None) => return "(the campaign is gone)".into(),
+            Err(e) => return format!("(could not read the campaign: {e})"),
+        };
+        match self.app.db.recipients_in(&c, RecipientStatus::Pending, 20).await {
             Ok(open) => format!("{open:?}"),
             Err(e) => format!("(could not read them: {e})"),
         }
@@ -501,6 +508,15 @@ impl TestStack {
         q.select(aws_sdk_dynamodb::types::Select::Count).send().await.unwrap().count
     }
 
+    /// How many recipient items of a campaign the table holds (over its shards).
+    pub async fn count_recipient_items(&self, campaign: &str) -> i32 {
+        let mut total = 0;
+        for shard in keys::recipient_shards(RECIPIENT_SHARDS) {
+            total += self.count_items(keys::recipient_pk(campaign, shard), "R#").await;
+        }
+        total
+    }
+
     /// Puts a campaign in `status` directly, with the index keys the state machine moves with
     /// it, for states a test reaches faster this way (completed, sending without workers).
     pub async fn set_campaign_status(&self, id: &str, status: &str) {
@@ -512,6 +528,24 @@ impl TestStack {
             ("GSI3PK", s(&format!("CAMPAIGNS#{status}"))),
         ];
         self.set(pk, "#CAMPAIGN", &values).await;
+    }
+
+    /// Polls `check` until it holds; panics naming `what` after `timeout`.
+    pub async fn eventually<F, Fut>(&self, timeout: Duration, what: &str, check: F)
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let start = std::time::Instant::now();
+        while !check().await {
+            assert!(start.elapsed() < timeout, "{what}: not after {timeout:?}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Sets attributes of a recipient's item directly.
+    pub async fn set_recipient(&self, campaign: &str, phone: &str, values: &[(&str, AttributeValue)]) {
+        self.set(recipient_pk(campaign, phone), &format!("R#{phone}"), values).await
     }
 
     /// Removes attributes of a stored item directly.
@@ -560,4 +594,14 @@ pub fn answer(res: http::Response<String>) -> Answer {
 
 pub fn s(v: &str) -> AttributeValue {
     AttributeValue::S(v.to_string())
+}
+
+/// The partition key of a recipient of a campaign created now (sharded).
+pub fn recipient_pk(campaign: &str, phone: &str) -> String {
+    keys::recipient_pk(campaign, shard_of(RECIPIENT_SHARDS, phone))
+}
+
+/// The status index partition of a recipient of a campaign created now, in `status`.
+pub fn recipient_status_pk(campaign: &str, phone: &str, status: &str) -> String {
+    keys::recipients_in_status(campaign, status, shard_of(RECIPIENT_SHARDS, phone))
 }

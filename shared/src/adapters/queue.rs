@@ -7,6 +7,7 @@ use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::domain::campaign::DeleteJob;
 use crate::domain::delivery::Notification;
 use crate::domain::sending::{DispatchJob, SendJob};
 
@@ -20,6 +21,7 @@ pub struct Queue {
     dispatch_url: Option<String>,
     send_url: Option<String>,
     status_url: Option<String>,
+    delete_url: Option<String>,
     /// Statuses the webhook queues, gathered into batch requests (see [`Queue::put_statuses`]).
     statuses: Arc<tokio::sync::OnceCell<mpsc::Sender<Pending>>>,
 }
@@ -48,13 +50,24 @@ fn delay_seconds(delay: Duration) -> i32 {
 }
 
 impl Queue {
-    pub fn new(
-        client: aws_sdk_sqs::Client,
-        dispatch_url: Option<String>,
-        send_url: Option<String>,
-        status_url: Option<String>,
-    ) -> Self {
-        Queue { client, dispatch_url, send_url, status_url, statuses: Default::default() }
+    /// The queues at the URLs `config` has.
+    pub fn new(client: aws_sdk_sqs::Client, config: &crate::config::Config) -> Self {
+        Queue {
+            client,
+            dispatch_url: config.dispatch_queue_url.clone(),
+            send_url: config.send_queue_url.clone(),
+            status_url: config.status_queue_url.clone(),
+            delete_url: config.delete_queue_url.clone(),
+            statuses: Default::default(),
+        }
+    }
+
+    /// Queues the removal of a deleted campaign's items, `delay` later.
+    pub async fn delete_later(&self, job: &DeleteJob, delay: Duration) -> Result<(), QueueError> {
+        let url = url(&self.delete_url, "DELETE_QUEUE_URL")?;
+        let req = self.client.send_message().queue_url(url).message_body(body(job)?);
+        req.delay_seconds(delay_seconds(delay)).send().await.map_err(sqs_error)?;
+        Ok(())
     }
 
     /// Puts notifications on the status queue, `delay` later, and returns once SQS has them.

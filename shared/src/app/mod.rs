@@ -32,12 +32,7 @@ impl App {
     pub fn new(sdk: &aws_config::SdkConfig, config: Config) -> Arc<Self> {
         let db = Db::new(aws_sdk_dynamodb::Client::new(sdk), config.table_name.clone());
         let tokens = AccountTokens::new(aws_sdk_secretsmanager::Client::new(sdk), config.account_secret_prefix.clone());
-        let queue = Queue::new(
-            aws_sdk_sqs::Client::new(sdk),
-            config.dispatch_queue_url.clone(),
-            config.send_queue_url.clone(),
-            config.status_queue_url.clone(),
-        );
+        let queue = Queue::new(aws_sdk_sqs::Client::new(sdk), &config);
         let scheduler = Scheduler::new(sdk, &config);
         let timeout = std::time::Duration::from_secs(config.whatsapp_timeout_seconds);
         let whatsapp = WhatsAppClient::new(&config.whatsapp_api_url, &config.whatsapp_api_version, timeout);
@@ -58,7 +53,12 @@ impl App {
     /// The store, with store failures turned into a 503 for the caller.
     pub(crate) fn store_err(&self, context: &str) -> impl Fn(crate::adapters::store::StoreError) -> AppError + '_ {
         let context = context.to_string();
-        move |e| AppError::unavailable(&context, e)
+        move |e| match e {
+            crate::adapters::store::StoreError::BadCursor => {
+                AppError::bad_request("cursor is not one this API answered as next_cursor for this listing")
+            }
+            e => AppError::unavailable(&context, e),
+        }
     }
 }
 

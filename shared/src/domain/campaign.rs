@@ -155,6 +155,10 @@ pub struct Campaign {
     /// completion are read here.
     #[serde(default)]
     pub processed_count: u64,
+    /// Recipients a sender holds at this instant (claimed, outcome not recorded yet). Beyond
+    /// the spec; with the others it gives every recipient status's count without a query.
+    #[serde(default)]
+    pub sending_count: u64,
     pub variable_mapping: BTreeMap<String, String>,
     pub scheduled_at: Option<Timestamp>,
     pub started_at: Option<Timestamp>,
@@ -171,6 +175,22 @@ pub struct Campaign {
     /// The current dispatch run, new with every start and resume (internal: never shown).
     #[serde(default, skip_serializing)]
     pub dispatch_run: Option<String>,
+    /// How many shards the recipients are spread over (internal: never shown; written once,
+    /// when the campaign is created). 0 for campaigns created before recipients were sharded:
+    /// theirs are all in the campaign's own partition.
+    #[serde(default, skip_serializing)]
+    pub recipient_shards: u32,
+    /// Set when the campaign was deleted: it is gone for the API at once, and a background job
+    /// removes its items (internal: never shown).
+    #[serde(default, skip_serializing)]
+    pub deleting: Option<String>,
+}
+
+/// A queue message: remove a deleted campaign's items, a page at a time, going on where the
+/// last one stopped.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeleteJob {
+    pub campaign_id: Id,
 }
 
 /// Changes to a campaign's counters. They are kept in a few counter items beside the campaign
@@ -183,6 +203,8 @@ pub struct Counters {
     pub read: i64,
     pub failed: i64,
     pub processed: i64,
+    /// Claims taken less claims ended.
+    pub sending: i64,
 }
 
 impl Counters {
@@ -196,6 +218,7 @@ impl Counters {
         self.read += other.read;
         self.failed += other.failed;
         self.processed += other.processed;
+        self.sending += other.sending;
     }
 
     pub fn minus(mut self, other: Counters) -> Counters {
@@ -205,6 +228,7 @@ impl Counters {
             read: -other.read,
             failed: -other.failed,
             processed: -other.processed,
+            sending: -other.sending,
         });
         self
     }
@@ -218,6 +242,7 @@ impl Counters {
             read: n(c.read_count),
             failed: n(c.failed_count),
             processed: n(c.processed_count),
+            sending: n(c.sending_count),
         }
     }
 }
@@ -231,6 +256,7 @@ impl Campaign {
         add(&mut self.read_count, d.read);
         add(&mut self.failed_count, d.failed);
         add(&mut self.processed_count, d.processed);
+        add(&mut self.sending_count, d.sending);
     }
 
     /// Every recipient has an outcome of its send (accepted or rejected).
@@ -372,6 +398,7 @@ impl NewCampaign {
             total_recipients: 0,
             sent_count: 0,
             processed_count: 0,
+            sending_count: 0,
             delivered_count: 0,
             read_count: 0,
             failed_count: 0,
@@ -384,6 +411,8 @@ impl NewCampaign {
             pause_reason: None,
             schedule_error: None,
             dispatch_run: None,
+            recipient_shards: super::recipient::RECIPIENT_SHARDS,
+            deleting: None,
         })
     }
 }

@@ -216,8 +216,16 @@ fn read_change(field: &str, value: &Value, n: &mut Notification) {
 
 /// Reads `<campaign id>/<phone number>` (what the sender puts in `biz_opaque_callback_data`).
 pub fn callback_key(callback: &str) -> Option<RecipientKey> {
-    let (campaign, phone) = callback.split_once('/')?;
-    Some(RecipientKey { campaign_id: Id::parse(campaign)?, phone: Phone::e164(phone)? })
+    let mut parts = callback.split('/');
+    let (campaign, phone) = (parts.next()?, parts.next()?);
+    let shard = match parts.next() {
+        Some(shard) => Some(shard.parse().ok()?),
+        None => None,
+    };
+    if parts.next().is_some() {
+        return None;
+    }
+    Some(RecipientKey { campaign_id: Id::parse(campaign)?, phone: Phone::e164(phone)?, shard })
 }
 
 /// The part of a recipient that delivery statuses change.
@@ -322,6 +330,7 @@ impl Progress {
             read: (s == RecipientStatus::Read) as i64,
             failed: (s == RecipientStatus::Failed) as i64,
             processed: 0,
+            sending: 0,
         }
     }
 }
@@ -453,7 +462,7 @@ mod tests {
             (RecipientStatus::Read, Some("wamid.1"), None)
         );
         let moved = end.counts().minus(unknown.counts());
-        assert_eq!(moved, Counters { sent: 1, delivered: 1, read: 1, failed: -1, processed: 0 });
+        assert_eq!(moved, Counters { sent: 1, delivered: 1, read: 1, failed: -1, processed: 0, sending: 0 });
         // Meta's own failure for it: sent after all, then failed with Meta's reason.
         let mut p = unknown.clone();
         p.apply(&update(Delivery::Failed, 103));
@@ -525,6 +534,12 @@ mod tests {
         let c = "0b6f4c6e-0000-4000-8000-000000000001";
         let key = callback_key(&format!("{c}/+14155550123")).unwrap();
         assert_eq!((key.campaign_id.as_str(), key.phone.as_str()), (c, "+14155550123"));
+        assert_eq!(key.shard, None);
+        let key = callback_key(&format!("{c}/+14155550123/7")).unwrap();
+        assert_eq!((key.phone.as_str(), key.shard), ("+14155550123", Some(7)));
+        assert_eq!(key.callback(), format!("{c}/+14155550123/7"));
+        assert_eq!(callback_key(&format!("{c}/+14155550123/x")), None);
+        assert_eq!(callback_key(&format!("{c}/+14155550123/1/2")), None);
         assert_eq!(callback_key(&format!("{c}/r1")), None);
         assert_eq!(callback_key("c1/+14155550123"), None);
         assert_eq!(callback_key("nothing"), None);

@@ -209,7 +209,7 @@ mod tests {
 
     fn recipient(fields: &[(&str, &str)]) -> Recipient {
         let fields = fields.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        Recipient::pending(&"c".into(), "+14155550123".into(), fields, &"t".into())
+        Recipient::pending(&"c".into(), 16, "+14155550123".into(), fields, &"t".into())
     }
 
     fn mapping(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {

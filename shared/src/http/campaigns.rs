@@ -19,15 +19,15 @@ pub async fn create(app: Arc<App>, req: ApiRequest) -> AppResult<Reply> {
 }
 
 pub async fn list(app: Arc<App>, req: ApiRequest) -> AppResult<Reply> {
-    let p = req.pagination(20)?;
+    let (p, start) = req.listing(20)?;
     let status = req.query_enum("status", CampaignStatus::parse, STATUSES)?;
     let account = req.query_id("account_id")?;
     let page = app
         .db
-        .list_campaigns(status, account.as_deref(), p.page, p.limit)
+        .list_campaigns(status, account.as_deref(), start.clone(), p.limit)
         .await
         .map_err(app.store_err("could not list campaigns"))?;
-    Ok(Reply::page(page.items.iter().map(|c| json!(c)).collect(), page.total, p))
+    Ok(Reply::listed(page.items.iter().map(|c| json!(c)).collect(), page.total, p, &start, page.next))
 }
 
 pub async fn get(app: Arc<App>, req: ApiRequest) -> AppResult<Reply> {

@@ -22,6 +22,7 @@ use serde_json::{Value, json};
 
 pub use request::{ApiRequest, Pagination, parse_json};
 
+use crate::adapters::store::{Position, Start};
 use crate::app::App;
 use crate::error::{AppError, AppResult, ErrorKind};
 
@@ -47,6 +48,14 @@ impl Reply {
     /// A page of a listing in the spec's shape.
     pub fn page(items: Vec<Value>, total: u64, p: Pagination) -> Self {
         Reply::ok(json!({ "items": items, "total": total, "page": p.page, "limit": p.limit }))
+    }
+
+    /// A page of a listing that also pages by cursor: `next_cursor` continues it (null after
+    /// the last page); `page` is null when the page was asked by cursor.
+    pub fn listed(items: Vec<Value>, total: u64, p: Pagination, start: &Start, next: Option<Position>) -> Self {
+        let page = matches!(start, Start::Page(_)).then_some(p.page);
+        let next = next.map(|n| n.encode());
+        Reply::ok(json!({ "items": items, "total": total, "page": page, "limit": p.limit, "next_cursor": next }))
     }
 }
 

@@ -65,13 +65,13 @@ pub async fn import(app: Arc<App>, req: ApiRequest) -> AppResult<Reply> {
 }
 
 pub async fn list(app: Arc<App>, req: ApiRequest) -> AppResult<Reply> {
-    let p = req.pagination(50)?;
+    let (p, start) = req.listing(50)?;
     let status = req.query_enum("status", RecipientStatus::parse, STATUSES)?;
     let campaign = load(&app, &req.id("campaign")?).await?;
     let page = app
         .db
-        .list_recipients(&campaign, status, p.page, p.limit)
+        .list_recipients(&campaign, status, start.clone(), p.limit)
         .await
         .map_err(app.store_err("could not list the recipients"))?;
-    Ok(Reply::page(page.items.iter().map(|r| r.to_json()).collect(), page.total, p))
+    Ok(Reply::listed(page.items.iter().map(|r| r.to_json()).collect(), page.total, p, &start, page.next))
 }

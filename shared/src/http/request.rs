@@ -7,8 +7,9 @@ use bytes::Bytes;
 use http::HeaderMap;
 use serde::de::DeserializeOwned;
 
+use crate::adapters::store::{Position, Start};
 use crate::domain::id::Id;
-use crate::domain::limits::{self, MAX_JSON_BODY_BYTES, MAX_PAGE, MAX_PAGE_SIZE};
+use crate::domain::limits::{self, MAX_JSON_BODY_BYTES, MAX_PAGE, MAX_PAGE_DEPTH, MAX_PAGE_SIZE};
 use crate::error::{AppError, AppResult};
 
 pub struct ApiRequest {
@@ -81,6 +82,30 @@ impl ApiRequest {
             }
         };
         Ok(Pagination { page: number("page", 1, MAX_PAGE)?, limit: number("limit", default_limit, MAX_PAGE_SIZE)? })
+    }
+
+    /// Where a listing that pages by cursor starts: `cursor` (a `next_cursor` it answered) or
+    /// `page`, as deep as [`MAX_PAGE_DEPTH`] items; and `limit`.
+    pub fn listing(&self, default_limit: u32) -> AppResult<(Pagination, Start)> {
+        let p = self.pagination(default_limit)?;
+        let Some(cursor) = self.query("cursor") else {
+            let skipped = (p.page as u64 - 1) * p.limit as u64;
+            if skipped > MAX_PAGE_DEPTH {
+                return Err(AppError::bad_request(format!(
+                    "page {} is deeper than the {MAX_PAGE_DEPTH} items page numbers reach; follow next_cursor \
+                     from an earlier page instead (cursor=…)",
+                    p.page
+                )));
+            }
+            return Ok((p, Start::Page(p.page)));
+        };
+        if self.query("page").is_some() {
+            return Err(AppError::bad_request("give page or cursor, not both"));
+        }
+        let at = Position::decode(cursor).ok_or_else(|| {
+            AppError::bad_request(format!("cursor '{cursor}' is not one this API answered as next_cursor"))
+        })?;
+        Ok((p, Start::At(at)))
     }
 
     /// A query value that must be one of a fixed set (a status), parsed by `parse`.

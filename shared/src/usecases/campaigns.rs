@@ -3,7 +3,9 @@
 
 use crate::adapters::store::StoreError;
 use crate::app::App;
-use crate::domain::campaign::{Campaign, CampaignChanges, NewCampaign, check_references};
+use std::time::{Duration, Instant};
+
+use crate::domain::campaign::{Campaign, CampaignChanges, DeleteJob, NewCampaign, check_references};
 use crate::domain::id::Id;
 use crate::domain::now;
 use crate::domain::schedule::{ScheduleChange, ScheduledStart, after_edit};
@@ -12,8 +14,13 @@ use crate::error::{AppError, AppResult};
 use crate::usecases::lifecycle::{forget_schedule, sync_schedule};
 use crate::usecases::load_by_id;
 
+/// The campaign, unless it does not exist or was deleted (its items may still be going).
 pub async fn load(app: &App, id: &Id) -> AppResult<Campaign> {
-    load_by_id(app, "campaign", id, app.db.get_campaign(id)).await
+    let campaign = load_by_id(app, "campaign", id, app.db.get_campaign(id)).await?;
+    match campaign.deleting {
+        Some(_) => Err(AppError::not_found(format!("campaign {id} not found"))),
+        None => Ok(campaign),
+    }
 }
 
 /// 409 naming the status the campaign is in.
@@ -93,20 +100,73 @@ pub async fn update(app: &App, id: &Id, changes: CampaignChanges) -> AppResult<C
     }
 }
 
-/// Deletes a campaign in any status but `sending` (pause or cancel first): its recipients and
-/// any schedule go with it. Answers the campaign as it was.
+/// Deletes a campaign in any status but `sending` (pause or cancel first): it is gone for the
+/// API at once (404, out of the listings) and its schedule with it; its recipients are removed
+/// in the background ([`purge`]). Answers the campaign as it was.
 pub async fn delete(app: &App, id: &Id) -> AppResult<Campaign> {
     let campaign = load(app, id).await?;
     let refuse = |c: &Campaign| wrong_status(c, "pause or cancel it before deleting it");
     if !campaign.status.deletable() {
         return Err(refuse(&campaign));
     }
-    match app.db.mark_deleting(&campaign.id, &now()).await {
+    let stamp = now();
+    match app.db.mark_deleting(&campaign.id, &stamp, chrono::Utc::now().timestamp()).await {
         Ok(_) => {}
         Err(StoreError::ConditionFailed) => return Err(refuse(&load(app, &campaign.id).await?)),
         Err(e) => return Err(app.store_err("could not delete the campaign")(e)),
     }
-    app.db.delete_campaign(&campaign.id).await.map_err(app.store_err("could not delete the campaign"))?;
     forget_schedule(app, &campaign.id).await;
+    // Should this fail, the reconciler queues it later: the campaign is deleted either way.
+    if let Err(e) = app.queue.delete_later(&DeleteJob { campaign_id: campaign.id.clone() }, Duration::ZERO).await {
+        tracing::warn!(campaign = %campaign.id, error = %e, "the removal of the campaign's items waits for the reconciler");
+    }
     Ok(campaign)
+}
+
+/// Recipients deleted per batch of work between two checks of the deadline.
+const PURGE_STEP: usize = 2_000;
+
+/// Removes a deleted campaign's items, recipients first and the campaign item last, until
+/// `deadline` is near; then queues itself to go on. Any failure is taken up again where it
+/// stopped (the job is delivered again, or the reconciler queues it). Returns how many
+/// recipients it removed.
+pub async fn purge(app: &App, job: &DeleteJob, deadline: Instant) -> Result<usize, StoreError> {
+    let Some(campaign) = app.db.get_campaign(&job.campaign_id).await? else { return Ok(0) };
+    if campaign.deleting.is_none() {
+        tracing::warn!(campaign = %campaign.id, "a delete job for a campaign not deleted is ignored");
+        return Ok(0);
+    }
+    let mut removed = 0;
+    loop {
+        let step = app.db.delete_recipients(&campaign, PURGE_STEP).await?;
+        removed += step;
+        if step == 0 {
+            app.db.delete_campaign(&campaign.id).await?;
+            tracing::info!(campaign = %campaign.id, removed, "deleted campaign removed");
+            return Ok(removed);
+        }
+        app.db.note_deleting(&campaign.id, chrono::Utc::now().timestamp()).await?;
+        if deadline.saturating_duration_since(Instant::now()) < PURGE_MARGIN {
+            app.queue.delete_later(job, Duration::ZERO).await.map_err(|e| StoreError::Dynamo(e.to_string()))?;
+            tracing::info!(campaign = %campaign.id, removed, "deleted campaign: going on in the next job");
+            return Ok(removed);
+        }
+    }
+}
+
+/// A purge stops this long before its deadline (a step takes a second or two).
+const PURGE_MARGIN: Duration = Duration::from_secs(10);
+
+/// Queues again the removal of deleted campaigns that made no progress for five minutes (a job
+/// lost, or a failure after the campaign was marked). Returns how many.
+pub async fn resume_stalled_deletions(app: &App) -> Result<usize, StoreError> {
+    let now_unix = chrono::Utc::now().timestamp();
+    let stalled = app.db.stalled_deletions(now_unix - 300).await?;
+    for c in &stalled {
+        app.db.note_deleting(&c.id, now_unix).await?;
+        if let Err(e) = app.queue.delete_later(&DeleteJob { campaign_id: c.id.clone() }, Duration::ZERO).await {
+            tracing::warn!(campaign = %c.id, error = %e, "could not queue the removal of a deleted campaign");
+        }
+    }
+    Ok(stalled.len())
 }

@@ -65,7 +65,7 @@ pub async fn add(app: &App, campaign: &Campaign, rows: Vec<RawRow>) -> AppResult
     let Checked { plan, already, opted_out } = checked;
     let wanted = plan.accepted.len();
     let stamp = now();
-    let written = app.db.put_recipients(&campaign.id, plan.accepted, &stamp).await;
+    let written = app.db.put_recipients(&lock.campaign, plan.accepted, &stamp).await;
     let added = match &written {
         Ok(n) | Err((n, _)) => *n,
     };
@@ -133,7 +133,7 @@ async fn check(app: &App, lock: &ImportLock, rows: Vec<RawRow>) -> AppResult<Che
         let candidates: Vec<&str> = plan.accepted.iter().map(|a| a.phone.as_str()).collect();
         let existing: HashSet<Phone> = app
             .db
-            .existing_phones(&lock.campaign.id, &candidates)
+            .existing_phones(&lock.campaign, &candidates)
             .await
             .map_err(app.store_err("could not read the campaign's recipients"))?;
         plan.accepted.retain(|a| {

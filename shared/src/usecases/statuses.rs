@@ -308,7 +308,7 @@ async fn record_failure_opt_outs(
         .map(|(k, _)| k)
         .collect();
     let mut accounts: HashMap<&str, Option<Id>> = HashMap::new();
-    for RecipientKey { campaign_id, phone } in &opted {
+    for RecipientKey { campaign_id, phone, .. } in &opted {
         if !accounts.contains_key(campaign_id.as_str()) {
             let account = app.db.get_campaign(campaign_id).await?.map(|c| c.account_id);
             accounts.insert(campaign_id, account);

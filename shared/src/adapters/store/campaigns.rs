@@ -1,7 +1,7 @@
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 
 use super::keys::*;
-use super::{Db, Index, Item, KeyQuery, Page, StoreError, StoreResult, s};
+use super::{Db, Index, Item, KeyQuery, Listed, Start, StoreError, StoreResult, decode, n, s};
 use crate::domain::campaign::{Campaign, CampaignStatus};
 
 /// The index attributes of a campaign; they change with its status and account.
@@ -21,7 +21,8 @@ impl Db {
     pub async fn create_campaign(&self, c: &Campaign) -> StoreResult<()> {
         let mut keys = vec![("PK", campaign_pk(&c.id)), ("SK", CAMPAIGN_SK.to_string())];
         keys.extend(index_keys(c));
-        let item = self.item(c, keys)?;
+        let mut item = self.item(c, keys)?;
+        item.insert("recipient_shards".into(), super::n(c.recipient_shards));
         self.client
             .put_item()
             .table_name(&self.table)
@@ -53,9 +54,9 @@ impl Db {
         &self,
         status: Option<CampaignStatus>,
         account_id: Option<&str>,
-        page: u32,
+        start: Start,
         limit: u32,
-    ) -> StoreResult<Page<Campaign>> {
+    ) -> StoreResult<Listed<Campaign>> {
         let q = match (account_id, status) {
             (Some(a), Some(st)) => {
                 KeyQuery::index(Index::Gsi2, account_campaigns(a)).with_prefix(format!("{}#", st.as_str()))
@@ -64,8 +65,11 @@ impl Db {
             (None, Some(st)) => KeyQuery::index(Index::Gsi3, campaigns_in_status(st.as_str())),
             (None, None) => KeyQuery::index(Index::Gsi1, ALL_CAMPAIGNS.into()),
         };
-        let page = self.list_indexed(&q, page, limit).await?;
-        Ok(Page { items: self.with_counters(page.items).await?, total: page.total })
+        let (total, (keys, next)) =
+            tokio::try_join!(self.count(&q), self.list_across(std::slice::from_ref(&q), start, limit))?;
+        let keys = keys.into_iter().map(super::table_key).collect();
+        let items = decode(self.batch_get(keys, None).await?)?;
+        Ok(Listed { items: self.with_counters(items).await?, total, next })
     }
 
     /// Stores the editable fields of a draft or scheduled campaign, and its status (a `PUT`
@@ -106,24 +110,80 @@ impl Db {
         decode_one(out.attributes)
     }
 
-    /// Marks a campaign as being deleted, unless it is sending; nothing can start it from then
-    /// on. Returns the campaign as it was marked.
-    pub async fn mark_deleting(&self, id: &str, now: &str) -> StoreResult<Campaign> {
+    /// Marks a campaign as being deleted, unless it is sending: nothing can start it from then
+    /// on, and it leaves the listings (its index entries go, but for the partition of campaigns
+    /// being deleted, where the reconciler finds those a lost job left behind). Returns the
+    /// campaign as it was marked.
+    pub async fn mark_deleting(&self, id: &str, now: &str, now_unix: i64) -> StoreResult<Campaign> {
         let out = self
             .update(campaign_pk(id), CAMPAIGN_SK)
-            .update_expression("SET deleting = :now")
-            .condition_expression("attribute_exists(PK) AND #status <> :sending")
+            .update_expression(
+                "SET deleting = :now, deleting_noted = :unix, GSI3PK = :deleting \
+                 REMOVE GSI1PK, GSI1SK, GSI2PK, GSI2SK",
+            )
+            .condition_expression("attribute_exists(PK) AND attribute_not_exists(deleting) AND #status <> :sending")
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":sending", s(CampaignStatus::Sending.as_str()))
             .expression_attribute_values(":now", s(now))
+            .expression_attribute_values(":unix", n(now_unix))
+            .expression_attribute_values(":deleting", s(DELETING_CAMPAIGNS))
             .return_values(ReturnValue::AllNew)
             .send()
             .await?;
         decode_one(out.attributes)
     }
 
-    /// Deletes the recipients (and counters) first and the campaign last, so an interrupted
-    /// delete can be repeated until it completes.
+    /// Deletes up to about `budget` of a deleted campaign's recipients, shard by shard; returns
+    /// how many it deleted (0: none is left). Nothing to remember between steps: what is
+    /// deleted is gone from the next query.
+    pub async fn delete_recipients(&self, campaign: &Campaign, budget: usize) -> StoreResult<usize> {
+        let mut deleted = 0;
+        for shard in recipient_shards(campaign.recipient_shards) {
+            let pk = recipient_pk(&campaign.id, shard);
+            while deleted < budget {
+                let out = self
+                    .query(&KeyQuery::table(pk.clone(), RECIPIENT_PREFIX))
+                    .projection_expression("PK, SK")
+                    .consistent_read(true)
+                    .limit((budget - deleted).min(1000) as i32)
+                    .send()
+                    .await?;
+                let keys: Vec<Item> = out.items.unwrap_or_default();
+                if keys.is_empty() {
+                    break;
+                }
+                deleted += self.delete_keys(keys).await?;
+                if out.last_evaluated_key.is_none() {
+                    break;
+                }
+            }
+        }
+        Ok(deleted)
+    }
+
+    /// Notes that the deletion of a campaign made progress (the reconciler queues it again
+    /// when it stops making any).
+    pub async fn note_deleting(&self, id: &str, now_unix: i64) -> StoreResult<()> {
+        let req = self.update(campaign_pk(id), CAMPAIGN_SK).update_expression("SET deleting_noted = :unix");
+        let req =
+            req.condition_expression("attribute_exists(deleting)").expression_attribute_values(":unix", n(now_unix));
+        match req.send().await.map_err(StoreError::from) {
+            Ok(_) | Err(StoreError::ConditionFailed) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Deleted campaigns whose deletion made no progress since `before` (unix seconds).
+    pub async fn stalled_deletions(&self, before: i64) -> StoreResult<Vec<Campaign>> {
+        let keys = self.query_keys(&KeyQuery::index(Index::Gsi3, DELETING_CAMPAIGNS.into())).await?;
+        let items = self.batch_get(keys, None).await?;
+        let noted = |i: &Item| i.get("deleting_noted").and_then(|v| v.as_n().ok()).and_then(|v| v.parse::<i64>().ok());
+        decode(items.into_iter().filter(|i| noted(i).unwrap_or(0) < before).collect())
+    }
+
+    /// Deletes what is left of a deleted campaign once its recipients are gone: its counters
+    /// and other items under its key, the campaign item last, so an interrupted delete can be
+    /// repeated until it completes.
     pub async fn delete_campaign(&self, id: &str) -> StoreResult<()> {
         let mut items = self.query_keys(&KeyQuery::table(campaign_pk(id), "")).await?;
         items.retain(|k| k.get("SK").and_then(|v| v.as_s().ok()).map(String::as_str) != Some(CAMPAIGN_SK));

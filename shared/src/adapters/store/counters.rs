@@ -17,7 +17,11 @@ use crate::domain::campaign::{Campaign, Counters};
 /// How many counter items a campaign has.
 pub const COUNTER_SHARDS: u32 = 8;
 
-const FIELDS: [&str; 5] = ["sent_count", "delivered_count", "read_count", "failed_count", "processed_count"];
+const FIELDS: [&str; 6] =
+    ["sent_count", "delivered_count", "read_count", "failed_count", "processed_count", "sending_count"];
+/// The update expression that adds to every counter.
+const ADD_ALL: &str = "ADD sent_count :sent_count, delivered_count :delivered_count, read_count :read_count, \
+     failed_count :failed_count, processed_count :processed_count, sending_count :sending_count, version :one";
 
 fn number(item: &Item, key: &str) -> i64 {
     item.get(key).and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok()).unwrap_or(0)
@@ -30,16 +34,18 @@ fn counters(item: &Item) -> Counters {
         read: number(item, FIELDS[2]),
         failed: number(item, FIELDS[3]),
         processed: number(item, FIELDS[4]),
+        sending: number(item, FIELDS[5]),
     }
 }
 
-fn values(d: Counters) -> [(&'static str, i64); 5] {
+fn values(d: Counters) -> [(&'static str, i64); 6] {
     [
         (FIELDS[0], d.sent),
         (FIELDS[1], d.delivered),
         (FIELDS[2], d.read),
         (FIELDS[3], d.failed),
         (FIELDS[4], d.processed),
+        (FIELDS[5], d.sending),
     ]
 }
 
@@ -64,10 +70,7 @@ impl Db {
             .table_name(&self.table)
             .key("PK", s(campaign_pk(campaign_id)))
             .key("SK", s(counter_sk(shard)))
-            .update_expression(
-                "ADD sent_count :sent_count, delivered_count :delivered_count, read_count :read_count, \
-                 failed_count :failed_count, processed_count :processed_count, version :one",
-            )
+            .update_expression(ADD_ALL)
             .expression_attribute_values(":one", n(1));
         for (field, v) in values(d) {
             update = update.expression_attribute_values(format!(":{field}"), n(v));
@@ -174,10 +177,7 @@ impl Db {
             .key("PK", pk.clone())
             .key("SK", s(counter_sk(0)))
             .condition_expression(condition)
-            .update_expression(
-                "ADD sent_count :sent_count, delivered_count :delivered_count, read_count :read_count, \
-                 failed_count :failed_count, processed_count :processed_count, version :one",
-            )
+            .update_expression(ADD_ALL)
             .expression_attribute_values(":one", n(1));
         if let Some(v) = version {
             update = update.expression_attribute_values(":v", v);

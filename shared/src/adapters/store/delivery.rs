@@ -48,9 +48,11 @@ impl Db {
             .into_iter()
             .flat_map(|(w, keys)| keys.into_iter().map(move |k| (w.clone(), k)))
             .filter_map(|(w, k)| {
-                let campaign_id = Id::stored(text(&k, "PK")?.strip_prefix("CAMPAIGN#")?.to_string());
+                let pk = text(&k, "PK")?;
+                let (campaign, shard) = campaign_of_recipient_pk(&pk)?;
+                let campaign_id = Id::stored(campaign.to_string());
                 let phone = Phone::stored(text(&k, "SK")?.strip_prefix(RECIPIENT_PREFIX)?.to_string());
-                Some((w, RecipientKey { campaign_id, phone }))
+                Some((w, RecipientKey { campaign_id, phone, shard }))
             })
             .collect())
     }
@@ -58,7 +60,11 @@ impl Db {
     /// The recipients at these keys (missing ones left out).
     pub async fn recipients_at(&self, keys: &[RecipientKey]) -> StoreResult<Vec<Recipient>> {
         let keys = keys.iter().map(|k| {
-            [("PK".to_string(), s(campaign_pk(&k.campaign_id))), ("SK".to_string(), s(recipient_sk(&k.phone)))].into()
+            [
+                ("PK".to_string(), s(recipient_pk(&k.campaign_id, k.shard))),
+                ("SK".to_string(), s(recipient_sk(&k.phone))),
+            ]
+            .into()
         });
         decode(self.batch_get(keys.collect(), None).await?)
     }
@@ -98,7 +104,7 @@ impl Db {
         let failed = |st: RecipientStatus| st == RecipientStatus::Failed;
         if failed(p.status) && !failed(c.before.status) {
             set.extend(["GSI2PK = :gsi2pk", "GSI2SK = :phone"].map(String::from));
-            values.push((":gsi2pk", s(recipients_in_status(campaign_id, p.status.as_str()))));
+            values.push((":gsi2pk", s(recipients_in_status(campaign_id, p.status.as_str(), c.before.shard))));
             values.push((":phone", s(&c.before.phone_number)));
         } else if failed(c.before.status) && !failed(p.status) {
             remove.extend(["GSI2PK", "GSI2SK"]);
@@ -146,7 +152,7 @@ impl Db {
         }
         let mut update = Update::builder()
             .table_name(&self.table)
-            .key("PK", s(campaign_pk(campaign_id)))
+            .key("PK", s(recipient_pk(campaign_id, c.before.shard)))
             .key("SK", s(recipient_sk(&c.before.phone_number)))
             .update_expression(expr)
             .condition_expression(condition)

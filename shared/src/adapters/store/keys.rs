@@ -29,6 +29,26 @@ pub fn api_key_pk(hash: &str) -> String {
 pub fn api_key_id_pk(id: &str) -> String {
     format!("APIKEYID#{id}")
 }
+/// The partition of a campaign's recipients in `shard` (none: the campaign's own partition, as
+/// for campaigns created before recipients were sharded).
+pub fn recipient_pk(campaign_id: &str, shard: Option<u32>) -> String {
+    match shard {
+        Some(k) => format!("CAMPAIGN#{campaign_id}#{k}"),
+        None => campaign_pk(campaign_id),
+    }
+}
+/// Every partition that holds recipients of a campaign of `shards` shards, in shard order.
+pub fn recipient_shards(shards: u32) -> Vec<Option<u32>> {
+    if shards == 0 { vec![None] } else { (0..shards).map(Some).collect() }
+}
+/// The campaign id in a recipient's partition key.
+pub fn campaign_of_recipient_pk(pk: &str) -> Option<(&str, Option<u32>)> {
+    let rest = pk.strip_prefix("CAMPAIGN#")?;
+    match rest.split_once('#') {
+        Some((id, shard)) => Some((id, Some(shard.parse().ok()?))),
+        None => Some((rest, None)),
+    }
+}
 pub fn recipient_sk(phone: &str) -> String {
     format!("{RECIPIENT_PREFIX}{phone}")
 }
@@ -53,11 +73,17 @@ pub fn account_templates(account_id: &str) -> String {
 pub fn account_campaigns(account_id: &str) -> String {
     format!("ACCOUNT#{account_id}#CAMPAIGNS")
 }
+/// The GSI3 partition of deleted campaigns whose items are being removed.
+pub const DELETING_CAMPAIGNS: &str = "CAMPAIGNS#deleting";
 pub fn campaigns_in_status(status: &str) -> String {
     format!("CAMPAIGNS#{status}")
 }
-pub fn recipients_in_status(campaign_id: &str, status: &str) -> String {
-    format!("CAMPAIGN#{campaign_id}#{status}")
+/// The status index partition of a campaign's recipients in `status` and `shard`.
+pub fn recipients_in_status(campaign_id: &str, status: &str, shard: Option<u32>) -> String {
+    match shard {
+        Some(k) => format!("CAMPAIGN#{campaign_id}#{status}#{k}"),
+        None => format!("CAMPAIGN#{campaign_id}#{status}"),
+    }
 }
 pub fn wamid_pk(wamid: &str) -> String {
     format!("WAMID#{wamid}")

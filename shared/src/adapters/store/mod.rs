@@ -10,6 +10,7 @@ mod campaigns;
 mod counters;
 mod delivery;
 pub mod keys;
+mod listing;
 mod recipients;
 pub mod sending;
 mod templates;
@@ -28,6 +29,7 @@ use crate::domain::retry;
 pub use accounts::AccountWrite;
 pub use counters::{COUNTER_SHARDS, CounterItem};
 pub use delivery::{DeliveryChange, RECIPIENTS_PER_TRANSACTION};
+pub use listing::{Listed, Position, Start};
 pub use recipients::ImportLock;
 
 pub type Item = HashMap<String, AttributeValue>;
@@ -44,6 +46,9 @@ pub enum StoreError {
     Dynamo(String),
     #[error("stored item cannot be read: {0}")]
     Corrupt(String),
+    /// A listing's cursor that does not belong to it.
+    #[error("the cursor does not belong to this listing")]
+    BadCursor,
 }
 
 impl<E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static, R: std::fmt::Debug> From<SdkError<E, R>>
@@ -134,13 +139,15 @@ impl Index {
 }
 
 /// A key-condition query on the table or one of its indexes: `pk = value` and optionally
-/// `begins_with(sk, prefix)`.
+/// `begins_with(sk, prefix)`; optionally only the items in a `status` (a filter: DynamoDB
+/// reads the others too, and returns only those).
 #[derive(Debug, Clone)]
 pub struct KeyQuery {
     pub index: Option<Index>,
     pub pk: (&'static str, String),
     pub sk_prefix: Option<(&'static str, String)>,
     pub newest_first: bool,
+    pub status: Option<&'static str>,
 }
 
 impl KeyQuery {
@@ -151,11 +158,23 @@ impl KeyQuery {
             pk: (pk_attr, pk),
             sk_prefix: Some((sk_attr, String::new())),
             newest_first: true,
+            status: None,
         }
     }
 
     pub fn table(pk: String, sk_prefix: &str) -> Self {
-        KeyQuery { index: None, pk: ("PK", pk), sk_prefix: Some(("SK", sk_prefix.to_string())), newest_first: false }
+        KeyQuery {
+            index: None,
+            pk: ("PK", pk),
+            sk_prefix: Some(("SK", sk_prefix.to_string())),
+            newest_first: false,
+            status: None,
+        }
+    }
+
+    pub fn in_status(mut self, status: &'static str) -> Self {
+        self.status = Some(status);
+        self
     }
 
     pub fn with_prefix(mut self, prefix: String) -> Self {
@@ -225,6 +244,12 @@ impl Db {
             }
             _ => b = b.key_condition_expression("#pk = :pk"),
         }
+        if let Some(status) = q.status {
+            b = b
+                .filter_expression("#status = :status")
+                .expression_attribute_names("#status", "status")
+                .expression_attribute_values(":status", s(status));
+        }
         b
     }
 
@@ -264,86 +289,6 @@ impl Db {
             start = out.last_evaluated_key;
             if start.is_none() || items.len() >= limit as usize {
                 return Ok(items);
-            }
-        }
-    }
-
-    /// A query of the items under `pk` whose sort key starts with `prefix` and whose `status`
-    /// is `status` (a filter: DynamoDB reads the others too, and returns only those).
-    fn with_status(
-        &self,
-        pk: &str,
-        prefix: &str,
-        status: &str,
-    ) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder {
-        self.client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("PK = :pk AND begins_with(SK, :prefix)")
-            .filter_expression("#status = :status")
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":pk", s(pk))
-            .expression_attribute_values(":prefix", s(prefix))
-            .expression_attribute_values(":status", s(status))
-    }
-
-    /// Page `page` (of `limit`) of the items [`Db::with_status`] finds. The earlier pages are
-    /// walked with only their keys returned.
-    pub(crate) async fn page_with_status(
-        &self,
-        pk: &str,
-        prefix: &str,
-        status: &str,
-        page: u32,
-        limit: u32,
-    ) -> StoreResult<Vec<Item>> {
-        let mut skip = (page as usize - 1) * limit as usize;
-        let mut start: Option<Item> = None;
-        while skip > 0 {
-            let out = self
-                .with_status(pk, prefix, status)
-                .projection_expression("PK, SK")
-                .set_exclusive_start_key(start)
-                .send()
-                .await?;
-            let items = out.items.unwrap_or_default();
-            if items.len() > skip {
-                start = Some(table_key(items[skip - 1].clone()));
-                break;
-            }
-            skip -= items.len();
-            start = out.last_evaluated_key;
-            if start.is_none() {
-                return Ok(Vec::new());
-            }
-        }
-        let mut items = Vec::with_capacity(limit as usize);
-        loop {
-            let out = self.with_status(pk, prefix, status).set_exclusive_start_key(start).send().await?;
-            items.extend(out.items.unwrap_or_default());
-            start = out.last_evaluated_key;
-            if start.is_none() || items.len() >= limit as usize {
-                items.truncate(limit as usize);
-                return Ok(items);
-            }
-        }
-    }
-
-    /// How many items [`Db::with_status`] finds (counted by the server, nothing transferred).
-    pub(crate) async fn count_with_status(&self, pk: &str, prefix: &str, status: &str) -> StoreResult<u64> {
-        let mut total = 0;
-        let mut start = None;
-        loop {
-            let out = self
-                .with_status(pk, prefix, status)
-                .select(Select::Count)
-                .set_exclusive_start_key(start)
-                .send()
-                .await?;
-            total += out.count as u64;
-            start = out.last_evaluated_key;
-            if start.is_none() {
-                return Ok(total);
             }
         }
     }

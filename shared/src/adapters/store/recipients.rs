@@ -4,13 +4,12 @@ use aws_sdk_dynamodb::types::{PutRequest, ReturnValue, WriteRequest};
 
 use super::campaigns::decode_one;
 use super::keys::*;
-use super::{Db, Index, Item, KeyQuery, Page, StoreError, StoreResult, decode, n, s};
+use super::{Db, Index, Item, KeyQuery, Listed, Start, StoreError, StoreResult, decode, n, s};
 use crate::domain::Timestamp;
 use crate::domain::campaign::{Campaign, CampaignStatus};
-use crate::domain::id::Id;
 use crate::domain::import::Accepted;
 use crate::domain::phone::Phone;
-use crate::domain::recipient::{Recipient, RecipientStatus};
+use crate::domain::recipient::{Recipient, RecipientStatus, shard_of};
 
 /// One import at a time per campaign keeps `total_recipients` exact: the holder counts what it
 /// added and releases the lock with the count in one write.
@@ -66,12 +65,13 @@ impl Db {
 
     /// The numbers among `phones` that the campaign already holds, looked up by key in
     /// parallel batches (reading the whole campaign instead would be sequential pages).
-    pub async fn existing_phones(&self, campaign_id: &str, phones: &[&str]) -> StoreResult<HashSet<Phone>> {
+    pub async fn existing_phones(&self, campaign: &Campaign, phones: &[&str]) -> StoreResult<HashSet<Phone>> {
         let phone_of =
             |item: &Item| Some(Phone::stored(item.get("SK")?.as_s().ok()?.strip_prefix(RECIPIENT_PREFIX)?.to_string()));
-        let pk = s(campaign_pk(campaign_id));
-        let keys =
-            phones.iter().map(|p| [("PK".to_string(), pk.clone()), ("SK".to_string(), s(recipient_sk(p)))].into());
+        let keys = phones.iter().map(|p| {
+            let pk = recipient_pk(&campaign.id, shard_of(campaign.recipient_shards, p));
+            [("PK".to_string(), s(pk)), ("SK".to_string(), s(recipient_sk(p)))].into()
+        });
         let found = self.batch_get(keys.collect(), Some("PK, SK")).await?;
         Ok(found.iter().filter_map(phone_of).collect())
     }
@@ -79,18 +79,18 @@ impl Db {
     /// Writes new pending recipients. Returns how many were written (also on error).
     pub async fn put_recipients(
         &self,
-        campaign_id: &Id,
+        campaign: &Campaign,
         accepted: Vec<Accepted>,
         now: &Timestamp,
     ) -> Result<usize, (usize, StoreError)> {
         let pending = RecipientStatus::Pending.as_str();
         let mut requests = Vec::with_capacity(accepted.len());
         for a in accepted {
-            let r = Recipient::pending(campaign_id, a.phone, a.fields, now);
+            let r = Recipient::pending(&campaign.id, campaign.recipient_shards, a.phone, a.fields, now);
             let keys = vec![
-                ("PK", campaign_pk(campaign_id)),
+                ("PK", recipient_pk(&campaign.id, r.shard)),
                 ("SK", recipient_sk(&r.phone_number)),
-                ("GSI2PK", recipients_in_status(campaign_id, pending)),
+                ("GSI2PK", recipients_in_status(&campaign.id, pending, r.shard)),
                 ("GSI2SK", r.phone_number.to_string()),
             ];
             let item = self.item(&r, keys).map_err(|e| (0, e))?;
@@ -103,55 +103,61 @@ impl Db {
         self.batch_write(requests).await
     }
 
-    /// A page of the campaign's recipients, all or those in one status. The status index holds
-    /// the recipients not sent yet (`pending`, with those being sent at this instant, which
-    /// show `sending`) and the failed ones: those filters read only their index partition.
-    /// Sent, delivered and read recipients are found by a filter over the campaign's
-    /// recipients, and counted from the campaign's counters; `sending` is counted by the filter.
+    /// A page of the campaign's recipients, all or those in one status, shard after shard,
+    /// in number order within a shard. The status index holds the recipients not sent yet
+    /// (`pending`, with those being sent at this instant, which show `sending`) and the failed
+    /// ones: those filters read only their index partitions. The other statuses are found by a
+    /// filter over the campaign's recipients. Every total comes from the campaign's counters.
     pub async fn list_recipients(
         &self,
         campaign: &Campaign,
         status: Option<RecipientStatus>,
-        page: u32,
+        start: Start,
         limit: u32,
-    ) -> StoreResult<Page<Recipient>> {
+    ) -> StoreResult<Listed<Recipient>> {
         use RecipientStatus::*;
-        let pk = campaign_pk(&campaign.id);
-        match status {
-            None => {
-                let q = KeyQuery::table(pk, RECIPIENT_PREFIX);
-                let items = self.query_page(&q, page, limit).await?;
-                Ok(Page { items: decode(items)?, total: campaign.total_recipients })
-            }
-            Some(st @ (Pending | Failed)) => {
-                let mut q = KeyQuery::index(Index::Gsi2, recipients_in_status(&campaign.id, st.as_str()));
-                q.newest_first = false;
-                self.list_indexed(&q, page, limit).await
-            }
-            Some(st) => {
-                let items = self.page_with_status(&pk, RECIPIENT_PREFIX, st.as_str(), page, limit).await?;
-                let total = match st {
-                    Sending => self.count_with_status(&pk, RECIPIENT_PREFIX, st.as_str()).await?,
-                    _ => counted_in_status(campaign, st),
-                };
-                Ok(Page { items: decode(items)?, total })
-            }
+        let shards = recipient_shards(campaign.recipient_shards);
+        let by_key = |k: Option<u32>| KeyQuery::table(recipient_pk(&campaign.id, k), RECIPIENT_PREFIX);
+        let queries: Vec<KeyQuery> = match status {
+            None => shards.into_iter().map(by_key).collect(),
+            Some(st @ (Pending | Failed)) => shards
+                .into_iter()
+                .map(|k| {
+                    let mut q = KeyQuery::index(Index::Gsi2, recipients_in_status(&campaign.id, st.as_str(), k));
+                    q.newest_first = false;
+                    q
+                })
+                .collect(),
+            Some(st) => shards.into_iter().map(|k| by_key(k).in_status(st.as_str())).collect(),
+        };
+        let (mut items, next) = self.list_across(&queries, start, limit).await?;
+        if matches!(status, Some(Pending | Failed)) {
+            // The index holds keys only.
+            items = self.batch_get(items.into_iter().map(super::table_key).collect(), None).await?;
         }
+        Ok(Listed { items: decode(items)?, total: counted_in_status(campaign, status), next })
     }
 }
 
-/// How many recipients are in a status the campaign's counters tell: `read` is read;
-/// `delivered` is delivered but not read; `sent` is accepted by WhatsApp and neither delivered
-/// nor failed later (a later failure is a failure not counted at send, where every failure is
-/// processed and not sent).
-fn counted_in_status(c: &Campaign, status: RecipientStatus) -> u64 {
+/// How many recipients are in a status (all: `None`), as the campaign's counters tell:
+/// `pending` is every recipient not processed yet (those being sent at this instant among them,
+/// as in its listing); `sending` the claims held; `failed` every failure, at send or later;
+/// `read` is read; `delivered` is delivered but not read; `sent` is accepted by WhatsApp and
+/// neither delivered nor failed later (a later failure is a failure not counted at send, where
+/// every failure is processed and not sent).
+pub fn counted_in_status(c: &Campaign, status: Option<RecipientStatus>) -> u64 {
+    use RecipientStatus::*;
     let n = |v: u64| v as i64;
     let failed_at_send = n(c.processed_count) - n(c.sent_count);
     let failed_later = n(c.failed_count) - failed_at_send;
     let count = match status {
-        RecipientStatus::Read => n(c.read_count),
-        RecipientStatus::Delivered => n(c.delivered_count) - n(c.read_count),
-        _ => n(c.sent_count) - n(c.delivered_count) - failed_later,
+        None => n(c.total_recipients),
+        Some(Pending) => n(c.total_recipients) - n(c.processed_count),
+        Some(Sending) => n(c.sending_count),
+        Some(Failed) => n(c.failed_count),
+        Some(Read) => n(c.read_count),
+        Some(Delivered) => n(c.delivered_count) - n(c.read_count),
+        Some(Sent) => n(c.sent_count) - n(c.delivered_count) - failed_later,
     };
     count.max(0) as u64
 }

@@ -2,7 +2,7 @@
 //! recipients (a send job's claims in one transaction, its outcomes and the counters they move
 //! in another), paging pending recipients, the account's pace, and what the reconciler reads.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -13,11 +13,14 @@ use aws_sdk_dynamodb::types::{
     AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
 
+use futures_util::{StreamExt, TryStreamExt, stream};
+use serde::{Deserialize, Serialize};
+
 use super::keys::*;
-use super::{Db, Index, Item, KeyQuery, StoreError, StoreResult, decode, n, s, wait_before_retry};
+use super::{BATCH_CONCURRENCY, Db, Index, Item, KeyQuery, StoreError, StoreResult, decode, n, s, wait_before_retry};
 use crate::domain::campaign::{Action, Campaign, CampaignStatus, Counters};
 use crate::domain::phone::Phone;
-use crate::domain::recipient::{Recipient, RecipientStatus};
+use crate::domain::recipient::{Recipient, RecipientStatus, shard_of};
 
 /// An outcome to store for a recipient of a send job.
 #[derive(Debug, Clone, PartialEq)]
@@ -68,6 +71,22 @@ enum TxFailure {
     Busy,
     Other(StoreError),
 }
+
+/// Where the dispatch of a sharded campaign is: the shard to read first next time, the last
+/// number read in each shard that may hold more, and the shards read to the end.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct ShardCursor {
+    #[serde(rename = "n")]
+    next: u32,
+    #[serde(rename = "a", default)]
+    after: BTreeMap<u32, String>,
+    #[serde(rename = "d", default)]
+    done: Vec<u32>,
+}
+
+/// A dispatch step reads about this many pending numbers from each shard it reads (and as
+/// many shards as that takes, all of them at a thousand numbers).
+const PENDING_PER_SHARD_READ: usize = 50;
 
 /// Attempts of a transaction that keeps meeting concurrent ones, before the caller gets the
 /// error.
@@ -204,20 +223,81 @@ impl Db {
         self.with_counters(decode(self.batch_get(keys, None).await?)?).await
     }
 
-    /// A page of the campaign's pending numbers after `cursor`, in number order, and the
-    /// cursor to continue from (none when the page was the last).
+    /// The next pending numbers of a campaign after `cursor` (up to `limit`), and the cursor
+    /// to continue from (none once every pending number was read). A sharded campaign's are
+    /// read from several shards at once, round robin, and interleaved, so that the send jobs
+    /// made of them spread their writes over the shards; the cursor holds each shard's place.
     pub async fn pending_phones(
         &self,
-        campaign_id: &str,
+        campaign: &Campaign,
         cursor: Option<&str>,
         limit: i32,
     ) -> StoreResult<(Vec<Phone>, Option<String>)> {
-        let gsi2pk = recipients_in_status(campaign_id, RecipientStatus::Pending.as_str());
-        let start: Option<Item> = cursor.map(|phone| {
+        let shards = campaign.recipient_shards;
+        if shards == 0 {
+            let (phones, last) = self.pending_in_shard(&campaign.id, None, cursor, limit).await?;
+            return Ok((phones, last));
+        }
+        let mut at: ShardCursor = match cursor {
+            Some(c) => serde_json::from_str(c).map_err(|e| StoreError::Corrupt(format!("dispatch cursor: {e}")))?,
+            None => ShardCursor::default(),
+        };
+        let active: Vec<u32> = (0..shards).map(|i| (at.next + i) % shards).filter(|k| !at.done.contains(k)).collect();
+        let reads = active.len().min((limit as usize).div_ceil(PENDING_PER_SHARD_READ).max(1));
+        let chosen = &active[..reads];
+        let reads_of: Vec<(u32, Option<String>, i32)> = chosen
+            .iter()
+            .enumerate()
+            // `limit` split over the shards read, the remainder to the first ones.
+            .map(|(i, &k)| {
+                (k, at.after.get(&k).cloned(), limit / reads as i32 + i32::from((i as i32) < limit % reads as i32))
+            })
+            .collect();
+        let parts = futures_util::future::try_join_all(reads_of.into_iter().map(|(k, after, share)| async move {
+            let (phones, last) = self.pending_in_shard(&campaign.id, Some(k), after.as_deref(), share).await?;
+            StoreResult::Ok((k, phones, last))
+        }))
+        .await?;
+        let mut columns = Vec::with_capacity(parts.len());
+        for (k, phones, last) in parts {
+            match last {
+                Some(last) => {
+                    at.after.insert(k, last);
+                }
+                None => {
+                    at.after.remove(&k);
+                    at.done.push(k);
+                }
+            }
+            columns.push(phones.into_iter());
+        }
+        at.next = chosen.last().map_or(0, |k| (k + 1) % shards);
+        // Interleaved: one from each shard in turn.
+        let mut phones = Vec::new();
+        while columns.iter().any(|c| c.len() > 0) {
+            phones.extend(columns.iter_mut().filter_map(Iterator::next));
+        }
+        let more = at.done.len() < shards as usize;
+        let cursor =
+            more.then(|| serde_json::to_string(&at)).transpose().map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        Ok((phones, cursor))
+    }
+
+    /// Up to `limit` pending numbers of one shard after `after`, in number order, and the last
+    /// one read when the shard may hold more.
+    async fn pending_in_shard(
+        &self,
+        campaign_id: &str,
+        shard: Option<u32>,
+        after: Option<&str>,
+        limit: i32,
+    ) -> StoreResult<(Vec<Phone>, Option<String>)> {
+        let gsi2pk = recipients_in_status(campaign_id, RecipientStatus::Pending.as_str(), shard);
+        let start: Option<Item> = after.map(|phone| {
             [
                 ("GSI2PK".to_string(), s(&gsi2pk)),
                 ("GSI2SK".to_string(), s(phone)),
-                ("PK".to_string(), s(campaign_pk(campaign_id))),
+                ("PK".to_string(), s(recipient_pk(campaign_id, shard))),
                 ("SK".to_string(), s(recipient_sk(phone))),
             ]
             .into()
@@ -229,7 +309,7 @@ impl Db {
             .index_name("GSI2")
             .key_condition_expression("GSI2PK = :pk")
             .expression_attribute_values(":pk", s(gsi2pk))
-            .limit(limit)
+            .limit(limit.max(1))
             .set_exclusive_start_key(start)
             .send()
             .await?;
@@ -242,6 +322,7 @@ impl Db {
         let next = out.last_evaluated_key.and_then(|k| k.get("GSI2SK").and_then(|v| v.as_s().ok()).cloned());
         Ok((phones, next))
     }
+
     async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<(), TxFailure> {
         match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
             Ok(_) => Ok(()),
@@ -291,7 +372,7 @@ impl Db {
     /// claimed.
     pub async fn claim_recipients(
         &self,
-        campaign_id: &str,
+        campaign: &Campaign,
         phones: &[Phone],
         job_id: &str,
         now_unix: i64,
@@ -299,7 +380,7 @@ impl Db {
         let claim = |phone: &Phone| {
             let update = Update::builder()
                 .table_name(&self.table)
-                .key("PK", s(campaign_pk(campaign_id)))
+                .key("PK", s(recipient_pk(&campaign.id, shard_of(campaign.recipient_shards, phone))))
                 .key("SK", s(recipient_sk(phone)))
                 // The index entry stays in the pending partition (not sent yet): a claim moves no
                 // index entry.
@@ -314,7 +395,12 @@ impl Db {
                 .map_err(err)?;
             Ok(TransactWriteItem::builder().update(update).build())
         };
-        let claimed = self.write_each(phones, claim, |_| Ok(None)).await?;
+        // The claims are counted (`sending_count`) with them.
+        let count = |kept: &[&Phone]| {
+            let d = Counters { sending: kept.len() as i64, ..Default::default() };
+            self.counter_update(&campaign.id, d).map(Some)
+        };
+        let claimed = self.write_each(phones, claim, count).await?;
         Ok(claimed.into_iter().map(|i| phones[i].clone()).collect())
     }
 
@@ -324,15 +410,19 @@ impl Db {
     /// [`StoreError::ConditionFailed`] when the campaign is gone (nothing is written).
     pub async fn record_outcomes(
         &self,
-        campaign_id: &str,
+        campaign: &Campaign,
         records: &[Record<'_>],
         now: &str,
     ) -> StoreResult<Vec<bool>> {
-        let item = |r: &Record| self.outcome_update(campaign_id, r, now);
+        let item = |r: &Record| self.outcome_update(campaign, r, now);
         let counters = |kept: &[&Record]| {
             let mut d = Counters::default();
-            kept.iter().for_each(|r| d.add(r.outcome.counts()));
-            if d.is_zero() { Ok(None) } else { self.counter_update(campaign_id, d).map(Some) }
+            for r in kept {
+                d.add(r.outcome.counts());
+                // A claim ends.
+                d.sending -= i64::from(r.holder != Holder::Unclaimed);
+            }
+            if d.is_zero() { Ok(None) } else { self.counter_update(&campaign.id, d).map(Some) }
         };
         let written = self.write_each(records, item, counters).await?;
         let mut done = vec![false; records.len()];
@@ -343,7 +433,8 @@ impl Db {
     /// The status index holds recipients still to send (pending, and sending) and failed ones:
     /// a sent recipient leaves it (its later statuses move no index entry), a failed one moves
     /// to the failed partition, a released one stays.
-    fn outcome_update(&self, campaign_id: &str, r: &Record, now: &str) -> StoreResult<TransactWriteItem> {
+    fn outcome_update(&self, campaign: &Campaign, r: &Record, now: &str) -> StoreResult<TransactWriteItem> {
+        let shard = shard_of(campaign.recipient_shards, r.phone);
         let mut set = vec!["#status = :to"];
         let mut remove = vec!["claim_id", "claimed_at"];
         let mut values: Vec<(&str, AttributeValue)> = Vec::new();
@@ -381,7 +472,7 @@ impl Db {
         };
         values.push((":to", s(status.as_str())));
         if set.contains(&"GSI2PK = :gsi2pk") {
-            values.push((":gsi2pk", s(recipients_in_status(campaign_id, status.as_str()))));
+            values.push((":gsi2pk", s(recipients_in_status(&campaign.id, status.as_str(), shard))));
             values.push((":phone", s(r.phone)));
         }
         if set.iter().any(|a| a.contains(":now")) {
@@ -407,7 +498,7 @@ impl Db {
         };
         let mut update = Update::builder()
             .table_name(&self.table)
-            .key("PK", s(campaign_pk(campaign_id)))
+            .key("PK", s(recipient_pk(&campaign.id, shard)))
             .key("SK", s(recipient_sk(r.phone)))
             .update_expression(format!("SET {} REMOVE {}", set.join(", "), remove.join(", ")))
             .condition_expression(condition)
@@ -423,12 +514,13 @@ impl Db {
     /// numbers.
     pub async fn job_recipients(
         &self,
-        campaign_id: &str,
+        campaign: &Campaign,
         phones: &[Phone],
         account_id: Option<&str>,
     ) -> StoreResult<(Vec<Recipient>, HashSet<Phone>)> {
         let key = |pk: String, sk: String| HashMap::from([("PK".to_string(), s(pk)), ("SK".to_string(), s(sk))]);
-        let mut keys: Vec<Item> = phones.iter().map(|p| key(campaign_pk(campaign_id), recipient_sk(p))).collect();
+        let at = |p: &Phone| recipient_pk(&campaign.id, shard_of(campaign.recipient_shards, p));
+        let mut keys: Vec<Item> = phones.iter().map(|p| key(at(p), recipient_sk(p))).collect();
         if let Some(account) = account_id {
             keys.extend(phones.iter().map(|p| key(account_pk(account), opt_out_sk(p))));
         }
@@ -446,8 +538,8 @@ impl Db {
     }
 
     /// The recipients at these numbers, as stored now.
-    pub async fn recipients(&self, campaign_id: &str, phones: &[Phone]) -> StoreResult<Vec<Recipient>> {
-        Ok(self.job_recipients(campaign_id, phones, None).await?.0)
+    pub async fn recipients(&self, campaign: &Campaign, phones: &[Phone]) -> StoreResult<Vec<Recipient>> {
+        Ok(self.job_recipients(campaign, phones, None).await?.0)
     }
 
     /// Reserves `count` consecutive send slots `interval_us` apart on the account's pace,
@@ -561,22 +653,41 @@ impl Db {
         self.with_counters(decode(self.batch_get(keys, None).await?)?).await
     }
 
-    /// Up to `limit` recipients of a campaign in `status` (by the status index).
+    /// Up to about `limit` recipients of a campaign in `status` (by the status index), the
+    /// first of each shard in number order.
     pub async fn recipients_in(
         &self,
-        campaign_id: &str,
+        campaign: &Campaign,
         status: RecipientStatus,
         limit: u32,
     ) -> StoreResult<Vec<Recipient>> {
-        let mut q = KeyQuery::index(Index::Gsi2, recipients_in_status(campaign_id, status.as_str()));
-        q.newest_first = false;
-        let keys = self.query_page(&q, 1, limit).await?.into_iter().map(super::table_key).collect();
+        let shards = recipient_shards(campaign.recipient_shards);
+        let each = limit.div_ceil(shards.len() as u32);
+        let keys: Vec<Vec<Item>> = stream::iter(shards)
+            .map(|k| {
+                let mut q = KeyQuery::index(Index::Gsi2, recipients_in_status(&campaign.id, status.as_str(), k));
+                q.newest_first = false;
+                async move { self.query_page(&q, 1, each).await }
+            })
+            .buffered(BATCH_CONCURRENCY)
+            .try_collect()
+            .await?;
+        let keys = keys.into_iter().flatten().map(super::table_key).collect();
         decode(self.batch_get(keys, None).await?)
     }
 
+    /// The keys of every recipient of a campaign, shard by shard.
+    pub async fn recipient_keys(&self, campaign: &Campaign) -> StoreResult<Vec<Item>> {
+        let mut keys = Vec::new();
+        for k in recipient_shards(campaign.recipient_shards) {
+            keys.extend(self.query_keys(&KeyQuery::table(recipient_pk(&campaign.id, k), RECIPIENT_PREFIX)).await?);
+        }
+        Ok(keys)
+    }
+
     /// Every recipient of a campaign (the reconciler's recount).
-    pub async fn all_recipients(&self, campaign_id: &str) -> StoreResult<Vec<Recipient>> {
-        let keys = self.query_keys(&KeyQuery::table(campaign_pk(campaign_id), RECIPIENT_PREFIX)).await?;
+    pub async fn all_recipients(&self, campaign: &Campaign) -> StoreResult<Vec<Recipient>> {
+        let keys = self.recipient_keys(campaign).await?;
         decode(self.batch_get(keys, None).await?)
     }
 

@@ -42,7 +42,7 @@ pub async fn dispatch(app: &App, step: DispatchJob) -> Result<(), SendError> {
     let room = (window.saturating_sub(in_flight) / size * size).min(1000);
     if room > 0 {
         let room = room as i32;
-        let (phones, cursor) = app.db.pending_phones(&campaign.id, next.cursor.as_deref(), room).await?;
+        let (phones, cursor) = app.db.pending_phones(&campaign, next.cursor.as_deref(), room).await?;
         let jobs: Vec<SendJob> =
             phones.chunks(size as usize).map(|p| SendJob::new(&campaign.id, next.run.clone(), p.to_vec(), 0)).collect();
         // Each job is due when the account's pace reaches it (behind what is in flight), less
@@ -56,14 +56,13 @@ pub async fn dispatch(app: &App, step: DispatchJob) -> Result<(), SendError> {
         app.queue.send_jobs_at(&timed).await?;
         tracing::debug!(campaign = %campaign.id, jobs = jobs.len(), recipients = phones.len(), "queued");
         next.queued += phones.len() as u64;
-        let last = phones.last().cloned();
-        if cursor.is_none() && phones.len() < room as usize {
+        if cursor.is_none() {
             tracing::info!(campaign = %campaign.id, queued = next.queued, "dispatch run finished");
             // A resumed campaign with nothing left to send completes here.
             complete_if_done(app, &campaign.id).await?;
             return Ok(());
         }
-        next.cursor = last.map(String::from).or(next.cursor);
+        next.cursor = cursor;
     }
     app.queue.dispatch(&next, STEP).await?;
     Ok(())

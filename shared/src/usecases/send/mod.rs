@@ -16,7 +16,7 @@ pub use sender::send_batch;
 
 use crate::adapters::store::StoreError;
 use crate::app::App;
-use crate::domain::campaign::{Action, CampaignStatus};
+use crate::domain::campaign::{Action, CampaignStatus, DeleteJob};
 use crate::domain::delivery::Notification;
 use crate::domain::sending::{DispatchJob, SendJob};
 use crate::usecases::lifecycle::change_status;
@@ -28,6 +28,8 @@ pub enum Consumer {
     Sender,
     /// The status applier (delivery statuses the webhook queued).
     Statuses,
+    /// The campaign deleter (removes deleted campaigns' items).
+    Deleter,
 }
 
 /// One queue message, whatever delivered it (Lambda's event or the local poller).
@@ -54,6 +56,7 @@ pub async fn consume(app: &App, consumer: Consumer, messages: Vec<Incoming>, dea
                 Consumer::Dispatcher => serde_json::from_str::<DispatchJob>(&m.body).is_ok(),
                 Consumer::Sender => serde_json::from_str::<SendJob>(&m.body).is_ok(),
                 Consumer::Statuses => serde_json::from_str::<Notification>(&m.body).is_ok(),
+                Consumer::Deleter => serde_json::from_str::<DeleteJob>(&m.body).is_ok(),
             };
             let after =
                 if readable { Duration::from_secs((1u64 << m.receive_count.min(6)).min(60)) } else { Duration::ZERO };
@@ -77,11 +80,26 @@ pub async fn consume(app: &App, consumer: Consumer, messages: Vec<Incoming>, dea
             }
             failed
         }
+        Consumer::Deleter => {
+            let mut failed = Vec::new();
+            for m in messages {
+                let result = match serde_json::from_str(&m.body) {
+                    Ok(job) => crate::usecases::campaigns::purge(app, &job, deadline).await.map_err(SendError::from),
+                    Err(e) => Err(SendError::Malformed(e.to_string())),
+                };
+                if let Err(e) = result {
+                    tracing::warn!(message = %m.id, error = %e, "delete job will be delivered again");
+                    failed.push(m.id);
+                }
+            }
+            failed
+        }
     };
     let url = match consumer {
         Consumer::Dispatcher => app.config.dispatch_queue_url.as_deref(),
         Consumer::Sender => app.config.send_queue_url.as_deref(),
         Consumer::Statuses => app.config.status_queue_url.as_deref(),
+        Consumer::Deleter => app.config.delete_queue_url.as_deref(),
     };
     let Some(url) = url else { return failed };
     for (id, handle, after) in handles.iter().filter(|(id, h, _)| failed.contains(id) && !h.is_empty()) {

@@ -26,6 +26,8 @@ pub struct Reconciled {
     pub redispatched: usize,
     pub recounted: usize,
     pub completed: usize,
+    /// Deleted campaigns whose removal was queued again.
+    pub deletions_resumed: usize,
 }
 
 /// One pass over every sending campaign. A campaign that cannot be repaired now (the store
@@ -37,6 +39,10 @@ pub async fn reconcile(app: &App) -> Result<Reconciled, SendError> {
         if let Err(e) = reconcile_campaign(app, &c, &mut done).await {
             tracing::warn!(campaign = %c.id, error = %e, "reconciling failed; the next pass repeats it");
         }
+    }
+    match crate::usecases::campaigns::resume_stalled_deletions(app).await {
+        Ok(n) => done.deletions_resumed = n,
+        Err(e) => tracing::warn!(error = %e, "could not look for stalled deletions; the next pass does"),
     }
     if done != (Reconciled { campaigns: done.campaigns, ..Default::default() }) {
         tracing::info!(?done, "reconciled");
@@ -66,7 +72,7 @@ async fn reconcile_campaign(app: &App, c: &Campaign, done: &mut Reconciled) -> R
         }
     }
     // The recipients not processed yet (the status index keeps those being sent with them).
-    let open = app.db.recipients_in(&c.id, RecipientStatus::Pending, LOOK_AT).await?;
+    let open = app.db.recipients_in(&c, RecipientStatus::Pending, LOOK_AT).await?;
     let resolved = resolve_stale_claims(app, &c, &open, now_unix).await?;
     if resolved > 0 {
         done.stale_claims += resolved;
@@ -118,7 +124,7 @@ async fn resolve_stale_claims(app: &App, c: &Campaign, open: &[Recipient], now_u
         .collect();
     let mut resolved = 0;
     for chunk in records.chunks(50) {
-        resolved += app.db.record_outcomes(&c.id, chunk, &now()).await?.iter().filter(|w| **w).count();
+        resolved += app.db.record_outcomes(c, chunk, &now()).await?.iter().filter(|w| **w).count();
     }
     if resolved > 0 {
         tracing::warn!(campaign = %c.id, resolved, "stale claims recorded as outcome unknown");
@@ -137,6 +143,7 @@ pub fn recounted(recipients: &[Recipient]) -> Counters {
             read: one(r.status == RecipientStatus::Read),
             failed: one(r.status == RecipientStatus::Failed),
             processed: one(!matches!(r.status, RecipientStatus::Pending | RecipientStatus::Sending)),
+            sending: one(r.status == RecipientStatus::Sending),
         });
     }
     d
@@ -147,7 +154,7 @@ pub fn recounted(recipients: &[Recipient]) -> Counters {
 async fn recount(app: &App, c: &Campaign) -> Result<bool, SendError> {
     let seen = app.db.counter_items(&c.id).await?;
     let Some(c) = app.db.get_campaign(&c.id).await? else { return Ok(false) };
-    let truth = recounted(&app.db.all_recipients(&c.id).await?);
+    let truth = recounted(&app.db.all_recipients(&c).await?);
     let delta = truth.minus(Counters::of(&c));
     if delta.is_zero() {
         return Ok(false);

@@ -25,7 +25,7 @@ use crate::domain::id::Id;
 use crate::domain::now;
 use crate::domain::opt_out;
 use crate::domain::phone::Phone;
-use crate::domain::recipient::{Recipient, RecipientStatus};
+use crate::domain::recipient::{Recipient, RecipientKey, RecipientStatus};
 use crate::domain::secret::Secret;
 use crate::domain::sending::{
     ErrorClass, MAX_ATTEMPTS, MAX_JOB_SIZE, MAX_PAIR_RATE_ATTEMPTS, SLOT_HORIZON, SendJob, classify, interval_micros,
@@ -256,7 +256,7 @@ async fn process(app: &App, inv: &Invocation, job: SendJob, deadline: Instant) -
         }
     };
     let account = opt_out::applies_to(ctx.template.category).then_some(ctx.account.id.as_str());
-    let (stored, opted_out) = app.db.job_recipients(&campaign.id, &job.phones, account).await?;
+    let (stored, opted_out) = app.db.job_recipients(&campaign, &job.phones, account).await?;
     let now_unix = chrono::Utc::now().timestamp();
     let plan = plan(&stored, &opted_out, &ctx, &campaign, now_unix - app.config.stale_claim_seconds(), now_unix);
     let mut records = plan.records;
@@ -290,7 +290,7 @@ async fn process(app: &App, inv: &Invocation, job: SendJob, deadline: Instant) -
             tokio::time::sleep(Duration::from_micros(early.max(0) as u64)).await;
             let phones: Vec<Phone> = plan.to_send.iter().map(|(r, _)| r.phone_number.clone()).collect();
             let claimed: HashSet<Phone> =
-                app.db.claim_recipients(&campaign.id, &phones, &job.job_id, now_unix).await?.into_iter().collect();
+                app.db.claim_recipients(&campaign, &phones, &job.job_id, now_unix).await?.into_iter().collect();
             let claimed: Vec<&(&Recipient, Value)> =
                 plan.to_send.iter().filter(|(r, _)| claimed.contains(&r.phone_number)).collect();
             // Slots are taken once the claims are held, so that they are still ahead.
@@ -351,7 +351,7 @@ async fn process(app: &App, inv: &Invocation, job: SendJob, deadline: Instant) -
     }
     let processed = records.iter().any(|r| !matches!(r.outcome, Outcome::Released { .. }));
     if !records.is_empty() {
-        let written = app.db.record_outcomes(&campaign.id, &records, &now()).await;
+        let written = app.db.record_outcomes(&campaign, &records, &now()).await;
         if let Err(e) = &written {
             // The claims stay; the reconciler resolves them once they are stale.
             tracing::error!(campaign = %campaign.id, job = %job.job_id, error = %e, "outcomes could not be recorded");
@@ -437,7 +437,7 @@ fn plan<'a>(
                 records.push(failed(Some(opt_out::OPTED_OUT_CODE), opt_out::not_sent()))
             }
             RecipientStatus::Pending => {
-                let callback = format!("{}/{}", campaign.id, r.phone_number);
+                let callback = RecipientKey::of(r).callback();
                 match message_body(&ctx.template, &campaign.variable_mapping, r, &callback) {
                     Ok(body) => to_send.push((r, body)),
                     Err(missing) => records.push(failed(
