@@ -685,3 +685,39 @@ async fn a_local_campaign_reaches_delivered_and_read_counts_from_the_fakes_webho
     let import = t.post_csv(&format!("/api/campaigns/{next}/recipients/import"), csv(&numbers)).await;
     assert_eq!(import.assert_ok(200)["opted_out"], 1);
 }
+
+/// Campaigns created before recipients were sharded keep every recipient in the campaign's
+/// own partition: they import, send, take webhooks, list and delete as before.
+#[tokio::test]
+async fn a_campaign_created_before_sharding_sends_counts_lists_and_deletes_in_its_one_partition() {
+    let t = TestStack::sending(2).await;
+    let api = local::server::spawn(t.app.clone()).await.unwrap();
+    let mut config = t.fake.config();
+    config.webhook_url = Some(format!("http://{api}/webhooks/whatsapp"));
+    config.app_secret = Some(APP_SECRET.into());
+    (config.sent_delay_ms, config.delivered_delay_ms, config.read_delay_ms) = (20, 60, None);
+    t.fake.set_config(config);
+    let (c, _) = t.campaign_with("TIER_100K", &[]).await;
+    // As an earlier version stored it: no shard count.
+    t.remove(format!("CAMPAIGN#{c}"), "#CAMPAIGN", &["recipient_shards"]).await;
+    let numbers = phones(2950, 12);
+    t.add_recipients(&c, &numbers).await;
+    assert_eq!(t.count_items(format!("CAMPAIGN#{c}"), "R#").await, 12, "in the campaign's partition");
+    assert_eq!(t.count_recipient_items(&c).await, 0, "none in shards");
+    t.post(&format!("/api/campaigns/{c}/start"), json!({})).await.assert_ok(200);
+    t.wait_for(&c, Duration::from_secs(30), |c| c["status"] == "completed" && c["delivered_count"] == 12).await;
+    assert_eq!(recount(&t, &c).await, counters(&campaign(&t, &c).await));
+    let base = format!("/api/campaigns/{c}/recipients?status=delivered&limit=5");
+    let mut next = t.get(&base).await.data().clone();
+    let mut seen = next["items"].as_array().unwrap().len();
+    while let Some(cursor) = next["next_cursor"].as_str().map(str::to_string) {
+        next = t.get(&format!("{base}&cursor={cursor}")).await.data().clone();
+        seen += next["items"].as_array().unwrap().len();
+    }
+    assert_eq!((seen, next["total"].as_u64()), (12, Some(12)));
+    t.delete(&format!("/api/campaigns/{c}")).await.assert_ok(200);
+    t.eventually(Duration::from_secs(20), "the campaign's items are removed", || async {
+        t.count_items(format!("CAMPAIGN#{c}"), "").await == 0
+    })
+    .await;
+}

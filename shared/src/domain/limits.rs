@@ -14,9 +14,9 @@ pub const MAX_JSON_DEPTH: usize = 16;
 /// Listings: the highest `page` and `limit`.
 pub const MAX_PAGE: u32 = 100_000;
 pub const MAX_PAGE_SIZE: u32 = 100;
-/// Campaigns and recipients page by cursor (`next_cursor`) at any depth; by number only while
-/// the pages before hold at most this many items (each skipped item costs read capacity).
-pub const MAX_PAGE_DEPTH: u64 = 10_000;
+/// Campaigns and recipients page by cursor (`next_cursor`) at any depth; by number only up to
+/// this page (10,000 items deep at the largest `limit`: each skipped item costs read capacity).
+pub const MAX_NUMBERED_PAGE: u32 = 100;
 
 /// Accounts.
 pub const ACCOUNT_NAME_CHARS: usize = 200;

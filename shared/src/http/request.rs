@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 
 use crate::adapters::store::{Position, Start};
 use crate::domain::id::Id;
-use crate::domain::limits::{self, MAX_JSON_BODY_BYTES, MAX_PAGE, MAX_PAGE_DEPTH, MAX_PAGE_SIZE};
+use crate::domain::limits::{self, MAX_JSON_BODY_BYTES, MAX_NUMBERED_PAGE, MAX_PAGE, MAX_PAGE_SIZE};
 use crate::error::{AppError, AppResult};
 
 pub struct ApiRequest {
@@ -85,15 +85,14 @@ impl ApiRequest {
     }
 
     /// Where a listing that pages by cursor starts: `cursor` (a `next_cursor` it answered) or
-    /// `page`, as deep as [`MAX_PAGE_DEPTH`] items; and `limit`.
+    /// `page`, up to [`MAX_NUMBERED_PAGE`]; and `limit`.
     pub fn listing(&self, default_limit: u32) -> AppResult<(Pagination, Start)> {
         let p = self.pagination(default_limit)?;
         let Some(cursor) = self.query("cursor") else {
-            let skipped = (p.page as u64 - 1) * p.limit as u64;
-            if skipped > MAX_PAGE_DEPTH {
+            if p.page > MAX_NUMBERED_PAGE {
                 return Err(AppError::bad_request(format!(
-                    "page {} is deeper than the {MAX_PAGE_DEPTH} items page numbers reach; follow next_cursor \
-                     from an earlier page instead (cursor=…)",
+                    "page must be a whole number from 1 to {MAX_NUMBERED_PAGE} here (got '{}'): deeper, follow \
+                     next_cursor from an earlier page (cursor=…)",
                     p.page
                 )));
             }

@@ -66,33 +66,12 @@ pub async fn consume(app: &App, consumer: Consumer, messages: Vec<Incoming>, dea
     let failed = match consumer {
         Consumer::Sender => send_batch(app, messages, deadline).await,
         Consumer::Statuses => crate::usecases::statuses::apply_batch(app, messages).await.1,
-        Consumer::Dispatcher => {
-            let mut failed = Vec::new();
-            for m in messages {
-                let result = match serde_json::from_str(&m.body) {
-                    Ok(job) => dispatch(app, job).await,
-                    Err(e) => Err(SendError::Malformed(e.to_string())),
-                };
-                if let Err(e) = result {
-                    tracing::warn!(message = %m.id, error = %e, "dispatch step will be delivered again");
-                    failed.push(m.id);
-                }
-            }
-            failed
-        }
+        Consumer::Dispatcher => each_job(messages, "dispatch step", |job| dispatch(app, job)).await,
         Consumer::Deleter => {
-            let mut failed = Vec::new();
-            for m in messages {
-                let result = match serde_json::from_str(&m.body) {
-                    Ok(job) => crate::usecases::campaigns::purge(app, &job, deadline).await.map_err(SendError::from),
-                    Err(e) => Err(SendError::Malformed(e.to_string())),
-                };
-                if let Err(e) = result {
-                    tracing::warn!(message = %m.id, error = %e, "delete job will be delivered again");
-                    failed.push(m.id);
-                }
-            }
-            failed
+            each_job(messages, "delete job", |job| async move {
+                crate::usecases::campaigns::purge(app, &job, deadline).await.map(|_| ()).map_err(SendError::from)
+            })
+            .await
         }
     };
     let url = match consumer {
@@ -105,6 +84,28 @@ pub async fn consume(app: &App, consumer: Consumer, messages: Vec<Incoming>, dea
     for (id, handle, after) in handles.iter().filter(|(id, h, _)| failed.contains(id) && !h.is_empty()) {
         if let Err(e) = app.queue.retry_later(url, handle, *after).await {
             tracing::warn!(message = %id, error = %e, "could not shorten the retry; the visibility timeout applies");
+        }
+    }
+    failed
+}
+
+/// Handles each message as a job of type `J`, one after another; returns the ids of those that
+/// failed (`what` names them in the log).
+async fn each_job<J, F, Fut>(messages: Vec<Incoming>, what: &str, handle: F) -> Vec<String>
+where
+    J: serde::de::DeserializeOwned,
+    F: Fn(J) -> Fut,
+    Fut: Future<Output = Result<(), SendError>>,
+{
+    let mut failed = Vec::new();
+    for m in messages {
+        let result = match serde_json::from_str(&m.body) {
+            Ok(job) => handle(job).await,
+            Err(e) => Err(SendError::Malformed(e.to_string())),
+        };
+        if let Err(e) = result {
+            tracing::warn!(message = %m.id, error = %e, "{what} will be delivered again");
+            failed.push(m.id);
         }
     }
     failed
