@@ -5,6 +5,7 @@ pub mod api_key;
 pub mod campaign;
 pub mod delivery;
 pub mod events;
+pub mod export;
 pub mod id;
 pub mod import;
 pub mod limits;

@@ -56,6 +56,10 @@ pub fn recipient_sk(phone: &str) -> String {
 pub fn template_name_sk(name: &str, language: &str) -> String {
     format!("TEMPLATE_NAME#{name}#{language}")
 }
+/// An export of a campaign's results (under the campaign's key).
+pub fn export_sk(export_id: &str) -> String {
+    format!("EXPORT#{export_id}")
+}
 /// A number that stopped marketing messages from the account (under the account's key).
 pub fn opt_out_sk(phone: &str) -> String {
     format!("OPTOUT#{phone}")

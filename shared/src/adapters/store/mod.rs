@@ -9,6 +9,7 @@ mod api_keys;
 mod campaigns;
 mod counters;
 mod delivery;
+mod exports;
 pub mod keys;
 mod listing;
 mod recipients;

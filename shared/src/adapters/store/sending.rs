@@ -85,7 +85,7 @@ struct ShardCursor {
 }
 
 /// A dispatch step reads about this many pending numbers from each shard it reads (and as
-/// many shards as that takes, all of them at a thousand numbers).
+/// many shards as that takes: 20 for a thousand numbers).
 const PENDING_PER_SHARD_READ: usize = 50;
 
 /// Attempts of a transaction that keeps meeting concurrent ones, before the caller gets the
@@ -242,36 +242,42 @@ impl Db {
             Some(c) => serde_json::from_str(c).map_err(|e| StoreError::Corrupt(format!("dispatch cursor: {e}")))?,
             None => ShardCursor::default(),
         };
-        let active: Vec<u32> = (0..shards).map(|i| (at.next + i) % shards).filter(|k| !at.done.contains(k)).collect();
-        let reads = active.len().min((limit as usize).div_ceil(PENDING_PER_SHARD_READ).max(1));
-        let chosen = &active[..reads];
-        let reads_of: Vec<(u32, Option<String>, i32)> = chosen
-            .iter()
-            .enumerate()
-            // `limit` split over the shards read, the remainder to the first ones.
-            .map(|(i, &k)| {
-                (k, at.after.get(&k).cloned(), limit / reads as i32 + i32::from((i as i32) < limit % reads as i32))
-            })
-            .collect();
-        let parts = futures_util::future::try_join_all(reads_of.into_iter().map(|(k, after, share)| async move {
-            let (phones, last) = self.pending_in_shard(&campaign.id, Some(k), after.as_deref(), share).await?;
-            StoreResult::Ok((k, phones, last))
-        }))
-        .await?;
-        let mut columns = Vec::with_capacity(parts.len());
-        for (k, phones, last) in parts {
-            match last {
-                Some(last) => {
-                    at.after.insert(k, last);
+        // The shards still to read, from where the last step stopped.
+        let mut waiting: std::collections::VecDeque<u32> =
+            (0..shards).map(|i| (at.next + i) % shards).filter(|k| !at.done.contains(k)).collect();
+        let mut columns = Vec::new();
+        let (mut found, mut round) = (0usize, 0u32);
+        // A round reads about 50 numbers from each of as many shards as the numbers still
+        // wanted need; shards that hold fewer (a small campaign) leave some wanted, and the
+        // next round reads twice as many shards, until `limit` or every shard was read once.
+        while found < limit as usize && !waiting.is_empty() {
+            let wanted = limit as usize - found;
+            let reads = (wanted.div_ceil(PENDING_PER_SHARD_READ) << round).clamp(1, waiting.len()).min(wanted);
+            let chosen: Vec<u32> = waiting.drain(..reads).collect();
+            let share = |i: usize| (wanted / reads + usize::from(i < wanted % reads)).max(1) as i32;
+            let reads_of: Vec<(u32, Option<String>, i32)> =
+                chosen.iter().enumerate().map(|(i, &k)| (k, at.after.get(&k).cloned(), share(i))).collect();
+            let parts = futures_util::future::try_join_all(reads_of.into_iter().map(|(k, after, share)| async move {
+                let (phones, last) = self.pending_in_shard(&campaign.id, Some(k), after.as_deref(), share).await?;
+                StoreResult::Ok((k, phones, last))
+            }))
+            .await?;
+            for (k, phones, last) in parts {
+                match last {
+                    Some(last) => {
+                        at.after.insert(k, last);
+                    }
+                    None => {
+                        at.after.remove(&k);
+                        at.done.push(k);
+                    }
                 }
-                None => {
-                    at.after.remove(&k);
-                    at.done.push(k);
-                }
+                found += phones.len();
+                columns.push(phones.into_iter());
             }
-            columns.push(phones.into_iter());
+            at.next = chosen.last().map_or(at.next, |k| (k + 1) % shards);
+            round += 1;
         }
-        at.next = chosen.last().map_or(0, |k| (k + 1) % shards);
         // Interleaved: one from each shard in turn.
         let mut phones = Vec::new();
         while columns.iter().any(|c| c.len() > 0) {
