@@ -257,38 +257,49 @@ impl Recount {
 
 pub async fn recount(db: &shared::adapters::store::Db, campaign: &str) -> Result<Recount, crate::BoxError> {
     use aws_sdk_dynamodb::types::AttributeValue;
+    use shared::adapters::store::keys;
     let mut r = Recount::default();
-    let mut start = None;
-    loop {
-        let page = db
-            .client()
-            .query()
-            .table_name(db.table())
-            .key_condition_expression("PK = :pk AND begins_with(SK, :r)")
-            .expression_attribute_values(":pk", AttributeValue::S(format!("CAMPAIGN#{campaign}")))
-            .expression_attribute_values(":r", AttributeValue::S("R#".into()))
-            .projection_expression("#s, wamid")
-            .expression_attribute_names("#s", "status")
-            .set_exclusive_start_key(start)
-            .send()
-            .await
-            .map_err(|e| format!("recounting {campaign}: {}", aws_sdk_dynamodb::error::DisplayErrorContext(e)))?;
-        for item in page.items() {
-            let accepted = item.contains_key("wamid");
-            match item.get("status").and_then(|v| v.as_s().ok()).map(String::as_str) {
-                Some("read") => {
-                    r.read += 1;
-                    r.delivered += 1;
+    // Every partition a campaign's recipients may be in: its shards, and its own (campaigns
+    // created before sharding).
+    let mut partitions: Vec<String> = keys::recipient_shards(shared::domain::recipient::RECIPIENT_SHARDS)
+        .into_iter()
+        .map(|shard| keys::recipient_pk(campaign, shard))
+        .collect();
+    partitions.push(keys::campaign_pk(campaign));
+    for pk in partitions {
+        let mut start = None;
+        loop {
+            let page = db
+                .client()
+                .query()
+                .table_name(db.table())
+                .key_condition_expression("PK = :pk AND begins_with(SK, :r)")
+                .expression_attribute_values(":pk", AttributeValue::S(pk.clone()))
+                .expression_attribute_values(":r", AttributeValue::S("R#".into()))
+                .projection_expression("#s, wamid")
+                .expression_attribute_names("#s", "status")
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| format!("recounting {campaign}: {}", aws_sdk_dynamodb::error::DisplayErrorContext(e)))?;
+            for item in page.items() {
+                let accepted = item.contains_key("wamid");
+                match item.get("status").and_then(|v| v.as_s().ok()).map(String::as_str) {
+                    Some("read") => {
+                        r.read += 1;
+                        r.delivered += 1;
+                    }
+                    Some("delivered") => r.delivered += 1,
+                    Some("failed") => r.failed += 1,
+                    _ => {}
                 }
-                Some("delivered") => r.delivered += 1,
-                Some("failed") => r.failed += 1,
-                _ => {}
+                r.sent += accepted as u64;
             }
-            r.sent += accepted as u64;
-        }
-        start = page.last_evaluated_key;
-        if start.is_none() {
-            return Ok(r);
+            start = page.last_evaluated_key;
+            if start.is_none() {
+                break;
+            }
         }
     }
+    Ok(r)
 }

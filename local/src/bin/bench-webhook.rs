@@ -25,6 +25,9 @@ use local::bench::{Upstreams, call, counting_proxy, per, write_units_per};
 use serde_json::{Value, json};
 use shared::app::App;
 use shared::config::Config;
+use shared::domain::id::Id;
+use shared::domain::phone::Phone;
+use shared::domain::recipient::{RECIPIENT_SHARDS, RecipientKey, shard_of};
 
 const SECRET: &str = "bench-app-secret";
 /// Targets: the webhook answers well within Meta's patience, and at one status per POST the
@@ -91,11 +94,12 @@ async fn sent_campaign(
                 db.client()
                     .update_item()
                     .table_name(db.table())
-                    .key("PK", s(format!("CAMPAIGN#{id}")))
+                    .key("PK", s(shared::adapters::store::keys::recipient_pk(id, shard_of(RECIPIENT_SHARDS, phone))))
                     .key("SK", s(format!("R#{phone}")))
                     .update_expression(
                         "SET #s = :s, wamid = :w, sent_at = :t, GSI3PK = :g3, GSI3SK = :r REMOVE GSI2PK, GSI2SK",
                     )
+                    .condition_expression("attribute_exists(PK)")
                     .expression_attribute_names("#s", "status")
                     .expression_attribute_values(":s", s("sent"))
                     .expression_attribute_values(":w", s(wamid))
@@ -114,6 +118,13 @@ async fn sent_campaign(
     Ok((id, sent))
 }
 
+/// The key the sender puts in `biz_opaque_callback_data` for a recipient of a campaign created
+/// now.
+fn callback(campaign: &str, phone: &str) -> String {
+    let (campaign, phone) = (Id::stored(campaign.to_string()), Phone::stored(phone.to_string()));
+    RecipientKey::new(&campaign, RECIPIENT_SHARDS, &phone).callback()
+}
+
 /// The POST bodies of one pass: `status` for every recipient, `per_post` to a POST, each with
 /// the sender's callback key as Meta echoes it.
 fn pass(campaign: &str, sent: &[(String, String)], status: &str, at: i64, per_post: usize) -> Vec<String> {
@@ -124,7 +135,7 @@ fn pass(campaign: &str, sent: &[(String, String)], status: &str, at: i64, per_po
                 .map(|(phone, wamid)| {
                     json!({"id": wamid, "status": status, "timestamp": at.to_string(),
                            "recipient_id": phone.trim_start_matches('+'),
-                           "biz_opaque_callback_data": format!("{campaign}/{phone}")})
+                           "biz_opaque_callback_data": callback(campaign, phone)})
                 })
                 .collect();
             json!({"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [{"field": "messages",
