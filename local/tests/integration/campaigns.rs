@@ -82,6 +82,19 @@ async fn campaigns_list_filters_by_status_and_account() {
     assert_eq!(done.data()["items"][0]["status"], "completed");
     let page2 = t.get(&format!("/api/campaigns?account_id={account}&limit=2&page=2")).await;
     assert_eq!(page2.assert_ok(200)["items"].as_array().unwrap().len(), 1);
+    // The same by cursor, newest first, each once; the last page says there is no more.
+    let mut seen = Vec::new();
+    let mut at = t.get(&format!("/api/campaigns?account_id={account}&limit=1")).await.data().clone();
+    loop {
+        seen.extend(at["items"].as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap().to_string()));
+        let Some(cursor) = at["next_cursor"].as_str().map(str::to_string) else { break };
+        at = t.get(&format!("/api/campaigns?account_id={account}&limit=1&cursor={cursor}")).await.data().clone();
+    }
+    assert_eq!(seen.len(), 3);
+    assert_eq!(seen.iter().collect::<std::collections::BTreeSet<_>>(), ids.iter().collect());
+    let first = t.get(&format!("/api/campaigns?account_id={account}&limit=1")).await;
+    let cursor = first.data()["next_cursor"].as_str().unwrap().to_string();
+    t.get(&format!("/api/campaigns?account_id={other_account}&cursor={cursor}")).await.assert_error(400, "cursor");
 }
 
 #[tokio::test]
