@@ -279,8 +279,8 @@ mod tests {
         assert_eq!(
             queues,
             [
-                "DeleteDeadLetterQueue",
-                "DeleteQueue",
+                "JobDeadLetterQueue",
+                "JobQueue",
                 "DispatchDeadLetterQueue",
                 "DispatchQueue",
                 "ScheduleDeadLetterQueue",

@@ -55,7 +55,7 @@ impl Stack {
         config.dispatch_queue_url = queues.get("DispatchQueue").cloned();
         config.send_queue_url = queues.get("SendQueue").cloned();
         config.status_queue_url = queues.get("StatusQueue").cloned();
-        config.delete_queue_url = queues.get("DeleteQueue").cloned();
+        config.job_queue_url = queues.get("JobQueue").cloned();
         let events = aws_sdk_eventbridge::Client::new(&sdk);
         let buses = infra::ensure_event_buses(&events, &config.table_name, &template).await?;
         config.event_bus_name = buses.get("EventBus").cloned().ok_or("template.yaml has no EventBus")?;

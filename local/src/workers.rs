@@ -62,12 +62,7 @@ impl Workers {
         for _ in 0..self.status_appliers {
             start(Consumer::Statuses, app.config.status_queue_url.clone(), Duration::from_secs(30), statuses);
         }
-        start(
-            Consumer::Deleter,
-            app.config.delete_queue_url.clone(),
-            Duration::from_secs(120),
-            Batch { size: 1, ..ten },
-        );
+        start(Consumer::Jobs, app.config.job_queue_url.clone(), Duration::from_secs(120), Batch { size: 1, ..ten });
         if let Some(every) = self.reconcile_every {
             handles.push(tokio::spawn(reconcile_every(app, every)));
         }

@@ -16,8 +16,8 @@ pub struct Config {
     pub send_queue_url: Option<String>,
     /// The queue the webhook puts delivery statuses on, and the status applier reads.
     pub status_queue_url: Option<String>,
-    /// The queue of deleted campaigns whose items the campaign deleter removes.
-    pub delete_queue_url: Option<String>,
+    /// The queue of deleted campaigns whose items the background-jobs function removes.
+    pub job_queue_url: Option<String>,
     /// The first wait (seconds) before statuses of a message not known are tried again; it
     /// doubles each time, up to 15 minutes, for a day.
     pub unknown_status_retry_seconds: u64,
@@ -66,7 +66,7 @@ impl Config {
             dispatch_queue_url: var("DISPATCH_QUEUE_URL"),
             send_queue_url: var("SEND_QUEUE_URL"),
             status_queue_url: var("STATUS_QUEUE_URL"),
-            delete_queue_url: var("DELETE_QUEUE_URL"),
+            job_queue_url: var("JOB_QUEUE_URL"),
             unknown_status_retry_seconds: number(var("UNKNOWN_STATUS_RETRY_SECONDS"), 60),
             whatsapp_api_url: var("WHATSAPP_API_URL").unwrap_or_else(|| "https://graph.facebook.com".into()),
             whatsapp_api_version: var("WHATSAPP_API_VERSION").unwrap_or_else(|| "v21.0".into()),

@@ -8,8 +8,8 @@ use std::path::Path;
 use aws_lambda_events::event::apigw::ApiGatewayV2CustomAuthorizerV2Request;
 use aws_lambda_events::event::sqs::SqsEvent;
 use shared::domain::api_key::NewApiKey;
-use shared::domain::campaign::DeleteJob;
 use shared::domain::delivery::Notification;
+use shared::domain::job::Job;
 use shared::domain::schedule::ScheduledStart;
 use shared::domain::sending::{DispatchJob, SendJob};
 use shared::http::{ROUTES, find};
@@ -58,13 +58,13 @@ fn queue_consumers_have_sample_events_carrying_their_jobs() {
         let n: Notification = serde_json::from_str(r.body.as_deref().unwrap_or_default()).unwrap();
         assert!(!n.statuses.is_empty() && n.received_at > 0);
     }
-    let deletes: SqsEvent = serde_json::from_str(&event("campaign-deleter")).unwrap();
-    for r in &deletes.records {
-        let job: DeleteJob = serde_json::from_str(r.body.as_deref().unwrap_or_default()).unwrap();
-        assert!(!job.campaign_id.is_empty());
+    let jobs: SqsEvent = serde_json::from_str(&event("background-jobs")).unwrap();
+    for r in &jobs.records {
+        let Job::DeleteCampaign { campaign_id } = serde_json::from_str(r.body.as_deref().unwrap_or_default()).unwrap();
+        assert!(!campaign_id.is_empty());
     }
     assert!(!dispatch.records.is_empty() && !send.records.is_empty() && !statuses.records.is_empty());
-    assert!(!deletes.records.is_empty());
+    assert!(!jobs.records.is_empty());
 }
 
 #[test]

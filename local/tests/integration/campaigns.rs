@@ -1,7 +1,6 @@
 use std::time::Duration;
 
 use serde_json::json;
-use shared::domain::campaign::DeleteJob;
 use shared::domain::id::Id;
 
 use crate::stack::TestStack;
@@ -148,7 +147,7 @@ async fn delete_removes_the_recipients_but_not_while_sending() {
     t.delete(&path).await.assert_error(404, "not found");
     let listed = t.get("/api/campaigns?limit=100").await;
     assert!(listed.data()["items"].as_array().unwrap().iter().all(|c| c["id"] != id.as_str()));
-    assert_eq!(t.queued("DeleteQueue").await, 1);
+    assert_eq!(t.queued("JobQueue").await, 1);
     let _workers = t.spawn_workers(1);
     t.eventually(Duration::from_secs(20), "the deleted campaign's items are removed", || async {
         t.count_recipient_items(&id).await == 0 && t.count_items(format!("CAMPAIGN#{id}"), "").await == 0
@@ -168,11 +167,11 @@ async fn a_big_deleted_campaign_is_removed_over_several_jobs_each_going_on_where
     assert_eq!(t.post_csv(&format!("{path}/recipients/import"), csv).await.assert_ok(200)["imported"], 2_600);
     t.delete(&path).await.assert_ok(200);
     // A job whose function is about to time out removes one step's worth and queues the next.
-    let job = DeleteJob { campaign_id: Id::stored(id.clone()) };
-    let removed = shared::usecases::campaigns::purge(&t.app, &job, std::time::Instant::now()).await.unwrap();
+    let removed =
+        shared::usecases::campaigns::purge(&t.app, &Id::stored(id.clone()), std::time::Instant::now()).await.unwrap();
     assert!((2_000..2_600).contains(&removed), "{removed} removed in the first step");
     assert_eq!(t.count_recipient_items(&id).await as usize, 2_600 - removed);
-    assert_eq!(t.queued("DeleteQueue").await, 2, "the DELETE's job and the one that goes on");
+    assert_eq!(t.queued("JobQueue").await, 2, "the DELETE's job and the one that goes on");
     assert!(t.count_items(format!("CAMPAIGN#{id}"), "#CAMPAIGN").await == 1, "the campaign item goes last");
     let _workers = t.spawn_workers(1);
     t.eventually(Duration::from_secs(30), "the rest is removed by the queued jobs", || async {

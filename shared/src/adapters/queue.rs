@@ -7,8 +7,8 @@ use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::domain::campaign::DeleteJob;
 use crate::domain::delivery::Notification;
+use crate::domain::job::Job;
 use crate::domain::sending::{DispatchJob, SendJob};
 
 #[derive(Debug, thiserror::Error)]
@@ -57,14 +57,14 @@ impl Queue {
             dispatch_url: config.dispatch_queue_url.clone(),
             send_url: config.send_queue_url.clone(),
             status_url: config.status_queue_url.clone(),
-            delete_url: config.delete_queue_url.clone(),
+            delete_url: config.job_queue_url.clone(),
             statuses: Default::default(),
         }
     }
 
-    /// Queues the removal of a deleted campaign's items, `delay` later.
-    pub async fn delete_later(&self, job: &DeleteJob, delay: Duration) -> Result<(), QueueError> {
-        let url = url(&self.delete_url, "DELETE_QUEUE_URL")?;
+    /// Queues a background job, `delay` later.
+    pub async fn job_later(&self, job: &Job, delay: Duration) -> Result<(), QueueError> {
+        let url = url(&self.delete_url, "JOB_QUEUE_URL")?;
         let req = self.client.send_message().queue_url(url).message_body(body(job)?);
         req.delay_seconds(delay_seconds(delay)).send().await.map_err(sqs_error)?;
         Ok(())

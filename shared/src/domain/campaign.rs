@@ -186,13 +186,6 @@ pub struct Campaign {
     pub deleting: Option<String>,
 }
 
-/// A queue message: remove a deleted campaign's items, a page at a time, going on where the
-/// last one stopped.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DeleteJob {
-    pub campaign_id: Id,
-}
-
 /// Changes to a campaign's counters. They are kept in a few counter items beside the campaign
 /// (see `docs/dynamodb.md`), each change added to one of them together with the recipients it
 /// counts, and summed when the campaign is read.

@@ -8,6 +8,7 @@ pub mod events;
 pub mod export;
 pub mod id;
 pub mod import;
+pub mod job;
 pub mod limits;
 pub mod opt_out;
 pub mod phone;

@@ -5,8 +5,9 @@ use crate::adapters::store::StoreError;
 use crate::app::App;
 use std::time::{Duration, Instant};
 
-use crate::domain::campaign::{Campaign, CampaignChanges, DeleteJob, NewCampaign, check_references};
+use crate::domain::campaign::{Campaign, CampaignChanges, NewCampaign, check_references};
 use crate::domain::id::Id;
+use crate::domain::job::Job;
 use crate::domain::now;
 use crate::domain::schedule::{ScheduleChange, ScheduledStart, after_edit};
 use crate::domain::template::Template;
@@ -117,7 +118,8 @@ pub async fn delete(app: &App, id: &Id) -> AppResult<Campaign> {
     }
     forget_schedule(app, &campaign.id).await;
     // Should this fail, the reconciler queues it later: the campaign is deleted either way.
-    if let Err(e) = app.queue.delete_later(&DeleteJob { campaign_id: campaign.id.clone() }, Duration::ZERO).await {
+    if let Err(e) = app.queue.job_later(&Job::DeleteCampaign { campaign_id: campaign.id.clone() }, Duration::ZERO).await
+    {
         tracing::warn!(campaign = %campaign.id, error = %e, "the removal of the campaign's items waits for the reconciler");
     }
     Ok(campaign)
@@ -130,8 +132,8 @@ const PURGE_STEP: usize = 2_000;
 /// `deadline` is near; then queues itself to go on. Any failure is taken up again where it
 /// stopped (the job is delivered again, or the reconciler queues it). Returns how many
 /// recipients it removed.
-pub async fn purge(app: &App, job: &DeleteJob, deadline: Instant) -> Result<usize, StoreError> {
-    let Some(campaign) = app.db.get_campaign(&job.campaign_id).await? else { return Ok(0) };
+pub async fn purge(app: &App, campaign_id: &Id, deadline: Instant) -> Result<usize, StoreError> {
+    let Some(campaign) = app.db.get_campaign(campaign_id).await? else { return Ok(0) };
     if campaign.deleting.is_none() {
         tracing::warn!(campaign = %campaign.id, "a delete job for a campaign not deleted is ignored");
         return Ok(0);
@@ -147,7 +149,8 @@ pub async fn purge(app: &App, job: &DeleteJob, deadline: Instant) -> Result<usiz
         }
         app.db.note_deleting(&campaign.id, chrono::Utc::now().timestamp()).await?;
         if deadline.saturating_duration_since(Instant::now()) < PURGE_MARGIN {
-            app.queue.delete_later(job, Duration::ZERO).await.map_err(|e| StoreError::Dynamo(e.to_string()))?;
+            let job = Job::DeleteCampaign { campaign_id: campaign.id.clone() };
+            app.queue.job_later(&job, Duration::ZERO).await.map_err(|e| StoreError::Dynamo(e.to_string()))?;
             tracing::info!(campaign = %campaign.id, removed, "deleted campaign: going on in the next job");
             return Ok(removed);
         }
@@ -164,7 +167,7 @@ pub async fn resume_stalled_deletions(app: &App) -> Result<usize, StoreError> {
     let stalled = app.db.stalled_deletions(now_unix - 300).await?;
     for c in &stalled {
         app.db.note_deleting(&c.id, now_unix).await?;
-        if let Err(e) = app.queue.delete_later(&DeleteJob { campaign_id: c.id.clone() }, Duration::ZERO).await {
+        if let Err(e) = app.queue.job_later(&Job::DeleteCampaign { campaign_id: c.id.clone() }, Duration::ZERO).await {
             tracing::warn!(campaign = %c.id, error = %e, "could not queue the removal of a deleted campaign");
         }
     }

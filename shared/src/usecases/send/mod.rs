@@ -16,8 +16,9 @@ pub use sender::send_batch;
 
 use crate::adapters::store::StoreError;
 use crate::app::App;
-use crate::domain::campaign::{Action, CampaignStatus, DeleteJob};
+use crate::domain::campaign::{Action, CampaignStatus};
 use crate::domain::delivery::Notification;
+use crate::domain::job::Job;
 use crate::domain::sending::{DispatchJob, SendJob};
 use crate::usecases::lifecycle::change_status;
 
@@ -28,8 +29,8 @@ pub enum Consumer {
     Sender,
     /// The status applier (delivery statuses the webhook queued).
     Statuses,
-    /// The campaign deleter (removes deleted campaigns' items).
-    Deleter,
+    /// The background jobs (a deleted campaign's removal, exports).
+    Jobs,
 }
 
 /// One queue message, whatever delivered it (Lambda's event or the local poller).
@@ -56,7 +57,7 @@ pub async fn consume(app: &App, consumer: Consumer, messages: Vec<Incoming>, dea
                 Consumer::Dispatcher => serde_json::from_str::<DispatchJob>(&m.body).is_ok(),
                 Consumer::Sender => serde_json::from_str::<SendJob>(&m.body).is_ok(),
                 Consumer::Statuses => serde_json::from_str::<Notification>(&m.body).is_ok(),
-                Consumer::Deleter => serde_json::from_str::<DeleteJob>(&m.body).is_ok(),
+                Consumer::Jobs => serde_json::from_str::<Job>(&m.body).is_ok(),
             };
             let after =
                 if readable { Duration::from_secs((1u64 << m.receive_count.min(6)).min(60)) } else { Duration::ZERO };
@@ -67,18 +68,13 @@ pub async fn consume(app: &App, consumer: Consumer, messages: Vec<Incoming>, dea
         Consumer::Sender => send_batch(app, messages, deadline).await,
         Consumer::Statuses => crate::usecases::statuses::apply_batch(app, messages).await.1,
         Consumer::Dispatcher => each_job(messages, "dispatch step", |job| dispatch(app, job)).await,
-        Consumer::Deleter => {
-            each_job(messages, "delete job", |job| async move {
-                crate::usecases::campaigns::purge(app, &job, deadline).await.map(|_| ()).map_err(SendError::from)
-            })
-            .await
-        }
+        Consumer::Jobs => each_job(messages, "job", |job| crate::usecases::jobs::run(app, job, deadline)).await,
     };
     let url = match consumer {
         Consumer::Dispatcher => app.config.dispatch_queue_url.as_deref(),
         Consumer::Sender => app.config.send_queue_url.as_deref(),
         Consumer::Statuses => app.config.status_queue_url.as_deref(),
-        Consumer::Deleter => app.config.delete_queue_url.as_deref(),
+        Consumer::Jobs => app.config.job_queue_url.as_deref(),
     };
     let Some(url) = url else { return failed };
     for (id, handle, after) in handles.iter().filter(|(id, h, _)| failed.contains(id) && !h.is_empty()) {
