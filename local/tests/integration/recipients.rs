@@ -217,6 +217,7 @@ async fn recipients_page_and_filter_by_status_with_exact_totals() {
     let rest = t.get(&format!("{base}?status=pending&limit=20&cursor={cursor}")).await;
     assert_eq!(rest.data()["items"].as_array().unwrap().len(), 3);
     t.get(&format!("{base}?cursor=nonsense")).await.assert_error(400, "not one this API answered");
+    t.get(&format!("{base}?cursor=")).await.assert_error(400, "cursor is empty");
     t.get(&format!("{base}?status=failed&cursor={cursor}")).await.assert_error(400, "not one this API answered");
     t.get(&format!("{base}?cursor={cursor}&page=2")).await.assert_error(400, "page or cursor");
     t.get(&format!("{base}?limit=100&page=100")).await.assert_ok(200);

@@ -88,6 +88,11 @@ impl ApiRequest {
     /// `page`, up to [`MAX_NUMBERED_PAGE`]; and `limit`.
     pub fn listing(&self, default_limit: u32) -> AppResult<(Pagination, Start)> {
         let p = self.pagination(default_limit)?;
+        if self.query.get("cursor").is_some_and(String::is_empty) {
+            return Err(AppError::bad_request(
+                "cursor is empty: pass the next_cursor of the page before, or no cursor",
+            ));
+        }
         let Some(cursor) = self.query("cursor") else {
             if p.page > MAX_NUMBERED_PAGE {
                 return Err(AppError::bad_request(format!(
