@@ -279,10 +279,10 @@ mod tests {
         assert_eq!(
             queues,
             [
-                "JobDeadLetterQueue",
-                "JobQueue",
                 "DispatchDeadLetterQueue",
                 "DispatchQueue",
+                "JobDeadLetterQueue",
+                "JobQueue",
                 "ScheduleDeadLetterQueue",
                 "SendDeadLetterQueue",
                 "SendQueue",
