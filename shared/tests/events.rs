@@ -57,7 +57,13 @@ fn queue_consumers_have_sample_events_carrying_their_jobs() {
         let n: Notification = serde_json::from_str(r.body.as_deref().unwrap_or_default()).unwrap();
         assert!(!n.statuses.is_empty() && n.received_at > 0);
     }
+    let imports: SqsEvent = serde_json::from_str(&event("import-worker")).unwrap();
+    for r in &imports.records {
+        let steps = shared::usecases::upload::steps(r.body.as_deref().unwrap_or_default()).unwrap();
+        assert_eq!(steps.len(), 1, "the sample S3 notice names one upload");
+    }
     assert!(!dispatch.records.is_empty() && !send.records.is_empty() && !statuses.records.is_empty());
+    assert!(!imports.records.is_empty());
 }
 
 #[test]

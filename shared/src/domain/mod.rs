@@ -16,6 +16,7 @@ pub mod schedule;
 pub mod secret;
 pub mod sending;
 pub mod template;
+pub mod upload;
 
 mod text;
 

@@ -13,6 +13,7 @@ pub mod keys;
 mod recipients;
 pub mod sending;
 mod templates;
+mod uploads;
 
 use std::collections::HashMap;
 

@@ -28,6 +28,8 @@ pub enum Consumer {
     Sender,
     /// The status applier (delivery statuses the webhook queued).
     Statuses,
+    /// The import worker (uploaded recipient files; [`crate::usecases::upload`]).
+    Imports,
 }
 
 /// One queue message, whatever delivered it (Lambda's event or the local poller).
@@ -54,6 +56,7 @@ pub async fn consume(app: &App, consumer: Consumer, messages: Vec<Incoming>, dea
                 Consumer::Dispatcher => serde_json::from_str::<DispatchJob>(&m.body).is_ok(),
                 Consumer::Sender => serde_json::from_str::<SendJob>(&m.body).is_ok(),
                 Consumer::Statuses => serde_json::from_str::<Notification>(&m.body).is_ok(),
+                Consumer::Imports => crate::usecases::upload::steps(&m.body).is_ok(),
             };
             let after =
                 if readable { Duration::from_secs((1u64 << m.receive_count.min(6)).min(60)) } else { Duration::ZERO };
@@ -63,6 +66,7 @@ pub async fn consume(app: &App, consumer: Consumer, messages: Vec<Incoming>, dea
     let failed = match consumer {
         Consumer::Sender => send_batch(app, messages, deadline).await,
         Consumer::Statuses => crate::usecases::statuses::apply_batch(app, messages).await.1,
+        Consumer::Imports => crate::usecases::upload::consume(app, messages, deadline).await,
         Consumer::Dispatcher => {
             let mut failed = Vec::new();
             for m in messages {
@@ -82,6 +86,7 @@ pub async fn consume(app: &App, consumer: Consumer, messages: Vec<Incoming>, dea
         Consumer::Dispatcher => app.config.dispatch_queue_url.as_deref(),
         Consumer::Sender => app.config.send_queue_url.as_deref(),
         Consumer::Statuses => app.config.status_queue_url.as_deref(),
+        Consumer::Imports => app.config.import_queue_url.as_deref(),
     };
     let Some(url) = url else { return failed };
     for (id, handle, after) in handles.iter().filter(|(id, h, _)| failed.contains(id) && !h.is_empty()) {
