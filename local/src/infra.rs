@@ -259,6 +259,64 @@ pub async fn ensure_schedule_groups(
     Ok(groups)
 }
 
+/// Creates the upload bucket `name` unless it exists, with the template's notice of created
+/// objects under `uploads/` going to the queue `queue_arn` (the emulator sends S3's event
+/// messages to SQS as AWS does).
+pub async fn ensure_upload_bucket(
+    client: &aws_sdk_s3::Client,
+    name: &str,
+    queue_arn: &str,
+    template: &Template,
+) -> Result<(), BoxError> {
+    use aws_sdk_s3::types::{
+        Event, FilterRule, FilterRuleName, NotificationConfiguration, NotificationConfigurationFilter,
+        QueueConfiguration, S3KeyFilter,
+    };
+    let props = template
+        .resources("AWS::S3::Bucket")
+        .into_iter()
+        .find(|(id, _)| id == "UploadBucket")
+        .map(|(_, p)| p)
+        .ok_or("template.yaml has no AWS::S3::Bucket named UploadBucket")?;
+    let s3_error = |what: &str, e: String| -> BoxError { format!("{what} {name}: {e}").into() };
+    if client.head_bucket().bucket(name).send().await.is_err() {
+        client
+            .create_bucket()
+            .bucket(name)
+            .send()
+            .await
+            .map_err(|e| s3_error("create bucket", aws_sdk_s3::error::DisplayErrorContext(e).to_string()))?;
+    }
+    let mut config = NotificationConfiguration::builder();
+    let queues = props["NotificationConfiguration"]["QueueConfigurations"].as_sequence().cloned().unwrap_or_default();
+    for q in queues {
+        let mut filter = S3KeyFilter::builder();
+        for rule in q["Filter"]["S3Key"]["Rules"].as_sequence().into_iter().flatten() {
+            filter = filter.filter_rules(
+                FilterRule::builder()
+                    .name(FilterRuleName::from(text(rule, "Name")?.to_ascii_lowercase().as_str()))
+                    .value(text(rule, "Value")?)
+                    .build(),
+            );
+        }
+        config = config.queue_configurations(
+            QueueConfiguration::builder()
+                .queue_arn(queue_arn)
+                .events(Event::from(text(&q, "Event")?))
+                .filter(NotificationConfigurationFilter::builder().key(filter.build()).build())
+                .build()?,
+        );
+    }
+    client
+        .put_bucket_notification_configuration()
+        .bucket(name)
+        .notification_configuration(config.build())
+        .send()
+        .await
+        .map_err(|e| s3_error("notification of", aws_sdk_s3::error::DisplayErrorContext(e).to_string()))?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -281,6 +339,8 @@ mod tests {
             [
                 "DispatchDeadLetterQueue",
                 "DispatchQueue",
+                "ImportDeadLetterQueue",
+                "ImportQueue",
                 "JobDeadLetterQueue",
                 "JobQueue",
                 "ScheduleDeadLetterQueue",

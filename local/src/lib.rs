@@ -56,6 +56,23 @@ impl Stack {
         config.send_queue_url = queues.get("SendQueue").cloned();
         config.status_queue_url = queues.get("StatusQueue").cloned();
         config.job_queue_url = queues.get("JobQueue").cloned();
+        config.import_queue_url = queues.get("ImportQueue").cloned();
+        // The upload bucket, named after the stack (bucket names are lowercase), notifying
+        // the import queue of uploaded files.
+        let bucket = format!("{}-uploads", config.table_name).to_ascii_lowercase();
+        let import_queue = queues.get("ImportQueue").ok_or("template.yaml has no ImportQueue")?;
+        let queue_arn = sqs
+            .get_queue_attributes()
+            .queue_url(import_queue)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+            .send()
+            .await?
+            .attributes
+            .and_then(|mut a| a.remove(&aws_sdk_sqs::types::QueueAttributeName::QueueArn))
+            .ok_or("the import queue has no ARN")?;
+        let objects = shared::adapters::objects::Objects::new(&sdk, Some(bucket.clone()));
+        infra::ensure_upload_bucket(objects.client(), &bucket, &queue_arn, &template).await?;
+        config.upload_bucket = Some(bucket);
         let events = aws_sdk_eventbridge::Client::new(&sdk);
         let buses = infra::ensure_event_buses(&events, &config.table_name, &template).await?;
         config.event_bus_name = buses.get("EventBus").cloned().ok_or("template.yaml has no EventBus")?;

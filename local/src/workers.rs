@@ -20,6 +20,8 @@ pub struct Workers {
     pub reconcile_every: Option<Duration>,
     /// Concurrent status appliers.
     pub status_appliers: usize,
+    /// The time an import worker's invocation gets (its timeout in `template.yaml`).
+    pub import_timeout: Duration,
 }
 
 impl Default for Workers {
@@ -29,6 +31,7 @@ impl Default for Workers {
             sender_timeout: Duration::from_secs(60),
             reconcile_every: Some(Duration::from_secs(60)),
             status_appliers: 2,
+            import_timeout: Duration::from_secs(900),
         }
     }
 }
@@ -63,6 +66,10 @@ impl Workers {
             start(Consumer::Statuses, app.config.status_queue_url.clone(), Duration::from_secs(30), statuses);
         }
         start(Consumer::Jobs, app.config.job_queue_url.clone(), Duration::from_secs(120), Batch { size: 1, ..ten });
+        // As the import worker's event source: one message per invocation, each with the
+        // function's timeout (an import that needs longer continues in the next invocation).
+        let one = Batch { size: 1, window: Duration::ZERO };
+        start(Consumer::Imports, app.config.import_queue_url.clone(), self.import_timeout, one);
         if let Some(every) = self.reconcile_every {
             handles.push(tokio::spawn(reconcile_every(app, every)));
         }

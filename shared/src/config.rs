@@ -21,6 +21,16 @@ pub struct Config {
     /// The first wait (seconds) before statuses of a message not known are tried again; it
     /// doubles each time, up to 15 minutes, for a day.
     pub unknown_status_retry_seconds: u64,
+    /// The queue the import worker reads: the bucket's notices of uploaded files, and an
+    /// import's next step when an invocation stops before the end of its file.
+    pub import_queue_url: Option<String>,
+    /// The bucket recipient files are uploaded to.
+    pub upload_bucket: Option<String>,
+    /// Rows an import reads, checks and writes at a time (and checkpoints after).
+    pub import_chunk_rows: usize,
+    /// How long a request-body import may write (seconds) before it stops and answers with
+    /// what it wrote: below API Gateway's 30-second limit.
+    pub import_request_seconds: u64,
     /// Where messages go: Meta's Graph API, or any server that speaks the Cloud API.
     pub whatsapp_api_url: String,
     pub whatsapp_api_version: String,
@@ -68,6 +78,10 @@ impl Config {
             status_queue_url: var("STATUS_QUEUE_URL"),
             job_queue_url: var("JOB_QUEUE_URL"),
             unknown_status_retry_seconds: number(var("UNKNOWN_STATUS_RETRY_SECONDS"), 60),
+            import_queue_url: var("IMPORT_QUEUE_URL"),
+            upload_bucket: var("UPLOAD_BUCKET"),
+            import_chunk_rows: number::<usize>(var("IMPORT_CHUNK_ROWS"), 4000).max(1),
+            import_request_seconds: number(var("IMPORT_REQUEST_SECONDS"), 20),
             whatsapp_api_url: var("WHATSAPP_API_URL").unwrap_or_else(|| "https://graph.facebook.com".into()),
             whatsapp_api_version: var("WHATSAPP_API_VERSION").unwrap_or_else(|| "v21.0".into()),
             whatsapp_timeout_seconds: number(var("WHATSAPP_TIMEOUT_SECONDS"), 10),

@@ -63,8 +63,13 @@ fn queue_consumers_have_sample_events_carrying_their_jobs() {
         let Job::DeleteCampaign { campaign_id } = serde_json::from_str(r.body.as_deref().unwrap_or_default()).unwrap();
         assert!(!campaign_id.is_empty());
     }
+    let imports: SqsEvent = serde_json::from_str(&event("import-worker")).unwrap();
+    for r in &imports.records {
+        let steps = shared::usecases::upload::steps(r.body.as_deref().unwrap_or_default()).unwrap();
+        assert_eq!(steps.len(), 1, "the sample S3 notice names one upload");
+    }
     assert!(!dispatch.records.is_empty() && !send.records.is_empty() && !statuses.records.is_empty());
-    assert!(!jobs.records.is_empty());
+    assert!(!jobs.records.is_empty() && !imports.records.is_empty());
 }
 
 #[test]

@@ -16,3 +16,4 @@ mod scheduling;
 mod sending;
 mod stack;
 mod templates;
+mod uploads;

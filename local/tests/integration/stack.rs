@@ -186,6 +186,7 @@ impl TestStack {
             sender_timeout: Duration::from_secs(60),
             reconcile_every: Some(Duration::from_secs(1)),
             status_appliers: 1,
+            import_timeout: Duration::from_secs(60),
         };
         workers.spawn(self.app.clone(), self.sqs.clone())
     }

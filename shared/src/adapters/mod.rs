@@ -4,11 +4,13 @@
 //! - [`queue`]: SQS (the dispatch, send and status queues).
 //! - [`scheduler`]: EventBridge Scheduler (a campaign's one-time start).
 //! - [`events`]: EventBridge (campaign lifecycle events).
+//! - [`objects`]: S3 (uploaded recipient files: presigned uploads, streamed reads).
 //! - [`secrets`]: Secrets Manager (account tokens, the webhook's secrets).
 //! - [`whatsapp`]: the WhatsApp Cloud API client.
 //! - [`signature`]: Meta's webhook signature (HMAC-SHA256).
 
 pub mod events;
+pub mod objects;
 pub mod queue;
 pub mod scheduler;
 pub mod secrets;

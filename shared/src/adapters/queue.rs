@@ -142,6 +142,13 @@ impl Queue {
 
     /// Makes a message that failed visible again `after` from now, instead of at the end of
     /// the queue's visibility timeout.
+    /// Puts a message on the queue at `queue_url` (an import's next step on the import queue).
+    pub async fn put<T: Serialize>(&self, queue_url: &str, message: &T) -> Result<(), QueueError> {
+        let req = self.client.send_message().queue_url(queue_url).message_body(body(message)?);
+        req.send().await.map_err(sqs_error)?;
+        Ok(())
+    }
+
     pub async fn retry_later(&self, queue_url: &str, receipt_handle: &str, after: Duration) -> Result<(), QueueError> {
         let req = self.client.change_message_visibility().queue_url(queue_url).receipt_handle(receipt_handle);
         req.visibility_timeout(after.as_secs().min(43_200) as i32).send().await.map_err(sqs_error)?;

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use crate::adapters::events::EventBus;
+use crate::adapters::objects::Objects;
 use crate::adapters::queue::Queue;
 use crate::adapters::scheduler::Scheduler;
 use crate::adapters::secrets::{AccountTokens, WebhookSecrets};
@@ -14,7 +15,7 @@ use crate::domain::phone::PhoneParser;
 use crate::error::{AppError, AppResult};
 
 /// What every use case gets: the store, the accounts' tokens, the queues, the scheduler, the
-/// WhatsApp client and the configuration, built once per process.
+/// WhatsApp client, the upload bucket and the configuration, built once per process.
 pub struct App {
     pub db: Db,
     pub tokens: AccountTokens,
@@ -24,6 +25,7 @@ pub struct App {
     pub config: Config,
     pub phones: PhoneParser,
     pub events: EventBus,
+    pub objects: Objects,
     sdk: aws_config::SdkConfig,
     webhook_secrets: tokio::sync::OnceCell<WebhookSecrets>,
 }
@@ -38,8 +40,9 @@ impl App {
         let whatsapp = WhatsAppClient::new(&config.whatsapp_api_url, &config.whatsapp_api_version, timeout);
         let phones = PhoneParser::new(&config.default_region);
         let events = EventBus::new(aws_sdk_eventbridge::Client::new(sdk), config.event_bus_name.clone());
+        let objects = Objects::new(sdk, config.upload_bucket.clone());
         let (sdk, webhook_secrets) = (sdk.clone(), Default::default());
-        Arc::new(App { db, tokens, queue, scheduler, whatsapp, config, phones, events, sdk, webhook_secrets })
+        Arc::new(App { db, tokens, queue, scheduler, whatsapp, config, phones, events, objects, sdk, webhook_secrets })
     }
 
     /// The webhook's secrets, read once (a failed read is tried again on the next request).

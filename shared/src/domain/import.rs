@@ -21,7 +21,7 @@ pub struct RawRow {
 }
 
 /// A row that will not be imported, and why.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Rejection {
     pub row: usize,
     pub reason: String,
@@ -79,74 +79,114 @@ fn phone_column(names: &[String]) -> Option<usize> {
     PHONE_ALIASES.iter().find_map(|alias| names.iter().position(|n| n.eq_ignore_ascii_case(alias)))
 }
 
+/// The columns of a CSV file, read from its header row: their names and which one holds the
+/// phone number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CsvColumns {
+    names: Vec<String>,
+    phone: usize,
+}
+
+impl CsvColumns {
+    /// Checks a header row's names: a phone column, named columns, no reserved or repeated name.
+    pub fn new(names: Vec<String>) -> Result<Self, Invalid> {
+        if names.iter().all(String::is_empty) {
+            return Err(Invalid("the CSV file is empty; it needs a header row such as phone_number,name".into()));
+        }
+        if names.len() > FIELDS {
+            return Err(Invalid(format!("the CSV file has {} columns; the limit is {FIELDS}", names.len())));
+        }
+        let Some(phone) = phone_column(&names) else {
+            return Err(Invalid(format!(
+                "the CSV header has no phone column; name it {} (or phone, mobile, number)",
+                PHONE_FIELD
+            )));
+        };
+        for (i, n) in names.iter().enumerate() {
+            if i == phone {
+                continue;
+            }
+            check_field_name(n)?;
+            if names[..i].contains(n) {
+                return Err(Invalid(format!("column '{n}' appears twice in the header")));
+            }
+        }
+        Ok(CsvColumns { names, phone })
+    }
+
+    /// The columns of a header record.
+    pub fn from_header(header: &csv::ByteRecord) -> Result<Self, Invalid> {
+        Self::new(header.iter().map(|h| String::from_utf8_lossy(h).trim().to_string()).collect())
+    }
+
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    /// The row of a CSV record numbered `number`; `None` for a line of blanks only.
+    pub fn row(&self, number: usize, record: Result<&csv::ByteRecord, &csv::Error>) -> Option<RawRow> {
+        let mut row = RawRow { number, phone: None, fields: BTreeMap::new(), unreadable: None };
+        let rec = match record {
+            Err(e) => {
+                row.unreadable = Some(format!("row cannot be read: {e}"));
+                return Some(row);
+            }
+            Ok(rec) => rec,
+        };
+        if rec.iter().all(|v| v.iter().all(u8::is_ascii_whitespace)) {
+            return None;
+        }
+        for (j, value) in rec.iter().enumerate() {
+            let Ok(value) = std::str::from_utf8(value) else {
+                row.unreadable = Some("row is not valid UTF-8".into());
+                break;
+            };
+            let value = value.trim();
+            match self.names.get(j) {
+                None if value.is_empty() => {}
+                None => {
+                    row.unreadable =
+                        Some(format!("row has {} values but the header has {} columns", rec.len(), self.names.len()));
+                    break;
+                }
+                Some(_) if j == self.phone => row.phone = Some(value.to_string()),
+                Some(_) if value.is_empty() => {}
+                Some(name) => {
+                    row.fields.insert(name.clone(), value.to_string());
+                }
+            }
+        }
+        Some(row)
+    }
+}
+
+/// A CSV reader as every import reads CSV: records of any length (a short or long row is the
+/// row's error, not the file's), quotes and CRLF as RFC 4180.
+pub fn csv_reader<R: std::io::Read>(input: R) -> csv::Reader<R> {
+    csv::ReaderBuilder::new().flexible(true).has_headers(false).from_reader(input)
+}
+
+/// The UTF-8 byte-order mark some spreadsheets write first.
+pub const BOM: &[u8] = b"\xEF\xBB\xBF";
+
 /// Reads CSV: a header row, then one recipient per record. Quoted fields, embedded commas and
 /// newlines, CRLF and a UTF-8 byte-order mark are handled by the `csv` crate. Reading stops one
 /// row past [`IMPORT_ROWS`], which is enough for the caller to refuse the import.
 pub fn parse_csv(body: &[u8]) -> Result<Vec<RawRow>, Invalid> {
-    let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
-    let mut reader = csv::ReaderBuilder::new().flexible(true).has_headers(true).from_reader(body);
-    let header = reader.byte_headers().map_err(|e| Invalid(format!("the CSV header row cannot be read: {e}")))?.clone();
-    let names: Vec<String> = header.iter().map(|h| String::from_utf8_lossy(h).trim().to_string()).collect();
-    if names.iter().all(String::is_empty) {
-        return Err(Invalid("the CSV file is empty; it needs a header row such as phone_number,name".into()));
-    }
-    if names.len() > FIELDS {
-        return Err(Invalid(format!("the CSV file has {} columns; the limit is {FIELDS}", names.len())));
-    }
-    let Some(phone_idx) = phone_column(&names) else {
-        return Err(Invalid(format!(
-            "the CSV header has no phone column; name it {} (or phone, mobile, number)",
-            PHONE_FIELD
-        )));
+    let body = body.strip_prefix(BOM).unwrap_or(body);
+    let mut reader = csv_reader(body);
+    let mut records = reader.byte_records();
+    let header = match records.next() {
+        None => csv::ByteRecord::new(),
+        Some(h) => h.map_err(|e| Invalid(format!("the CSV header row cannot be read: {e}")))?,
     };
-    for (i, n) in names.iter().enumerate() {
-        if i == phone_idx {
-            continue;
-        }
-        check_field_name(n)?;
-        if names[..i].contains(n) {
-            return Err(Invalid(format!("column '{n}' appears twice in the header")));
-        }
-    }
+    let columns = CsvColumns::from_header(&header)?;
     let mut rows = Vec::new();
-    for (i, record) in reader.byte_records().enumerate() {
+    for (i, record) in records.enumerate() {
         if rows.len() > IMPORT_ROWS {
             break;
         }
-        let number = i + 1;
-        let mut row = RawRow { number, phone: None, fields: BTreeMap::new(), unreadable: None };
-        match record {
-            Err(e) => row.unreadable = Some(format!("row cannot be read: {e}")),
-            Ok(rec) => {
-                if rec.iter().all(|v| v.iter().all(u8::is_ascii_whitespace)) {
-                    continue; // blank line
-                }
-                for (j, value) in rec.iter().enumerate() {
-                    let Ok(value) = std::str::from_utf8(value) else {
-                        row.unreadable = Some("row is not valid UTF-8".into());
-                        break;
-                    };
-                    let value = value.trim();
-                    match names.get(j) {
-                        None if value.is_empty() => {}
-                        None => {
-                            row.unreadable = Some(format!(
-                                "row has {} values but the header has {} columns",
-                                rec.len(),
-                                names.len()
-                            ));
-                            break;
-                        }
-                        Some(_) if j == phone_idx => row.phone = Some(value.to_string()),
-                        Some(_) if value.is_empty() => {}
-                        Some(name) => {
-                            row.fields.insert(name.clone(), value.to_string());
-                        }
-                    }
-                }
-            }
-        }
-        rows.push(row);
+        rows.extend(columns.row(i + 1, record.as_ref()));
     }
     Ok(rows)
 }
@@ -166,40 +206,42 @@ pub fn parse_json(body: &[u8]) -> Result<Vec<RawRow>, JsonBodyError> {
     let Some(Value::Array(items)) = top.remove("recipients") else {
         return Err(JsonBodyError::Invalid("recipients must be an array of objects".into()));
     };
-    let mut rows = Vec::with_capacity(items.len().min(IMPORT_ROWS + 1));
-    for (i, item) in items.into_iter().take(IMPORT_ROWS + 1).enumerate() {
-        let mut row = RawRow { number: i + 1, phone: None, fields: BTreeMap::new(), unreadable: None };
-        let Value::Object(obj) = item else {
-            row.unreadable = Some("recipient must be an object".into());
-            rows.push(row);
-            continue;
-        };
-        if obj.len() > FIELDS {
-            row.unreadable = Some(format!("recipient has {} fields; the limit is {FIELDS}", obj.len()));
-        }
-        let phone_key = PHONE_ALIASES.iter().find(|a| obj.contains_key(**a)).copied();
-        for (k, v) in obj {
-            let text = match v {
-                Value::Null => continue,
-                Value::String(s) => s.trim().to_string(),
-                Value::Number(n) => n.to_string(),
-                Value::Bool(b) => b.to_string(),
-                Value::Array(_) | Value::Object(_) => {
-                    row.unreadable = Some(format!("field '{k}' must be text, a number or a boolean"));
-                    continue;
-                }
-            };
-            if Some(k.as_str()) == phone_key {
-                row.phone = Some(text);
-            } else if let Err(e) = check_field_name(&k) {
-                row.unreadable = Some(e.0);
-            } else if !text.is_empty() {
-                row.fields.insert(k, text);
-            }
-        }
-        rows.push(row);
+    let rows = items.into_iter().take(IMPORT_ROWS + 1).enumerate().map(|(i, item)| json_row(i + 1, item));
+    Ok(rows.collect())
+}
+
+/// The row of one JSON recipient numbered `number`: text, numbers and booleans are its fields
+/// (numbers and booleans as text), `null` means absent.
+pub fn json_row(number: usize, item: Value) -> RawRow {
+    let mut row = RawRow { number, phone: None, fields: BTreeMap::new(), unreadable: None };
+    let Value::Object(obj) = item else {
+        row.unreadable = Some("recipient must be an object".into());
+        return row;
+    };
+    if obj.len() > FIELDS {
+        row.unreadable = Some(format!("recipient has {} fields; the limit is {FIELDS}", obj.len()));
     }
-    Ok(rows)
+    let phone_key = PHONE_ALIASES.iter().find(|a| obj.contains_key(**a)).copied();
+    for (k, v) in obj {
+        let text = match v {
+            Value::Null => continue,
+            Value::String(s) => s.trim().to_string(),
+            Value::Number(n) => n.to_string(),
+            Value::Bool(b) => b.to_string(),
+            Value::Array(_) | Value::Object(_) => {
+                row.unreadable = Some(format!("field '{k}' must be text, a number or a boolean"));
+                continue;
+            }
+        };
+        if Some(k.as_str()) == phone_key {
+            row.phone = Some(text);
+        } else if let Err(e) = check_field_name(&k) {
+            row.unreadable = Some(e.0);
+        } else if !text.is_empty() {
+            row.fields.insert(k, text);
+        }
+    }
+    row
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -53,6 +53,14 @@ pub const FIELDS: usize = 50;
 pub const PHONE_CHARS: usize = 40;
 /// Rows of one import.
 pub const IMPORT_ROWS: usize = 100_000;
+/// An uploaded recipient file (`POST /recipients/uploads`): its size, its rows, and one row's
+/// bytes (a row longer than this is an unbalanced quote or bracket, not data: 50 fields of
+/// 1,024 characters fit).
+pub const UPLOAD_BYTES: u64 = 1024 * 1024 * 1024;
+pub const UPLOAD_ROWS: u64 = 5_000_000;
+pub const MAX_ROW_BYTES: usize = 1024 * 1024;
+/// How long an upload's presigned URL is valid (seconds).
+pub const UPLOAD_URL_SECONDS: u64 = 3600;
 /// Rejected rows listed in an import's answer (the rest are only counted).
 pub const REPORTED_ERRORS: usize = 100;
 

@@ -18,6 +18,7 @@ pub mod schedule;
 pub mod secret;
 pub mod sending;
 pub mod template;
+pub mod upload;
 
 mod text;
 

@@ -11,6 +11,7 @@ mod keys;
 mod recipients;
 mod request;
 mod templates;
+mod uploads;
 pub mod webhook;
 
 use std::sync::Arc;
@@ -111,6 +112,8 @@ pub static ROUTES: &[Route] = &[
     route!("cancel-campaign", POST, "/api/campaigns/{id}/cancel", actions::cancel),
     route!("import-recipients", POST, "/api/campaigns/{id}/recipients/import", recipients::import),
     route!("list-recipients", GET, "/api/campaigns/{id}/recipients", recipients::list),
+    route!("create-upload", POST, "/api/campaigns/{id}/recipients/uploads", uploads::create),
+    route!("get-upload", GET, "/api/campaigns/{id}/recipients/uploads/{upload_id}", uploads::get),
     route!("list-api-keys", GET, "/api/keys", keys::list),
     route!("create-api-key", POST, "/api/keys", keys::create),
     route!("revoke-api-key", DELETE, "/api/keys/{id}", keys::revoke),

@@ -12,7 +12,7 @@ use crate::adapters::store::{ImportLock, StoreError};
 use crate::app::App;
 use crate::domain::campaign::Campaign;
 use crate::domain::id::Id;
-use crate::domain::import::{self, ImportPlan, RawRow, Rejection};
+use crate::domain::import::{self, Accepted, ImportPlan, RawRow, Rejection};
 use crate::domain::limits::{IMPORT_ROWS, REPORTED_ERRORS};
 use crate::domain::now;
 use crate::domain::opt_out;
@@ -31,6 +31,14 @@ pub struct Imported {
     pub opted_out: usize,
     pub errors: Vec<Rejection>,
     pub total_recipients: u64,
+    /// Whether every accepted row was written; `false` when the import stopped at its deadline
+    /// (see `message`: the rows from `first_row_not_imported` on are to be sent again).
+    pub complete: bool,
+    pub not_imported: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_row_not_imported: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 /// The campaign to import into, if it takes imports (checked before the rows are read).
@@ -65,7 +73,8 @@ pub async fn add(app: &App, campaign: &Campaign, rows: Vec<RawRow>) -> AppResult
     let Checked { plan, already, opted_out } = checked;
     let wanted = plan.accepted.len();
     let stamp = now();
-    let written = app.db.put_recipients(&lock.campaign, plan.accepted, &stamp).await;
+    let deadline = started + std::time::Duration::from_secs(app.config.import_request_seconds);
+    let (written, left) = write_until(app, &lock.campaign, plan.accepted, &stamp, deadline).await;
     let added = match &written {
         Ok(n) | Err((n, _)) => *n,
     };
@@ -83,7 +92,21 @@ pub async fn add(app: &App, campaign: &Campaign, rows: Vec<RawRow>) -> AppResult
     }
     let campaign =
         finished.map_err(app.store_err("the recipients were added but the campaign could not be updated"))?;
+    let first_row_not_imported = left.first().map(|a| a.row);
+    let message = first_row_not_imported.map(|row| {
+        format!(
+            "the import stopped before its time ran out: {} rows were not imported, from row {row} on; \
+             send them again (numbers already added count as duplicates), or upload large files \
+             with POST /api/campaigns/{}/recipients/uploads",
+            left.len(),
+            campaign.id
+        )
+    });
     Ok(Imported {
+        complete: left.is_empty(),
+        not_imported: left.len(),
+        first_row_not_imported,
+        message,
         imported: added,
         duplicates: plan.duplicates,
         invalid: plan.invalid,
@@ -91,6 +114,31 @@ pub async fn add(app: &App, campaign: &Campaign, rows: Vec<RawRow>) -> AppResult
         errors: import::merge_errors(plan.errors, already),
         total_recipients: campaign.total_recipients,
     })
+}
+
+/// Writes the rows a chunk at a time until they are all written or `deadline` has passed,
+/// so that the request answers in time with exactly what it wrote. Returns how many were
+/// written (or the store's error and how many were written before it) and the rows left.
+async fn write_until(
+    app: &App,
+    campaign: &Campaign,
+    mut rows: Vec<Accepted>,
+    stamp: &crate::domain::Timestamp,
+    deadline: std::time::Instant,
+) -> (Result<usize, (usize, StoreError)>, Vec<Accepted>) {
+    let mut written = 0;
+    while !rows.is_empty() {
+        if written > 0 && std::time::Instant::now() >= deadline {
+            break;
+        }
+        let rest = rows.split_off(rows.len().min(app.config.import_chunk_rows));
+        match app.db.put_recipients(campaign, rows, stamp).await {
+            Ok(n) => written += n,
+            Err((n, e)) => return (Err((written + n, e)), rest),
+        }
+        rows = rest;
+    }
+    (Ok(written), rows)
 }
 
 /// Takes the campaign's import lock: 409 while another import runs or once the campaign no
@@ -151,7 +199,7 @@ async fn check(app: &App, lock: &ImportLock, rows: Vec<RawRow>) -> AppResult<Che
 
 /// Numbers that opted out of the account's marketing messages: counted, and for a MARKETING
 /// template not added (each listed among the errors).
-async fn withhold_opted_out(
+pub(crate) async fn withhold_opted_out(
     app: &App,
     campaign: &Campaign,
     plan: &mut ImportPlan,

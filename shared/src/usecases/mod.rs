@@ -6,7 +6,8 @@
 //!   its own secret).
 //! - [`campaigns`]: create, change and delete a campaign; [`lifecycle`]: start, schedule,
 //!   pause, cancel and resume it, and announce each change.
-//! - [`import`]: recipients into a campaign.
+//! - [`import`]: recipients into a campaign from a request's body; [`upload`]: from a file
+//!   uploaded to the bucket, imported in the background.
 //! - [`schedule`]: what a campaign's schedule does when it fires.
 //! - [`send`]: the dispatcher, the sender and the reconciler (queue consumers).
 //! - [`statuses`]: Meta's delivery statuses applied to recipients and counters.
@@ -22,6 +23,7 @@ pub mod schedule;
 pub mod send;
 pub mod statuses;
 pub mod templates;
+pub mod upload;
 
 use crate::adapters::store::StoreError;
 use crate::app::App;

@@ -15,6 +15,7 @@ mod listing;
 mod recipients;
 pub mod sending;
 mod templates;
+mod uploads;
 
 use std::collections::HashMap;
 

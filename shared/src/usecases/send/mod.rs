@@ -31,6 +31,8 @@ pub enum Consumer {
     Statuses,
     /// The background jobs (a deleted campaign's removal, exports).
     Jobs,
+    /// The import worker (uploaded recipient files; [`crate::usecases::upload`]).
+    Imports,
 }
 
 /// One queue message, whatever delivered it (Lambda's event or the local poller).
@@ -58,6 +60,7 @@ pub async fn consume(app: &App, consumer: Consumer, messages: Vec<Incoming>, dea
                 Consumer::Sender => serde_json::from_str::<SendJob>(&m.body).is_ok(),
                 Consumer::Statuses => serde_json::from_str::<Notification>(&m.body).is_ok(),
                 Consumer::Jobs => serde_json::from_str::<Job>(&m.body).is_ok(),
+                Consumer::Imports => crate::usecases::upload::steps(&m.body).is_ok(),
             };
             let after =
                 if readable { Duration::from_secs((1u64 << m.receive_count.min(6)).min(60)) } else { Duration::ZERO };
@@ -67,6 +70,7 @@ pub async fn consume(app: &App, consumer: Consumer, messages: Vec<Incoming>, dea
     let failed = match consumer {
         Consumer::Sender => send_batch(app, messages, deadline).await,
         Consumer::Statuses => crate::usecases::statuses::apply_batch(app, messages).await.1,
+        Consumer::Imports => crate::usecases::upload::consume(app, messages, deadline).await,
         Consumer::Dispatcher => each_job(messages, "dispatch step", |job| dispatch(app, job)).await,
         Consumer::Jobs => each_job(messages, "job", |job| crate::usecases::jobs::run(app, job, deadline)).await,
     };
@@ -75,6 +79,7 @@ pub async fn consume(app: &App, consumer: Consumer, messages: Vec<Incoming>, dea
         Consumer::Sender => app.config.send_queue_url.as_deref(),
         Consumer::Statuses => app.config.status_queue_url.as_deref(),
         Consumer::Jobs => app.config.job_queue_url.as_deref(),
+        Consumer::Imports => app.config.import_queue_url.as_deref(),
     };
     let Some(url) = url else { return failed };
     for (id, handle, after) in handles.iter().filter(|(id, h, _)| failed.contains(id) && !h.is_empty()) {

@@ -1,0 +1,90 @@
+//! The S3 adapter: the bucket that takes uploaded recipient files. A caller uploads with a
+//! presigned `PUT` URL (the file never passes through a function); the import worker reads the
+//! object as a stream, from any byte offset (a ranged `GET`), so its memory does not grow with
+//! the file.
+
+use std::time::Duration;
+
+use aws_sdk_s3::presigning::PresigningConfig;
+use bytes::Bytes;
+
+#[derive(Debug, thiserror::Error)]
+#[error("S3: {0}")]
+pub struct ObjectError(String);
+
+fn s3_error<E: std::error::Error + 'static, R: std::fmt::Debug>(e: aws_sdk_s3::error::SdkError<E, R>) -> ObjectError {
+    ObjectError(aws_sdk_s3::error::DisplayErrorContext(e).to_string())
+}
+
+#[derive(Clone, Debug)]
+pub struct Objects {
+    client: aws_sdk_s3::Client,
+    bucket: Option<String>,
+}
+
+/// A presigned upload: the URL and when it stops working.
+#[derive(Debug)]
+pub struct PresignedPut {
+    pub url: String,
+    pub expires_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// An object being read: its bytes as they arrive.
+pub struct ObjectStream {
+    body: aws_sdk_s3::primitives::ByteStream,
+}
+
+impl ObjectStream {
+    /// The next bytes, `None` at the end.
+    pub async fn next(&mut self) -> Option<Result<Bytes, ObjectError>> {
+        self.body.next().await.map(|r| r.map_err(|e| ObjectError(e.to_string())))
+    }
+}
+
+impl Objects {
+    /// The client for `sdk`: path-style addressing when an endpoint is set (the emulator has
+    /// no per-bucket host names), and checksums only where S3 requires them, so a presigned
+    /// URL carries none that a plain `curl -T` could not match.
+    pub fn new(sdk: &aws_config::SdkConfig, bucket: Option<String>) -> Self {
+        let config = aws_sdk_s3::config::Builder::from(sdk)
+            .force_path_style(sdk.endpoint_url().is_some())
+            .request_checksum_calculation(aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired)
+            .response_checksum_validation(aws_sdk_s3::config::ResponseChecksumValidation::WhenRequired)
+            .build();
+        Objects { client: aws_sdk_s3::Client::from_conf(config), bucket }
+    }
+
+    pub fn client(&self) -> &aws_sdk_s3::Client {
+        &self.client
+    }
+
+    fn bucket(&self) -> Result<&str, ObjectError> {
+        self.bucket.as_deref().ok_or_else(|| ObjectError("UPLOAD_BUCKET is not configured".into()))
+    }
+
+    /// A URL that lets its holder `PUT` one object at `key` for `valid` (no header is signed
+    /// but the host, so any HTTP client can use it as it is).
+    pub async fn presign_put(&self, key: &str, valid: Duration) -> Result<PresignedPut, ObjectError> {
+        let presigning = PresigningConfig::expires_in(valid).map_err(|e| ObjectError(e.to_string()))?;
+        let expires_at = chrono::Utc::now() + valid;
+        let req = self.client.put_object().bucket(self.bucket()?).key(key);
+        let url = req.presigned(presigning).await.map_err(s3_error)?.uri().to_string();
+        Ok(PresignedPut { url, expires_at })
+    }
+
+    /// The object's size in bytes, `None` when there is no such object.
+    pub async fn size(&self, key: &str) -> Result<Option<u64>, ObjectError> {
+        match self.client.head_object().bucket(self.bucket()?).key(key).send().await {
+            Ok(out) => Ok(Some(out.content_length.unwrap_or(0).max(0) as u64)),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(None),
+            Err(e) => Err(s3_error(e)),
+        }
+    }
+
+    /// The object's bytes from `offset` on.
+    pub async fn read_from(&self, key: &str, offset: u64) -> Result<ObjectStream, ObjectError> {
+        let out =
+            self.client.get_object().bucket(self.bucket()?).key(key).range(format!("bytes={offset}-")).send().await;
+        Ok(ObjectStream { body: out.map_err(s3_error)?.body })
+    }
+}
