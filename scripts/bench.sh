@@ -2,6 +2,9 @@
 # Benchmarks that print their figures (never part of the tests). Each starts its own emulator
 # (and, for imports, a local stack) on free ports and stops them afterwards.
 #   scripts/bench.sh import [ROWS]              import ROWS CSV rows (default 100000) in one request, twice
+#   scripts/bench.sh upload [ROWS]              upload ROWS CSV rows (default 100000) with the presigned URL: time until
+#                                               the background import completes, a plain BatchWriteItem of the same
+#                                               items for comparison (the ratio), the stack's peak memory growth
 #   scripts/bench.sh send [SECONDS]             campaigns of SECONDS (default 25) of each tier's pace with
 #                                               WhatsApp's status webhooks on: rate, worst second, requests
 #                                               and write units per message, statuses applied
@@ -28,7 +31,7 @@ start_moto_dynamodb "$(free_port)"
 trap 'kill ${STACK_PID:-} $MOTO_PID $MOTO_DYNAMODB_PID 2>/dev/null || true' EXIT INT TERM
 
 case "$what" in
-  import)
+  import|upload)
     rows="${2:-100000}"
     export PORT="$(free_port)" FAKE_WHATSAPP_PORT="$(free_port)" TABLE_NAME="bench-$(date +%s)" RUST_LOG=info
     export LOCAL_API_KEY="bench-$(date +%s%N)"   # the import goes through the API, key and all
@@ -36,9 +39,14 @@ case "$what" in
     STACK_PID=$!
     API="http://127.0.0.1:$PORT"
     for _ in $(seq 1 100); do curl -s -o /dev/null "$API/api/accounts" && break; sleep 0.2; done
-    "$VENV/moto/bin/python" "$ROOT/scripts/bench_import.py" "$API" "$rows"
-    echo "phases inside the handler (parse+validate / existing-number check / writes):"
-    grep -o 'import finished.*' "$STATE/bench-stack.log" | sed 's/\x1b\[[0-9;]*m//g'
+    if [ "$what" = upload ]; then
+      "$VENV/moto/bin/python" "$ROOT/scripts/bench_upload.py" "$API" "$rows" "$STACK_PID"
+      grep -o 'upload import finished.*' "$STATE/bench-stack.log" | sed 's/\x1b\[[0-9;]*m//g'
+    else
+      "$VENV/moto/bin/python" "$ROOT/scripts/bench_import.py" "$API" "$rows"
+      echo "phases inside the handler (parse+validate / existing-number check / writes):"
+      grep -o 'import finished.*' "$STATE/bench-stack.log" | sed 's/\x1b\[[0-9;]*m//g'
+    fi
     ;;
   send)
     RUST_LOG="${RUST_LOG:-warn}" "$ROOT/target/release/bench-send" "${2:-25}" ${3:+"$3"}
@@ -52,5 +60,5 @@ case "$what" in
     "$ROOT/target/release/bench-coldstart" --runs "${2:-10}" --binary "$ROOT/target/release/bootstrap" \
       get-campaign create-campaign sender whatsapp-webhook authorizer
     ;;
-  *) echo "unknown benchmark: $what (try: import, send, webhook, coldstart)" >&2; exit 2 ;;
+  *) echo "unknown benchmark: $what (try: import, upload, send, webhook, coldstart)" >&2; exit 2 ;;
 esac

@@ -81,9 +81,14 @@ pub fn steps(body: &str) -> Result<Vec<ImportStep>, String> {
     Ok(records
         .iter()
         .filter(|r| r["eventName"].as_str().is_some_and(|e| e.starts_with("ObjectCreated")))
-        .filter_map(|r| parse_object_key(r["s3"]["object"]["key"].as_str()?))
+        .filter_map(|r| parse_object_key(&notice_key(r["s3"]["object"]["key"].as_str()?)))
         .map(|(campaign_id, upload_id, _)| ImportStep { campaign_id, upload_id })
         .collect())
+}
+
+/// An object key as S3's notices carry it: URL-encoded as a form value (`+` for a space).
+fn notice_key(encoded: &str) -> String {
+    form_urlencoded::parse(encoded.as_bytes()).map(|(k, _)| k.into_owned()).next().unwrap_or_default()
 }
 
 /// How many deliveries of a step fail (the store or S3 failing) before its upload is marked
@@ -97,11 +102,14 @@ pub async fn consume(app: &App, messages: Vec<Incoming>, deadline: Instant) -> V
         let steps = match steps(&m.body) {
             Ok(steps) => steps,
             Err(e) => {
-                tracing::error!(message = %m.id, error = %e, "the import queue's message names no upload");
+                tracing::error!(message = %m.id, error = %e, "the import queue's message is neither a notice nor a step");
                 failed.push(m.id);
                 continue;
             }
         };
+        if steps.is_empty() {
+            tracing::info!(message = %m.id, "the import queue's message names no upload (a test notice, another key)");
+        }
         for step in steps {
             if let Err(e) = run(app, &step, deadline).await {
                 tracing::warn!(upload = %step.upload_id, error = %e, attempt = m.receive_count, "import step failed");
@@ -168,7 +176,11 @@ pub async fn run(app: &App, step: &ImportStep, deadline: Instant) -> Result<(), 
         Ok(r) => r,
         Err(e) => return finish(app, &mut u, Some(e.0)).await,
     };
-    let stream = app.objects.read_from(&u.object_key, u.position.offset).await?;
+    // Nothing is left to read when the last invocation stopped at the end of the file.
+    let stream = match size {
+        Some(size) if u.position.offset < size => Some(app.objects.read_from(&u.object_key, u.position.offset).await?),
+        _ => None,
+    };
     let mut file = File { stream, fetched: u.position.offset };
     // The numbers this invocation has seen, when it has seen every row of the file and the
     // campaign had none before: a number not among them needs no lookup in the campaign.
@@ -306,9 +318,10 @@ async fn give_up(app: &App, step: &ImportStep, e: &ImportError) {
     }
 }
 
-/// The object being read, and how many of its bytes have arrived.
+/// The object being read (none once it has all been read), and how many of its bytes have
+/// arrived.
 struct File {
-    stream: ObjectStream,
+    stream: Option<ObjectStream>,
     fetched: u64,
 }
 
@@ -329,7 +342,7 @@ impl File {
                 Err(e) => return Ok(Err(e.0)),
                 Ok(got) if !got.is_empty() => rows.extend(got),
                 Ok(_) if at_end || reader.finished() => break,
-                Ok(_) => match self.stream.next().await {
+                Ok(_) => match self.next().await {
                     Some(Ok(bytes)) => {
                         self.fetched += bytes.len() as u64;
                         reader.push(&bytes);
@@ -338,13 +351,17 @@ impl File {
                     Some(Err(e)) if broken < 3 => {
                         broken += 1;
                         tracing::warn!(error = %e, at = self.fetched, "reading the file broke off; reading on from there");
-                        self.stream = app.objects.read_from(key, self.fetched).await?;
+                        self.stream = Some(app.objects.read_from(key, self.fetched).await?);
                     }
                     Some(Err(e)) => return Err(e),
                 },
             }
         }
         Ok(Ok(rows))
+    }
+
+    async fn next(&mut self) -> Option<Result<bytes::Bytes, ObjectError>> {
+        self.stream.as_mut()?.next().await
     }
 }
 

@@ -1,0 +1,84 @@
+"""Uploads N generated CSV rows to a fresh campaign of the local stack with the presigned URL,
+times the background import until it is completed, then times a plain BatchWriteItem of the
+same N items (25 per request, 16 in flight, as the import writes) into the same emulator, and
+prints the ratio and the local stack's peak memory growth (the import worker runs in it)."""
+import concurrent.futures
+import json
+import os
+import sys
+import time
+import urllib.request
+
+import boto3
+
+api, rows, stack_pid = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+
+
+def call(method, path, body=None):
+    data = json.dumps(body).encode() if body is not None else None
+    headers = {"content-type": "application/json", "x-api-key": os.environ["LOCAL_API_KEY"]}
+    req = urllib.request.Request(api + path, data=data, method=method, headers=headers)
+    with urllib.request.urlopen(req, timeout=600) as r:
+        return json.loads(r.read())["data"]
+
+
+def peak_rss_kb():
+    with open(f"/proc/{stack_pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+
+
+account = call("POST", "/api/accounts", {"name": "Bench", "phone_number_id": "1", "business_account_id": "2",
+                                         "access_token": "t", "messaging_limit_tier": "TIER_100K"})
+template = call("POST", "/api/templates", {"account_id": account["id"], "name": "bench", "language": "en_US",
+                                           "category": "MARKETING", "status": "APPROVED",
+                                           "components": [{"type": "BODY", "text": "Hi {{1}}, code {{2}}"}]})
+campaign = call("POST", "/api/campaigns", {"name": "Bench", "account_id": account["id"], "template_id": template["id"],
+                                           "variable_mapping": {"1": "name", "2": "discount_code"}})
+path = f"/api/campaigns/{campaign['id']}/recipients/uploads"
+lines = ["phone_number,name,discount_code,city"]
+lines += [f"+1415{2000000 + i:07d},Customer {i},CODE{i:06d},Springfield" for i in range(rows)]
+csv = ("\n".join(lines) + "\n").encode()
+del lines
+
+rss_before = peak_rss_kb()
+upload = call("POST", path, {"format": "csv"})
+start = time.perf_counter()
+urllib.request.urlopen(urllib.request.Request(upload["upload_url"], data=csv, method="PUT"), timeout=600).read()
+put_s = time.perf_counter() - start
+while True:
+    u = call("GET", f"{path}/{upload['upload_id']}")
+    if u["status"] in ("completed", "failed"):
+        break
+    time.sleep(0.2)
+upload_s = time.perf_counter() - start
+rss_after = peak_rss_kb()
+
+# The same N items written with nothing else: BatchWriteItem, 25 per request, 16 in flight.
+ddb = boto3.client("dynamodb", endpoint_url=os.environ.get("AWS_ENDPOINT_URL_DYNAMODB") or os.environ["AWS_ENDPOINT_URL"])
+table = os.environ["TABLE_NAME"]
+pk = f"BENCH#{campaign['id']}"
+
+
+def batch(first):
+    items = [{"PutRequest": {"Item": {
+        "PK": {"S": pk}, "SK": {"S": f"R#+1415{2000000 + i:07d}"}, "GSI2PK": {"S": pk + "#pending"},
+        "GSI2SK": {"S": f"+1415{2000000 + i:07d}"}, "id": {"S": f"{i:036d}"}, "status": {"S": "pending"},
+        "name": {"S": f"Customer {i}"}, "discount_code": {"S": f"CODE{i:06d}"}, "city": {"S": "Springfield"},
+        "created_at": {"S": "2026-01-01T00:00:00Z"}}}} for i in range(first, min(first + 25, rows))]
+    while items:
+        out = ddb.batch_write_item(RequestItems={table: items})
+        items = out.get("UnprocessedItems", {}).get(table, [])
+
+
+start = time.perf_counter()
+with concurrent.futures.ThreadPoolExecutor(16) as pool:
+    list(pool.map(batch, range(0, rows, 25)))
+plain_s = time.perf_counter() - start
+
+print(f"rows: {rows}, file: {len(csv) / 1e6:.1f} MB, PUT to the presigned URL: {put_s:.1f} s")
+print(f"upload: {u['status']} in {upload_s:.1f} s (PUT included)  rows_read={u['rows_read']} imported={u['imported']} "
+      f"duplicates={u['duplicates']} invalid={u['invalid']}")
+print(f"plain BatchWriteItem of the same {rows} items: {plain_s:.1f} s  ratio upload/plain: {upload_s / plain_s:.2f}")
+print(f"local stack peak RSS: {rss_before / 1024:.0f} MB before, {rss_after / 1024:.0f} MB after "
+      f"(+{(rss_after - rss_before) / 1024:.0f} MB)")
+print(f"total_recipients: {call('GET', '/api/campaigns/' + campaign['id'])['total_recipients']}")
