@@ -33,15 +33,24 @@ this process only; what each request answers is unchanged.
   rate) a request took tens of milliseconds and the queue fell further behind. Here the clock
   is read with time.time() (the same UTC epoch milliseconds), a queue's visible messages are
   found with one clock read, and a batch delete walks the queue once for all its handles.
+
+One setting differs from AWS, for the tests: S3 takes multipart parts from 1 KiB (AWS: 5 MiB),
+so that an export written in several parts, and resumed between two of them, is shown on a few
+hundred recipients. The export's own part size (EXPORT_PART_BYTES, 8 MiB by default) is what
+AWS gets.
 """
 
 import copy
 import functools
 import json
 import logging
+import os
 import sys
 import threading
 import time
+
+# Read by moto's settings when they are imported (below).
+os.environ.setdefault("S3_UPLOAD_PART_MIN_SIZE", "1024")
 
 import moto.backends as moto_backends
 

@@ -26,6 +26,9 @@ pub struct Config {
     pub import_queue_url: Option<String>,
     /// The bucket recipient files are uploaded to.
     pub upload_bucket: Option<String>,
+    /// How much CSV an export gathers before it uploads it as one part (S3 takes parts of at
+    /// least 5 MiB, but for the last).
+    pub export_part_bytes: usize,
     /// Rows an import reads, checks and writes at a time (and checkpoints after).
     pub import_chunk_rows: usize,
     /// How long a request-body import may write (seconds) before it stops and answers with
@@ -80,6 +83,7 @@ impl Config {
             unknown_status_retry_seconds: number(var("UNKNOWN_STATUS_RETRY_SECONDS"), 60),
             import_queue_url: var("IMPORT_QUEUE_URL"),
             upload_bucket: var("UPLOAD_BUCKET"),
+            export_part_bytes: number::<usize>(var("EXPORT_PART_BYTES"), 8 * 1024 * 1024).max(1),
             import_chunk_rows: number::<usize>(var("IMPORT_CHUNK_ROWS"), 4000).max(1),
             import_request_seconds: number(var("IMPORT_REQUEST_SECONDS"), 20),
             whatsapp_api_url: var("WHATSAPP_API_URL").unwrap_or_else(|| "https://graph.facebook.com".into()),

@@ -60,8 +60,8 @@ fn queue_consumers_have_sample_events_carrying_their_jobs() {
     }
     let jobs: SqsEvent = serde_json::from_str(&event("background-jobs")).unwrap();
     for r in &jobs.records {
-        let Job::DeleteCampaign { campaign_id } = serde_json::from_str(r.body.as_deref().unwrap_or_default()).unwrap();
-        assert!(!campaign_id.is_empty());
+        let job: Job = serde_json::from_str(r.body.as_deref().unwrap_or_default()).unwrap();
+        assert!(matches!(job, Job::DeleteCampaign { campaign_id } if !campaign_id.is_empty()));
     }
     let imports: SqsEvent = serde_json::from_str(&event("import-worker")).unwrap();
     for r in &imports.records {

@@ -7,6 +7,7 @@ mod api_keys;
 mod campaigns;
 mod contract;
 mod delivery;
+mod exports;
 mod faults;
 mod flow;
 mod limits;

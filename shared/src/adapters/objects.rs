@@ -22,9 +22,9 @@ pub struct Objects {
     bucket: Option<String>,
 }
 
-/// A presigned upload: the URL and when it stops working.
+/// A presigned request (an upload or a download): the URL and when it stops working.
 #[derive(Debug)]
-pub struct PresignedPut {
+pub struct Presigned {
     pub url: String,
     pub expires_at: chrono::DateTime<chrono::Utc>,
 }
@@ -64,12 +64,12 @@ impl Objects {
 
     /// A URL that lets its holder `PUT` one object at `key` for `valid` (no header is signed
     /// but the host, so any HTTP client can use it as it is).
-    pub async fn presign_put(&self, key: &str, valid: Duration) -> Result<PresignedPut, ObjectError> {
+    pub async fn presign_put(&self, key: &str, valid: Duration) -> Result<Presigned, ObjectError> {
         let presigning = PresigningConfig::expires_in(valid).map_err(|e| ObjectError(e.to_string()))?;
         let expires_at = chrono::Utc::now() + valid;
         let req = self.client.put_object().bucket(self.bucket()?).key(key);
         let url = req.presigned(presigning).await.map_err(s3_error)?.uri().to_string();
-        Ok(PresignedPut { url, expires_at })
+        Ok(Presigned { url, expires_at })
     }
 
     /// The object's size in bytes, `None` when there is no such object.
@@ -86,5 +86,44 @@ impl Objects {
         let out =
             self.client.get_object().bucket(self.bucket()?).key(key).range(format!("bytes={offset}-")).send().await;
         Ok(ObjectStream { body: out.map_err(s3_error)?.body })
+    }
+
+    /// A URL that lets its holder `GET` the object at `key` for `valid`.
+    pub async fn presign_get(&self, key: &str, valid: Duration) -> Result<Presigned, ObjectError> {
+        let presigning = PresigningConfig::expires_in(valid).map_err(|e| ObjectError(e.to_string()))?;
+        let expires_at = chrono::Utc::now() + valid;
+        let req = self.client.get_object().bucket(self.bucket()?).key(key);
+        let url = req.presigned(presigning).await.map_err(s3_error)?.uri().to_string();
+        Ok(Presigned { url, expires_at })
+    }
+
+    /// Starts a multipart upload to `key`; returns its id.
+    pub async fn start_parts(&self, key: &str, content_type: &str) -> Result<String, ObjectError> {
+        let req = self.client.create_multipart_upload().bucket(self.bucket()?).key(key).content_type(content_type);
+        let out = req.send().await.map_err(s3_error)?;
+        out.upload_id.ok_or_else(|| ObjectError("S3 answered no upload id".into()))
+    }
+
+    /// Uploads part `number` (from 1) of a multipart upload; returns its ETag.
+    pub async fn put_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        number: i32,
+        bytes: Vec<u8>,
+    ) -> Result<String, ObjectError> {
+        let req = self.client.upload_part().bucket(self.bucket()?).key(key).upload_id(upload_id).part_number(number);
+        let out = req.body(bytes.into()).send().await.map_err(s3_error)?;
+        out.e_tag.ok_or_else(|| ObjectError("S3 answered no ETag for the part".into()))
+    }
+
+    /// Completes a multipart upload from its parts (number and ETag, in order).
+    pub async fn finish_parts(&self, key: &str, upload_id: &str, parts: &[(i32, String)]) -> Result<(), ObjectError> {
+        use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+        let parts = parts.iter().map(|(n, etag)| CompletedPart::builder().part_number(*n).e_tag(etag).build());
+        let done = CompletedMultipartUpload::builder().set_parts(Some(parts.collect())).build();
+        let req = self.client.complete_multipart_upload().bucket(self.bucket()?).key(key).upload_id(upload_id);
+        req.multipart_upload(done).send().await.map_err(s3_error)?;
+        Ok(())
     }
 }

@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::export::ExportJob;
 use super::id::Id;
 
 /// A message on the job queue.
@@ -12,6 +13,8 @@ pub enum Job {
     /// Remove a deleted campaign's items, a page at a time, going on where the last step
     /// stopped.
     DeleteCampaign { campaign_id: Id },
+    /// Write (or go on writing) a results export.
+    Export(ExportJob),
 }
 
 #[cfg(test)]

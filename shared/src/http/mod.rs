@@ -7,6 +7,7 @@ mod accounts;
 mod actions;
 pub mod auth;
 mod campaigns;
+mod exports;
 mod keys;
 mod recipients;
 mod request;
@@ -40,6 +41,10 @@ impl Reply {
     pub fn ok(data: Value) -> Self {
         Reply { status: StatusCode::OK, data, text: None }
     }
+    pub fn accepted(data: Value) -> Self {
+        Reply { status: StatusCode::ACCEPTED, data, text: None }
+    }
+
     pub fn created(data: Value) -> Self {
         Reply { status: StatusCode::CREATED, data, text: None }
     }
@@ -112,6 +117,8 @@ pub static ROUTES: &[Route] = &[
     route!("cancel-campaign", POST, "/api/campaigns/{id}/cancel", actions::cancel),
     route!("import-recipients", POST, "/api/campaigns/{id}/recipients/import", recipients::import),
     route!("list-recipients", GET, "/api/campaigns/{id}/recipients", recipients::list),
+    route!("create-export", POST, "/api/campaigns/{id}/exports", exports::create),
+    route!("get-export", GET, "/api/campaigns/{id}/exports/{export_id}", exports::get),
     route!("create-upload", POST, "/api/campaigns/{id}/recipients/uploads", uploads::create),
     route!("get-upload", GET, "/api/campaigns/{id}/recipients/uploads/{upload_id}", uploads::get),
     route!("list-api-keys", GET, "/api/keys", keys::list),

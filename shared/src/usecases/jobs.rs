@@ -12,6 +12,7 @@ pub async fn run(app: &App, job: Job, deadline: Instant) -> Result<(), SendError
         Job::DeleteCampaign { campaign_id } => {
             crate::usecases::campaigns::purge(app, &campaign_id, deadline).await?;
         }
+        Job::Export(job) => crate::usecases::export::write(app, &job, deadline).await?,
     }
     Ok(())
 }

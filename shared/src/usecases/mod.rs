@@ -15,6 +15,7 @@
 
 pub mod accounts;
 pub mod campaigns;
+pub mod export;
 pub mod import;
 pub mod jobs;
 pub mod keys;

@@ -122,6 +122,8 @@ pub enum SendError {
     Secrets(#[from] crate::adapters::secrets::SecretsError),
     #[error("the message is not a job: {0}")]
     Malformed(String),
+    #[error("{0}")]
+    Export(#[from] crate::usecases::export::ExportError),
 }
 
 /// Marks the campaign completed once every recipient has an outcome. The conditional write
