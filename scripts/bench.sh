@@ -4,7 +4,9 @@
 #   scripts/bench.sh import [ROWS]              import ROWS CSV rows (default 100000) in one request, twice
 #   scripts/bench.sh upload [ROWS]              upload ROWS CSV rows (default 100000) with the presigned URL: time until
 #                                               the background import completes, a plain BatchWriteItem of the same
-#                                               items for comparison (the ratio), the stack's peak memory growth
+#                                               items for comparison (the ratio), the stack's peak memory growth;
+#                                               then the export of the ROWS (time, size, memory) and the delete
+#                                               (time until every item is gone). The million: upload 1000000
 #   scripts/bench.sh send [SECONDS]             campaigns of SECONDS (default 25) of each tier's pace with
 #                                               WhatsApp's status webhooks on: rate, worst second, requests
 #                                               and write units per message, statuses applied

@@ -1,7 +1,9 @@
 """Uploads N generated CSV rows to a fresh campaign of the local stack with the presigned URL,
 times the background import until it is completed, then times a plain BatchWriteItem of the
 same N items (25 per request, 16 in flight, as the import writes) into the same emulator, and
-prints the ratio and the local stack's peak memory growth (the import worker runs in it)."""
+prints the ratio and the local stack's peak memory growth (the import worker runs in it).
+Then exports the campaign's N recipients (time to a completed file, its size, peak memory
+growth) and deletes the campaign (time until the background jobs have removed every item)."""
 import concurrent.futures
 import json
 import os
@@ -82,3 +84,41 @@ print(f"plain BatchWriteItem of the same {rows} items: {plain_s:.1f} s  ratio up
 print(f"local stack peak RSS: {rss_before / 1024:.0f} MB before, {rss_after / 1024:.0f} MB after "
       f"(+{(rss_after - rss_before) / 1024:.0f} MB)")
 print(f"total_recipients: {call('GET', '/api/campaigns/' + campaign['id'])['total_recipients']}")
+
+# The results export of the N recipients, written by the background jobs of the same stack.
+rss_before = peak_rss_kb()
+start = time.perf_counter()
+export = call("POST", f"/api/campaigns/{campaign['id']}/exports", {})
+while True:
+    e = call("GET", f"/api/campaigns/{campaign['id']}/exports/{export['export_id']}")
+    if e["status"] in ("completed", "failed"):
+        break
+    time.sleep(0.5)
+export_s = time.perf_counter() - start
+rss_after = peak_rss_kb()
+size = 0
+if e["status"] == "completed":
+    with urllib.request.urlopen(e["download_url"], timeout=600) as r:
+        while chunk := r.read(1 << 20):
+            size += len(chunk)
+print(f"export: {e['status']} in {export_s:.1f} s  rows={e['rows']}  file {size / 1e6:.1f} MB  "
+      f"peak RSS {rss_before / 1024:.0f} MB before, {rss_after / 1024:.0f} MB after (+{(rss_after - rss_before) / 1024:.0f} MB)")
+
+# The campaign deleted: gone for the API at once, its items removed in the background.
+start = time.perf_counter()
+req = urllib.request.Request(api + f"/api/campaigns/{campaign['id']}", method="DELETE",
+                             headers={"x-api-key": os.environ["LOCAL_API_KEY"]})
+urllib.request.urlopen(req, timeout=600).read()
+answered_s = time.perf_counter() - start
+partitions = [f"CAMPAIGN#{campaign['id']}#{k}" for k in range(32)] + [f"CAMPAIGN#{campaign['id']}"]
+
+
+def left():
+    return sum(ddb.query(TableName=table, KeyConditionExpression="PK = :pk", Limit=1, Select="COUNT",
+                         ExpressionAttributeValues={":pk": {"S": pk}})["Count"] for pk in partitions)
+
+
+while left():
+    time.sleep(2)
+delete_s = time.perf_counter() - start
+print(f"delete: answered in {answered_s:.2f} s; every item removed in {delete_s:.1f} s")
