@@ -366,7 +366,7 @@ mod tests {
         };
         let queues: Vec<String> = t.resources("AWS::SQS::Queue").into_iter().map(|(id, _)| id).collect();
         let dead_letter_queues: Vec<&String> = queues.iter().filter(|q| q.ends_with("DeadLetterQueue")).collect();
-        assert_eq!(dead_letter_queues.len(), 5);
+        assert_eq!(dead_letter_queues.len(), 6);
         for q in dead_letter_queues {
             assert!(watches("ApproximateNumberOfMessagesVisible", &format!("{q}.QueueName")), "no alarm on {q}");
         }
