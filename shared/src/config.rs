@@ -24,7 +24,9 @@ pub struct Config {
     pub import_queue_url: Option<String>,
     /// The bucket recipient files are uploaded to.
     pub upload_bucket: Option<String>,
-    /// Rows an import reads, checks and writes at a time (and checkpoints after).
+    /// Rows an import reads, checks and writes at a time (and checkpoints after). At most
+    /// 10,000: an upload saves its chunk's numbers on its item before writing them, and an
+    /// item holds 400 KB.
     pub import_chunk_rows: usize,
     /// How long a request-body import may write (seconds) before it stops and answers with
     /// what it wrote: below API Gateway's 30-second limit.
@@ -77,7 +79,7 @@ impl Config {
             unknown_status_retry_seconds: number(var("UNKNOWN_STATUS_RETRY_SECONDS"), 60),
             import_queue_url: var("IMPORT_QUEUE_URL"),
             upload_bucket: var("UPLOAD_BUCKET"),
-            import_chunk_rows: number::<usize>(var("IMPORT_CHUNK_ROWS"), 4000).max(1),
+            import_chunk_rows: number::<usize>(var("IMPORT_CHUNK_ROWS"), 4000).clamp(1, 10_000),
             import_request_seconds: number(var("IMPORT_REQUEST_SECONDS"), 20),
             whatsapp_api_url: var("WHATSAPP_API_URL").unwrap_or_else(|| "https://graph.facebook.com".into()),
             whatsapp_api_version: var("WHATSAPP_API_VERSION").unwrap_or_else(|| "v21.0".into()),
