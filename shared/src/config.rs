@@ -29,7 +29,9 @@ pub struct Config {
     /// How much CSV an export gathers before it uploads it as one part (S3 takes parts of at
     /// least 5 MiB, but for the last).
     pub export_part_bytes: usize,
-    /// Rows an import reads, checks and writes at a time (and checkpoints after).
+    /// Rows an import reads, checks and writes at a time (and checkpoints after). At most
+    /// 10,000: an upload saves its chunk's numbers on its item before writing them, and an
+    /// item holds 400 KB.
     pub import_chunk_rows: usize,
     /// How long a request-body import may write (seconds) before it stops and answers with
     /// what it wrote: below API Gateway's 30-second limit.
@@ -84,7 +86,7 @@ impl Config {
             import_queue_url: var("IMPORT_QUEUE_URL"),
             upload_bucket: var("UPLOAD_BUCKET"),
             export_part_bytes: number::<usize>(var("EXPORT_PART_BYTES"), 8 * 1024 * 1024).max(1),
-            import_chunk_rows: number::<usize>(var("IMPORT_CHUNK_ROWS"), 4000).max(1),
+            import_chunk_rows: number::<usize>(var("IMPORT_CHUNK_ROWS"), 4000).clamp(1, 10_000),
             import_request_seconds: number(var("IMPORT_REQUEST_SECONDS"), 20),
             whatsapp_api_url: var("WHATSAPP_API_URL").unwrap_or_else(|| "https://graph.facebook.com".into()),
             whatsapp_api_version: var("WHATSAPP_API_VERSION").unwrap_or_else(|| "v21.0".into()),
