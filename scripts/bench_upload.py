@@ -24,6 +24,15 @@ def call(method, path, body=None):
         return json.loads(r.read())["data"]
 
 
+def finished(path, every):
+    """Polls a background task's GET until it is completed or failed; returns its last answer."""
+    while True:
+        answer = call("GET", path)
+        if answer["status"] in ("completed", "failed"):
+            return answer
+        time.sleep(every)
+
+
 def peak_rss_kb():
     with open(f"/proc/{stack_pid}/status") as f:
         return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
@@ -49,11 +58,7 @@ start = time.perf_counter()
 put = urllib.request.Request(upload["upload_url"], data=csv, method="PUT", headers={"content-type": "text/csv"})
 urllib.request.urlopen(put, timeout=600).read()
 put_s = time.perf_counter() - start
-while True:
-    u = call("GET", f"{path}/{upload['upload_id']}")
-    if u["status"] in ("completed", "failed"):
-        break
-    time.sleep(0.2)
+u = finished(f"{path}/{upload['upload_id']}", 0.2)
 upload_s = time.perf_counter() - start
 rss_after = peak_rss_kb()
 
@@ -91,11 +96,7 @@ print(f"total_recipients: {call('GET', '/api/campaigns/' + campaign['id'])['tota
 rss_before = peak_rss_kb()
 start = time.perf_counter()
 export = call("POST", f"/api/campaigns/{campaign['id']}/exports", {})
-while True:
-    e = call("GET", f"/api/campaigns/{campaign['id']}/exports/{export['export_id']}")
-    if e["status"] in ("completed", "failed"):
-        break
-    time.sleep(0.5)
+e = finished(f"/api/campaigns/{campaign['id']}/exports/{export['export_id']}", 0.5)
 export_s = time.perf_counter() - start
 rss_after = peak_rss_kb()
 size = 0

@@ -179,3 +179,23 @@ async fn a_big_deleted_campaign_is_removed_over_several_jobs_each_going_on_where
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_deletion_whose_job_was_lost_is_queued_again_by_the_reconciler() {
+    let t = TestStack::new().await;
+    let (id, _, _) = t.campaign().await;
+    t.delete(&format!("/api/campaigns/{id}")).await.assert_ok(200);
+    // The job is lost, and no progress was noted for long.
+    t.sqs.purge_queue().queue_url(&t.queues["JobQueue"]).send().await.unwrap();
+    let reconciled = shared::usecases::send::reconcile(&t.app).await.unwrap();
+    assert_eq!((reconciled.deletions_resumed, t.queued("JobQueue").await), (0, 0), "recent progress: left alone");
+    let old = aws_sdk_dynamodb::types::AttributeValue::N("1".into());
+    t.set(format!("CAMPAIGN#{id}"), "#CAMPAIGN", &[("deleting_noted", old)]).await;
+    let reconciled = shared::usecases::send::reconcile(&t.app).await.unwrap();
+    assert_eq!((reconciled.deletions_resumed, t.queued("JobQueue").await), (1, 1));
+    let _workers = t.spawn_workers(1);
+    t.eventually(Duration::from_secs(20), "the campaign's items are removed", || async {
+        t.count_items(format!("CAMPAIGN#{id}"), "").await == 0
+    })
+    .await;
+}

@@ -14,6 +14,7 @@ use crate::domain::template::Template;
 use crate::error::{AppError, AppResult};
 use crate::usecases::lifecycle::{forget_schedule, sync_schedule};
 use crate::usecases::load_by_id;
+use crate::usecases::send::SendError;
 
 /// The campaign, unless it does not exist or was deleted (its items may still be going).
 pub async fn load(app: &App, id: &Id) -> AppResult<Campaign> {
@@ -132,7 +133,7 @@ const PURGE_STEP: usize = 2_000;
 /// `deadline` is near; then queues itself to go on. Any failure is taken up again where it
 /// stopped (the job is delivered again, or the reconciler queues it). Returns how many
 /// recipients it removed.
-pub async fn purge(app: &App, campaign_id: &Id, deadline: Instant) -> Result<usize, StoreError> {
+pub async fn purge(app: &App, campaign_id: &Id, deadline: Instant) -> Result<usize, SendError> {
     let Some(campaign) = app.db.get_campaign(campaign_id).await? else { return Ok(0) };
     if campaign.deleting.is_none() {
         tracing::warn!(campaign = %campaign.id, "a delete job for a campaign not deleted is ignored");
@@ -150,7 +151,7 @@ pub async fn purge(app: &App, campaign_id: &Id, deadline: Instant) -> Result<usi
         app.db.note_deleting(&campaign.id, chrono::Utc::now().timestamp()).await?;
         if deadline.saturating_duration_since(Instant::now()) < PURGE_MARGIN {
             let job = Job::DeleteCampaign { campaign_id: campaign.id.clone() };
-            app.queue.job_later(&job, Duration::ZERO).await.map_err(|e| StoreError::Dynamo(e.to_string()))?;
+            app.queue.job_later(&job, Duration::ZERO).await?;
             tracing::info!(campaign = %campaign.id, removed, "deleted campaign: going on in the next job");
             return Ok(removed);
         }
