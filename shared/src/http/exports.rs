@@ -17,7 +17,14 @@ use crate::usecases::export;
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct NewExport {
-    status: Option<String>,
+    /// `Some(None)`: `"status": null`, which is not a status (absent means every recipient).
+    #[serde(default, deserialize_with = "present")]
+    status: Option<Option<String>>,
+}
+
+/// A field that is present, even as null.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
 }
 
 fn view(e: &Export, download: Option<(String, String)>) -> Value {
@@ -36,6 +43,7 @@ pub async fn create(app: Arc<App>, req: ApiRequest) -> AppResult<Reply> {
     let filter = new
         .status
         .map(|s| {
+            let s = s.unwrap_or_else(|| "null".into());
             RecipientStatus::parse(&s).ok_or_else(|| {
                 AppError::invalid(format!(
                     "status must be one of pending, sending, sent, delivered, read, failed (got '{s}')"
