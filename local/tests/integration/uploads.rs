@@ -144,15 +144,14 @@ async fn a_chunk_written_before_a_crash_is_counted_once_when_the_import_resumes(
     let csv = "phone,name,discount_code\n+14155550301,A,1\n+14155550302,B,2\n+14155550303,C,3\n+14155550304,D,4\n\
                +14155550305,E,5\n+14155550306,F,6\n";
     // The worker stopped after writing two of the first chunk's numbers, before recording the
-    // chunk: the upload holds the lock and names the chunk's numbers as in flight.
+    // chunk: the upload holds the lock, and the two carry the first chunk's tag. Another
+    // number of the chunk was in the campaign before (another tag): a duplicate.
     let created = t.post(&uploads_path(&id), json!({})).await.assert_ok(201).clone();
     let upload_id = created["upload_id"].as_str().unwrap().to_string();
     let pk = format!("CAMPAIGN#{id}");
     let sk = format!("UPLOAD#{upload_id}");
-    let phones = ["+14155550301", "+14155550302", "+14155550303", "+14155550304"];
-    let in_flight = aws_sdk_dynamodb::types::AttributeValue::L(phones.iter().map(|p| s(p)).collect());
     let token = "crashed-worker";
-    t.set(pk.clone(), &sk, &[("status", s("importing")), ("lock_token", s(token)), ("in_flight", in_flight)]).await;
+    t.set(pk.clone(), &sk, &[("status", s("importing")), ("lock_token", s(token))]).await;
     t.set(pk.clone(), &sk, &[("version", aws_sdk_dynamodb::types::AttributeValue::N("3".into()))]).await;
     t.set(
         pk.clone(),
@@ -166,20 +165,29 @@ async fn a_chunk_written_before_a_crash_is_counted_once_when_the_import_resumes(
     t.post_csv(&format!("/api/campaigns/{id}/recipients/import"), "phone,name,discount_code\n+1\n")
         .await
         .assert_error(409, "another import");
-    let accepted =
-        [("+14155550301", "A", "1"), ("+14155550302", "B", "2")].map(|(p, n, c)| shared::domain::import::Accepted {
-            row: 0,
-            phone: shared::domain::phone::Phone::e164(p).unwrap(),
-            fields: [("name".to_string(), n.to_string()), ("discount_code".to_string(), c.to_string())].into(),
-        });
+    let accepted = |rows: &[(&str, &str, &str)]| -> Vec<shared::domain::import::Accepted> {
+        rows.iter()
+            .map(|(p, n, c)| shared::domain::import::Accepted {
+                row: 0,
+                phone: shared::domain::phone::Phone::e164(p).unwrap(),
+                fields: [("name".to_string(), n.to_string()), ("discount_code".to_string(), c.to_string())].into(),
+            })
+            .collect()
+    };
     let campaign = t.app.db.get_campaign(&id).await.unwrap().unwrap();
-    t.app.db.put_recipients(&campaign, accepted.to_vec(), &shared::domain::now()).await.unwrap();
+    let ours = accepted(&[("+14155550301", "A", "1"), ("+14155550302", "B", "2")]);
+    let tag = format!("{upload_id}#0");
+    t.app.db.put_recipients(&campaign, ours, &shared::domain::now(), Some(&tag)).await.unwrap();
+    let earlier = accepted(&[("+14155550304", "D", "4")]);
+    t.app.db.put_recipients(&campaign, earlier, &shared::domain::now(), Some("another-upload#0")).await.unwrap();
     // The file arrives (its notice is the redelivered step).
     let url = created["upload_url"].as_str().unwrap();
     assert!(reqwest::Client::new().put(url).body(csv).send().await.unwrap().status().is_success());
     let d = finished(&t, &id, &upload_id, Duration::from_secs(30)).await;
-    assert_eq!((d["status"].as_str(), counts(&d)), (Some("completed"), [6, 6, 0, 0, 0]), "{d}");
-    assert_eq!(t.get(&format!("/api/campaigns/{id}")).await.data()["total_recipients"], 6);
+    assert_eq!((d["status"].as_str(), counts(&d)), (Some("completed"), [6, 5, 1, 0, 0]), "{d}");
+    assert!(d["errors"][0]["reason"].as_str().unwrap().contains("+14155550304 is already in the campaign"), "{d}");
+    // The earlier number was never counted (it was written behind the counters' back here).
+    assert_eq!(t.get(&format!("/api/campaigns/{id}")).await.data()["total_recipients"], 5);
     assert_eq!(t.count_recipient_items(&id).await, 6);
 }
 

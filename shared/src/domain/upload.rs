@@ -107,10 +107,11 @@ pub struct Upload {
     /// Where the next invocation starts reading.
     #[serde(default)]
     pub position: ReadPosition,
-    /// The numbers of the chunk being written, saved before it is written: after a crash, those
-    /// found in the campaign were written by this import, not duplicates.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub in_flight: Option<Vec<String>>,
+    /// How many chunks were recorded. The chunk being written tags its recipients with
+    /// [`Upload::chunk_tag`]: after a crash, the numbers found in the campaign with that tag
+    /// were written by this import (and are counted once), the others are duplicates.
+    #[serde(default)]
+    pub chunks: u64,
     /// The campaign's import lock while this import holds it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lock_token: Option<String>,
@@ -124,6 +125,11 @@ pub struct Upload {
 }
 
 impl Upload {
+    /// The tag the recipients of the chunk being written carry.
+    pub fn chunk_tag(&self) -> String {
+        format!("{}#{}", self.upload_id, self.chunks)
+    }
+
     pub fn new(campaign_id: Id, format: UploadFormat, now: Timestamp) -> Self {
         let upload_id = Id::generate();
         Upload {
@@ -144,7 +150,7 @@ impl Upload {
             started_at: None,
             finished_at: None,
             position: ReadPosition::default(),
-            in_flight: None,
+            chunks: 0,
             lock_token: None,
             campaign_was_empty: false,
             version: 0,

@@ -4,7 +4,7 @@
 //! marketing are withheld from a MARKETING campaign. One import runs at a time per campaign
 //! (an import lock on the campaign item, released however the import ends).
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 
 use serde::Serialize;
 
@@ -132,7 +132,7 @@ async fn write_until(
             break;
         }
         let rest = rows.split_off(rows.len().min(app.config.import_chunk_rows));
-        match app.db.put_recipients(campaign, rows, stamp).await {
+        match app.db.put_recipients(campaign, rows, stamp, None).await {
             Ok(n) => written += n,
             Err((n, e)) => return (Err((written + n, e)), rest),
         }
@@ -179,13 +179,13 @@ async fn check(app: &App, lock: &ImportLock, rows: Vec<RawRow>) -> AppResult<Che
     let mut already = Vec::new();
     if lock.campaign.total_recipients > 0 && !plan.accepted.is_empty() {
         let candidates: Vec<&str> = plan.accepted.iter().map(|a| a.phone.as_str()).collect();
-        let existing: HashSet<Phone> = app
+        let existing: HashMap<Phone, Option<String>> = app
             .db
             .existing_phones(&lock.campaign, &candidates)
             .await
             .map_err(app.store_err("could not read the campaign's recipients"))?;
         plan.accepted.retain(|a| {
-            let keep = !existing.contains(&a.phone);
+            let keep = !existing.contains_key(&a.phone);
             if !keep && already.len() < REPORTED_ERRORS {
                 already.push(Rejection { row: a.row, reason: format!("{} is already in the campaign", a.phone) });
             }

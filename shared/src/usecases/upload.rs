@@ -7,11 +7,12 @@
 //! ([`crate::domain::import`]). After each chunk it records, in one transaction, the chunk's
 //! recipients onto `total_recipients` and the checkpoint (byte offset, counts, first errors),
 //! renewing the lock. Near its deadline it puts the next step on the queue and returns; the
-//! next invocation starts at the checkpoint. Before writing a chunk it saves the chunk's
-//! numbers on the upload: after a crash, those the campaign holds were written by this import,
-//! and are counted once.
+//! next invocation starts at the checkpoint. The recipients a chunk writes carry the chunk's
+//! tag (upload and chunk number): after a crash, the numbers the campaign holds with the tag of
+//! the chunk that was not recorded were written by this import, and are counted once. The
+//! next chunk is read and parsed while one is written.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher, RandomState};
 use std::time::{Duration, Instant};
 
@@ -25,7 +26,6 @@ use crate::domain::campaign::Campaign;
 use crate::domain::id::Id;
 use crate::domain::import::{self, Accepted, RawRow, Rejection};
 use crate::domain::limits::{REPORTED_ERRORS, UPLOAD_BYTES, UPLOAD_ROWS, UPLOAD_URL_SECONDS};
-use crate::domain::phone::Phone;
 use crate::domain::upload::{RowReader, Upload, UploadFormat, UploadStatus, parse_object_key};
 use crate::domain::{Timestamp, now};
 use crate::error::{AppError, AppResult};
@@ -148,6 +148,8 @@ struct Target {
     required: Vec<String>,
     /// Whether the account has any opt-out at all (else no number is looked up).
     opt_outs: bool,
+    /// Whether this invocation is the upload's first (no earlier one wrote any of its rows).
+    fresh: bool,
 }
 
 /// Runs one invocation's share of an upload's import: from its checkpoint to the end of the
@@ -182,13 +184,15 @@ pub async fn run(app: &App, step: &ImportStep, deadline: Instant) -> Result<(), 
         _ => None,
     };
     let mut file = File { stream, fetched: u.position.offset };
-    // The numbers this invocation has seen, when it has seen every row of the file and the
-    // campaign had none before: a number not among them needs no lookup in the campaign.
-    let mut seen = (u.campaign_was_empty && u.rows_read == 0 && u.in_flight.is_none()).then(Seen::default);
-    let chunk = app.config.import_chunk_rows;
+    // The numbers this invocation has seen, when it reads the file from its first row, the
+    // campaign had none before and no earlier invocation wrote any: a number not among them
+    // needs no lookup in the campaign.
+    let mut seen = (target.fresh && u.campaign_was_empty && u.rows_read == 0).then(Seen::default);
+    let (chunk, key) = (app.config.import_chunk_rows, u.object_key.clone());
     let mut slowest = Duration::ZERO;
+    let mut next = file.rows(app, &key, &mut reader, chunk).await?;
     loop {
-        let rows = match file.rows(app, &u.object_key, &mut reader, chunk).await? {
+        let rows = match next {
             Ok(rows) => rows,
             Err(reason) => return finish(app, &mut u, Some(reason)).await,
         };
@@ -204,9 +208,16 @@ pub async fn run(app: &App, step: &ImportStep, deadline: Instant) -> Result<(), 
             return finish(app, &mut u, Some(message)).await;
         }
         let started = Instant::now();
-        if !import_chunk(app, &target, &mut u, rows, &mut seen, reader.position()).await? {
+        let position = reader.position();
+        // The next chunk is read while this one is written.
+        let (imported, following) = tokio::join!(
+            import_chunk(app, &target, &mut u, rows, &mut seen, position),
+            file.rows(app, &key, &mut reader, chunk)
+        );
+        if !imported? {
             return Ok(());
         }
+        next = following?;
         slowest = slowest.max(started.elapsed());
         // Stop while there is time to record the stop: twice the slowest chunk and a margin.
         if Instant::now() + slowest * 2 + Duration::from_secs(2) >= deadline {
@@ -257,7 +268,7 @@ async fn claim(app: &App, u: &mut Upload) -> Result<Option<Target>, ImportError>
         u.campaign_was_empty = campaign.total_recipients == 0;
     }
     let opt_outs = app.db.account_has_opt_outs(&campaign.account_id).await?;
-    Ok(Some(Target { required: campaign.required_fields(), campaign, opt_outs }))
+    Ok(Some(Target { required: campaign.required_fields(), campaign, opt_outs, fresh: first }))
 }
 
 /// Marks an upload failed without its campaign's lock (it never took it).
@@ -395,33 +406,30 @@ async fn import_chunk(
     let mut plan = plan;
     // The numbers to look up in the campaign: all of them, unless the invocation has seen
     // every earlier row and the campaign had no recipients (then only those seen before).
-    let candidates: Vec<&str> = match (seen.as_mut(), &u.in_flight) {
-        (Some(seen), None) => {
-            let mut repeated = Vec::new();
-            for a in &plan.accepted {
-                if !seen.hashes.insert(seen.hasher.hash_one(a.phone.as_str())) {
-                    repeated.push(a.phone.as_str());
-                }
-            }
-            repeated
-        }
-        _ => plan.accepted.iter().map(|a| a.phone.as_str()).collect(),
+    let candidates: Vec<&str> = match seen.as_mut() {
+        Some(seen) => plan
+            .accepted
+            .iter()
+            .filter(|a| !seen.hashes.insert(seen.hasher.hash_one(a.phone.as_str())))
+            .map(|a| a.phone.as_str())
+            .collect(),
+        None => plan.accepted.iter().map(|a| a.phone.as_str()).collect(),
     };
-    let existing: HashSet<Phone> = if candidates.is_empty() {
-        HashSet::new()
+    let existing = if candidates.is_empty() {
+        HashMap::new()
     } else {
         app.db.existing_phones(&target.campaign, &candidates).await?
     };
     if seen.as_ref().is_some_and(|s| s.hashes.len() > SEEN_LIMIT) {
         *seen = None;
     }
-    let ours: HashSet<&str> = u.in_flight.iter().flatten().map(String::as_str).collect();
+    // Numbers tagged with this chunk were written by an invocation that stopped before
+    // recording it: they are this import's, counted now.
+    let tag = u.chunk_tag();
     let (mut recovered, mut rejected) = (0u64, Vec::new());
     plan.accepted.retain(|a| {
-        if !existing.contains(&a.phone) {
-            return true;
-        }
-        if ours.contains(a.phone.as_str()) {
+        let Some(found) = existing.get(&a.phone) else { return true };
+        if found.as_deref() == Some(tag.as_str()) {
             recovered += 1;
         } else {
             plan.duplicates += 1;
@@ -431,22 +439,10 @@ async fn import_chunk(
         }
         false
     });
-    drop(ours);
     let opted_out =
         if target.opt_outs { withhold_opted_out(app, &target.campaign, &mut plan, &mut rejected).await? } else { 0 };
     let to_write: Vec<Accepted> = std::mem::take(&mut plan.accepted);
-    if !to_write.is_empty() {
-        // Saved before writing: a crash between the writes and the record leaves the numbers
-        // that were written findable as this import's own.
-        u.in_flight = Some(to_write.iter().map(|a| a.phone.to_string()).collect());
-        u.version += 1;
-        match app.db.save_upload(u).await {
-            Ok(()) => {}
-            Err(StoreError::ConditionFailed) => return Ok(false),
-            Err(e) => return Err(e.into()),
-        }
-    }
-    let written = match app.db.put_recipients(&target.campaign, to_write, &now()).await {
+    let written = match app.db.put_recipients(&target.campaign, to_write, &now(), Some(&tag)).await {
         Ok(n) => n as u64,
         Err((_, e)) => return Err(e.into()),
     };
@@ -457,7 +453,7 @@ async fn import_chunk(
     u.opted_out += opted_out as u64;
     u.add_errors(import::merge_errors(plan.errors, rejected));
     u.position = position;
-    u.in_flight = None;
+    u.chunks += 1;
     u.updated_at = now();
     u.version += 1;
     match app.db.record_upload_chunk(u, written + recovered, unix_now(), false).await {

@@ -6,7 +6,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem, Update};
 use futures_util::{StreamExt, TryStreamExt, stream};
 
 use super::keys::*;
-use super::{BATCH_CONCURRENCY, Db, Index, Item, KeyQuery, StoreError, StoreResult, decode, n, s};
+use super::{BATCH_CONCURRENCY, Db, Index, Item, KeyQuery, StoreError, StoreResult, decode, n, s, text};
 use crate::domain::account::Account;
 use crate::domain::campaign::Counters;
 use crate::domain::delivery::Progress;
@@ -26,10 +26,6 @@ pub struct DeliveryChange<'a> {
 
 fn err(e: impl std::fmt::Display) -> StoreError {
     StoreError::Dynamo(e.to_string())
-}
-
-fn text(item: &Item, key: &str) -> Option<String> {
-    item.get(key).and_then(|v| v.as_s().ok()).cloned()
 }
 
 impl Db {

@@ -416,6 +416,11 @@ async fn wait_for_unprocessed(attempt: u32, more: bool) -> StoreResult<()> {
     Ok(())
 }
 
+/// A string attribute of an item.
+pub(crate) fn text(item: &Item, key: &str) -> Option<String> {
+    item.get(key).and_then(|v| v.as_s().ok()).cloned()
+}
+
 fn key_pair(item: &Item) -> (String, String) {
     let get = |k: &str| item.get(k).and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
     (get("PK"), get("SK"))

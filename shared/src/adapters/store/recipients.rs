@@ -1,10 +1,10 @@
-use std::collections::HashSet;
+use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::{PutRequest, ReturnValue, WriteRequest};
 
 use super::campaigns::decode_one;
 use super::keys::*;
-use super::{Db, Index, Item, KeyQuery, Listed, Start, StoreError, StoreResult, decode, n, s};
+use super::{Db, Index, Item, KeyQuery, Listed, Start, StoreError, StoreResult, decode, n, s, text};
 use crate::domain::Timestamp;
 use crate::domain::campaign::{Campaign, CampaignStatus};
 use crate::domain::import::Accepted;
@@ -21,6 +21,9 @@ pub struct ImportLock {
 
 /// An import lock left behind by a crashed import expires after this many seconds.
 pub const IMPORT_LOCK_SECONDS: i64 = 120;
+
+/// The attribute naming the upload chunk that wrote a recipient.
+const IMPORT_TAG: &str = "import_tag";
 
 impl Db {
     /// Takes the campaign's import lock if the campaign takes imports and no other import runs.
@@ -65,34 +68,46 @@ impl Db {
 
     /// The numbers among `phones` that the campaign already holds, looked up by key in
     /// parallel batches (reading the whole campaign instead would be sequential pages).
-    pub async fn existing_phones(&self, campaign: &Campaign, phones: &[&str]) -> StoreResult<HashSet<Phone>> {
-        let phone_of =
-            |item: &Item| Some(Phone::stored(item.get("SK")?.as_s().ok()?.strip_prefix(RECIPIENT_PREFIX)?.to_string()));
+    pub async fn existing_phones(
+        &self,
+        campaign: &Campaign,
+        phones: &[&str],
+    ) -> StoreResult<HashMap<Phone, Option<String>>> {
+        let phone_of = |item: &Item| {
+            let phone = Phone::stored(item.get("SK")?.as_s().ok()?.strip_prefix(RECIPIENT_PREFIX)?.to_string());
+            Some((phone, text(item, IMPORT_TAG)))
+        };
         let keys = phones.iter().map(|p| {
             let pk = recipient_pk(&campaign.id, shard_of(campaign.recipient_shards, p));
             [("PK".to_string(), s(pk)), ("SK".to_string(), s(recipient_sk(p)))].into()
         });
-        let found = self.batch_get(keys.collect(), Some("PK, SK")).await?;
+        let found = self.batch_get(keys.collect(), Some("PK, SK, import_tag")).await?;
         Ok(found.iter().filter_map(phone_of).collect())
     }
 
-    /// Writes new pending recipients. Returns how many were written (also on error).
+    /// Writes new pending recipients, each with the import's `tag` if any (see
+    /// [`crate::domain::upload::Upload::chunk_tag`]). Returns how many were written (also on
+    /// error).
     pub async fn put_recipients(
         &self,
         campaign: &Campaign,
         accepted: Vec<Accepted>,
         now: &Timestamp,
+        tag: Option<&str>,
     ) -> Result<usize, (usize, StoreError)> {
         let pending = RecipientStatus::Pending.as_str();
         let mut requests = Vec::with_capacity(accepted.len());
         for a in accepted {
             let r = Recipient::pending(&campaign.id, campaign.recipient_shards, a.phone, a.fields, now);
-            let keys = vec![
+            let mut keys = vec![
                 ("PK", recipient_pk(&campaign.id, r.shard)),
                 ("SK", recipient_sk(&r.phone_number)),
                 ("GSI2PK", recipients_in_status(&campaign.id, pending, r.shard)),
                 ("GSI2SK", r.phone_number.to_string()),
             ];
+            if let Some(tag) = tag {
+                keys.push((IMPORT_TAG, tag.to_string()));
+            }
             let item = self.item(&r, keys).map_err(|e| (0, e))?;
             let put = PutRequest::builder()
                 .set_item(Some(item))
