@@ -648,14 +648,8 @@ async fn campaign_events_arrive_on_the_bus_with_the_final_counters() {
 #[tokio::test]
 async fn a_local_campaign_reaches_delivered_and_read_counts_from_the_fakes_webhooks() {
     let t = TestStack::sending(2).await;
-    let api = local::server::spawn(t.app.clone()).await.unwrap();
-    let mut config = t.fake.config();
-    config.webhook_url = Some(format!("http://{api}/webhooks/whatsapp"));
-    config.app_secret = Some(APP_SECRET.into());
-    (config.sent_delay_ms, config.delivered_delay_ms, config.read_delay_ms) = (20, 60, Some(120));
     // Every status twice, and each message's statuses out of their natural order.
-    (config.duplicate, config.shuffle) = (true, true);
-    t.fake.set_config(config);
+    t.post_statuses((20, 60, Some(120)), |config| (config.duplicate, config.shuffle) = (true, true)).await;
     // Two numbers the fake accepts and then reports failed by webhook: 131026, and 131050 (opt-out).
     let (undeliverable, opted_out) = ("+14155559011".to_string(), "+14155559012".to_string());
     let mut numbers = phones(2900, 6);
@@ -691,12 +685,7 @@ async fn a_local_campaign_reaches_delivered_and_read_counts_from_the_fakes_webho
 #[tokio::test]
 async fn a_campaign_created_before_sharding_sends_counts_lists_and_deletes_in_its_one_partition() {
     let t = TestStack::sending(2).await;
-    let api = local::server::spawn(t.app.clone()).await.unwrap();
-    let mut config = t.fake.config();
-    config.webhook_url = Some(format!("http://{api}/webhooks/whatsapp"));
-    config.app_secret = Some(APP_SECRET.into());
-    (config.sent_delay_ms, config.delivered_delay_ms, config.read_delay_ms) = (20, 60, None);
-    t.fake.set_config(config);
+    t.post_statuses((20, 60, None), |_| {}).await;
     let (c, _) = t.campaign_with("TIER_100K", &[]).await;
     // As an earlier version stored it: no shard count.
     t.remove(format!("CAMPAIGN#{c}"), "#CAMPAIGN", &["recipient_shards"]).await;

@@ -11,6 +11,7 @@ mod exports;
 mod faults;
 mod flow;
 mod limits;
+mod operations;
 mod recipients;
 mod routing;
 mod scheduling;

@@ -176,6 +176,23 @@ impl TestStack {
         t
     }
 
+    /// Serves the stack's API on a local port and has the fake post its signed status
+    /// webhooks there, each status `sent`, `delivered` (and `read`, when given) milliseconds
+    /// after its send; `change` adjusts the fake further.
+    pub async fn post_statuses(
+        &self,
+        delays: (u64, u64, Option<u64>),
+        change: impl FnOnce(&mut fake_whatsapp::FakeConfig),
+    ) {
+        let api = local::server::spawn(self.app.clone()).await.unwrap();
+        let mut config = self.fake.config();
+        config.webhook_url = Some(format!("http://{api}/webhooks/whatsapp"));
+        config.app_secret = Some(APP_SECRET.into());
+        (config.sent_delay_ms, config.delivered_delay_ms, config.read_delay_ms) = delays;
+        change(&mut config);
+        self.fake.set_config(config);
+    }
+
     /// Starts the dispatcher and `senders` sender workers on this runtime (none when 0).
     pub fn spawn_workers(&self, senders: usize) -> Vec<tokio::task::JoinHandle<()>> {
         if senders == 0 {

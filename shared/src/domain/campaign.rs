@@ -82,6 +82,10 @@ pub enum Action {
     Cancel,
     /// sending → completed, once every recipient is processed.
     Complete,
+    /// completed → sending, after failed recipients were put back to pending; on a sending
+    /// campaign, a new dispatch run (so that recipients put back while a run was under way
+    /// are read).
+    Retry,
 }
 
 impl Action {
@@ -95,12 +99,13 @@ impl Action {
             Action::Pause => &[Sending],
             Action::Cancel => &[Draft, Scheduled, Sending, Paused],
             Action::Complete => &[Sending],
+            Action::Retry => &[Completed, Sending],
         }
     }
 
     pub fn to(self) -> CampaignStatus {
         match self {
-            Action::Start | Action::StartScheduled => CampaignStatus::Sending,
+            Action::Start | Action::StartScheduled | Action::Retry => CampaignStatus::Sending,
             Action::Schedule => CampaignStatus::Scheduled,
             Action::Unschedule => CampaignStatus::Draft,
             Action::Pause => CampaignStatus::Paused,
@@ -117,6 +122,7 @@ impl Action {
             Action::Pause => "paused",
             Action::Cancel => "cancelled",
             Action::Complete => "completed",
+            Action::Retry => "sent again",
         }
     }
 
@@ -133,7 +139,7 @@ impl Action {
 
     /// The action sends: it waits for a running import to finish (so `total_recipients` is exact).
     pub fn sends(self) -> bool {
-        matches!(self, Action::Start | Action::StartScheduled)
+        matches!(self, Action::Start | Action::StartScheduled | Action::Retry)
     }
 }
 

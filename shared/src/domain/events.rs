@@ -27,6 +27,9 @@ impl CampaignEvent {
             Action::Pause => CampaignEvent::Paused,
             Action::Cancel => CampaignEvent::Cancelled,
             Action::Complete => CampaignEvent::Completed,
+            // A completed campaign sends its failed recipients again.
+            Action::Retry if from == CampaignStatus::Completed => CampaignEvent::Resumed,
+            Action::Retry => return None,
         })
     }
 

@@ -160,6 +160,20 @@ impl Recipient {
 
     /// The API's view: the spec's attributes with the imported fields beside them (`name`,
     /// `discount_code`…), and the optional ones only when set.
+    /// When a recipient that failed with Meta's per-user marketing limit may be sent again
+    /// ([`crate::domain::sending::MARKETING_LIMIT_WAIT_HOURS`] after the failure); none for
+    /// any other recipient.
+    pub fn retry_after(&self) -> Option<Timestamp> {
+        use crate::domain::sending::{MARKETING_LIMIT_CODE, MARKETING_LIMIT_WAIT_HOURS};
+        if self.status != RecipientStatus::Failed || self.error_code != Some(MARKETING_LIMIT_CODE) {
+            return None;
+        }
+        let failed = chrono::DateTime::parse_from_rfc3339(self.failed_at.as_deref()?).ok()?;
+        Some(crate::domain::format_time(
+            failed.with_timezone(&chrono::Utc) + chrono::Duration::hours(MARKETING_LIMIT_WAIT_HOURS),
+        ))
+    }
+
     pub fn to_json(&self) -> Value {
         let mut m = Map::new();
         m.insert("id".into(), self.id.clone().into());
@@ -182,6 +196,9 @@ impl Recipient {
         }
         if let Some(code) = self.error_code {
             m.insert("error_code".into(), code.into());
+        }
+        if let Some(at) = self.retry_after() {
+            m.insert("retry_after".into(), at.into());
         }
         m.insert("created_at".into(), self.created_at.clone().into());
         Value::Object(m)
@@ -248,6 +265,11 @@ mod tests {
         assert_eq!(v["error_code"], 131026);
         assert_eq!(v["failed_at"], "t1");
         assert!(v.get("sent_at").is_none() && v.get("campaign_id").is_none() && v.get("claim_id").is_none());
+        assert!(v.get("retry_after").is_none(), "only the marketing limit waits");
+        // Meta's per-user marketing limit: the number may be tried again a day later.
+        let limited =
+            Recipient { error_code: Some(131049), failed_at: Some("2026-01-01T10:00:00Z".into()), ..r.clone() };
+        assert_eq!(limited.to_json()["retry_after"], "2026-01-02T10:00:00Z");
     }
 
     #[test]

@@ -120,6 +120,24 @@ pub fn classify(code: i64) -> ErrorClass {
     }
 }
 
+/// Meta's per-user marketing limit: the person was sent too many marketing messages lately
+/// (by any business). Not final: the number may be tried again [`MARKETING_LIMIT_WAIT_HOURS`]
+/// after the failure.
+pub const MARKETING_LIMIT_CODE: i64 = 131049;
+pub const MARKETING_LIMIT_WAIT_HOURS: i64 = 24;
+
+/// Whether a recipient that failed with `code` may be sent again by `retry-failed`: failures
+/// that said nothing about the person — throughput, pair rate, transient and unknown errors
+/// that outlasted their attempts, outcomes that stayed unknown (no code) — and the marketing
+/// limit once its wait is over. Never a permanent refusal (131026 undeliverable, 131050
+/// opted out, 131008 a missing field, …) or a code not known as retryable.
+pub fn retryable(code: Option<i64>) -> bool {
+    match code {
+        None | Some(MARKETING_LIMIT_CODE) => true,
+        Some(c) => matches!(classify(c), ErrorClass::Throughput | ErrorClass::PairRate | ErrorClass::Transient),
+    }
+}
+
 /// Attempts of one message against transient errors before the recipient fails.
 pub const MAX_ATTEMPTS: u32 = 4;
 /// Times a recipient is put back after a pair-rate limit before it fails.
@@ -257,12 +275,16 @@ mod tests {
         assert_eq!(classify(131056), ErrorClass::PairRate);
         for c in [4, 80007, 131000, 1, 2, 131057] {
             assert_eq!(classify(c), ErrorClass::Transient, "{c}");
+            assert!(retryable(Some(c)), "{c}");
         }
+        assert!(retryable(Some(130429)) && retryable(Some(131056)) && retryable(None));
         for c in [131026, 131047, 131049, 131050, 130472, 131008, 132000, 131021] {
+            assert_eq!(retryable(Some(c)), c == MARKETING_LIMIT_CODE, "{c}");
             assert_eq!(classify(c), ErrorClass::Permanent, "{c}");
         }
         for c in [132001, 132007, 132015, 132016, 131048] {
             assert_eq!(classify(c), ErrorClass::Campaign, "{c}");
+            assert!(!retryable(Some(c)), "{c}");
         }
         for c in [190, 368, 131031] {
             assert_eq!(classify(c), ErrorClass::Account, "{c}");

@@ -1,14 +1,16 @@
-//! `POST /api/campaigns/{id}/start | pause | cancel` (the workflows are in
-//! [`crate::usecases::lifecycle`]).
+//! `POST /api/campaigns/{id}/start | pause | cancel | retry-failed` (the workflows are in
+//! [`crate::usecases::lifecycle`] and [`crate::usecases::retry_failed`]).
 
 use std::sync::Arc;
 
+use serde::Deserialize;
 use serde_json::json;
 
 use super::{ApiRequest, Reply};
 use crate::app::App;
 use crate::error::AppResult;
 use crate::usecases::lifecycle;
+use crate::usecases::retry_failed::{self, Selection};
 
 pub async fn start(app: Arc<App>, req: ApiRequest) -> AppResult<Reply> {
     Ok(Reply::ok(json!(lifecycle::start(&app, &req.id("campaign")?).await?)))
@@ -20,4 +22,19 @@ pub async fn pause(app: Arc<App>, req: ApiRequest) -> AppResult<Reply> {
 
 pub async fn cancel(app: Arc<App>, req: ApiRequest) -> AppResult<Reply> {
     Ok(Reply::ok(json!(lifecycle::cancel(&app, &req.id("campaign")?).await?)))
+}
+
+/// The optional body of `retry-failed`: only failures with these codes.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RetryBody {
+    #[serde(default)]
+    codes: Option<Vec<i64>>,
+}
+
+pub async fn retry_failed(app: Arc<App>, req: ApiRequest) -> AppResult<Reply> {
+    let id = req.id("campaign")?;
+    let body: RetryBody = if req.body.iter().all(u8::is_ascii_whitespace) { RetryBody::default() } else { req.json()? };
+    let selection = Selection::checked(body.codes)?;
+    Ok(Reply::ok(json!(retry_failed::retry_failed(&app, &id, &selection).await?)))
 }

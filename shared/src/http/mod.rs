@@ -115,6 +115,7 @@ pub static ROUTES: &[Route] = &[
     route!("start-campaign", POST, "/api/campaigns/{id}/start", actions::start),
     route!("pause-campaign", POST, "/api/campaigns/{id}/pause", actions::pause),
     route!("cancel-campaign", POST, "/api/campaigns/{id}/cancel", actions::cancel),
+    route!("retry-failed", POST, "/api/campaigns/{id}/retry-failed", actions::retry_failed),
     route!("import-recipients", POST, "/api/campaigns/{id}/recipients/import", recipients::import),
     route!("list-recipients", GET, "/api/campaigns/{id}/recipients", recipients::list),
     route!("create-export", POST, "/api/campaigns/{id}/exports", exports::create),

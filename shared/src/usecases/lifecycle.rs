@@ -65,14 +65,19 @@ pub async fn start_campaign(app: &App, campaign: &Campaign) -> AppResult<Campaig
     check_sendable(app, campaign).await?;
     let action = if campaign.status == CampaignStatus::Scheduled { Action::StartScheduled } else { Action::Start };
     let started = transition(app, campaign, action).await?;
-    let first = DispatchJob::start(&started.id, started.dispatch_run.clone());
+    dispatch(app, started).await
+}
+
+/// Queues the first step of a campaign's new dispatch run; if that fails, nothing would send
+/// it, so the campaign is paused with the reason rather than left "sending".
+pub(crate) async fn dispatch(app: &App, sending: Campaign) -> AppResult<Campaign> {
+    let first = DispatchJob::start(&sending.id, sending.dispatch_run.clone());
     if let Err(e) = app.queue.dispatch(&first, std::time::Duration::ZERO).await {
-        // Nothing will send it: say so on the campaign rather than leave it "sending".
         let reason = "the send could not be queued; start the campaign again";
-        let _ = change_status(app, &started, Action::Pause, Some(reason)).await;
+        let _ = change_status(app, &sending, Action::Pause, Some(reason)).await;
         return Err(AppError::unavailable("could not queue the campaign for sending", e));
     }
-    Ok(started)
+    Ok(sending)
 }
 
 /// Schedules a draft for its `scheduled_at`: the schedule first, then the status, so that a

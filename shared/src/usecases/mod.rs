@@ -5,7 +5,8 @@
 //! - [`accounts`], [`templates`]: create, change and delete them (an account's token lives in
 //!   its own secret).
 //! - [`campaigns`]: create, change and delete a campaign; [`lifecycle`]: start, schedule,
-//!   pause, cancel and resume it, and announce each change.
+//!   pause, cancel and resume it, and announce each change; [`retry_failed`]: send the
+//!   recipients that failed for a passing reason again.
 //! - [`import`]: recipients into a campaign from a request's body; [`upload`]: from a file
 //!   uploaded to the bucket, imported in the background.
 //! - [`schedule`]: what a campaign's schedule does when it fires.
@@ -20,6 +21,7 @@ pub mod import;
 pub mod jobs;
 pub mod keys;
 pub mod lifecycle;
+pub mod retry_failed;
 pub mod schedule;
 pub mod send;
 pub mod statuses;

@@ -17,7 +17,10 @@ use futures_util::{StreamExt, TryStreamExt, stream};
 use serde::{Deserialize, Serialize};
 
 use super::keys::*;
-use super::{BATCH_CONCURRENCY, Db, Index, Item, KeyQuery, StoreError, StoreResult, decode, n, s, wait_before_retry};
+use super::{
+    BATCH_CONCURRENCY, Db, Index, Item, KeyQuery, RECIPIENTS_PER_TRANSACTION, StoreError, StoreResult, decode, n, s,
+    wait_before_retry,
+};
 use crate::domain::campaign::{Action, Campaign, CampaignStatus, Counters};
 use crate::domain::phone::Phone;
 use crate::domain::recipient::{Recipient, RecipientStatus, shard_of};
@@ -166,6 +169,10 @@ impl Db {
                 // A new dispatch run: steps and jobs of an earlier one stop.
                 set.push("dispatch_run = :run");
                 remove.push("pause_reason");
+            }
+            Action::Retry => {
+                set.push("dispatch_run = :run");
+                remove.extend(["pause_reason", "completed_at"]);
             }
             Action::Complete => set.push("completed_at = :now"),
             Action::Pause if reason.is_some() => set.push("pause_reason = :reason"),
@@ -434,6 +441,47 @@ impl Db {
         let mut done = vec![false; records.len()];
         written.into_iter().for_each(|i| done[i] = true);
         Ok(done)
+    }
+
+    /// Puts failed recipients (as read) back to pending for `retry-failed`, each only while it
+    /// is still the failure that was read, with the counters they leave (failed, processed,
+    /// and sent for a message WhatsApp had taken before it failed) in the same transactions.
+    /// The earlier message's id and times go: its late statuses concern no send any more.
+    /// Returns how many were put back.
+    pub async fn requeue_failed(&self, campaign: &Campaign, failed: &[&Recipient]) -> StoreResult<usize> {
+        let item = |r: &&Recipient| {
+            let shard = shard_of(campaign.recipient_shards, &r.phone_number);
+            let pending = RecipientStatus::Pending.as_str();
+            let update = Update::builder()
+                .table_name(&self.table)
+                .key("PK", s(recipient_pk(&campaign.id, shard)))
+                .key("SK", s(recipient_sk(&r.phone_number)))
+                .update_expression(
+                    "SET #status = :pending, GSI2PK = :gsi2pk, GSI2SK = :phone REMOVE wamid, sent_at, delivered_at, \
+                     read_at, failed_at, error_code, error_message, retry_at, claim_id, claimed_at, GSI3PK, GSI3SK",
+                )
+                .condition_expression("#status = :failed AND failed_at = :failed_at")
+                .expression_attribute_names("#status", "status")
+                .expression_attribute_values(":pending", s(pending))
+                .expression_attribute_values(":failed", s(RecipientStatus::Failed.as_str()))
+                .expression_attribute_values(":failed_at", s(r.failed_at.as_deref().unwrap_or_default()))
+                .expression_attribute_values(":gsi2pk", s(recipients_in_status(&campaign.id, pending, shard)))
+                .expression_attribute_values(":phone", s(r.phone_number.as_str()))
+                .build()
+                .map_err(|e| StoreError::Dynamo(e.to_string()))?;
+            Ok(TransactWriteItem::builder().update(update).build())
+        };
+        let counters = |kept: &[&&Recipient]| {
+            let k = kept.len() as i64;
+            let sent = kept.iter().filter(|r| r.wamid.is_some()).count() as i64;
+            let d = Counters { failed: -k, processed: -k, sent: -sent, ..Default::default() };
+            if d.is_zero() { Ok(None) } else { self.counter_update(&campaign.id, d).map(Some) }
+        };
+        let mut requeued = 0;
+        for chunk in failed.chunks(RECIPIENTS_PER_TRANSACTION) {
+            requeued += self.write_each(chunk, item, counters).await?.len();
+        }
+        Ok(requeued)
     }
 
     /// The status index holds recipients still to send (pending, and sending) and failed ones:

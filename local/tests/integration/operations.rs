@@ -1,0 +1,115 @@
+//! What operators do around a campaign's sending: send the failures that may pass again.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use local::fake_whatsapp::Injection;
+use serde_json::{Value, json};
+
+use crate::stack::{TestStack, phones, s};
+
+fn hits(t: &TestStack) -> HashMap<String, usize> {
+    let mut m = HashMap::new();
+    for r in t.fake.requests() {
+        *m.entry(format!("+{}", r.to.clone().unwrap_or_default().trim_start_matches('+'))).or_default() += 1;
+    }
+    m
+}
+
+fn counts(c: &Value) -> [u64; 4] {
+    ["sent_count", "failed_count", "processed_count", "total_recipients"].map(|k| c[k].as_u64().unwrap_or(u64::MAX))
+}
+
+/// The campaign's counters as its recipients add them up: sent (a message WhatsApp took),
+/// failed, processed (anything but pending and sending).
+async fn recount(t: &TestStack, c: &str) -> [u64; 3] {
+    let rs = t.recipients(c).await;
+    let has = |r: &&Value, s: &[&str]| s.contains(&r["status"].as_str().unwrap_or_default());
+    [
+        rs.iter().filter(|r| r.get("sent_at").is_some()).count() as u64,
+        rs.iter().filter(|r| has(r, &["failed"])).count() as u64,
+        rs.iter().filter(|r| !has(r, &["pending", "sending"])).count() as u64,
+    ]
+}
+
+#[tokio::test]
+async fn retry_failed_sends_again_what_may_pass_and_never_a_permanent_refusal() {
+    let t = TestStack::sending(2).await;
+    t.post_statuses((20, 60, None), |_| {}).await;
+    // A number whose sends fail with a transient error until the sender gives up; one that
+    // WhatsApp takes and then fails with its per-user marketing limit; one undeliverable.
+    let (flaky, limited, undeliverable) = ("+14155550901", "+14155550902", "+14155559002");
+    t.fake.inject(Injection::error(131000).to(flaky).times(4));
+    t.fake.inject(Injection::error(131049).to(limited).times(1).by_webhook());
+    let mut numbers = phones(910, 3);
+    numbers.extend([flaky, limited, undeliverable].map(String::from));
+    let (c, _) = t.campaign_with("TIER_100K", &numbers).await;
+    let retry = format!("/api/campaigns/{c}/retry-failed");
+    t.post(&retry, json!({})).await.assert_error(409, "is draft");
+
+    t.post(&format!("/api/campaigns/{c}/start"), json!({})).await.assert_ok(200);
+    let done = t.wait_for(&c, Duration::from_secs(60), |c| c["status"] == "completed" && c["failed_count"] == 3).await;
+    assert_eq!(counts(&done), [4, 3, 6, 6], "{done}");
+    let limited_row = t.recipients(&c).await.into_iter().find(|r| r["phone_number"] == limited).unwrap();
+    assert_eq!(limited_row["error_code"], 131049);
+    let retry_after = limited_row["retry_after"].as_str().unwrap().to_string();
+
+    // Codes that are never retried, and bodies that are not a selection, are refused.
+    t.post(&retry, json!({"codes": [131026, 131000]})).await.assert_error(422, "131026 is never retried");
+    t.post(&retry, json!({"codes": []})).await.assert_error(422, "codes");
+    t.post(&retry, json!({"code": [131000]})).await.assert_error(422, "unknown field");
+
+    // The transient failure goes back and is sent; the marketing limit waits for its day;
+    // the undeliverable number stays failed.
+    let answer = t.post(&retry, json!({})).await.assert_ok(200).clone();
+    assert_eq!((answer["requeued"].as_u64(), answer["waiting"].as_u64()), (Some(1), Some(1)), "{answer}");
+    assert_eq!(
+        (answer["next_retry_at"].as_str(), answer["complete"].as_bool()),
+        (Some(retry_after.as_str()), Some(true))
+    );
+    assert_eq!(answer["campaign"]["status"], "sending");
+    assert_eq!(counts(&answer["campaign"]), [4, 2, 5, 6], "failed and processed down at once");
+    let done = t.wait_for(&c, Duration::from_secs(30), |c| c["status"] == "completed").await;
+    assert_eq!(counts(&done), [5, 2, 6, 6], "{done}");
+    let h = hits(&t);
+    assert_eq!((h[flaky], h[limited], h[undeliverable]), (5, 1, 1), "{h:?}");
+
+    // Nothing more to put back now.
+    let answer = t.post(&retry, json!({})).await.assert_ok(200).clone();
+    assert_eq!((answer["requeued"].as_u64(), answer["campaign"]["status"].as_str()), (Some(0), Some("completed")));
+
+    // A day later the marketing limit has passed: only that code is asked for.
+    let day_ago = shared::domain::format_time(chrono::Utc::now() - chrono::Duration::hours(25));
+    t.set_recipient(&c, limited, &[("failed_at", s(day_ago.as_str()))]).await;
+    let answer = t.post(&retry, json!({"codes": [131049]})).await.assert_ok(200).clone();
+    assert_eq!((answer["requeued"].as_u64(), answer["waiting"].as_u64()), (Some(1), Some(0)), "{answer}");
+    // Its earlier message no longer counts as sent; the new one does.
+    assert_eq!(counts(&answer["campaign"]), [4, 1, 5, 6]);
+    let done = t.wait_for(&c, Duration::from_secs(30), |c| c["status"] == "completed").await;
+    assert_eq!(counts(&done), [5, 1, 6, 6], "{done}");
+    assert_eq!(hits(&t)[limited], 2);
+    assert!(t.fake.wait_for_webhooks_idle(Duration::from_secs(10)).await);
+    let done = t.get(&format!("/api/campaigns/{c}")).await.data().clone();
+    let [sent, failed, processed, _] = counts(&done);
+    assert_eq!(recount(&t, &c).await, [sent, failed, processed]);
+}
+
+#[tokio::test]
+async fn retry_failed_on_a_paused_campaign_sends_them_when_it_resumes() {
+    let t = TestStack::sending(2).await;
+    let flaky = "+14155550921";
+    t.fake.inject(Injection::error(131000).to(flaky).times(4));
+    let (c, _) = t.campaign_with("TIER_100K", &[flaky.to_string()]).await;
+    t.post(&format!("/api/campaigns/{c}/start"), json!({})).await.assert_ok(200);
+    t.wait_for(&c, Duration::from_secs(60), |c| c["status"] == "completed").await;
+    // Paused by hand after the failure (as an operator pausing it would leave it).
+    t.set_campaign_status(&c, "paused").await;
+    let answer = t.post(&format!("/api/campaigns/{c}/retry-failed"), json!({})).await.assert_ok(200).clone();
+    assert_eq!((answer["requeued"].as_u64(), answer["campaign"]["status"].as_str()), (Some(1), Some("paused")));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(hits(&t)[flaky], 4, "not sent while paused");
+    t.post(&format!("/api/campaigns/{c}/start"), json!({})).await.assert_ok(200);
+    let done = t.wait_for(&c, Duration::from_secs(30), |c| c["status"] == "completed").await;
+    assert_eq!(counts(&done), [1, 0, 1, 1], "{done}");
+    assert_eq!(hits(&t)[flaky], 5);
+}
