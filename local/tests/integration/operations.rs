@@ -113,3 +113,40 @@ async fn retry_failed_on_a_paused_campaign_sends_them_when_it_resumes() {
     assert_eq!(counts(&done), [1, 0, 1, 1], "{done}");
     assert_eq!(hits(&t)[flaky], 5);
 }
+
+#[tokio::test]
+async fn progress_shows_the_share_done_the_measured_rate_and_the_time_left_at_the_pace() {
+    let t = TestStack::sending(2).await;
+    // TIER_1K: 10 messages a second.
+    let (c, _) = t.campaign_with("TIER_1K", &phones(950, 60)).await;
+    let path = format!("/api/campaigns/{c}");
+    let p = t.get(&path).await.data()["progress"].clone();
+    assert_eq!(
+        (p["percent"].as_f64(), p["rate_per_second"].as_f64(), p["eta_seconds"].as_u64()),
+        (Some(0.0), Some(0.0), Some(6))
+    );
+    assert_eq!((p["counts"]["pending"].as_u64(), p["counts"]["sent"].as_u64()), (Some(60), Some(0)));
+    t.post(&format!("{path}/start"), json!({})).await.assert_ok(200);
+    // While it sends, the rate measured over its run so far is the pace.
+    let sending = t
+        .wait_for(&c, Duration::from_secs(30), |c| {
+            c["status"] == "completed" || c["progress"]["rate_per_second"].as_f64().unwrap_or(0.0) > 0.0
+        })
+        .await;
+    assert_eq!(sending["status"], "sending", "{sending}");
+    let p = &sending["progress"];
+    let rate = p["rate_per_second"].as_f64().unwrap();
+    assert!((5.0..=12.0).contains(&rate), "{p}");
+    let [percent, eta] = [p["percent"].as_f64().unwrap(), p["eta_seconds"].as_f64().unwrap()];
+    assert!(percent > 0.0 && percent < 100.0 && eta < 6.0, "{p}");
+    let counts = &p["counts"];
+    let sum: u64 = ["pending", "sent", "failed"].iter().map(|s| counts[s].as_u64().unwrap()).sum();
+    assert_eq!(sum, 60, "pending (sending among them), sent and failed are every recipient: {p}");
+    let done = t.wait_for(&c, Duration::from_secs(30), |c| c["status"] == "completed").await;
+    let p = &done["progress"];
+    assert_eq!(
+        (p["percent"].as_f64(), p["rate_per_second"].as_f64(), p["eta_seconds"].as_u64()),
+        (Some(100.0), Some(0.0), Some(0))
+    );
+    assert_eq!(p["counts"]["sent"], 60);
+}

@@ -7,6 +7,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use super::account::Account;
 use super::id::Id;
 use super::limits::{CAMPAIGN_NAME_CHARS, FIELD_NAME_CHARS, MAPPING_KEY_CHARS, TEMPLATE_PARAMETERS};
+use super::recipient::RecipientStatus;
 use super::template::{Template, TemplateStatus};
 use super::{Timestamp, parse_time, required_text};
 use crate::error::Invalid;
@@ -190,6 +191,83 @@ pub struct Campaign {
     /// removes its items (internal: never shown).
     #[serde(default, skip_serializing)]
     pub deleting: Option<String>,
+    /// Messages per second over the last minute, as the dispatcher measured it, and when
+    /// (unix seconds; internal: shown through [`Campaign::progress`]).
+    #[serde(default, skip_serializing)]
+    pub measured_rate: Option<f64>,
+    #[serde(default, skip_serializing)]
+    pub measured_at: Option<i64>,
+}
+
+impl Campaign {
+    /// How many recipients are in a status (all: `None`), as the campaign's counters tell:
+    /// `pending` is every recipient not processed yet (those being sent at this instant among them,
+    /// as in its listing); `sending` the claims held; `failed` every failure, at send or later;
+    /// `read` is read; `delivered` is delivered but not read; `sent` is accepted by WhatsApp and
+    /// neither delivered nor failed later (a later failure is a failure not counted at send, where
+    /// every failure is processed and not sent).
+    pub fn counted_in(&self, status: Option<RecipientStatus>) -> u64 {
+        let c = self;
+        use RecipientStatus::*;
+        let n = |v: u64| v as i64;
+        let failed_at_send = n(c.processed_count) - n(c.sent_count);
+        let failed_later = n(c.failed_count) - failed_at_send;
+        let count = match status {
+            None => n(c.total_recipients),
+            Some(Pending) => n(c.total_recipients) - n(c.processed_count),
+            Some(Sending) => n(c.sending_count),
+            Some(Failed) => n(c.failed_count),
+            Some(Read) => n(c.read_count),
+            Some(Delivered) => n(c.delivered_count) - n(c.read_count),
+            Some(Sent) => n(c.sent_count) - n(c.delivered_count) - failed_later,
+        };
+        count.max(0) as u64
+    }
+
+    /// How far the campaign is: the share of recipients processed, the rate measured over the
+    /// last minute while it sends, the time left at the account's pace `rate` (messages per
+    /// second; none when the account is gone), and every recipient status's count.
+    pub fn progress(&self, rate: Option<u32>, now_unix: i64) -> Progress {
+        use RecipientStatus::*;
+        let left = self.total_recipients.saturating_sub(self.processed_count);
+        let percent = if self.total_recipients == 0 {
+            0.0
+        } else {
+            (1000.0 * self.processed_count as f64 / self.total_recipients as f64).round() / 10.0
+        };
+        let measured = match (self.status, self.measured_rate, self.measured_at) {
+            (CampaignStatus::Sending, Some(r), Some(at)) if now_unix - at <= RATE_MAX_AGE_SECONDS => r,
+            _ => 0.0,
+        };
+        let eta_seconds = match self.status {
+            CampaignStatus::Completed => Some(0),
+            CampaignStatus::Cancelled => None,
+            _ => rate.filter(|r| *r > 0).map(|r| left.div_ceil(r as u64)),
+        };
+        let counts = [Pending, Sending, Sent, Delivered, Read, Failed]
+            .into_iter()
+            .map(|s| (s.as_str(), self.counted_in(Some(s))))
+            .collect();
+        Progress { percent, rate_per_second: (measured * 10.0).round() / 10.0, eta_seconds, counts }
+    }
+}
+
+/// How old a measured rate may be and still be shown (the dispatcher notes it every few
+/// seconds while it has recipients to release).
+pub const RATE_MAX_AGE_SECONDS: i64 = 60;
+
+/// A campaign's progress, as `GET /api/campaigns/{id}` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Progress {
+    /// Recipients processed (sent or failed at send), in percent of all, to a tenth.
+    pub percent: f64,
+    /// Messages per second over the last minute while sending (0 otherwise).
+    pub rate_per_second: f64,
+    /// Seconds until every recipient is processed at the account's pace (0 once completed;
+    /// none for a cancelled campaign or one whose account is gone).
+    pub eta_seconds: Option<u64>,
+    /// Recipients per status (as the recipient listing's `total` for that status).
+    pub counts: BTreeMap<&'static str, u64>,
 }
 
 /// Changes to a campaign's counters. They are kept in a few counter items beside the campaign
@@ -412,6 +490,8 @@ impl NewCampaign {
             dispatch_run: None,
             recipient_shards: super::recipient::RECIPIENT_SHARDS,
             deleting: None,
+            measured_rate: None,
+            measured_at: None,
         })
     }
 }
@@ -531,7 +611,37 @@ mod tests {
         assert_eq!(allowed(Action::Cancel), [Draft, Scheduled, Sending, Paused]);
         assert_eq!(allowed(Action::Complete), [Sending]);
         assert_eq!((Action::Start.to(), Action::Cancel.to()), (Sending, Cancelled));
+        assert_eq!((allowed(Action::Retry), Action::Retry.to()), (vec![Sending, Completed], Sending));
         assert!(!Action::Start.allowed(Cancelled), "a cancelled campaign never resumes");
+    }
+
+    #[test]
+    fn progress_counts_measures_and_estimates_at_the_pace() {
+        let new: NewCampaign =
+            serde_json::from_value(json!({"name": "Sale", "account_id": ACCOUNT, "template_id": TEMPLATE})).unwrap();
+        let mut c = new.into_campaign("c1".into(), &"now".into()).unwrap();
+        let p = c.progress(Some(10), 1000);
+        assert_eq!((p.percent, p.rate_per_second, p.eta_seconds), (0.0, 0.0, Some(0)));
+        (c.total_recipients, c.processed_count, c.sent_count, c.failed_count) = (300, 101, 100, 3);
+        (c.delivered_count, c.read_count, c.sending_count) = (60, 20, 5);
+        (c.status, c.measured_rate, c.measured_at) = (CampaignStatus::Sending, Some(9.96), Some(990));
+        let p = c.progress(Some(10), 1000);
+        // 199 left at 10 a second; one of the three failures came by webhook after a send.
+        assert_eq!((p.percent, p.rate_per_second, p.eta_seconds), (33.7, 10.0, Some(20)));
+        let counts: Vec<u64> =
+            ["pending", "sending", "sent", "delivered", "read", "failed"].iter().map(|s| p.counts[s]).collect();
+        assert_eq!(counts, [199, 5, 38, 40, 20, 3]);
+        assert_eq!(c.progress(Some(10), 990 + RATE_MAX_AGE_SECONDS + 1).rate_per_second, 0.0, "an old rate");
+        assert_eq!(c.progress(None, 1000).eta_seconds, None, "no account, no pace");
+        c.status = CampaignStatus::Paused;
+        assert_eq!(
+            (c.progress(Some(10), 1000).rate_per_second, c.progress(Some(10), 1000).eta_seconds),
+            (0.0, Some(20))
+        );
+        c.status = CampaignStatus::Completed;
+        assert_eq!(c.progress(Some(10), 1000).eta_seconds, Some(0));
+        c.status = CampaignStatus::Cancelled;
+        assert_eq!(c.progress(Some(10), 1000).eta_seconds, None);
     }
 
     #[test]

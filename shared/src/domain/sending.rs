@@ -32,13 +32,33 @@ pub struct DispatchJob {
     /// The campaign's `processed_count` when the run began (read by its first step).
     #[serde(default)]
     pub base: Option<u64>,
+    /// The run's readings of `processed_count` over about the last minute (unix milliseconds,
+    /// count): the campaign's measured rate ([`measure_rate`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub samples: Vec<(i64, u64)>,
 }
 
 impl DispatchJob {
     /// The first step of a new run.
     pub fn start(campaign_id: &Id, run: Option<String>) -> Self {
-        DispatchJob { campaign_id: campaign_id.clone(), run, cursor: None, queued: 0, base: None }
+        DispatchJob { campaign_id: campaign_id.clone(), run, cursor: None, queued: 0, base: None, samples: Vec::new() }
     }
+}
+
+/// The window a campaign's rate is measured over.
+pub const RATE_WINDOW_MS: i64 = 60_000;
+
+/// Adds a reading of `processed` at `at_ms` to `samples`, keeps those of the last
+/// [`RATE_WINDOW_MS`] (and the one just before, so the window is whole once the run is that
+/// old), and answers the messages per second between the oldest and the newest — none until
+/// they are two seconds apart.
+pub fn measure_rate(samples: &mut Vec<(i64, u64)>, at_ms: i64, processed: u64) -> Option<f64> {
+    samples.push((at_ms, processed));
+    let keep_from = samples.iter().rposition(|(t, _)| at_ms - t >= RATE_WINDOW_MS).unwrap_or(0);
+    samples.drain(..keep_from);
+    let (first, last) = (samples.first()?, samples.last()?);
+    let span = last.0 - first.0;
+    (span >= 2000).then(|| last.1.saturating_sub(first.1) as f64 * 1000.0 / span as f64)
 }
 
 /// A send job: recipients (by number) of one campaign, sent by one sender invocation.
@@ -289,6 +309,20 @@ mod tests {
         for c in [190, 368, 131031] {
             assert_eq!(classify(c), ErrorClass::Account, "{c}");
         }
+    }
+
+    #[test]
+    fn the_rate_is_measured_over_the_last_minute() {
+        let mut samples = Vec::new();
+        assert_eq!(measure_rate(&mut samples, 0, 0), None);
+        assert_eq!(measure_rate(&mut samples, 1000, 80), None, "too short a span");
+        assert_eq!(measure_rate(&mut samples, 2000, 160), Some(80.0));
+        // At 10 msg/s from second 2 on, for two minutes: the first minute's fast start is gone.
+        for s in 3..=122 {
+            measure_rate(&mut samples, s * 1000, 160 + 10 * (s as u64 - 2));
+        }
+        assert_eq!(measure_rate(&mut samples, 123_000, 160 + 10 * 121), Some(10.0));
+        assert!(samples.len() <= 62, "{}", samples.len());
     }
 
     #[test]

@@ -9,7 +9,7 @@ use super::{ApiRequest, Reply};
 use crate::app::App;
 use crate::domain::campaign::{CampaignChanges, CampaignStatus, NewCampaign};
 use crate::error::AppResult;
-use crate::usecases::campaigns::{self as campaigns, load};
+use crate::usecases::campaigns;
 
 const STATUSES: &str = "draft, scheduled, sending, paused, completed, cancelled";
 
@@ -30,8 +30,12 @@ pub async fn list(app: Arc<App>, req: ApiRequest) -> AppResult<Reply> {
     Ok(Reply::listed(page.items.iter().map(|c| json!(c)).collect(), page.total, p, &start, page.next))
 }
 
+/// The campaign, with its `progress`.
 pub async fn get(app: Arc<App>, req: ApiRequest) -> AppResult<Reply> {
-    Ok(Reply::ok(json!(load(&app, &req.id("campaign")?).await?)))
+    let (campaign, progress) = campaigns::with_progress(&app, &req.id("campaign")?).await?;
+    let mut answer = json!(campaign);
+    answer["progress"] = json!(progress);
+    Ok(Reply::ok(answer))
 }
 
 pub async fn update(app: Arc<App>, req: ApiRequest) -> AppResult<Reply> {

@@ -5,7 +5,7 @@ use crate::adapters::store::StoreError;
 use crate::app::App;
 use std::time::{Duration, Instant};
 
-use crate::domain::campaign::{Campaign, CampaignChanges, NewCampaign, check_references};
+use crate::domain::campaign::{Campaign, CampaignChanges, NewCampaign, Progress, check_references};
 use crate::domain::id::Id;
 use crate::domain::job::Job;
 use crate::domain::now;
@@ -28,6 +28,15 @@ pub async fn load(app: &App, id: &Id) -> AppResult<Campaign> {
 /// 409 naming the status the campaign is in.
 pub fn wrong_status(c: &Campaign, action: &str) -> AppError {
     AppError::conflict(format!("campaign {} is {}; {action}", c.id, c.status.as_str()))
+}
+
+/// A campaign and its progress (at its account's pace).
+pub async fn with_progress(app: &App, id: &Id) -> AppResult<(Campaign, Progress)> {
+    let campaign = load(app, id).await?;
+    let account =
+        app.db.get_account(&campaign.account_id).await.map_err(app.store_err("could not read the account"))?;
+    let progress = campaign.progress(account.map(|a| a.send_rate()), chrono::Utc::now().timestamp());
+    Ok((campaign, progress))
 }
 
 /// Loads what a campaign refers to and checks it (exists, same account, approved, mapping).

@@ -150,29 +150,6 @@ impl Db {
             // The index holds keys only.
             items = self.batch_get(items.into_iter().map(super::table_key).collect(), None).await?;
         }
-        Ok(Listed { items: decode(items)?, total: counted_in_status(campaign, status), next })
+        Ok(Listed { items: decode(items)?, total: campaign.counted_in(status), next })
     }
-}
-
-/// How many recipients are in a status (all: `None`), as the campaign's counters tell:
-/// `pending` is every recipient not processed yet (those being sent at this instant among them,
-/// as in its listing); `sending` the claims held; `failed` every failure, at send or later;
-/// `read` is read; `delivered` is delivered but not read; `sent` is accepted by WhatsApp and
-/// neither delivered nor failed later (a later failure is a failure not counted at send, where
-/// every failure is processed and not sent).
-pub fn counted_in_status(c: &Campaign, status: Option<RecipientStatus>) -> u64 {
-    use RecipientStatus::*;
-    let n = |v: u64| v as i64;
-    let failed_at_send = n(c.processed_count) - n(c.sent_count);
-    let failed_later = n(c.failed_count) - failed_at_send;
-    let count = match status {
-        None => n(c.total_recipients),
-        Some(Pending) => n(c.total_recipients) - n(c.processed_count),
-        Some(Sending) => n(c.sending_count),
-        Some(Failed) => n(c.failed_count),
-        Some(Read) => n(c.read_count),
-        Some(Delivered) => n(c.delivered_count) - n(c.read_count),
-        Some(Sent) => n(c.sent_count) - n(c.delivered_count) - failed_later,
-    };
-    count.max(0) as u64
 }

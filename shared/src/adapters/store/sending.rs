@@ -222,6 +222,18 @@ impl Db {
         self.campaign_written(req.send().await?.attributes).await
     }
 
+    /// Notes the campaign's measured rate (messages per second) and when it was measured.
+    pub async fn note_rate(&self, campaign_id: &str, rate: f64, at_unix: i64) -> StoreResult<()> {
+        self.update(campaign_pk(campaign_id), CAMPAIGN_SK)
+            .update_expression("SET measured_rate = :rate, measured_at = :at")
+            .condition_expression("attribute_exists(PK)")
+            .expression_attribute_values(":rate", AttributeValue::N(format!("{rate:.3}")))
+            .expression_attribute_values(":at", n(at_unix))
+            .send()
+            .await?;
+        Ok(())
+    }
+
     /// The campaigns of an account that are sending right now.
     pub async fn sending_campaigns(&self, account_id: &str) -> StoreResult<Vec<Campaign>> {
         let q = KeyQuery::index(Index::Gsi2, account_campaigns(account_id))

@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use super::{SendError, complete_if_done};
 use crate::app::App;
+use crate::domain::campaign::Campaign;
 use crate::domain::campaign::{Action, CampaignStatus};
-use crate::domain::sending::{DispatchJob, SLOT_HORIZON, SendJob, dispatch_window, job_size};
+use crate::domain::sending::{DispatchJob, SLOT_HORIZON, SendJob, dispatch_window, job_size, measure_rate};
 use crate::usecases::lifecycle::change_status;
 
 /// The time between two steps of a run.
@@ -36,6 +37,7 @@ pub async fn dispatch(app: &App, step: DispatchJob) -> Result<(), SendError> {
     let in_flight = (base + step.queued).saturating_sub(campaign.processed_count);
     let window = dispatch_window(rate);
     let mut next = DispatchJob { base: Some(base), ..step };
+    note_rate(app, &campaign, &mut next).await;
     tracing::debug!(campaign = %campaign.id, in_flight, window, "dispatch step");
     // Whole jobs only (a short one at the end of the campaign).
     let size = job_size(rate) as u64;
@@ -66,4 +68,20 @@ pub async fn dispatch(app: &App, step: DispatchJob) -> Result<(), SendError> {
     }
     app.queue.dispatch(&next, STEP).await?;
     Ok(())
+}
+
+/// How often a run notes its measured rate on the campaign (`progress.rate_per_second`).
+const NOTE_RATE_EVERY_SECONDS: i64 = 5;
+
+/// Takes this step's reading of the campaign's progress and, every few seconds, notes the rate
+/// over the last minute on the campaign (a lost note only leaves an older rate shown).
+async fn note_rate(app: &App, campaign: &Campaign, step: &mut DispatchJob) {
+    let now = chrono::Utc::now();
+    let Some(rate) = measure_rate(&mut step.samples, now.timestamp_millis(), campaign.processed_count) else { return };
+    if campaign.measured_at.is_some_and(|at| now.timestamp() - at < NOTE_RATE_EVERY_SECONDS) {
+        return;
+    }
+    if let Err(e) = app.db.note_rate(&campaign.id, rate, now.timestamp()).await {
+        tracing::warn!(campaign = %campaign.id, error = %e, "the measured rate could not be noted");
+    }
 }
