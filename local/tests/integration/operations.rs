@@ -150,3 +150,40 @@ async fn progress_shows_the_share_done_the_measured_rate_and_the_time_left_at_th
     );
     assert_eq!(p["counts"]["sent"], 60);
 }
+
+#[tokio::test]
+async fn a_test_send_goes_out_now_rendered_and_counts_nowhere() {
+    let t = TestStack::sending(0).await;
+    let (c, _) = t.campaign_with("TIER_100K", &phones(970, 2)).await;
+    let test = format!("/api/campaigns/{c}/test");
+    let body = json!({"phone_number": "+14155550777", "fields": {"name": "Ann", "discount_code": "SAVE10"}});
+    let sent = t.post(&test, body).await.assert_ok(200).clone();
+    assert_eq!((sent["outcome"].as_str(), sent["phone_number"].as_str()), (Some("accepted"), Some("+14155550777")));
+    assert!(sent["wamid"].as_str().unwrap().starts_with("wamid."), "{sent}");
+    let requests = t.fake.requests();
+    assert_eq!(requests.len(), 1);
+    let posted = requests[0].body.to_string();
+    assert!(posted.contains("\"Ann\"") && posted.contains("\"SAVE10\""), "{posted}");
+    assert_eq!(sent["request"]["template"], requests[0].body["template"]);
+    assert!(requests[0].body["biz_opaque_callback_data"].as_str().unwrap().starts_with("test/"));
+    // Not a recipient: nothing counted, nothing added.
+    let campaign = t.get(&format!("/api/campaigns/{c}")).await.data().clone();
+    assert_eq!((campaign["total_recipients"].as_u64(), campaign["sent_count"].as_u64()), (Some(2), Some(0)));
+    assert_eq!(t.recipients(&c).await.len(), 2);
+
+    // WhatsApp's refusal is the answer.
+    let undeliverable = json!({"phone_number": "+14155559002", "fields": {"name": "B", "discount_code": "C"}});
+    let refused = t.post(&test, undeliverable).await.assert_ok(200).clone();
+    assert_eq!((refused["outcome"].as_str(), refused["error_code"].as_i64()), (Some("rejected"), Some(131026)));
+    assert!(refused["error_message"].as_str().is_some_and(|m| !m.is_empty()), "{refused}");
+
+    // What cannot be sent is refused before any request.
+    let missing = json!({"phone_number": "+14155550778", "fields": {"name": "Ann"}});
+    t.post(&test, missing).await.assert_error(422, "discount_code");
+    t.post(&test, json!({"phone_number": "12", "fields": {}})).await.assert_error(422, "phone_number");
+    t.post(&test, json!({"phone": "+14155550778"})).await.assert_error(422, "unknown field");
+    t.post("/api/campaigns/00000000-0000-4000-8000-000000000000/test", json!({"phone_number": "+14155550778"}))
+        .await
+        .assert_error(404, "not found");
+    assert_eq!(t.fake.requests().len(), 2, "only the two sends above reached WhatsApp");
+}

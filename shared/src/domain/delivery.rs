@@ -195,6 +195,8 @@ fn read_change(field: &str, value: &Value, n: &mut Notification) {
         "messages" => {
             for s in list("statuses") {
                 match status_update(&s) {
+                    // A test send's statuses concern no recipient.
+                    Some(u) if u.callback.as_deref().is_some_and(is_test_send) => n.ignored += 1,
                     Some(u) => n.statuses.push(u),
                     None => n.ignored += 1,
                 }
@@ -212,6 +214,14 @@ fn read_change(field: &str, value: &Value, n: &mut Notification) {
         }
         _ => n.ignored += 1,
     }
+}
+
+/// What a test send (`POST /api/campaigns/{id}/test`) puts in `biz_opaque_callback_data`
+/// before the campaign's id: its statuses are not a recipient's.
+pub const TEST_SEND_CALLBACK: &str = "test/";
+
+fn is_test_send(callback: &str) -> bool {
+    callback.starts_with(TEST_SEND_CALLBACK)
 }
 
 /// Reads `<campaign id>/<phone number>` (what the sender puts in `biz_opaque_callback_data`).
@@ -485,7 +495,9 @@ mod tests {
                           "errors": [{ "code": 131026, "title": "Message undeliverable",
                                        "error_data": { "details": "not on WhatsApp" } }] },
                         { "id": "wamid.C", "status": "played", "timestamp": "1700000002" },
-                        { "id": "wamid.D", "status": "read" }
+                        { "id": "wamid.D", "status": "read" },
+                        { "id": "wamid.E", "status": "sent", "timestamp": "1700000002",
+                          "biz_opaque_callback_data": "test/c1" }
                     ],
                     "messages": [{ "from": "1555", "id": "wamid.in", "type": "text" }]
                 }},
@@ -512,8 +524,9 @@ mod tests {
                 Preference { phone_number_id: "pn1".into(), phone: "+4915112345679".into(), stop: false },
             ]
         );
-        // played, the status without a timestamp, the inbound message, the template update, the bad wa_id
-        assert_eq!(n.ignored, 5);
+        // played, the status without a timestamp, a test send's, the inbound message, the
+        // template update, the bad wa_id
+        assert_eq!(n.ignored, 6);
         assert!(parse(b"[1,2]").is_err());
         assert!(parse(b"not json").is_err());
         assert_eq!(parse(b"{}").unwrap(), Notification::default());

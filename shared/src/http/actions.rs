@@ -1,5 +1,6 @@
-//! `POST /api/campaigns/{id}/start | pause | cancel | retry-failed` (the workflows are in
-//! [`crate::usecases::lifecycle`] and [`crate::usecases::retry_failed`]).
+//! `POST /api/campaigns/{id}/start | pause | cancel | retry-failed | test` (the workflows are
+//! in [`crate::usecases::lifecycle`], [`crate::usecases::retry_failed`] and
+//! [`crate::usecases::test_send`]).
 
 use std::sync::Arc;
 
@@ -11,6 +12,7 @@ use crate::app::App;
 use crate::error::AppResult;
 use crate::usecases::lifecycle;
 use crate::usecases::retry_failed::{self, Selection};
+use crate::usecases::test_send::{self, TestSend};
 
 pub async fn start(app: Arc<App>, req: ApiRequest) -> AppResult<Reply> {
     Ok(Reply::ok(json!(lifecycle::start(&app, &req.id("campaign")?).await?)))
@@ -37,4 +39,10 @@ pub async fn retry_failed(app: Arc<App>, req: ApiRequest) -> AppResult<Reply> {
     let body: RetryBody = if req.body.iter().all(u8::is_ascii_whitespace) { RetryBody::default() } else { req.json()? };
     let selection = Selection::checked(body.codes)?;
     Ok(Reply::ok(json!(retry_failed::retry_failed(&app, &id, &selection).await?)))
+}
+
+pub async fn test(app: Arc<App>, req: ApiRequest) -> AppResult<Reply> {
+    let id = req.id("campaign")?;
+    let test: TestSend = req.json()?;
+    Ok(Reply::ok(json!(test_send::send_test(&app, &id, test).await?)))
 }

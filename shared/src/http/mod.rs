@@ -116,6 +116,7 @@ pub static ROUTES: &[Route] = &[
     route!("pause-campaign", POST, "/api/campaigns/{id}/pause", actions::pause),
     route!("cancel-campaign", POST, "/api/campaigns/{id}/cancel", actions::cancel),
     route!("retry-failed", POST, "/api/campaigns/{id}/retry-failed", actions::retry_failed),
+    route!("test-send", POST, "/api/campaigns/{id}/test", actions::test),
     route!("import-recipients", POST, "/api/campaigns/{id}/recipients/import", recipients::import),
     route!("list-recipients", GET, "/api/campaigns/{id}/recipients", recipients::list),
     route!("create-export", POST, "/api/campaigns/{id}/exports", exports::create),

@@ -6,7 +6,8 @@
 //!   its own secret).
 //! - [`campaigns`]: create, change and delete a campaign; [`lifecycle`]: start, schedule,
 //!   pause, cancel and resume it, and announce each change; [`retry_failed`]: send the
-//!   recipients that failed for a passing reason again.
+//!   recipients that failed for a passing reason again; [`test_send`]: one rendered message to a
+//!   number given, before the campaign goes out.
 //! - [`import`]: recipients into a campaign from a request's body; [`upload`]: from a file
 //!   uploaded to the bucket, imported in the background.
 //! - [`schedule`]: what a campaign's schedule does when it fires.
@@ -26,6 +27,7 @@ pub mod schedule;
 pub mod send;
 pub mod statuses;
 pub mod templates;
+pub mod test_send;
 pub mod upload;
 
 use crate::adapters::store::StoreError;
