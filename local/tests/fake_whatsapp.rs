@@ -10,8 +10,8 @@ use axum::body::Bytes;
 use axum::extract::State;
 use http::{HeaderMap, StatusCode};
 use local::fake_whatsapp::{
-    self, DISPLAY_PHONE_NUMBER, FAULT_NUMBERS, FakeAnswer, FakeConfig, FakeState, Fault, Injection, MAX_DELAY_MS,
-    MAX_STATUSES_PER_POST, TemplateSpec, WABA_ID, WEBHOOK_ATTEMPTS,
+    self, DISPLAY_PHONE_NUMBER, FAULT_NUMBERS, FakeAnswer, FakeConfig, FakeState, Fault, HeaderFormat, Injection,
+    MAX_DELAY_MS, MAX_STATUSES_PER_POST, TemplateSpec, WABA_ID, WEBHOOK_ATTEMPTS,
 };
 use serde_json::{Value, json};
 use shared::adapters::signature;
@@ -203,6 +203,7 @@ async fn named_parameters_are_accepted_and_required_by_a_named_template() {
         body_params: 2,
         buttons: vec![0],
         named: true,
+        header_format: None,
     });
     assert_accepted(&send(&fake, &named(true)).await, "+16505551234");
     let answer = send(&fake, &named(false)).await;
@@ -386,6 +387,55 @@ async fn a_registered_template_needs_its_parameter_counts() {
     let mut other_language = template_send("+16505551234", "holiday_offer", json!([body_params(1)]));
     other_language["template"]["language"]["code"] = json!("fr");
     assert_accepted(&send(&fake, &other_language).await, "+16505551234");
+}
+
+#[tokio::test]
+async fn a_media_or_location_header_needs_a_parameter_of_its_type() {
+    let fake = start().await;
+    let registered = control(
+        &fake,
+        "POST",
+        "/_fake/templates",
+        Some(json!({"name": "new_menu", "language": "en_US", "body_params": 1, "header_format": "IMAGE"})),
+    )
+    .await;
+    assert_eq!(registered.status, 200, "{}", registered.body);
+    assert_eq!(registered.body["template"]["header_format"], "IMAGE", "{}", registered.body);
+    fake.state.register_template(TemplateSpec::new("our_shop", "en_US", 0).with_header(HeaderFormat::Location));
+    let body = json!({"type": "body", "parameters": [{"type": "text", "text": "Ada"}]});
+    let header = |param: Value| json!({"type": "header", "parameters": [param]});
+    let image = json!({"type": "image", "image": {"link": "https://cdn.example/menu.png"}});
+
+    let ok = template_send("+16505551234", "new_menu", json!([header(image.clone()), body]));
+    assert_accepted(&send(&fake, &ok).await, "+16505551234");
+    let place = json!({"type": "location", "location": {"latitude": 52.52, "longitude": 13.4, "name": "Shop"}});
+    assert_accepted(
+        &send(&fake, &template_send("+16505551234", "our_shop", json!([header(place)]))).await,
+        "+16505551234",
+    );
+
+    let video = json!({"type": "video", "video": {"id": "123"}});
+    let text = json!({"type": "text", "text": "Hi"});
+    for (case, name, components) in [
+        ("no header", "new_menu", json!([body])),
+        ("a video for an image", "new_menu", json!([header(video), body])),
+        ("a text header", "new_menu", json!([header(text), body])),
+        ("two images", "new_menu", json!([{"type": "header", "parameters": [image, image]}, body])),
+        ("no location", "our_shop", json!([])),
+    ] {
+        let answer = send(&fake, &template_send("+16505551234", name, components)).await;
+        assert_error(&answer, 400, 132012);
+        assert!(
+            answer.details().contains(name) && answer.details().contains("header expects one"),
+            "{case}: {}",
+            answer.details()
+        );
+    }
+    // A location without its coordinates is a missing parameter.
+    let no_latitude = json!({"type": "location", "location": {"longitude": 13.4}});
+    let answer = send(&fake, &template_send("+16505551234", "our_shop", json!([header(no_latitude)]))).await;
+    assert_error(&answer, 400, 131008);
+    assert_eq!(fake.state.accepted_to().len(), 2);
 }
 
 #[tokio::test]

@@ -117,7 +117,7 @@ fn every_operation_documents_its_envelope_and_error_statuses() {
 fn the_contract_carries_the_limits_of_the_code() {
     let doc = contract();
     let s = "/components/schemas";
-    let limits: [(String, usize); 25] = [
+    let limits: [(String, usize); 30] = [
         (format!("{s}/AccountName/maxLength"), ACCOUNT_NAME_CHARS),
         (format!("{s}/MetaId/maxLength"), META_ID_CHARS),
         (format!("{s}/AccessToken/maxLength"), ACCESS_TOKEN_CHARS),
@@ -135,6 +135,11 @@ fn the_contract_carries_the_limits_of_the_code() {
         (format!("{s}/VariableMapping/maxProperties"), TEMPLATE_PARAMETERS),
         (format!("{s}/VariableMapping/propertyNames/maxLength"), MAPPING_KEY_CHARS),
         (format!("{s}/VariableMapping/additionalProperties/maxLength"), FIELD_NAME_CHARS),
+        (format!("{s}/HeaderMedia/properties/link/maxLength"), MEDIA_LINK_CHARS),
+        (format!("{s}/HeaderMedia/properties/id/maxLength"), MEDIA_ID_CHARS),
+        (format!("{s}/HeaderMedia/properties/filename/maxLength"), MEDIA_FILENAME_CHARS),
+        (format!("{s}/HeaderLocation/properties/name/maxLength"), HEADER_LOCATION_TEXT_CHARS),
+        (format!("{s}/HeaderLocation/properties/address/maxLength"), HEADER_LOCATION_TEXT_CHARS),
         (format!("{s}/RecipientsJson/properties/recipients/maxItems"), IMPORT_ROWS),
         (format!("{s}/RecipientsJson/properties/recipients/items/maxProperties"), FIELDS),
         (format!("{s}/RecipientsJson/properties/recipients/items/propertyNames/maxLength"), FIELD_NAME_CHARS),

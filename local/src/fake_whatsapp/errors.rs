@@ -33,6 +33,7 @@ pub const ERROR_CODES: &[(u32, u16, &str)] = &[
     (131056, 400, "(#131056) (Business Account, Consumer Account) pair rate limit hit"),
     (132000, 400, "Number of parameters does not match the expected number of params"),
     (132001, 404, "(#132001) Template name does not exist in the translation"),
+    (132012, 400, "(#132012) Parameter format does not match format in the created template"),
 ];
 
 /// The HTTP status and message the fake answers for an error code.

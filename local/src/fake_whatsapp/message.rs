@@ -1,10 +1,12 @@
 //! The body of a send and the checks Meta makes on it: phone numbers ([`normalize_number`]), a
 //! template message parsed field by field into what the template checks need (code 100 for an
 //! invalid field, 131008 for a missing one), and the registered templates ([`TemplateSpec`])
-//! that a send's parameters are counted against (132000).
+//! that a send's parameters are counted against (132000) and whose media or location header
+//! must get a parameter of its type (132012).
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+pub use shared::domain::template::HeaderFormat;
 
 use super::errors::MetaError;
 
@@ -23,6 +25,8 @@ pub(super) fn wa_id(number: &str) -> &str {
 /// A template the fake knows: sends that use it (same name and language) must carry exactly
 /// these many parameters per component. `buttons` are the indexes of the URL buttons that take a
 /// parameter. With `named`, header and body text parameters must carry `parameter_name`.
+/// With a `header_format` of IMAGE, VIDEO, DOCUMENT or LOCATION, the header must carry exactly
+/// one parameter of that type (`header_params` is then not used), else 132012.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TemplateSpec {
@@ -36,6 +40,9 @@ pub struct TemplateSpec {
     pub buttons: Vec<u32>,
     #[serde(default)]
     pub named: bool,
+    /// The header's format; absent (or TEXT): a text header, counted by `header_params`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header_format: Option<HeaderFormat>,
 }
 
 impl TemplateSpec {
@@ -48,6 +55,24 @@ impl TemplateSpec {
             body_params,
             buttons: Vec::new(),
             named: false,
+            header_format: None,
+        }
+    }
+
+    /// The same template with a header of this format (IMAGE, VIDEO, DOCUMENT, LOCATION).
+    pub fn with_header(mut self, format: HeaderFormat) -> TemplateSpec {
+        self.header_format = Some(format);
+        self
+    }
+
+    /// The parameter type its header takes, when it is not a text header.
+    fn header_parameter(&self) -> Option<&'static str> {
+        match self.header_format? {
+            HeaderFormat::Text => None,
+            HeaderFormat::Image => Some("image"),
+            HeaderFormat::Video => Some("video"),
+            HeaderFormat::Document => Some("document"),
+            HeaderFormat::Location => Some("location"),
         }
     }
 }
@@ -67,6 +92,8 @@ struct Component {
     path: String,
     kind: Kind,
     params: usize,
+    /// The `type` of each parameter, in order.
+    types: Vec<String>,
     /// The first text parameter without `parameter_name`, by its path.
     unnamed_text: Option<String>,
 }
@@ -207,14 +234,16 @@ fn parse_component(value: &Value, i: usize) -> Result<Component, MetaError> {
         Kind::Button { .. } => &["text", "payload", "coupon_code", "action"],
     };
     let mut unnamed_text = None;
+    let mut types = Vec::new();
     for (j, param) in params.iter().enumerate() {
         let param_path = format!("{path}.parameters[{j}]");
-        let named = parse_parameter(param, &param_path, allowed)?;
+        let (kind, named) = parse_parameter(param, &param_path, allowed)?;
+        types.push(kind);
         if named == Some(false) && unnamed_text.is_none() {
             unnamed_text = Some(param_path);
         }
     }
-    Ok(Component { path, kind, params: params.len(), unnamed_text })
+    Ok(Component { path, kind, params: params.len(), types, unnamed_text })
 }
 
 /// A component's `type`, and for a button its `sub_type` and `index`.
@@ -248,8 +277,9 @@ fn button_index(value: &Value) -> Option<u32> {
     }
 }
 
-/// Checks one parameter; for a text parameter, returns whether it carries `parameter_name`.
-fn parse_parameter(value: &Value, path: &str, allowed: &[&str]) -> Result<Option<bool>, MetaError> {
+/// Checks one parameter; returns its type and, for a text parameter, whether it carries
+/// `parameter_name`.
+fn parse_parameter(value: &Value, path: &str, allowed: &[&str]) -> Result<(String, Option<bool>), MetaError> {
     let Some(param) = value.as_object() else {
         return Err(MetaError::invalid(format!("{path} must be an object")));
     };
@@ -264,10 +294,11 @@ fn parse_parameter(value: &Value, path: &str, allowed: &[&str]) -> Result<Option
     match kind {
         "text" => {
             required_str(param, "text", &prefix)?;
-            return match given(param, "parameter_name") {
-                None => Ok(Some(false)),
-                Some(_) => required_str(param, "parameter_name", &prefix).map(|_| Some(true)),
+            let named = match given(param, "parameter_name") {
+                None => false,
+                Some(_) => required_str(param, "parameter_name", &prefix).map(|_| true)?,
             };
+            return Ok((kind.to_owned(), Some(named)));
         }
         "payload" | "coupon_code" => {
             required_str(param, kind, &prefix)?;
@@ -292,11 +323,19 @@ fn parse_parameter(value: &Value, path: &str, allowed: &[&str]) -> Result<Option
                 return Err(MetaError::missing(format!("{prefix}{kind} needs a link or an id")));
             }
         }
+        "location" => {
+            let location = required_object(param, kind, &prefix)?;
+            for field in ["latitude", "longitude"] {
+                if !location.get(field).is_some_and(Value::is_number) {
+                    return Err(MetaError::missing(format!("{prefix}location.{field} is required (a number)")));
+                }
+            }
+        }
         _ => {
             required_object(param, kind, &prefix)?;
         }
     }
-    Ok(None)
+    Ok((kind.to_owned(), None))
 }
 
 // ---- against the registered template ----
@@ -305,6 +344,7 @@ fn parse_parameter(value: &Value, path: &str, allowed: &[&str]) -> Result<Option
 /// `parameter_name` on text parameters of a named template (131008).
 pub(super) fn check_against_template(message: &Message, template: &TemplateSpec) -> Result<(), MetaError> {
     let mismatch = |details: String| MetaError::new(132000, format!("template {}: {details}", template.name));
+    check_header(message, template)?;
     check_counts(message, template).map_err(mismatch)?;
     check_url_buttons(message, template).map_err(mismatch)?;
     if template.named
@@ -318,12 +358,31 @@ pub(super) fn check_against_template(message: &Message, template: &TemplateSpec)
     Ok(())
 }
 
-/// The header's and the body's parameters, as many as the template has.
+/// A media or location header: exactly one parameter of its type (132012, as Meta answers a
+/// media template sent without its medium).
+fn check_header(message: &Message, template: &TemplateSpec) -> Result<(), MetaError> {
+    let Some(expected) = template.header_parameter() else { return Ok(()) };
+    let header = message.components.iter().find(|c| c.kind == Kind::Header);
+    let got = header.map(|c| c.types.join(", ")).filter(|t| !t.is_empty()).unwrap_or_else(|| "none".into());
+    if header.is_some_and(|c| c.types == [expected]) {
+        return Ok(());
+    }
+    let format = template.header_format.map_or("", HeaderFormat::label);
+    Err(MetaError::new(
+        132012,
+        format!("template {}: the {format} header expects one {expected} parameter, got {got}", template.name),
+    ))
+}
+
+/// The header's (a text header's) and the body's parameters, as many as the template has.
 fn check_counts(message: &Message, template: &TemplateSpec) -> Result<(), String> {
     let count = |kind: Kind| message.components.iter().find(|c| c.kind == kind).map_or(0, |c| c.params);
     for (kind, name, expected) in
         [(Kind::Header, "header", template.header_params), (Kind::Body, "body", template.body_params)]
     {
+        if kind == Kind::Header && template.header_parameter().is_some() {
+            continue;
+        }
         let got = count(kind);
         if got != expected {
             return Err(format!("{name} expects {expected} parameters, got {got}"));

@@ -27,7 +27,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub use config::{DEFAULT_TIMEOUT_MS, DEV_APP_SECRET, FakeConfig};
 pub use errors::{ERROR_CODES, error_for};
 pub use faults::{FAULT_NUMBERS, FakeAnswer, Fault, GATEWAY_502_BODY, GATEWAY_504_BODY, Injection};
-pub use message::{TemplateSpec, normalize_number};
+pub use message::{HeaderFormat, TemplateSpec, normalize_number};
 pub use routes::{MAX_BODY_BYTES, router, serve, spawn};
 pub use state::{Account, FakeState, Recorded};
 pub use webhooks::{

@@ -10,6 +10,7 @@ mod delivery;
 mod exports;
 mod faults;
 mod flow;
+mod headers;
 mod limits;
 mod operations;
 mod recipients;

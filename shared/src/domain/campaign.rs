@@ -5,10 +5,11 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use super::account::Account;
+use super::header::{self, HeaderLocation, HeaderMedia, MEDIA_KEY};
 use super::id::Id;
 use super::limits::{CAMPAIGN_NAME_CHARS, FIELD_NAME_CHARS, MAPPING_KEY_CHARS, TEMPLATE_PARAMETERS};
 use super::recipient::RecipientStatus;
-use super::template::{Template, TemplateStatus};
+use super::template::{HeaderFormat, Template, TemplateStatus};
 use super::{Timestamp, parse_time, required_text};
 use crate::error::Invalid;
 
@@ -167,6 +168,12 @@ pub struct Campaign {
     #[serde(default)]
     pub sending_count: u64,
     pub variable_mapping: BTreeMap<String, String>,
+    /// The medium of the template's IMAGE, VIDEO or DOCUMENT header (absent on older items).
+    #[serde(default)]
+    pub header_media: Option<HeaderMedia>,
+    /// The place of the template's LOCATION header (absent on older items).
+    #[serde(default)]
+    pub header_location: Option<HeaderLocation>,
     pub scheduled_at: Option<Timestamp>,
     pub started_at: Option<Timestamp>,
     pub completed_at: Option<Timestamp>,
@@ -365,6 +372,10 @@ pub struct NewCampaign {
     pub variable_mapping: BTreeMap<String, String>,
     #[serde(default)]
     pub scheduled_at: Option<String>,
+    #[serde(default)]
+    pub header_media: Option<HeaderMedia>,
+    #[serde(default)]
+    pub header_location: Option<HeaderLocation>,
 }
 
 /// `PUT` on a draft: only the fields present change; `"scheduled_at": null` clears the time.
@@ -377,11 +388,30 @@ pub struct CampaignChanges {
     pub variable_mapping: Option<BTreeMap<String, String>>,
     #[serde(default, deserialize_with = "present")]
     pub scheduled_at: Option<Option<String>>,
+    /// `null` removes it (for a template without a media header).
+    #[serde(default, deserialize_with = "present")]
+    pub header_media: Option<Option<HeaderMedia>>,
+    /// `null` removes it (for a template without a LOCATION header).
+    #[serde(default, deserialize_with = "present")]
+    pub header_location: Option<Option<HeaderLocation>>,
 }
 
 /// Tells a field that is absent (`None`) from one that is `null` (`Some(None)`).
-fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
-    Option::<String>::deserialize(d).map(Some)
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// Everything a campaign's account and template must agree with ([`check_references`]), and its
+/// header values against the template's header ([`header::check_against_template`]). Checked on
+/// create, on update and again at every start.
+pub fn check_campaign(c: &Campaign, account: Option<&Account>, template: Option<&Template>) -> Result<(), Invalid> {
+    check_references(&c.account_id, account, &c.template_id, template, &c.variable_mapping)?;
+    match template {
+        Some(t) => {
+            header::check_against_template(t, &c.variable_mapping, c.header_media.as_ref(), c.header_location.as_ref())
+        }
+        None => Ok(()),
+    }
 }
 
 /// The account and template a campaign points at must exist, belong together, be approved,
@@ -416,6 +446,8 @@ pub fn check_references(
 }
 
 fn check_mapping(template: &Template, mapping: &BTreeMap<String, String>) -> Result<(), Invalid> {
+    // A media header's per-recipient link (see [`header`]) is mapped beside the placeholders.
+    let media_key = template.header_format().is_some_and(HeaderFormat::is_media).then_some(MEDIA_KEY);
     let missing: Vec<&str> =
         template.parameters.iter().map(|p| p.key.as_str()).filter(|k| !mapping.contains_key(*k)).collect();
     if !missing.is_empty() {
@@ -425,8 +457,11 @@ fn check_mapping(template: &Template, mapping: &BTreeMap<String, String>) -> Res
             missing.join(", ")
         )));
     }
-    let extra: Vec<&str> =
-        mapping.keys().map(String::as_str).filter(|k| !template.parameters.iter().any(|p| p.key == *k)).collect();
+    let extra: Vec<&str> = mapping
+        .keys()
+        .map(String::as_str)
+        .filter(|k| Some(*k) != media_key && !template.parameters.iter().any(|p| p.key == *k))
+        .collect();
     if !extra.is_empty() {
         return Err(Invalid(format!(
             "variable_mapping has keys that are not placeholders of template {}: {}",
@@ -461,10 +496,12 @@ fn check_mapping_shape(mapping: &BTreeMap<String, String>) -> Result<(), Invalid
 }
 
 impl NewCampaign {
-    /// Builds the draft; the caller then checks its references with [`check_references`] and
+    /// Builds the draft; the caller then checks its references with [`check_campaign`] and
     /// sets `template_name`.
     pub fn into_campaign(self, id: Id, now: &Timestamp) -> Result<Campaign, Invalid> {
         check_mapping_shape(&self.variable_mapping)?;
+        self.header_media.as_ref().map(HeaderMedia::check).transpose()?;
+        self.header_location.as_ref().map(HeaderLocation::check).transpose()?;
         Ok(Campaign {
             id,
             name: required_text("name", &self.name, CAMPAIGN_NAME_CHARS)?,
@@ -480,6 +517,8 @@ impl NewCampaign {
             read_count: 0,
             failed_count: 0,
             variable_mapping: self.variable_mapping,
+            header_media: self.header_media,
+            header_location: self.header_location,
             scheduled_at: self.scheduled_at.as_deref().map(|t| parse_time("scheduled_at", t)).transpose()?,
             started_at: None,
             completed_at: None,
@@ -499,11 +538,15 @@ impl NewCampaign {
 impl CampaignChanges {
     /// True when the change needs the account and template to be checked again.
     pub fn touches_references(&self) -> bool {
-        self.account_id.is_some() || self.template_id.is_some() || self.variable_mapping.is_some()
+        self.account_id.is_some()
+            || self.template_id.is_some()
+            || self.variable_mapping.is_some()
+            || self.header_media.is_some()
+            || self.header_location.is_some()
     }
 
     /// Applies the changes to a copy of the campaign; the caller checks references afterwards
-    /// (with [`check_references`]) when [`Self::touches_references`] says so.
+    /// (with [`check_campaign`]) when [`Self::touches_references`] says so.
     pub fn apply(self, campaign: &mut Campaign, now: &Timestamp) -> Result<(), Invalid> {
         if let Some(v) = self.name {
             campaign.name = required_text("name", &v, CAMPAIGN_NAME_CHARS)?;
@@ -520,6 +563,14 @@ impl CampaignChanges {
         }
         if let Some(v) = self.scheduled_at {
             campaign.scheduled_at = v.as_deref().map(|t| parse_time("scheduled_at", t)).transpose()?;
+        }
+        if let Some(v) = self.header_media {
+            v.as_ref().map(HeaderMedia::check).transpose()?;
+            campaign.header_media = v;
+        }
+        if let Some(v) = self.header_location {
+            v.as_ref().map(HeaderLocation::check).transpose()?;
+            campaign.header_location = v;
         }
         campaign.updated_at = now.clone();
         Ok(())
@@ -660,6 +711,41 @@ mod tests {
         let keep: CampaignChanges = serde_json::from_value(json!({"name": "New"})).unwrap();
         assert!(!keep.touches_references());
         assert!(serde_json::from_value::<CampaignChanges>(json!({"status": "sending"})).is_err());
+    }
+
+    #[test]
+    fn header_values_are_checked_with_the_template_and_can_be_cleared() {
+        let t: NewTemplate = serde_json::from_value(json!({
+            "account_id": ACCOUNT, "name": "promo", "language": "en", "category": "MARKETING", "status": "APPROVED",
+            "components": [{"type": "HEADER", "format": "IMAGE"}, {"type": "BODY", "text": "Hi {{1}}"}]
+        }))
+        .unwrap();
+        let t = t.validate(TEMPLATE.into(), &"now".into()).unwrap();
+        let new = |v: serde_json::Value| {
+            let mut base = json!({"name": "Sale", "account_id": ACCOUNT, "template_id": TEMPLATE});
+            base.as_object_mut().unwrap().extend(v.as_object().unwrap().clone());
+            serde_json::from_value::<NewCampaign>(base).unwrap().into_campaign("c".into(), &"t".into())
+        };
+        let a = account();
+        let mut c = new(json!({"variable_mapping": {"1": "name"}})).unwrap();
+        let e = check_campaign(&c, Some(&a), Some(&t)).unwrap_err().0;
+        assert!(e.starts_with("header_media is required: template promo has an IMAGE header"), "{e}");
+        // header.media is a mapping key only for a media header, and a per-recipient link needs no header_media.
+        let mapped = new(json!({"variable_mapping": {"1": "name", "header.media": "photo"}})).unwrap();
+        assert!(check_campaign(&mapped, Some(&a), Some(&t)).is_ok());
+        assert_eq!(mapped.required_fields(), ["name", "photo"]);
+        let link = json!({"header_media": {"type": "image", "link": "https://x.example/a.png"}});
+        let changes: CampaignChanges = serde_json::from_value(link.clone()).unwrap();
+        assert!(changes.touches_references());
+        changes.apply(&mut c, &"t".into()).unwrap();
+        assert!(check_campaign(&c, Some(&a), Some(&t)).is_ok());
+        let clear: CampaignChanges = serde_json::from_value(json!({"header_media": null})).unwrap();
+        clear.apply(&mut c, &"t".into()).unwrap();
+        assert_eq!(c.header_media, None);
+        let bad = new(json!({"header_media": {"type": "image", "link": "http://x.example/a.png"}})).unwrap_err();
+        assert!(bad.0.starts_with("header_media.link must be an https URL"), "{}", bad.0);
+        let far = new(json!({"header_location": {"latitude": 91, "longitude": 0}})).unwrap_err();
+        assert!(far.0.contains("latitude"), "{}", far.0);
     }
 
     const ACCOUNT: &str = "0b6f4c6e-0000-4000-8000-000000000001";

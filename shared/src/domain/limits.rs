@@ -44,6 +44,12 @@ pub const PLACEHOLDER_NAME_CHARS: usize = 64;
 pub const CAMPAIGN_NAME_CHARS: usize = 200;
 /// A `variable_mapping` key (a parameter key such as `header.first_name`).
 pub const MAPPING_KEY_CHARS: usize = 80;
+/// A campaign's `header_media`: its link, a media id, a document's filename.
+pub const MEDIA_LINK_CHARS: usize = 2000;
+pub const MEDIA_ID_CHARS: usize = 128;
+pub const MEDIA_FILENAME_CHARS: usize = 240;
+/// A campaign's `header_location`: its name and its address.
+pub const HEADER_LOCATION_TEXT_CHARS: usize = 1000;
 
 /// Recipient fields: their names (CSV columns, JSON keys, `variable_mapping` values) and values.
 pub const FIELD_NAME_CHARS: usize = 64;

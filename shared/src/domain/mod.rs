@@ -6,6 +6,7 @@ pub mod campaign;
 pub mod delivery;
 pub mod events;
 pub mod export;
+pub mod header;
 pub mod id;
 pub mod import;
 pub mod job;

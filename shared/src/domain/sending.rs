@@ -7,10 +7,12 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use super::campaign::Campaign;
+use super::header::{HeaderLocation, HeaderMedia, MEDIA_KEY, MediaType, location_parameter, media_parameter};
 use super::id::Id;
 use super::phone::Phone;
 use super::recipient::{PHONE_FIELD, Recipient};
-use super::template::{ParameterFormat, Slot, Template};
+use super::template::{HeaderFormat, ParameterFormat, Slot, Template};
 
 /// A dispatch job: one step of a campaign's dispatch run. Each step reads the campaign,
 /// queues send jobs for the pending recipients after `cursor` (a phone number, the last one
@@ -175,9 +177,42 @@ pub fn pair_rate_delay(attempt: u32) -> Duration {
     Duration::from_secs(4u64.pow(attempt.clamp(1, 4)))
 }
 
-/// A field the message needs but the recipient lacks.
+/// Why a recipient's message cannot be made.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MissingField(pub String);
+pub enum Unsendable {
+    /// A field the message needs but the recipient lacks.
+    MissingField(String),
+    /// The campaign lacks the value of its template's header (`header_media`,
+    /// `header_location`); its checks at start make this unlikely (the template changed).
+    MissingHeader(&'static str, HeaderFormat),
+}
+
+impl std::fmt::Display for Unsendable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Unsendable::MissingField(field) => {
+                write!(f, "the recipient has no value for '{field}', which the variable_mapping needs")
+            }
+            Unsendable::MissingHeader(field, format) => {
+                write!(f, "the campaign has no {field}, which the template's {} header needs", format.label())
+            }
+        }
+    }
+}
+
+/// What a campaign gives every message besides its mapping: the values of a media or location
+/// header.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HeaderValues<'a> {
+    pub media: Option<&'a HeaderMedia>,
+    pub location: Option<&'a HeaderLocation>,
+}
+
+impl<'a> HeaderValues<'a> {
+    pub fn of(c: &'a Campaign) -> Self {
+        HeaderValues { media: c.header_media.as_ref(), location: c.header_location.as_ref() }
+    }
+}
 
 fn field_value<'a>(recipient: &'a Recipient, field: &str) -> Option<&'a str> {
     if field == PHONE_FIELD {
@@ -186,20 +221,47 @@ fn field_value<'a>(recipient: &'a Recipient, field: &str) -> Option<&'a str> {
     recipient.fields.get(field).map(String::as_str).filter(|v| !v.is_empty())
 }
 
+/// The header parameter of a media or location header: the recipient's own link when the
+/// mapping names one (`header.media`), else the campaign's `header_media` or `header_location`.
+fn header_parameter(
+    format: HeaderFormat,
+    mapping: &BTreeMap<String, String>,
+    values: HeaderValues<'_>,
+    recipient: &Recipient,
+) -> Result<Option<Value>, Unsendable> {
+    if format == HeaderFormat::Location {
+        let location = values.location.ok_or(Unsendable::MissingHeader("header_location", format))?;
+        return Ok(Some(location_parameter(location)));
+    }
+    let Some(kind) = MediaType::of(format) else { return Ok(None) };
+    let link = match mapping.get(MEDIA_KEY) {
+        Some(field) => Some(field_value(recipient, field).ok_or_else(|| Unsendable::MissingField(field.clone()))?),
+        None => None,
+    };
+    media_parameter(kind, values.media, link).map(Some).ok_or(Unsendable::MissingHeader("header_media", format))
+}
+
 /// The message body for one recipient: the template with its placeholders filled from the
-/// recipient's fields through the campaign's `variable_mapping`.
+/// recipient's fields through the campaign's `variable_mapping`, and a media or location
+/// header's parameter from the campaign's header values.
 pub fn message_body(
     template: &Template,
     mapping: &BTreeMap<String, String>,
+    values: HeaderValues<'_>,
     recipient: &Recipient,
     callback: &str,
-) -> Result<Value, MissingField> {
+) -> Result<Value, Unsendable> {
     let mut header = Vec::new();
+    if let Some(format) = template.header_format()
+        && let Some(param) = header_parameter(format, mapping, values, recipient)?
+    {
+        header.push(param);
+    }
     let mut body = Vec::new();
     let mut buttons: BTreeMap<usize, Vec<Value>> = BTreeMap::new();
     for p in &template.parameters {
-        let field = mapping.get(&p.key).ok_or_else(|| MissingField(p.key.clone()))?;
-        let text = field_value(recipient, field).ok_or_else(|| MissingField(field.clone()))?;
+        let field = mapping.get(&p.key).ok_or_else(|| Unsendable::MissingField(p.key.clone()))?;
+        let text = field_value(recipient, field).ok_or_else(|| Unsendable::MissingField(field.clone()))?;
         let mut param = json!({ "type": "text", "text": text });
         if template.parameter_format == ParameterFormat::Named && p.component != Slot::Button {
             param["parameter_name"] = json!(p.name);
@@ -264,7 +326,8 @@ mod tests {
                         {"type":"URL","text":"Go","url":"https://x.example/{{1}}"}]}]),
         );
         let m = mapping(&[("header.1", "name"), ("1", "name"), ("2", "code"), ("button.1", "code")]);
-        let b = message_body(&t, &m, &recipient(&[("name", "Ann"), ("code", "X1")]), "c/r").unwrap();
+        let b = message_body(&t, &m, HeaderValues::default(), &recipient(&[("name", "Ann"), ("code", "X1")]), "c/r")
+            .unwrap();
         assert_eq!(b["to"], "+14155550123");
         assert_eq!(b["template"]["language"]["code"], "en_US");
         let c = &b["template"]["components"];
@@ -281,12 +344,75 @@ mod tests {
     fn named_parameters_carry_their_names_and_phone_is_a_field() {
         let t = template("named", json!([{"type":"BODY","text":"Hi {{first_name}} ({{number}})"}]));
         let m = mapping(&[("first_name", "name"), ("number", "phone_number")]);
-        let b = message_body(&t, &m, &recipient(&[("name", "Ann")]), "x").unwrap();
+        let b = message_body(&t, &m, HeaderValues::default(), &recipient(&[("name", "Ann")]), "x").unwrap();
         let p = &b["template"]["components"][0]["parameters"];
         assert_eq!(p[0], json!({"type":"text","text":"Ann","parameter_name":"first_name"}));
         assert_eq!(p[1]["text"], "+14155550123");
-        let missing = message_body(&t, &m, &recipient(&[]), "x").unwrap_err();
-        assert_eq!(missing, MissingField("name".into()));
+        let missing = message_body(&t, &m, HeaderValues::default(), &recipient(&[]), "x").unwrap_err();
+        assert_eq!(missing, Unsendable::MissingField("name".into()));
+    }
+
+    #[test]
+    fn media_headers_carry_the_campaigns_medium_or_the_recipients_link() {
+        let t = template("positional", json!([{"type":"HEADER","format":"IMAGE"}, {"type":"BODY","text":"Hi {{1}}"}]));
+        let media: HeaderMedia =
+            serde_json::from_value(json!({"type": "image", "link": "https://cdn.example/a.png"})).unwrap();
+        let values = HeaderValues { media: Some(&media), location: None };
+        let m = mapping(&[("1", "name")]);
+        let b = message_body(&t, &m, values, &recipient(&[("name", "Ann")]), "x").unwrap();
+        let c = &b["template"]["components"];
+        assert_eq!(
+            c[0],
+            json!({"type":"header","parameters":[{"type":"image","image":{"link":"https://cdn.example/a.png"}}]})
+        );
+        assert_eq!(c[1], json!({"type":"body","parameters":[{"type":"text","text":"Ann"}]}));
+        // Without a medium the message cannot be made.
+        let e = message_body(&t, &m, HeaderValues::default(), &recipient(&[("name", "Ann")]), "x").unwrap_err();
+        assert_eq!(e.to_string(), "the campaign has no header_media, which the template's IMAGE header needs");
+
+        // A document by id with its filename.
+        let t = template("positional", json!([{"type":"HEADER","format":"DOCUMENT"}, {"type":"BODY","text":"Hi"}]));
+        let doc: HeaderMedia =
+            serde_json::from_value(json!({"type": "document", "id": "4490", "filename": "menu.pdf"})).unwrap();
+        let values = HeaderValues { media: Some(&doc), location: None };
+        let b = message_body(&t, &mapping(&[]), values, &recipient(&[]), "x").unwrap();
+        assert_eq!(
+            b["template"]["components"],
+            json!([{"type":"header","parameters":[{"type":"document","document":{"id":"4490","filename":"menu.pdf"}}]}])
+        );
+
+        // A link of each recipient's own, through variable_mapping's header.media.
+        let t =
+            template("named", json!([{"type":"HEADER","format":"VIDEO"}, {"type":"BODY","text":"Hi {{first_name}}"}]));
+        let m = mapping(&[("header.media", "clip"), ("first_name", "name")]);
+        let r = recipient(&[("name", "Ann"), ("clip", "https://cdn.example/ann.mp4")]);
+        let b = message_body(&t, &m, HeaderValues::default(), &r, "x").unwrap();
+        let c = &b["template"]["components"];
+        assert_eq!(c[0]["parameters"][0], json!({"type":"video","video":{"link":"https://cdn.example/ann.mp4"}}));
+        assert_eq!(c[1]["parameters"][0]["parameter_name"], "first_name");
+        let e = message_body(&t, &m, HeaderValues::default(), &recipient(&[("name", "Ann")]), "x").unwrap_err();
+        assert_eq!(e, Unsendable::MissingField("clip".into()));
+    }
+
+    #[test]
+    fn location_headers_carry_the_campaigns_place() {
+        let t = template("positional", json!([{"type":"HEADER","format":"LOCATION"}, {"type":"BODY","text":"Hi"}]));
+        let place = HeaderLocation {
+            latitude: 37.483307,
+            longitude: 122.148981,
+            name: Some("Pablo Morales".into()),
+            address: Some("1 Hacker Way, Menlo Park, CA 94025".into()),
+        };
+        let values = HeaderValues { media: None, location: Some(&place) };
+        let b = message_body(&t, &mapping(&[]), values, &recipient(&[]), "x").unwrap();
+        assert_eq!(
+            b["template"]["components"][0],
+            json!({"type":"header","parameters":[{"type":"location","location":{
+                "latitude":37.483307,"longitude":122.148981,"name":"Pablo Morales",
+                "address":"1 Hacker Way, Menlo Park, CA 94025"}}]})
+        );
+        let e = message_body(&t, &mapping(&[]), HeaderValues::default(), &recipient(&[]), "x").unwrap_err();
+        assert!(matches!(e, Unsendable::MissingHeader("header_location", HeaderFormat::Location)));
     }
 
     #[test]

@@ -136,8 +136,13 @@ impl HeaderFormat {
         Self::ALL.iter().find(|(_, name)| name.eq_ignore_ascii_case(value)).map(|(f, _)| *f)
     }
 
-    fn label(self) -> &'static str {
+    pub fn label(self) -> &'static str {
         Self::ALL.iter().find(|(f, _)| *f == self).map_or("TEXT", |(_, name)| name)
+    }
+
+    /// An image, a video or a document: the header takes a medium at send time.
+    pub fn is_media(self) -> bool {
+        matches!(self, HeaderFormat::Image | HeaderFormat::Video | HeaderFormat::Document)
     }
 }
 
@@ -216,6 +221,16 @@ pub struct Template {
     pub components: Vec<Component>,
     pub parameters: Vec<Parameter>,
     pub created_at: Timestamp,
+}
+
+impl Template {
+    /// The format of the template's header, if it has one (absent means TEXT, as for Meta).
+    pub fn header_format(&self) -> Option<HeaderFormat> {
+        self.components.iter().find_map(|c| match c {
+            Component::Header { format, .. } => Some(format.unwrap_or(HeaderFormat::Text)),
+            _ => None,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -5,7 +5,7 @@ use crate::adapters::store::StoreError;
 use crate::app::App;
 use std::time::{Duration, Instant};
 
-use crate::domain::campaign::{Campaign, CampaignChanges, NewCampaign, Progress, check_references};
+use crate::domain::campaign::{Campaign, CampaignChanges, NewCampaign, Progress, check_campaign};
 use crate::domain::id::Id;
 use crate::domain::job::Job;
 use crate::domain::now;
@@ -39,12 +39,13 @@ pub async fn with_progress(app: &App, id: &Id) -> AppResult<(Campaign, Progress)
     Ok((campaign, progress))
 }
 
-/// Loads what a campaign refers to and checks it (exists, same account, approved, mapping).
+/// Loads what a campaign refers to and checks it (exists, same account, approved, mapping,
+/// header values).
 pub async fn checked_template(app: &App, c: &Campaign) -> AppResult<Template> {
     let read = app.store_err("could not read the campaign's account or template");
     let account = app.db.get_account(&c.account_id).await.map_err(&read)?;
     let template = app.db.get_template(&c.template_id).await.map_err(&read)?;
-    check_references(&c.account_id, account.as_ref(), &c.template_id, template.as_ref(), &c.variable_mapping)?;
+    check_campaign(c, account.as_ref(), template.as_ref())?;
     template.ok_or_else(|| AppError::invalid("template_id: template not found"))
 }
 

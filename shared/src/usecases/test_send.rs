@@ -18,7 +18,7 @@ use crate::domain::id::Id;
 use crate::domain::opt_out;
 use crate::domain::phone::Phone;
 use crate::domain::recipient::Recipient;
-use crate::domain::sending::{SLOT_HORIZON, interval_micros, message_body};
+use crate::domain::sending::{HeaderValues, SLOT_HORIZON, interval_micros, message_body};
 use crate::error::{AppError, AppResult};
 use crate::usecases::campaigns::{checked_template, load};
 
@@ -93,8 +93,9 @@ pub async fn send_test(app: &App, id: &Id, test: TestSend) -> AppResult<TestSent
     }
     let recipient = Recipient::pending(&campaign.id, 0, phone.clone(), test.fields, &crate::domain::now());
     let callback = format!("{TEST_SEND_CALLBACK}{}", campaign.id);
-    let body = message_body(&template, &campaign.variable_mapping, &recipient, &callback)
-        .map_err(|missing| AppError::invalid(format!("fields: '{}' is needed by the variable_mapping", missing.0)))?;
+    let values = HeaderValues::of(&campaign);
+    let body = message_body(&template, &campaign.variable_mapping, values, &recipient, &callback)
+        .map_err(|unsendable| AppError::invalid(format!("the message cannot be rendered: {unsendable}")))?;
     wait_for_slot(app, &account.id, account.send_rate()).await?;
     let answer = app.whatsapp.send(&account.phone_number_id, &token, &body).await;
     Ok(match answer {

@@ -83,6 +83,8 @@ impl Db {
             ("template_id", s(&c.template_id)),
             ("template_name", s(&c.template_name)),
             ("variable_mapping", serde_dynamo::to_attribute_value(&c.variable_mapping)?),
+            ("header_media", serde_dynamo::to_attribute_value(&c.header_media)?),
+            ("header_location", serde_dynamo::to_attribute_value(&c.header_location)?),
             ("scheduled_at", serde_dynamo::to_attribute_value(&c.scheduled_at)?),
             ("status", s(c.status.as_str())),
             ("updated_at", s(&c.updated_at)),

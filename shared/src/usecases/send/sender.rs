@@ -28,8 +28,8 @@ use crate::domain::phone::Phone;
 use crate::domain::recipient::{Recipient, RecipientKey, RecipientStatus};
 use crate::domain::secret::Secret;
 use crate::domain::sending::{
-    ErrorClass, MAX_ATTEMPTS, MAX_JOB_SIZE, MAX_PAIR_RATE_ATTEMPTS, SLOT_HORIZON, SendJob, classify, interval_micros,
-    message_body, pair_rate_delay, retry_delay,
+    ErrorClass, HeaderValues, MAX_ATTEMPTS, MAX_JOB_SIZE, MAX_PAIR_RATE_ATTEMPTS, SLOT_HORIZON, SendJob, classify,
+    interval_micros, message_body, pair_rate_delay, retry_delay,
 };
 use crate::domain::template::Template;
 use crate::usecases::lifecycle::change_status;
@@ -438,12 +438,10 @@ fn plan<'a>(
             }
             RecipientStatus::Pending => {
                 let callback = RecipientKey::of(r).callback();
-                match message_body(&ctx.template, &campaign.variable_mapping, r, &callback) {
+                let values = HeaderValues::of(campaign);
+                match message_body(&ctx.template, &campaign.variable_mapping, values, r, &callback) {
                     Ok(body) => to_send.push((r, body)),
-                    Err(missing) => records.push(failed(
-                        Some(131008),
-                        format!("the recipient has no value for '{}', which the variable_mapping needs", missing.0),
-                    )),
+                    Err(unsendable) => records.push(failed(Some(131008), unsendable.to_string())),
                 }
             }
             // Claimed by a sender that is gone (its claim is older than any sender runs): its
