@@ -34,6 +34,12 @@ pub const ERROR_CODES: &[(u32, u16, &str)] = &[
     (132000, 400, "Number of parameters does not match the expected number of params"),
     (132001, 404, "(#132001) Template name does not exist in the translation"),
     (132012, 400, "(#132012) Parameter format does not match format in the created template"),
+    (132015, 400, "(#132015) Template is paused due to low quality so it cannot be sent in a template message"),
+    (
+        132016,
+        400,
+        "(#132016) Template has been paused too many times due to low quality and is now permanently disabled",
+    ),
 ];
 
 /// The HTTP status and message the fake answers for an error code.

@@ -189,7 +189,11 @@ impl Data {
             return Err(MetaError::invalid("the body is not JSON"));
         };
         let message = parse_message(json)?;
-        if let Some(template) = self.templates.get(&(message.name.clone(), message.language.clone())) {
+        let key = (message.name.clone(), message.language.clone());
+        if let Some(code) = self.stopped_templates.get(&key) {
+            return Err(MetaError::new(*code, format!("template {} ({}) was stopped by Meta", key.0, key.1)));
+        }
+        if let Some(template) = self.templates.get(&key) {
             check_against_template(&message, template)?;
         }
         Ok(message)

@@ -60,6 +60,9 @@ pub(super) struct Data {
     pub(super) accounts: HashMap<String, String>,
     /// By name and language.
     pub(super) templates: HashMap<(String, String), TemplateSpec>,
+    /// Templates Meta stopped (by name and language): sends with them fail with this code
+    /// (132015 paused, 132016 disabled, 132001 rejected).
+    pub(super) stopped_templates: HashMap<(String, String), u32>,
     pub(super) faults: Vec<Injection>,
     pub(super) config: FakeConfig,
     requests: Vec<Recorded>,

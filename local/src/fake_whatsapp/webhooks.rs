@@ -592,6 +592,78 @@ pub(super) async fn opt_out(State(state): State<FakeState>, body: Body) -> Resul
     post_now(&state, payload).await
 }
 
+/// The body of `POST /_fake/template-status`: Meta's news of a template — a status `event`
+/// (`APPROVED`, `PAUSED`, `DISABLED`, `REJECTED`, `REINSTATED`, …, with an optional `reason`) or
+/// a `quality` score (`GREEN`, `YELLOW`, `RED`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TemplateNews {
+    pub name: String,
+    pub language: String,
+    #[serde(default)]
+    pub event: Option<String>,
+    #[serde(default)]
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub quality: Option<String>,
+}
+
+/// The send error of a template Meta stopped with `event` (none: it sends again).
+fn stop_code(event: &str) -> Option<u32> {
+    match event {
+        "PAUSED" => Some(132015),
+        "DISABLED" | "PENDING_DELETION" => Some(132016),
+        "REJECTED" => Some(132001),
+        _ => None,
+    }
+}
+
+/// `POST /_fake/template-status`: posts Meta's `message_template_status_update` (or, with
+/// `quality`, `message_template_quality_update`) webhook; from then on, sends with a template
+/// it paused, disabled or rejected fail as Meta's do (132015, 132016, 132001), until an event
+/// such as `APPROVED` or `REINSTATED`.
+pub(super) async fn template_status(State(state): State<FakeState>, body: Body) -> Result<Response, MetaError> {
+    let news: TemplateNews = control_body(body).await?;
+    Ok(answer("webhook", state.post_template_news(news).await.map_err(MetaError::invalid)?))
+}
+
+impl FakeState {
+    /// Posts Meta's webhook of `news` now (once) and stops or releases the template's sends;
+    /// see `POST /_fake/template-status`.
+    pub async fn post_template_news(&self, news: TemplateNews) -> Result<WebhookPost, String> {
+        if news.name.is_empty() || news.language.is_empty() {
+            return Err("name and language must not be empty".into());
+        }
+        let named = |mut value: Value| {
+            value["message_template_id"] = json!(1_000_000 + news.name.len());
+            value["message_template_name"] = json!(news.name);
+            value["message_template_language"] = json!(news.language);
+            value
+        };
+        let (field, value) = match (&news.event, &news.quality) {
+            (Some(event), None) => {
+                let key = (news.name.clone(), news.language.clone());
+                match stop_code(event) {
+                    Some(code) => self.lock().stopped_templates.insert(key, code),
+                    None => self.lock().stopped_templates.remove(&key),
+                };
+                let reason = news.reason.as_deref().unwrap_or("NONE");
+                ("message_template_status_update", named(json!({"event": event, "reason": reason})))
+            }
+            (None, Some(quality)) => {
+                let value = json!({"previous_quality_score": "GREEN", "new_quality_score": quality});
+                ("message_template_quality_update", named(value))
+            }
+            _ => return Err("give either event or quality".into()),
+        };
+        let payload = json!({"object": "whatsapp_business_account",
+            "entry": [{"id": WABA_ID, "time": now_ms() / 1000, "changes": [{"field": field, "value": value}]}]});
+        let target = self.target().map_err(|_| "no webhook_url is configured".to_string())?;
+        let body = Bytes::from(meta_json(&payload));
+        Ok(self.post_once(&target, &payload, &body, 1).await)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -173,7 +173,7 @@ async fn signatures_are_checked_over_the_exact_bytes_and_nothing_is_queued_witho
     let res = post(escaped, Some(signature)).await;
     assert_eq!(res.status(), 200, "{}", res.body());
     let body: Value = serde_json::from_str(res.body()).unwrap();
-    assert_eq!(body["data"], json!({"statuses": 1, "preferences": 0, "ignored": 0}));
+    assert_eq!(body["data"], json!({"statuses": 1, "preferences": 0, "templates": 0, "ignored": 0}));
     assert_eq!(t.queued("StatusQueue").await, 1, "queued, not applied in the request");
     assert_eq!(counters(&campaign(&t, &c).await), [0, 0, 0]);
     assert_eq!(t.apply_statuses().await.recipients_changed, 1);

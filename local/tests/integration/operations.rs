@@ -187,3 +187,76 @@ async fn a_test_send_goes_out_now_rendered_and_counts_nowhere() {
         .assert_error(404, "not found");
     assert_eq!(t.fake.requests().len(), 2, "only the two sends above reached WhatsApp");
 }
+
+#[tokio::test]
+async fn a_template_meta_pauses_stops_its_sending_and_scheduled_campaigns_until_it_is_approved_again() {
+    let t = TestStack::sending(2).await;
+    t.post_statuses((20, 60, None), |_| {}).await;
+    // TIER_1K: 10 a second, so 100 recipients take ten seconds.
+    let (sending, account) = t.campaign_with("TIER_1K", &phones(980, 100)).await;
+    let template =
+        t.get(&format!("/api/campaigns/{sending}")).await.data()["template_id"].as_str().unwrap().to_string();
+    let body = json!({"name": "Later", "account_id": account, "template_id": template,
+                      "variable_mapping": {"1": "name", "2": "discount_code"}, "scheduled_at": "2099-01-01T00:00:00Z"});
+    let scheduled = t.post("/api/campaigns", body).await.assert_ok(201)["id"].as_str().unwrap().to_string();
+    t.add_recipients(&scheduled, &phones(1100, 3)).await;
+    t.post(&format!("/api/campaigns/{scheduled}/start"), json!({})).await.assert_ok(200);
+    assert!(t.schedule(&scheduled).await.is_some());
+    // Another template's campaign of the account goes on.
+    let other = t.another_campaign(&account, &phones(1200, 5)).await;
+    t.post(&format!("/api/campaigns/{sending}/start"), json!({})).await.assert_ok(200);
+    t.wait_for(&sending, Duration::from_secs(30), |c| c["sent_count"].as_u64() > Some(0)).await;
+
+    let paused = local::fake_whatsapp::TemplateNews {
+        name: "offer".into(),
+        language: "en_US".into(),
+        event: Some("PAUSED".into()),
+        reason: Some("LOW_QUALITY".into()),
+        quality: None,
+    };
+    let post = t.fake.post_template_news(paused).await.unwrap();
+    assert!(post.succeeded(), "{post:?}");
+    // The sending campaign stops by the webhook, or by WhatsApp's 132015 if a send came first.
+    let c = t.wait_for(&sending, Duration::from_secs(30), |c| c["status"] == "paused").await;
+    let reason = c["pause_reason"].as_str().unwrap();
+    assert!(reason.contains("132015") || reason.contains("PAUSED (LOW_QUALITY)"), "{reason}");
+    // The scheduled one only by the webhook.
+    let s = t.wait_for(&scheduled, Duration::from_secs(10), |c| c["status"] == "paused").await;
+    let reason = s["pause_reason"].as_str().unwrap();
+    assert!(reason.contains("offer (en_US) PAUSED (LOW_QUALITY)"), "{reason}");
+    assert!(t.schedule(&scheduled).await.is_none(), "a paused campaign does not start by itself");
+    let tpl = t.get(&format!("/api/templates/{template}")).await.data().clone();
+    assert_eq!((tpl["status"].as_str(), tpl["status_reason"].as_str()), (Some("PAUSED"), Some("LOW_QUALITY")));
+    // Nothing more goes out for it, and it cannot be started while the template is paused.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let sent_then = t.fake.requests().len();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(t.fake.requests().len(), sent_then, "no sends after the pause");
+    t.post(&format!("/api/campaigns/{sending}/start"), json!({})).await.assert_error(422, "PAUSED");
+    t.post(&format!("/api/campaigns/{other}/start"), json!({})).await.assert_ok(200);
+    t.wait_for(&other, Duration::from_secs(30), |c| c["status"] == "completed").await;
+
+    // A quality update is recorded; Meta reinstating the template lets the campaign resume.
+    let quality = local::fake_whatsapp::TemplateNews {
+        name: "offer".into(),
+        language: "en_US".into(),
+        quality: Some("RED".into()),
+        ..Default::default()
+    };
+    assert!(t.fake.post_template_news(quality).await.unwrap().succeeded());
+    let reinstated = local::fake_whatsapp::TemplateNews {
+        name: "offer".into(),
+        language: "en_US".into(),
+        event: Some("REINSTATED".into()),
+        ..Default::default()
+    };
+    assert!(t.fake.post_template_news(reinstated).await.unwrap().succeeded());
+    t.eventually(Duration::from_secs(10), "the template is approved again", || async {
+        let tpl = t.get(&format!("/api/templates/{template}")).await.data().clone();
+        tpl["status"] == "APPROVED" && tpl["quality_score"] == "RED"
+    })
+    .await;
+    t.post(&format!("/api/campaigns/{sending}/start"), json!({})).await.assert_ok(200);
+    let done = t.wait_for(&sending, Duration::from_secs(30), |c| c["status"] == "completed").await;
+    assert_eq!(done["sent_count"], 100);
+}

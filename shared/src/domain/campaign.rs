@@ -84,6 +84,9 @@ pub enum Action {
     Cancel,
     /// sending → completed, once every recipient is processed.
     Complete,
+    /// sending or scheduled → paused, by the service (never from the API): Meta paused,
+    /// disabled or rejected the campaign's template. A scheduled campaign does not start then.
+    Suspend,
     /// completed → sending, after failed recipients were put back to pending; on a sending
     /// campaign, a new dispatch run (so that recipients put back while a run was under way
     /// are read).
@@ -102,6 +105,7 @@ impl Action {
             Action::Cancel => &[Draft, Scheduled, Sending, Paused],
             Action::Complete => &[Sending],
             Action::Retry => &[Completed, Sending],
+            Action::Suspend => &[Sending, Scheduled],
         }
     }
 
@@ -110,7 +114,7 @@ impl Action {
             Action::Start | Action::StartScheduled | Action::Retry => CampaignStatus::Sending,
             Action::Schedule => CampaignStatus::Scheduled,
             Action::Unschedule => CampaignStatus::Draft,
-            Action::Pause => CampaignStatus::Paused,
+            Action::Pause | Action::Suspend => CampaignStatus::Paused,
             Action::Cancel => CampaignStatus::Cancelled,
             Action::Complete => CampaignStatus::Completed,
         }
@@ -121,7 +125,7 @@ impl Action {
             Action::Start | Action::StartScheduled => "started",
             Action::Schedule => "scheduled",
             Action::Unschedule => "returned to draft",
-            Action::Pause => "paused",
+            Action::Pause | Action::Suspend => "paused",
             Action::Cancel => "cancelled",
             Action::Complete => "completed",
             Action::Retry => "sent again",
@@ -663,6 +667,7 @@ mod tests {
         assert_eq!(allowed(Action::Complete), [Sending]);
         assert_eq!((Action::Start.to(), Action::Cancel.to()), (Sending, Cancelled));
         assert_eq!((allowed(Action::Retry), Action::Retry.to()), (vec![Sending, Completed], Sending));
+        assert_eq!((allowed(Action::Suspend), Action::Suspend.to()), (vec![Scheduled, Sending], Paused));
         assert!(!Action::Start.allowed(Cancelled), "a cancelled campaign never resumes");
     }
 

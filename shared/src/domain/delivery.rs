@@ -25,6 +25,7 @@ use super::campaign::Counters;
 use super::id::Id;
 use super::phone::Phone;
 use super::recipient::{Recipient, RecipientKey, RecipientStatus};
+use super::template::TemplateStatus;
 
 /// One delivery status of a message, as it arrived.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -78,6 +79,9 @@ pub struct Notification {
     pub statuses: Vec<StatusUpdate>,
     #[serde(default)]
     pub preferences: Vec<Preference>,
+    /// What Meta said of templates (status and quality updates).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub templates: Vec<TemplateNews>,
     /// Statuses, changes and preferences that carry nothing to apply (inbound messages,
     /// template updates, `played`, malformed entries).
     #[serde(default)]
@@ -104,12 +108,68 @@ impl Notification {
             parts.push(Notification { received_at: self.received_at, ..Default::default() });
         }
         parts[0].preferences = self.preferences;
+        parts[0].templates = self.templates;
         parts[0].ignored = self.ignored;
         parts
     }
 
     pub fn is_empty(&self) -> bool {
-        self.statuses.is_empty() && self.preferences.is_empty()
+        self.statuses.is_empty() && self.preferences.is_empty() && self.templates.is_empty()
+    }
+}
+
+/// Meta's news of a template of a WhatsApp Business Account (`entry.id`), which it names by
+/// name and language.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TemplateNews {
+    pub business_account_id: String,
+    pub name: String,
+    pub language: String,
+    pub change: TemplateChange,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum TemplateChange {
+    /// `message_template_status_update`: Meta's event (`APPROVED`, `PAUSED`, `DISABLED`, …)
+    /// and its reason.
+    Status { event: String, reason: Option<String> },
+    /// `message_template_quality_update`: the new quality score.
+    Quality { score: String },
+}
+
+impl TemplateNews {
+    /// The status the template has after Meta's event (none for events that change no status,
+    /// such as `FLAGGED`, and for quality updates).
+    pub fn status(&self) -> Option<TemplateStatus> {
+        let TemplateChange::Status { event, .. } = &self.change else { return None };
+        Some(match event.as_str() {
+            "APPROVED" | "REINSTATED" => TemplateStatus::Approved,
+            "PENDING" | "IN_APPEAL" => TemplateStatus::Pending,
+            "REJECTED" => TemplateStatus::Rejected,
+            "PAUSED" => TemplateStatus::Paused,
+            "DISABLED" | "PENDING_DELETION" | "ARCHIVED" | "DELETED" => TemplateStatus::Disabled,
+            _ => return None,
+        })
+    }
+
+    /// Whether campaigns using the template must stop: Meta paused, disabled or rejected it.
+    pub fn stops_sending(&self) -> bool {
+        matches!(self.status(), Some(TemplateStatus::Paused | TemplateStatus::Disabled | TemplateStatus::Rejected))
+    }
+
+    /// The `pause_reason` of a campaign stopped by this news.
+    pub fn pause_reason(&self) -> String {
+        let (event, reason) = match &self.change {
+            TemplateChange::Status { event, reason } => (event.as_str(), reason.as_deref()),
+            TemplateChange::Quality { score } => (score.as_str(), None),
+        };
+        let why = reason.filter(|r| !r.is_empty() && *r != "NONE").map(|r| format!(" ({r})")).unwrap_or_default();
+        format!(
+            "Meta reported the template {} ({}) {event}{why} (message_template_status_update); \
+             start the campaign again once the template is approved",
+            self.name, self.language
+        )
     }
 }
 
@@ -167,9 +227,10 @@ pub fn parse(body: &[u8]) -> Result<Notification, String> {
     };
     let mut n = Notification::default();
     for entry in items(payload.get("entry"), &mut n) {
+        let business = entry.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
         for change in items(entry.get("changes"), &mut n) {
             match (change.get("field").and_then(Value::as_str), change.get("value")) {
-                (Some(field), Some(value)) => read_change(field, value, &mut n),
+                (Some(field), Some(value)) => read_change(&business, field, value, &mut n),
                 _ => n.ignored += 1,
             }
         }
@@ -189,7 +250,7 @@ fn items<'v>(list: Option<&'v Value>, n: &mut Notification) -> Vec<&'v serde_jso
     objects
 }
 
-fn read_change(field: &str, value: &Value, n: &mut Notification) {
+fn read_change(business: &str, field: &str, value: &Value, n: &mut Notification) {
     let list = |key: &str| value.get(key).and_then(Value::as_array).cloned().unwrap_or_default();
     match field {
         "messages" => {
@@ -212,8 +273,28 @@ fn read_change(field: &str, value: &Value, n: &mut Notification) {
                 }
             }
         }
+        "message_template_status_update" | "message_template_quality_update" => {
+            match template_news(business, field, value) {
+                Some(news) => n.templates.push(news),
+                None => n.ignored += 1,
+            }
+        }
         _ => n.ignored += 1,
     }
+}
+
+fn template_news(business: &str, field: &str, value: &Value) -> Option<TemplateNews> {
+    let change = if field == "message_template_status_update" {
+        TemplateChange::Status { event: text(value, "event")?, reason: text(value, "reason") }
+    } else {
+        TemplateChange::Quality { score: text(value, "new_quality_score")? }
+    };
+    Some(TemplateNews {
+        business_account_id: Some(business).filter(|b| !b.is_empty())?.to_string(),
+        name: text(value, "message_template_name")?,
+        language: text(value, "message_template_language")?,
+        change,
+    })
 }
 
 /// What a test send (`POST /api/campaigns/{id}/test`) puts in `biz_opaque_callback_data`
@@ -556,5 +637,39 @@ mod tests {
         assert_eq!(callback_key(&format!("{c}/r1")), None);
         assert_eq!(callback_key("c1/+14155550123"), None);
         assert_eq!(callback_key("nothing"), None);
+    }
+
+    #[test]
+    fn template_news_is_read_by_business_account_name_and_language() {
+        let body = json!({"object": "whatsapp_business_account", "entry": [{"id": "waba1", "changes": [
+            { "field": "message_template_status_update", "value": {
+                "event": "PAUSED", "message_template_id": 7, "message_template_name": "offer",
+                "message_template_language": "en_US", "reason": "LOW_QUALITY" }},
+            { "field": "message_template_quality_update", "value": {
+                "previous_quality_score": "GREEN", "new_quality_score": "RED", "message_template_id": 7,
+                "message_template_name": "offer", "message_template_language": "en_US" }},
+            { "field": "message_template_status_update", "value": { "event": "FLAGGED",
+                "message_template_name": "offer", "message_template_language": "en_US" }},
+            { "field": "message_template_status_update", "value": { "event": "PAUSED" }}
+        ]}]});
+        let n = parse(body.to_string().as_bytes()).unwrap();
+        assert_eq!((n.templates.len(), n.ignored), (3, 1), "{n:?}");
+        let paused = &n.templates[0];
+        assert_eq!((paused.business_account_id.as_str(), paused.name.as_str()), ("waba1", "offer"));
+        assert_eq!((paused.status(), paused.stops_sending()), (Some(TemplateStatus::Paused), true));
+        assert!(paused.pause_reason().contains("offer (en_US) PAUSED (LOW_QUALITY)"), "{}", paused.pause_reason());
+        assert_eq!(n.templates[1].change, TemplateChange::Quality { score: "RED".into() });
+        assert_eq!((n.templates[1].status(), n.templates[1].stops_sending()), (None, false));
+        assert_eq!((n.templates[2].status(), n.templates[2].stops_sending()), (None, false), "FLAGGED only warns");
+        let event = |e: &str| TemplateNews {
+            change: TemplateChange::Status { event: e.into(), reason: None },
+            ..paused.clone()
+        };
+        assert_eq!(event("REINSTATED").status(), Some(TemplateStatus::Approved));
+        assert!(event("DISABLED").stops_sending() && event("REJECTED").stops_sending());
+        assert!(!n.is_empty());
+        // The news travels with the first part of a split notification.
+        let parts = n.split(1);
+        assert_eq!(parts[0].templates.len(), 3);
     }
 }

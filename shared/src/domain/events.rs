@@ -24,7 +24,7 @@ impl CampaignEvent {
             Action::Start if from == CampaignStatus::Paused => CampaignEvent::Resumed,
             Action::Start | Action::StartScheduled => CampaignEvent::Started,
             Action::Schedule | Action::Unschedule => return None,
-            Action::Pause => CampaignEvent::Paused,
+            Action::Pause | Action::Suspend => CampaignEvent::Paused,
             Action::Cancel => CampaignEvent::Cancelled,
             Action::Complete => CampaignEvent::Completed,
             // A completed campaign sends its failed recipients again.

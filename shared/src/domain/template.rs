@@ -29,6 +29,10 @@ pub enum TemplateStatus {
     Approved,
     Pending,
     Rejected,
+    /// Paused by Meta (its quality fell): not sendable until Meta reinstates it.
+    Paused,
+    /// Disabled by Meta (or being deleted): never sendable again.
+    Disabled,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -221,6 +225,13 @@ pub struct Template {
     pub components: Vec<Component>,
     pub parameters: Vec<Parameter>,
     pub created_at: Timestamp,
+    /// Why Meta last changed the status (from its `message_template_status_update` webhook).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_reason: Option<String>,
+    /// Meta's quality rating of the template (`GREEN`, `YELLOW`, `RED`), from its
+    /// `message_template_quality_update` webhook.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quality_score: Option<String>,
 }
 
 impl Template {
@@ -555,6 +566,8 @@ impl NewTemplate {
             components,
             parameters,
             created_at: now.clone(),
+            status_reason: None,
+            quality_score: None,
         })
     }
 }

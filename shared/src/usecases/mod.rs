@@ -12,7 +12,8 @@
 //!   uploaded to the bucket, imported in the background.
 //! - [`schedule`]: what a campaign's schedule does when it fires.
 //! - [`send`]: the dispatcher, the sender and the reconciler (queue consumers).
-//! - [`statuses`]: Meta's delivery statuses applied to recipients and counters.
+//! - [`statuses`]: Meta's delivery statuses applied to recipients and counters;
+//!   [`template_health`]: Meta's news of templates (paused, disabled, quality).
 //! - [`keys`]: API keys: issue, check, the authorizer and the first key.
 
 pub mod accounts;
@@ -26,6 +27,7 @@ pub mod retry_failed;
 pub mod schedule;
 pub mod send;
 pub mod statuses;
+pub mod template_health;
 pub mod templates;
 pub mod test_send;
 pub mod upload;

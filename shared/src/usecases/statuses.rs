@@ -12,7 +12,8 @@
 //!   than a few counter writes a second;
 //! - a status for a recipient whose send is still being recorded goes back on the queue for a
 //!   few seconds; one for a message not known (yet) is tried again for a day, then dropped;
-//! - opt-outs (a 131050 failure, a `user_preferences` stop) are remembered for the account.
+//! - opt-outs (a 131050 failure, a `user_preferences` stop) are remembered for the account;
+//! - Meta's news of templates is applied by [`template_health`].
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
@@ -21,12 +22,13 @@ use serde::Serialize;
 
 use crate::adapters::store::{DeliveryChange, RECIPIENTS_PER_TRANSACTION, StoreError, wait_before_retry};
 use crate::app::App;
-use crate::domain::delivery::{Delivery, Notification, Progress, StatusUpdate, callback_key};
+use crate::domain::delivery::{Delivery, Notification, Progress, StatusUpdate, TemplateNews, callback_key};
 use crate::domain::id::Id;
 use crate::domain::now;
 use crate::domain::opt_out;
 use crate::domain::recipient::{Recipient, RecipientKey, RecipientStatus};
 use crate::usecases::send::Incoming;
+use crate::usecases::template_health;
 
 /// Statuses per status-queue message (a POST of Meta's 1,000 makes ten messages of about
 /// 30 KB).
@@ -51,6 +53,8 @@ pub struct Applied {
     /// Entries without anything to apply (inbound messages, other fields, `played`).
     pub ignored: usize,
     pub opt_outs: usize,
+    /// Campaigns paused because Meta paused, disabled or rejected their template.
+    pub campaigns_paused: usize,
 }
 
 impl Applied {
@@ -61,6 +65,7 @@ impl Applied {
         self.waiting += other.waiting;
         self.ignored += other.ignored;
         self.opt_outs += other.opt_outs;
+        self.campaigns_paused += other.campaigns_paused;
     }
 }
 
@@ -77,6 +82,7 @@ pub enum DeliveryError {
 pub struct Queued {
     pub statuses: usize,
     pub preferences: usize,
+    pub templates: usize,
     pub ignored: usize,
 }
 
@@ -84,7 +90,12 @@ pub struct Queued {
 /// [`STATUSES_PER_MESSAGE`] statuses). Returns once it is queued, so that Meta gets its 200
 /// only for what will be applied.
 pub async fn queue(app: &App, mut n: Notification) -> Result<Queued, DeliveryError> {
-    let queued = Queued { statuses: n.statuses.len(), preferences: n.preferences.len(), ignored: n.ignored };
+    let queued = Queued {
+        statuses: n.statuses.len(),
+        preferences: n.preferences.len(),
+        templates: n.templates.len(),
+        ignored: n.ignored,
+    };
     if n.is_empty() {
         return Ok(queued);
     }
@@ -178,6 +189,8 @@ async fn apply(app: &App, notes: &[(String, Notification)]) -> Result<(Applied, 
         }
     }
     applied.opt_outs += record_failure_opt_outs(app, &by_recipient).await?;
+    let news: Vec<&TemplateNews> = notes.iter().flat_map(|(_, n)| n.templates.iter()).collect();
+    applied.campaigns_paused += template_health::apply(app, &news).await?;
     // The account of each business number, looked up once per batch.
     let mut accounts: HashMap<&str, Option<Id>> = HashMap::new();
     for p in notes.iter().flat_map(|(_, n)| &n.preferences) {

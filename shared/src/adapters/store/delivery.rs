@@ -161,9 +161,20 @@ impl Db {
 
     /// The account that owns the WhatsApp business number `phone_number_id`, if any.
     pub async fn account_by_phone_number_id(&self, phone_number_id: &str) -> StoreResult<Option<Account>> {
+        Ok(self.all_accounts().await?.into_iter().find(|a| a.phone_number_id == phone_number_id))
+    }
+
+    /// The accounts of a WhatsApp Business Account (Meta's `entry.id` in template webhooks).
+    pub async fn accounts_of_business(&self, business_account_id: &str) -> StoreResult<Vec<Account>> {
+        let mut accounts = self.all_accounts().await?;
+        accounts.retain(|a| a.business_account_id == business_account_id);
+        Ok(accounts)
+    }
+
+    /// Every account (a deployment has a handful).
+    async fn all_accounts(&self) -> StoreResult<Vec<Account>> {
         let keys = self.query_keys(&KeyQuery::index(Index::Gsi1, ALL_ACCOUNTS.into())).await?;
-        let accounts: Vec<Account> = decode(self.batch_get(keys, None).await?)?;
-        Ok(accounts.into_iter().find(|a| a.phone_number_id == phone_number_id))
+        decode(self.batch_get(keys, None).await?)
     }
 
     /// Records that `phone` stopped marketing messages from the account (`reason` says how we

@@ -175,7 +175,7 @@ impl Db {
                 remove.extend(["pause_reason", "completed_at"]);
             }
             Action::Complete => set.push("completed_at = :now"),
-            Action::Pause if reason.is_some() => set.push("pause_reason = :reason"),
+            Action::Pause | Action::Suspend if reason.is_some() => set.push("pause_reason = :reason"),
             Action::Unschedule if reason.is_some() => set.push("schedule_error = :reason"),
             _ => remove.push("pause_reason"),
         }
@@ -216,7 +216,7 @@ impl Db {
             // A campaign without a time never matches (a NULL attribute is not this string).
             req = req.expression_attribute_values(":scheduled_at", s(c.scheduled_at.as_deref().unwrap_or_default()));
         }
-        if let (Action::Pause | Action::Unschedule, Some(r)) = (action, reason) {
+        if let (Action::Pause | Action::Suspend | Action::Unschedule, Some(r)) = (action, reason) {
             req = req.expression_attribute_values(":reason", s(r));
         }
         self.campaign_written(req.send().await?.attributes).await
@@ -236,8 +236,13 @@ impl Db {
 
     /// The campaigns of an account that are sending right now.
     pub async fn sending_campaigns(&self, account_id: &str) -> StoreResult<Vec<Campaign>> {
-        let q = KeyQuery::index(Index::Gsi2, account_campaigns(account_id))
-            .with_prefix(format!("{}#", CampaignStatus::Sending.as_str()));
+        self.account_campaigns_in(account_id, CampaignStatus::Sending).await
+    }
+
+    /// The campaigns of an account in `status`.
+    pub async fn account_campaigns_in(&self, account_id: &str, status: CampaignStatus) -> StoreResult<Vec<Campaign>> {
+        let q =
+            KeyQuery::index(Index::Gsi2, account_campaigns(account_id)).with_prefix(format!("{}#", status.as_str()));
         let keys = self.query_keys(&q).await?;
         self.with_counters(decode(self.batch_get(keys, None).await?)?).await
     }

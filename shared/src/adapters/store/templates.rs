@@ -2,7 +2,7 @@ use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem};
 
 use super::keys::*;
 use super::{Db, Index, KeyQuery, Page, StoreError, StoreResult, s};
-use crate::domain::template::Template;
+use crate::domain::template::{Template, TemplateStatus};
 
 impl Db {
     /// Stores a template; a second template with the same name and language in the same
@@ -40,6 +40,52 @@ impl Db {
             .transact_items(TransactWriteItem::builder().put(guard).build())
             .send()
             .await?;
+        Ok(())
+    }
+
+    /// The account's template of this name and language (through the item that keeps the
+    /// pair unique).
+    pub async fn template_named(&self, account_id: &str, name: &str, language: &str) -> StoreResult<Option<Template>> {
+        let guard = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("PK", s(account_pk(account_id)))
+            .key("SK", s(template_name_sk(name, language)))
+            .send()
+            .await?;
+        match guard.item.as_ref().and_then(|i| super::text(i, "template_id")) {
+            Some(id) => self.get_template(&id).await,
+            None => Ok(None),
+        }
+    }
+
+    /// Records what Meta said of a template: its new status and why, or its quality score.
+    pub async fn set_template_health(
+        &self,
+        id: &str,
+        status: Option<TemplateStatus>,
+        reason: Option<&str>,
+        quality: Option<&str>,
+    ) -> StoreResult<()> {
+        let mut set = vec![];
+        let mut req = self.update(template_pk(id), TEMPLATE_SK).condition_expression("attribute_exists(PK)");
+        if let Some(status) = status {
+            set.push("#status = :status, status_reason = :reason");
+            let status = serde_json::to_value(status).map_err(|e| StoreError::Dynamo(e.to_string()))?;
+            req = req
+                .expression_attribute_names("#status", "status")
+                .expression_attribute_values(":status", s(status.as_str().unwrap_or_default()))
+                .expression_attribute_values(":reason", s(reason.unwrap_or_default()));
+        }
+        if let Some(quality) = quality {
+            set.push("quality_score = :quality");
+            req = req.expression_attribute_values(":quality", s(quality));
+        }
+        if set.is_empty() {
+            return Ok(());
+        }
+        req.update_expression(format!("SET {}", set.join(", "))).send().await?;
         Ok(())
     }
 
