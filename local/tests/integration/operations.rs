@@ -1,4 +1,5 @@
-//! What operators do around a campaign's sending: send the failures that may pass again.
+//! What operators do around a campaign: send the failures that may pass again, follow its
+//! progress, try a message first, follow Meta's news of its template, send a request again safely.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -259,4 +260,78 @@ async fn a_template_meta_pauses_stops_its_sending_and_scheduled_campaigns_until_
     t.post(&format!("/api/campaigns/{sending}/start"), json!({})).await.assert_ok(200);
     let done = t.wait_for(&sending, Duration::from_secs(30), |c| c["status"] == "completed").await;
     assert_eq!(done["sent_count"], 100);
+}
+
+/// A JSON POST with an `Idempotency-Key`: the answer, and whether it was replayed.
+async fn post_once(t: &TestStack, path: &str, key: &str, body: &Value) -> (crate::stack::Answer, bool) {
+    let headers = [("content-type", "application/json"), ("idempotency-key", key)];
+    let res = t.raw(http::Method::POST, path, &headers, bytes::Bytes::from(body.to_string())).await;
+    let replayed = res.headers().get("idempotent-replayed").is_some_and(|v| v == "true");
+    (crate::stack::answer(res), replayed)
+}
+
+#[tokio::test]
+async fn a_request_sent_again_with_its_idempotency_key_is_answered_once_and_done_once() {
+    let t = TestStack::sending(0).await;
+    let account = t.account("TIER_100K").await;
+    t.fake.register_account("106540352242922", "EAAG-secret-token");
+    let template = t.template(&account, "offer", "APPROVED").await;
+    let new = json!({"name": "Sale", "account_id": account, "template_id": template,
+                     "variable_mapping": {"1": "name", "2": "discount_code"}});
+    let key = uuid::Uuid::new_v4().to_string();
+    let (first, replayed) = post_once(&t, "/api/campaigns", &key, &new).await;
+    let id = first.assert_ok(201)["id"].as_str().unwrap().to_string();
+    assert!(!replayed);
+    let (again, replayed) = post_once(&t, "/api/campaigns", &key, &new).await;
+    assert!(replayed);
+    assert_eq!((again.status, &again.body), (first.status, &first.body), "the first answer, again");
+    assert_eq!(t.get("/api/campaigns").await.data()["total"], 1, "created once");
+    // The same key for another request is refused; a key that is not one is a 400.
+    let other = json!({"name": "Other", "account_id": account, "template_id": template,
+                       "variable_mapping": {"1": "name", "2": "discount_code"}});
+    post_once(&t, "/api/campaigns", &key, &other).await.0.assert_error(422, "another request");
+    post_once(&t, "/api/campaigns", "", &other).await.0.assert_error(400, "Idempotency-Key");
+    post_once(&t, "/api/campaigns", &"k".repeat(256), &other).await.0.assert_error(400, "Idempotency-Key");
+
+    // An import sent twice adds its rows once (the second is not a duplicates report).
+    let rows = json!({"recipients": [{"phone_number": "+14155550991", "name": "A", "discount_code": "1"},
+                                     {"phone_number": "+14155550992", "name": "B", "discount_code": "2"}]});
+    let import = format!("/api/campaigns/{id}/recipients/import");
+    let (first, _) = post_once(&t, &import, "import-1", &rows).await;
+    assert_eq!(first.assert_ok(200)["imported"], 2);
+    let (again, replayed) = post_once(&t, &import, "import-1", &rows).await;
+    assert!(replayed && again.body == first.body, "{:?}", again.body);
+    assert_eq!(t.get(&format!("/api/campaigns/{id}")).await.data()["total_recipients"], 2);
+
+    // A test send sent twice reaches WhatsApp once.
+    let test = json!({"phone_number": "+14155550993", "fields": {"name": "Ann", "discount_code": "X"}});
+    let test_path = format!("/api/campaigns/{id}/test");
+    let (first, _) = post_once(&t, &test_path, "test-1", &test).await;
+    let (again, replayed) = post_once(&t, &test_path, "test-1", &test).await;
+    assert!(replayed);
+    assert_eq!(again.data()["wamid"], first.data()["wamid"]);
+    assert_eq!(t.fake.requests().len(), 1);
+
+    // A start sent twice starts once: the second gets the first answer, not a 409.
+    let start = format!("/api/campaigns/{id}/start");
+    let (first, _) = post_once(&t, &start, "start-1", &json!({})).await;
+    first.assert_ok(200);
+    let (again, replayed) = post_once(&t, &start, "start-1", &json!({})).await;
+    assert!(replayed && again.status == 200, "{:?}", again.body);
+    assert_eq!(t.queued("DispatchQueue").await, 1, "one dispatch queued");
+
+    // While the first is still being handled, a repeat is told to come back; once the
+    // first's claim has run out without an answer (it stopped half-way), a repeat runs.
+    let slot = "POST /api/campaigns";
+    let pk = format!("IDEMPOTENCY#{key}");
+    t.set(pk.clone(), slot, &[("state", s("in_progress"))]).await;
+    t.remove(pk.clone(), slot, &["status", "body"]).await;
+    let future = (chrono::Utc::now().timestamp() + 60).to_string();
+    t.set(pk.clone(), slot, &[("locked_until", aws_sdk_dynamodb::types::AttributeValue::N(future))]).await;
+    post_once(&t, "/api/campaigns", &key, &new).await.0.assert_error(409, "still being handled");
+    let past = (chrono::Utc::now().timestamp() - 1).to_string();
+    t.set(pk, slot, &[("locked_until", aws_sdk_dynamodb::types::AttributeValue::N(past))]).await;
+    let (taken_over, replayed) = post_once(&t, "/api/campaigns", &key, &new).await;
+    assert!(!replayed);
+    taken_over.assert_ok(201);
 }

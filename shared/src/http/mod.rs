@@ -8,6 +8,7 @@ mod actions;
 pub mod auth;
 mod campaigns;
 mod exports;
+pub mod idempotency;
 mod keys;
 mod recipients;
 mod request;
@@ -77,22 +78,28 @@ pub struct Route {
     /// Open without an API key (the webhook, which Meta authenticates by signature). Every
     /// other route needs a key, checked before it is dispatched ([`crate::usecases::keys::check`]).
     pub public: bool,
+    /// Honours an `Idempotency-Key` header ([`idempotency`]).
+    pub idempotent: bool,
 }
 
 macro_rules! route {
     ($name:literal, $method:ident, $path:literal, $handler:path) => {
-        route!($name, $method, $path, $handler, false)
+        route!(@ $name, $method, $path, $handler, false, false)
     };
     ($name:literal, $method:ident, $path:literal, $handler:path, public) => {
-        route!($name, $method, $path, $handler, true)
+        route!(@ $name, $method, $path, $handler, true, false)
     };
-    ($name:literal, $method:ident, $path:literal, $handler:path, $public:literal) => {
+    ($name:literal, $method:ident, $path:literal, $handler:path, idempotent) => {
+        route!(@ $name, $method, $path, $handler, false, true)
+    };
+    (@ $name:literal, $method:ident, $path:literal, $handler:path, $public:literal, $idempotent:literal) => {
         Route {
             name: $name,
             method: Method::$method,
             path: $path,
             handler: |app, req| Box::pin($handler(app, req)),
             public: $public,
+            idempotent: $idempotent,
         }
     };
 }
@@ -108,16 +115,16 @@ pub static ROUTES: &[Route] = &[
     route!("get-template", GET, "/api/templates/{id}", templates::get),
     route!("delete-template", DELETE, "/api/templates/{id}", templates::delete),
     route!("list-campaigns", GET, "/api/campaigns", campaigns::list),
-    route!("create-campaign", POST, "/api/campaigns", campaigns::create),
+    route!("create-campaign", POST, "/api/campaigns", campaigns::create, idempotent),
     route!("get-campaign", GET, "/api/campaigns/{id}", campaigns::get),
     route!("update-campaign", PUT, "/api/campaigns/{id}", campaigns::update),
     route!("delete-campaign", DELETE, "/api/campaigns/{id}", campaigns::delete),
-    route!("start-campaign", POST, "/api/campaigns/{id}/start", actions::start),
+    route!("start-campaign", POST, "/api/campaigns/{id}/start", actions::start, idempotent),
     route!("pause-campaign", POST, "/api/campaigns/{id}/pause", actions::pause),
     route!("cancel-campaign", POST, "/api/campaigns/{id}/cancel", actions::cancel),
     route!("retry-failed", POST, "/api/campaigns/{id}/retry-failed", actions::retry_failed),
-    route!("test-send", POST, "/api/campaigns/{id}/test", actions::test),
-    route!("import-recipients", POST, "/api/campaigns/{id}/recipients/import", recipients::import),
+    route!("test-send", POST, "/api/campaigns/{id}/test", actions::test, idempotent),
+    route!("import-recipients", POST, "/api/campaigns/{id}/recipients/import", recipients::import, idempotent),
     route!("list-recipients", GET, "/api/campaigns/{id}/recipients", recipients::list),
     route!("create-export", POST, "/api/campaigns/{id}/exports", exports::create),
     route!("get-export", GET, "/api/campaigns/{id}/exports/{export_id}", exports::get),
@@ -191,7 +198,11 @@ pub async fn dispatch(app: Arc<App>, routes: &[&'static Route], req: http::Reque
         Ok(_) if body.len() > MAX_BODY_BYTES => Err(too_large(body.len())),
         Ok((route, params)) => {
             let request = ApiRequest::new(params, parts.uri.query(), parts.headers, body);
-            (route.handler)(app, request).await
+            match route.idempotent.then(|| idempotency::key_of(&request)).transpose().map(Option::flatten) {
+                Ok(Some(key)) => return idempotency::once(app, route, parts.uri.path(), key, request).await,
+                Ok(None) => (route.handler)(app, request).await,
+                Err(e) => Err(e),
+            }
         }
     };
     with_allow(respond(result), routes, parts.uri.path())

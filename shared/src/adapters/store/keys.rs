@@ -97,3 +97,8 @@ pub const COUNTER_PREFIX: &str = "#COUNT#";
 pub fn counter_sk(shard: u32) -> String {
     format!("{COUNTER_PREFIX}{shard}")
 }
+/// A request made once under an `Idempotency-Key` (the key as the client sent it), with the
+/// route's method and path as its sort key.
+pub fn idempotency_pk(key: &str) -> String {
+    format!("IDEMPOTENCY#{key}")
+}

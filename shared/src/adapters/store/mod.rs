@@ -10,6 +10,7 @@ mod campaigns;
 mod counters;
 mod delivery;
 mod exports;
+mod idempotency;
 pub mod keys;
 mod listing;
 mod recipients;
@@ -31,6 +32,7 @@ use crate::domain::retry;
 pub use accounts::AccountWrite;
 pub use counters::{COUNTER_SHARDS, CounterItem};
 pub use delivery::{DeliveryChange, RECIPIENTS_PER_TRANSACTION};
+pub use idempotency::Claimed;
 pub use listing::{Listed, Position, Start};
 pub use recipients::ImportLock;
 
