@@ -17,6 +17,18 @@ use serde_json::{Map, Value, json};
 use crate::adapters::whatsapp::SendOutcome;
 use crate::domain::sending::{ErrorClass, classify};
 
+/// Every metric emitted (the dashboard in template.yaml graphs each).
+pub const METRIC_NAMES: &[&str] = &[
+    "MessagesSent",
+    "MessagesFailed",
+    "PaceLagMs",
+    "RecipientsQueued",
+    "StatusesApplied",
+    "StatusesWaiting",
+    "StatusesUnknown",
+    "QueueAgeMs",
+];
+
 /// The most values EMF takes for one metric in one line.
 const MAX_VALUES: usize = 100;
 
