@@ -41,6 +41,9 @@ fn the_functions_log_json_emit_metrics_and_the_dashboard_graphs_every_metric() {
     let parsed: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
     assert!(parsed["widgets"].as_array().is_some_and(|w| !w.is_empty()));
     for name in shared::adapters::metrics::METRIC_NAMES {
-        assert!(text.contains(&format!("\"{name}\"")) || text.contains(&format!("\\\"{name}\\\"")), "{name} is not graphed");
+        assert!(
+            text.contains(&format!("\"{name}\"")) || text.contains(&format!("\\\"{name}\\\"")),
+            "{name} is not graphed"
+        );
     }
 }
