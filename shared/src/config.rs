@@ -67,6 +67,11 @@ pub struct Config {
     pub scheduler_role_arn: Option<String>,
     /// Where EventBridge Scheduler puts a start it could not deliver.
     pub schedule_dead_letter_queue_arn: Option<String>,
+    /// Whether the sending side prints CloudWatch metrics (EMF lines): `METRICS=emf` turns
+    /// them on, `METRICS=off` off; unset, they are on in Lambda only.
+    pub metrics: bool,
+    /// The CloudWatch namespace of those metrics.
+    pub metrics_namespace: String,
 }
 
 impl Config {
@@ -103,6 +108,12 @@ impl Config {
             scheduled_start_function_arn: var("SCHEDULED_START_FUNCTION_ARN"),
             scheduler_role_arn: var("SCHEDULER_ROLE_ARN"),
             schedule_dead_letter_queue_arn: var("SCHEDULE_DEAD_LETTER_QUEUE_ARN"),
+            metrics: match var("METRICS").map(|v| v.to_lowercase()).as_deref() {
+                Some("emf") => true,
+                Some(_) => false,
+                None => in_lambda(),
+            },
+            metrics_namespace: var("METRICS_NAMESPACE").unwrap_or_else(|| "WhatsAppCampaigns".into()),
         }
     }
 }
@@ -122,18 +133,49 @@ pub async fn aws_config() -> aws_config::SdkConfig {
     aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await
 }
 
-/// Structured logs: JSON in Lambda (CloudWatch), readable text locally. `RUST_LOG` filters.
+/// Whether this process is a Lambda function (the runtime names it in the environment).
+fn in_lambda() -> bool {
+    env::var("AWS_LAMBDA_FUNCTION_NAME").is_ok()
+}
+
+/// Structured logs: JSON in Lambda (CloudWatch), readable text locally; `LOG_FORMAT=json` or
+/// `text` chooses. `RUST_LOG` filters.
 pub fn init_tracing() {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
-    let result = if env::var("AWS_LAMBDA_FUNCTION_NAME").is_ok() {
-        builder.json().without_time().try_init()
+    let json = match env::var("LOG_FORMAT").map(|v| v.to_lowercase()).as_deref() {
+        Ok("json") => true,
+        Ok("text") => false,
+        _ => in_lambda(),
+    };
+    let result = if json {
+        tracing::subscriber::set_global_default(json_logs(std::io::stdout)).map_err(|e| e.to_string())
     } else {
-        builder.try_init()
+        tracing_subscriber::fmt().with_env_filter(log_filter()).with_target(false).try_init().map_err(|e| e.to_string())
     };
     // A second initialisation (tests) is harmless.
     let _ = result;
+}
+
+fn log_filter() -> tracing_subscriber::EnvFilter {
+    tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
+}
+
+/// JSON logs, one object a line: the event's fields under `fields`, and under `span` those of
+/// the span it happened in — a send job's or a dispatch step's `campaign` and `account` — so
+/// that every line of a job can be found by either (CloudWatch Logs Insights:
+/// `filter span.campaign = "…"`).
+fn json_logs<W>(writer: W) -> impl tracing::Subscriber + Send + Sync + 'static
+where
+    W: for<'a> tracing_subscriber::fmt::MakeWriter<'a> + Send + Sync + 'static,
+{
+    tracing_subscriber::fmt()
+        .with_env_filter(log_filter())
+        .with_target(false)
+        .with_writer(writer)
+        .json()
+        .without_time()
+        .with_current_span(true)
+        .with_span_list(false)
+        .finish()
 }
 
 #[cfg(test)]
@@ -149,5 +191,52 @@ mod tests {
         };
         let shown = format!("{config:?}");
         assert!(!shown.contains("app-secret-value") && !shown.contains("verify-token-value"), "{shown}");
+    }
+
+    /// Log lines written to memory.
+    #[derive(Clone, Default)]
+    struct Lines(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Lines {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn every_json_line_of_a_job_carries_its_campaign_and_account() {
+        use tracing::Instrument;
+        let lines = Lines::default();
+        let writer = lines.clone();
+        let subscriber = json_logs(move || writer.clone());
+        tracing::subscriber::with_default(subscriber, || {
+            // As the sender does: the account is known once the campaign is read.
+            let span = tracing::info_span!("send_job", campaign = "c-1", account = tracing::field::Empty);
+            let job = async {
+                tracing::Span::current().record("account", "a-1");
+                tracing::info!(count = 3, "claimed");
+                tracing::warn!("pausing the campaign");
+            };
+            futures_util::FutureExt::now_or_never(job.instrument(span));
+            tracing::info!("outside any job");
+        });
+        let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+        let logged: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(logged.len(), 3, "{text}");
+        for line in &logged[..2] {
+            assert_eq!(line["span"]["campaign"], "c-1", "{line}");
+            assert_eq!(line["span"]["account"], "a-1", "{line}");
+            assert_eq!(line["span"]["name"], "send_job", "{line}");
+        }
+        assert_eq!(
+            (logged[0]["fields"]["message"].as_str(), logged[0]["fields"]["count"].as_i64()),
+            (Some("claimed"), Some(3))
+        );
+        assert_eq!(logged[1]["level"], "WARN");
+        assert!(logged[2].get("span").is_none(), "{}", logged[2]);
     }
 }

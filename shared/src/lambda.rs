@@ -153,6 +153,7 @@ fn serve_queue(consumer: Consumer) -> Result<(), Error> {
                             .get("ApproximateReceiveCount")
                             .and_then(|c| c.parse().ok())
                             .unwrap_or(1),
+                        sent_at_ms: r.attributes.get("SentTimestamp").and_then(|t| t.parse().ok()),
                         id: r.message_id.unwrap_or_default(),
                         body: r.body.unwrap_or_default(),
                         receipt_handle: r.receipt_handle.unwrap_or_default(),

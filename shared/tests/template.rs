@@ -21,3 +21,29 @@ fn every_function_resource_names_a_function_and_every_function_is_deployed_once(
     deployed.sort();
     assert_eq!(deployed, shared::lambda::function_names());
 }
+
+#[test]
+fn the_functions_log_json_emit_metrics_and_the_dashboard_graphs_every_metric() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../template.yaml");
+    let template: serde_yaml::Value = serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let env = &template["Globals"]["Function"]["Environment"]["Variables"];
+    assert_eq!((env["LOG_FORMAT"].as_str(), env["METRICS"].as_str()), (Some("json"), Some("emf")));
+    assert!(!env["METRICS_NAMESPACE"].is_null());
+    let dashboard = &template["Resources"]["Dashboard"];
+    assert_eq!(dashboard["Type"].as_str(), Some("AWS::CloudWatch::Dashboard"));
+    // !Sub [body, {Namespace: …}]: the body is JSON once substituted.
+    let body = serde_yaml::to_string(&dashboard["Properties"]["DashboardBody"]).unwrap();
+    let sub: Vec<serde_yaml::Value> = match serde_yaml::from_str::<serde_yaml::Value>(&body).unwrap() {
+        serde_yaml::Value::Tagged(t) => serde_yaml::from_value(t.value).unwrap(),
+        other => panic!("DashboardBody is not a !Sub: {other:?}"),
+    };
+    let text = sub[0].as_str().unwrap().replace("${AWS::Region}", "eu-west-1").replace("${Namespace}", "s/Campaigns");
+    let parsed: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    assert!(parsed["widgets"].as_array().is_some_and(|w| !w.is_empty()));
+    for name in shared::adapters::metrics::METRIC_NAMES {
+        assert!(
+            text.contains(&format!("\"{name}\"")) || text.contains(&format!("\\\"{name}\\\"")),
+            "{name} is not graphed"
+        );
+    }
+}

@@ -354,6 +354,7 @@ async fn a_failed_message_comes_back_after_a_short_back_off_not_the_visibility_t
         body: m.body.clone().unwrap(),
         receipt_handle: m.receipt_handle.clone().unwrap(),
         receive_count: 1,
+        sent_at_ms: None,
     };
     let mut config = t.app.config.clone();
     config.send_queue_url = Some(format!("{}-missing", config.send_queue_url.unwrap()));

@@ -12,6 +12,7 @@ mod faults;
 mod flow;
 mod headers;
 mod limits;
+mod metrics;
 mod operations;
 mod recipients;
 mod routing;

@@ -7,9 +7,11 @@
 //! - [`objects`]: S3 (uploaded recipient files: presigned uploads, streamed reads).
 //! - [`secrets`]: Secrets Manager (account tokens, the webhook's secrets).
 //! - [`whatsapp`]: the WhatsApp Cloud API client.
+//! - [`metrics`]: CloudWatch metrics, as Embedded Metric Format lines on stdout.
 //! - [`signature`]: Meta's webhook signature (HMAC-SHA256).
 
 pub mod events;
+pub mod metrics;
 pub mod objects;
 pub mod queue;
 pub mod scheduler;

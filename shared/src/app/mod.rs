@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use crate::adapters::events::EventBus;
+use crate::adapters::metrics::Metrics;
 use crate::adapters::objects::Objects;
 use crate::adapters::queue::Queue;
 use crate::adapters::scheduler::Scheduler;
@@ -15,7 +16,7 @@ use crate::domain::phone::PhoneParser;
 use crate::error::{AppError, AppResult};
 
 /// What every use case gets: the store, the accounts' tokens, the queues, the scheduler, the
-/// WhatsApp client, the upload bucket and the configuration, built once per process.
+/// WhatsApp client, the upload bucket, the metrics and the configuration, built once per process.
 pub struct App {
     pub db: Db,
     pub tokens: AccountTokens,
@@ -26,6 +27,8 @@ pub struct App {
     pub phones: PhoneParser,
     pub events: EventBus,
     pub objects: Objects,
+    /// CloudWatch metrics of the sending side, emitted once per queue batch.
+    pub metrics: Metrics,
     sdk: aws_config::SdkConfig,
     webhook_secrets: tokio::sync::OnceCell<WebhookSecrets>,
 }
@@ -41,8 +44,22 @@ impl App {
         let phones = PhoneParser::new(&config.default_region);
         let events = EventBus::new(aws_sdk_eventbridge::Client::new(sdk), config.event_bus_name.clone());
         let objects = Objects::new(sdk, config.upload_bucket.clone());
+        let metrics = Metrics::new(&config.metrics_namespace, config.metrics);
         let (sdk, webhook_secrets) = (sdk.clone(), Default::default());
-        Arc::new(App { db, tokens, queue, scheduler, whatsapp, config, phones, events, objects, sdk, webhook_secrets })
+        Arc::new(App {
+            db,
+            tokens,
+            queue,
+            scheduler,
+            whatsapp,
+            config,
+            phones,
+            events,
+            objects,
+            metrics,
+            sdk,
+            webhook_secrets,
+        })
     }
 
     /// The webhook's secrets, read once (a failed read is tried again on the next request).

@@ -25,6 +25,7 @@ pub async fn dispatch(app: &App, step: DispatchJob) -> Result<(), SendError> {
     if campaign.status != CampaignStatus::Sending || step.run != campaign.dispatch_run {
         return Ok(());
     }
+    tracing::Span::current().record("account", campaign.account_id.as_str());
     let Some(account) = app.db.get_account(&campaign.account_id).await? else {
         let reason = "the campaign's account was deleted";
         change_status(app, &campaign, Action::Pause, Some(reason)).await.ok();
@@ -58,6 +59,7 @@ pub async fn dispatch(app: &App, step: DispatchJob) -> Result<(), SendError> {
         app.queue.send_jobs_at(&timed).await?;
         tracing::debug!(campaign = %campaign.id, jobs = jobs.len(), recipients = phones.len(), "queued");
         next.queued += phones.len() as u64;
+        app.metrics.recipients_queued(&campaign.account_id, phones.len());
         if cursor.is_none() {
             tracing::info!(campaign = %campaign.id, queued = next.queued, "dispatch run finished");
             // A resumed campaign with nothing left to send completes here.

@@ -10,6 +10,9 @@ mod sender;
 
 use std::time::{Duration, Instant};
 
+use tracing::Instrument;
+use tracing::field::Empty;
+
 pub use dispatcher::dispatch;
 pub use reconciler::{Reconciled, reconcile};
 pub use sender::send_batch;
@@ -35,6 +38,19 @@ pub enum Consumer {
     Imports,
 }
 
+impl Consumer {
+    /// Its name in logs and metrics (the dimension `Queue` of `QueueAgeMs`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Consumer::Dispatcher => "dispatch",
+            Consumer::Sender => "send",
+            Consumer::Statuses => "status",
+            Consumer::Jobs => "job",
+            Consumer::Imports => "import",
+        }
+    }
+}
+
 /// One queue message, whatever delivered it (Lambda's event or the local poller).
 #[derive(Debug, Clone, Default)]
 pub struct Incoming {
@@ -44,6 +60,8 @@ pub struct Incoming {
     pub receipt_handle: String,
     /// How many times SQS has delivered it, this time included.
     pub receive_count: u32,
+    /// When SQS took it (unix milliseconds, its `SentTimestamp`), when known.
+    pub sent_at_ms: Option<i64>,
 }
 
 /// Handles a batch of queue messages; returns the ids of those to deliver again. Each of
@@ -67,11 +85,23 @@ pub async fn consume(app: &App, consumer: Consumer, messages: Vec<Incoming>, dea
             (m.id.clone(), m.receipt_handle.clone(), after)
         })
         .collect();
+    app.metrics.queue_age(consumer.name(), messages.iter().filter_map(|m| m.sent_at_ms));
     let failed = match consumer {
         Consumer::Sender => send_batch(app, messages, deadline).await,
-        Consumer::Statuses => crate::usecases::statuses::apply_batch(app, messages).await.1,
+        Consumer::Statuses => {
+            let (applied, failed) = crate::usecases::statuses::apply_batch(app, messages).await;
+            let matched = applied.statuses.saturating_sub(applied.waiting + applied.unknown);
+            app.metrics.statuses(matched, applied.waiting, applied.unknown);
+            failed
+        }
         Consumer::Imports => crate::usecases::upload::consume(app, messages, deadline).await,
-        Consumer::Dispatcher => each_job(messages, "dispatch step", |job| dispatch(app, job)).await,
+        Consumer::Dispatcher => {
+            let step = |job: DispatchJob| {
+                let span = tracing::info_span!("dispatch_step", campaign = %job.campaign_id, account = Empty);
+                dispatch(app, job).instrument(span)
+            };
+            each_job(messages, "dispatch step", step).await
+        }
         Consumer::Jobs => each_job(messages, "job", |job| crate::usecases::jobs::run(app, job, deadline)).await,
     };
     let url = match consumer {
@@ -81,6 +111,8 @@ pub async fn consume(app: &App, consumer: Consumer, messages: Vec<Incoming>, dea
         Consumer::Jobs => app.config.job_queue_url.as_deref(),
         Consumer::Imports => app.config.import_queue_url.as_deref(),
     };
+    // One set of metric lines per batch, whatever became of it.
+    app.metrics.flush();
     let Some(url) = url else { return failed };
     for (id, handle, after) in handles.iter().filter(|(id, h, _)| failed.contains(id) && !h.is_empty()) {
         if let Err(e) = app.queue.retry_later(url, handle, *after).await {

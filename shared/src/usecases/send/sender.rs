@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 use futures_util::future::join_all;
 use serde_json::Value;
 use tokio::sync::{Mutex, watch};
+use tracing::field::Empty;
+use tracing::{Instrument, info_span};
 
 use super::{Incoming, SendError, complete_if_done};
 use crate::adapters::store::sending::{Holder, Outcome, Record, Reservation, now_micros};
@@ -209,7 +211,10 @@ pub async fn send_batch(app: &App, messages: Vec<Incoming>, deadline: Instant) -
         let invocation = &invocation;
         async move {
             let result = match serde_json::from_str::<SendJob>(&m.body) {
-                Ok(job) => process(app, invocation, job, deadline).await,
+                Ok(job) => {
+                    let span = info_span!("send_job", campaign = %job.campaign_id, account = Empty, job = %job.job_id);
+                    process(app, invocation, job, deadline).instrument(span).await
+                }
                 Err(e) => Err(SendError::Malformed(e.to_string())),
             };
             (m.id, result)
@@ -243,6 +248,7 @@ async fn process(app: &App, inv: &Invocation, job: SendJob, deadline: Instant) -
     }
     let (read_at, campaign) = inv.campaign(app, &job.campaign_id).await?;
     let Some(campaign) = campaign else { return Ok(()) };
+    tracing::Span::current().record("account", campaign.account_id.as_str());
     // A first-delivery job of a run a resume replaced: the new run queued its recipients again.
     let superseded = job.attempt == 0 && job.run.is_some() && job.run != campaign.dispatch_run;
     if campaign.status != CampaignStatus::Sending || superseded {
@@ -528,7 +534,10 @@ async fn send_one(
     if read_at.elapsed() > STATUS_MAX_AGE {
         return Sent::retry(Duration::from_secs(1), attempt);
     }
-    let (code, message) = match app.whatsapp.send(&ctx.account.phone_number_id, &ctx.token, body).await {
+    let lag_ms = (now_micros() - slot) as f64 / 1000.0;
+    let outcome = app.whatsapp.send(&ctx.account.phone_number_id, &ctx.token, body).await;
+    app.metrics.message(&ctx.account.id, &outcome, lag_ms);
+    let (code, message) = match outcome {
         SendOutcome::Accepted { wamid } => return Sent::done(Outcome::Sent { wamid }),
         SendOutcome::Unknown { message } => {
             // WhatsApp may have taken it: never send it again.
