@@ -31,8 +31,8 @@ pub use message::{HeaderFormat, TemplateSpec, normalize_number};
 pub use routes::{MAX_BODY_BYTES, router, serve, spawn};
 pub use state::{Account, FakeState, Recorded};
 pub use webhooks::{
-    DISPLAY_PHONE_NUMBER, MAX_DELAY_MS, MAX_STATUSES_PER_POST, TemplateNews, WABA_ID, WEBHOOK_ATTEMPTS, WebhookPost,
-    meta_json,
+    DISPLAY_PHONE_NUMBER, InboundText, MAX_DELAY_MS, MAX_STATUSES_PER_POST, TemplateNews, WABA_ID, WEBHOOK_ATTEMPTS,
+    WebhookPost, meta_json,
 };
 
 /// A random number below `n` (0 when `n` is 0), from the random bits of a v4 UUID; the modulo

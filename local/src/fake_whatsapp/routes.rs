@@ -37,6 +37,7 @@ pub fn router(state: FakeState) -> axum::Router {
         .route("/_fake/webhooks", get(webhooks::list).post(webhooks::post_payload).delete(webhooks::clear))
         .route("/_fake/opt-out", post(webhooks::opt_out))
         .route("/_fake/template-status", post(webhooks::template_status))
+        .route("/_fake/inbound", post(webhooks::inbound))
         .route("/_fake/reset", post(reset))
         .fallback(unknown_path)
         .method_not_allowed_fallback(wrong_method)

@@ -592,6 +592,27 @@ pub(super) async fn opt_out(State(state): State<FakeState>, body: Body) -> Resul
     post_now(&state, payload).await
 }
 
+/// The body of `POST /_fake/inbound`: a person (`from`) writes `text` to `phone_number_id`, as
+/// a text message, or (`button: true`) by pressing a quick-reply button of that text, in reply
+/// to the message `context` (a wamid) when given.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InboundText {
+    pub from: String,
+    pub phone_number_id: String,
+    pub text: String,
+    #[serde(default)]
+    pub button: bool,
+    #[serde(default)]
+    pub context: Option<String>,
+}
+
+/// `POST /_fake/inbound`: posts Meta's `messages` webhook of an inbound message.
+pub(super) async fn inbound(State(state): State<FakeState>, body: Body) -> Result<Response, MetaError> {
+    let message: InboundText = control_body(body).await?;
+    Ok(answer("webhook", state.post_inbound(message).await.map_err(MetaError::invalid)?))
+}
+
 /// The body of `POST /_fake/template-status`: Meta's news of a template — a status `event`
 /// (`APPROVED`, `PAUSED`, `DISABLED`, `REJECTED`, `REINSTATED`, …, with an optional `reason`) or
 /// a `quality` score (`GREEN`, `YELLOW`, `RED`).
@@ -628,6 +649,38 @@ pub(super) async fn template_status(State(state): State<FakeState>, body: Body) 
 }
 
 impl FakeState {
+    /// Posts Meta's `messages` webhook of an inbound message now (once).
+    pub async fn post_inbound(&self, m: InboundText) -> Result<WebhookPost, String> {
+        let Some(from) = normalize_number(&m.from) else {
+            return Err(format!("from {:?} is not a phone number", m.from));
+        };
+        if m.phone_number_id.is_empty() || m.text.is_empty() {
+            return Err("phone_number_id and text must not be empty".into());
+        }
+        let wa = wa_id(&from);
+        let mut message =
+            json!({"from": wa, "id": format!("wamid.in.{}", now_ms()), "timestamp": (now_ms() / 1000).to_string()});
+        if m.button {
+            message["type"] = json!("button");
+            message["button"] = json!({"payload": m.text, "text": m.text});
+        } else {
+            message["type"] = json!("text");
+            message["text"] = json!({"body": m.text});
+        }
+        if let Some(context) = &m.context {
+            message["context"] = json!({"from": DISPLAY_PHONE_NUMBER, "id": context});
+        }
+        let contact = json!({"wa_id": wa, "profile": {"name": DEFAULT_PROFILE_NAME}});
+        let payload = envelope(vec![change(
+            "messages",
+            &m.phone_number_id,
+            [("contacts", json!([contact])), ("messages", json!([message]))],
+        )]);
+        let target = self.target().map_err(|_| "no webhook_url is configured".to_string())?;
+        let body = Bytes::from(meta_json(&payload));
+        Ok(self.post_once(&target, &payload, &body, 1).await)
+    }
+
     /// Posts Meta's webhook of `news` now (once) and stops or releases the template's sends;
     /// see `POST /_fake/template-status`.
     pub async fn post_template_news(&self, news: TemplateNews) -> Result<WebhookPost, String> {

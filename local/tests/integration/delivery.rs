@@ -173,7 +173,7 @@ async fn signatures_are_checked_over_the_exact_bytes_and_nothing_is_queued_witho
     let res = post(escaped, Some(signature)).await;
     assert_eq!(res.status(), 200, "{}", res.body());
     let body: Value = serde_json::from_str(res.body()).unwrap();
-    assert_eq!(body["data"], json!({"statuses": 1, "preferences": 0, "templates": 0, "ignored": 0}));
+    assert_eq!(body["data"], json!({"statuses": 1, "preferences": 0, "templates": 0, "messages": 0, "ignored": 0}));
     assert_eq!(t.queued("StatusQueue").await, 1, "queued, not applied in the request");
     assert_eq!(counters(&campaign(&t, &c).await), [0, 0, 0]);
     assert_eq!(t.apply_statuses().await.recipients_changed, 1);
@@ -328,14 +328,15 @@ async fn unknown_wamids_and_other_fields_are_accepted_and_change_nothing() {
         json!({ "messaging_product": "whatsapp", "metadata": { "phone_number_id": PHONE_NUMBER_ID },
                 "contacts": [{ "profile": { "name": "Zoë" }, "wa_id": "14155552200" }],
                 "messages": [{ "from": "14155552200", "id": "wamid.in", "timestamp": "1764000000",
-                               "type": "text", "text": { "body": "STOP" } }],
+                               "type": "text", "text": { "body": "Hello, is this the sale?" } }],
                 "statuses": [status("wamid.unknown", "delivered", 1_764_000_000, None),
                              status("wamid.other", "read", 1_764_000_000, Some(format!("{c}/+14155559999"))),
                              status(&sent[0].1, "played", 1_764_000_000, None)] }),
     );
     let (answer, applied) = t.webhook_applied(&inbound).await;
-    assert_eq!(answer.assert_ok(200)["ignored"], 2);
-    assert_eq!((applied.unknown, applied.ignored), (2, 2), "{applied:?}");
+    // The inbound text is checked for opt-out keywords (it is none); `played` is ignored.
+    assert_eq!((answer.assert_ok(200)["ignored"].as_u64(), answer.data()["messages"].as_u64()), (Some(1), Some(1)));
+    assert_eq!((applied.unknown, applied.ignored, applied.opt_outs), (2, 1, 0), "{applied:?}");
     let template_update = notification("message_template_status_update", json!({ "event": "APPROVED" }));
     t.webhook(&template_update).await.assert_ok(200);
     t.webhook(r#"{"object":"whatsapp_business_account"}"#).await.assert_ok(200);

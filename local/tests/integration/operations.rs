@@ -335,3 +335,41 @@ async fn a_request_sent_again_with_its_idempotency_key_is_answered_once_and_done
     assert!(!replayed);
     taken_over.assert_ok(201);
 }
+
+#[tokio::test]
+async fn an_opt_out_keyword_sent_by_a_person_opts_them_out_and_an_opt_in_keyword_takes_it_back() {
+    let t = TestStack::sending(2).await;
+    t.post_statuses((20, 60, None), |_| {}).await;
+    let (_, account) = t.campaign_with("TIER_100K", &[]).await;
+    let changed = t.put(&format!("/api/accounts/{account}"), json!({"opt_out_keywords": ["STOP", "Baja"]})).await;
+    assert_eq!(changed.assert_ok(200)["opt_out_keywords"], json!(["STOP", "Baja"]));
+    assert_eq!(changed.data()["opt_in_keywords"], json!(["START"]), "the default stays");
+    t.put(&format!("/api/accounts/{account}"), json!({"opt_in_keywords": ["baja"]})).await.assert_error(422, "both");
+    let says = |from: &str, text: &str, button: bool| local::fake_whatsapp::InboundText {
+        from: from.into(),
+        phone_number_id: "106540352242922".into(),
+        text: text.into(),
+        button,
+        context: None,
+    };
+    let (texted, pressed, chatted) = ("+14155550601", "+14155550602", "+14155550603");
+    for m in [says(texted, "  baja\n", false), says(pressed, "STOP", true), says(chatted, "stop the music", false)] {
+        assert!(t.fake.post_inbound(m).await.unwrap().succeeded());
+    }
+    // A MARKETING campaign's import leaves out who opted out.
+    let numbers: Vec<String> = [texted, pressed, chatted].map(String::from).to_vec();
+    let opted_out = || imported_opted_out(&t, &account, &numbers);
+    t.eventually(Duration::from_secs(10), "two opt-outs recorded", || async { opted_out().await == Some(2) }).await;
+    assert!(t.fake.post_inbound(says(texted, "Start", false)).await.unwrap().succeeded());
+    t.eventually(Duration::from_secs(10), "one opt-out taken back", || async { opted_out().await == Some(1) }).await;
+}
+
+/// How many of `numbers` a new MARKETING campaign of the account reports as opted out.
+async fn imported_opted_out(t: &TestStack, account: &str, numbers: &[String]) -> Option<u64> {
+    let c = t.another_campaign(account, &[]).await;
+    let mut rows = String::from("phone_number,name,discount_code\n");
+    for n in numbers {
+        rows.push_str(&format!("{n},A,B\n"));
+    }
+    t.post_csv(&format!("/api/campaigns/{c}/recipients/import"), rows).await.data()["opted_out"].as_u64()
+}

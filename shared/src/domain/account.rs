@@ -57,11 +57,61 @@ pub struct Account {
     pub business_account_id: String,
     pub messaging_limit_tier: Tier,
     pub throughput_mps: u32,
+    /// Inbound texts that record an opt-out from the account's marketing (compared trimmed and
+    /// case-insensitively); `opt_in_keywords` remove it.
+    #[serde(default = "default_opt_out_keywords")]
+    pub opt_out_keywords: Vec<String>,
+    #[serde(default = "default_opt_in_keywords")]
+    pub opt_in_keywords: Vec<String>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
 
+fn default_opt_out_keywords() -> Vec<String> {
+    vec!["STOP".into(), "UNSUBSCRIBE".into()]
+}
+
+fn default_opt_in_keywords() -> Vec<String> {
+    vec!["START".into()]
+}
+
+/// The most keywords of each kind, and the longest keyword.
+pub const KEYWORDS: usize = 20;
+pub const KEYWORD_CHARS: usize = 30;
+
+/// A keyword list as given: each trimmed, 1 to [`KEYWORD_CHARS`] characters, at most
+/// [`KEYWORDS`] of them.
+fn keywords(field: &str, list: Vec<String>) -> Result<Vec<String>, Invalid> {
+    if list.len() > KEYWORDS {
+        return Err(Invalid(format!("{field} has {} keywords; at most {KEYWORDS}", list.len())));
+    }
+    list.iter().map(|k| required_text(field, k, KEYWORD_CHARS)).collect()
+}
+
+/// Both lists, checked, and no keyword in both.
+fn keyword_lists(out: Vec<String>, r#in: Vec<String>) -> Result<(Vec<String>, Vec<String>), Invalid> {
+    let (out, r#in) = (keywords("opt_out_keywords", out)?, keywords("opt_in_keywords", r#in)?);
+    if let Some(both) = out.iter().find(|k| r#in.iter().any(|i| i.eq_ignore_ascii_case(k))) {
+        return Err(Invalid(format!("'{both}' is in both opt_out_keywords and opt_in_keywords")));
+    }
+    Ok((out, r#in))
+}
+
 impl Account {
+    /// What an inbound text asks of the account's marketing: `Some(true)` stop (an opt-out
+    /// keyword), `Some(false)` resume (an opt-in keyword), `None` neither.
+    pub fn keyword(&self, text: &str) -> Option<bool> {
+        let text = text.trim();
+        let is = |list: &[String]| list.iter().any(|k| k.eq_ignore_ascii_case(text));
+        if is(&self.opt_out_keywords) {
+            Some(true)
+        } else if is(&self.opt_in_keywords) {
+            Some(false)
+        } else {
+            None
+        }
+    }
+
     /// Messages per second for this account: the tier's pace, never above the number's cap.
     pub fn send_rate(&self) -> u32 {
         match self.messaging_limit_tier.rate() {
@@ -81,6 +131,10 @@ pub struct NewAccount {
     pub access_token: Secret,
     pub messaging_limit_tier: Tier,
     pub throughput_mps: Option<u32>,
+    #[serde(default)]
+    pub opt_out_keywords: Option<Vec<String>>,
+    #[serde(default)]
+    pub opt_in_keywords: Option<Vec<String>>,
 }
 
 /// `PUT` changes only the fields it carries.
@@ -93,6 +147,8 @@ pub struct AccountChanges {
     pub access_token: Option<Secret>,
     pub messaging_limit_tier: Option<Tier>,
     pub throughput_mps: Option<u32>,
+    pub opt_out_keywords: Option<Vec<String>>,
+    pub opt_in_keywords: Option<Vec<String>>,
 }
 
 fn digits_id(field: &str, v: &str) -> Result<String, Invalid> {
@@ -121,6 +177,10 @@ fn throughput(v: u32) -> Result<u32, Invalid> {
 impl NewAccount {
     /// Checks every field; returns the account and its access token.
     pub fn validate(self, id: Id, now: &Timestamp) -> Result<(Account, Secret), Invalid> {
+        let (opt_out_keywords, opt_in_keywords) = keyword_lists(
+            self.opt_out_keywords.unwrap_or_else(default_opt_out_keywords),
+            self.opt_in_keywords.unwrap_or_else(default_opt_in_keywords),
+        )?;
         let account = Account {
             id,
             name: required_text("name", &self.name, ACCOUNT_NAME_CHARS)?,
@@ -128,6 +188,8 @@ impl NewAccount {
             business_account_id: digits_id("business_account_id", &self.business_account_id)?,
             messaging_limit_tier: self.messaging_limit_tier,
             throughput_mps: throughput(self.throughput_mps.unwrap_or(DEFAULT_THROUGHPUT_MPS))?,
+            opt_out_keywords,
+            opt_in_keywords,
             created_at: now.clone(),
             updated_at: now.clone(),
         };
@@ -153,6 +215,11 @@ impl AccountChanges {
         if let Some(v) = self.throughput_mps {
             account.throughput_mps = throughput(v)?;
         }
+        if self.opt_out_keywords.is_some() || self.opt_in_keywords.is_some() {
+            let out = self.opt_out_keywords.unwrap_or_else(|| account.opt_out_keywords.clone());
+            let r#in = self.opt_in_keywords.unwrap_or_else(|| account.opt_in_keywords.clone());
+            (account.opt_out_keywords, account.opt_in_keywords) = keyword_lists(out, r#in)?;
+        }
         account.updated_at = now.clone();
         self.access_token.as_ref().map(token).transpose()
     }
@@ -170,7 +237,36 @@ mod tests {
             access_token: "EAAG".into(),
             messaging_limit_tier: tier,
             throughput_mps: mps,
+            opt_out_keywords: None,
+            opt_in_keywords: None,
         }
+    }
+
+    #[test]
+    fn keywords_default_to_stop_and_start_match_trimmed_in_any_case_and_are_checked() {
+        let (mut a, _) = new_account(Tier::Tier1K, None).validate("id".into(), &"t".into()).unwrap();
+        assert_eq!(
+            (a.keyword(" stop\n"), a.keyword("Unsubscribe"), a.keyword("START")),
+            (Some(true), Some(true), Some(false))
+        );
+        assert_eq!((a.keyword("stop please"), a.keyword("")), (None, None));
+        let change = |out: &[&str], r#in: Option<&[&str]>| AccountChanges {
+            opt_out_keywords: Some(out.iter().map(|s| s.to_string()).collect()),
+            opt_in_keywords: r#in.map(|l| l.iter().map(|s| s.to_string()).collect()),
+            ..Default::default()
+        };
+        change(&["BAJA", " Alto "], None).apply(&mut a, &"t2".into()).unwrap();
+        assert_eq!(
+            (a.keyword("baja"), a.keyword("alto"), a.keyword("stop"), a.keyword("start")),
+            (Some(true), Some(true), None, Some(false))
+        );
+        let both = change(&["STOP"], Some(&["stop"])).apply(&mut a, &"t3".into()).unwrap_err();
+        assert!(both.0.contains("both"), "{}", both.0);
+        let blank = change(&["  "], None).apply(&mut a, &"t3".into()).unwrap_err();
+        assert!(blank.0.contains("opt_out_keywords"), "{}", blank.0);
+        let many: Vec<String> = (0..21).map(|i| format!("K{i}")).collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        assert!(change(&many, None).apply(&mut a, &"t3".into()).unwrap_err().0.contains("at most 20"));
     }
 
     #[test]

@@ -607,6 +607,8 @@ mod tests {
             business_account_id: "2".into(),
             messaging_limit_tier: Tier::Tier1K,
             throughput_mps: 80,
+            opt_out_keywords: vec!["STOP".into()],
+            opt_in_keywords: vec!["START".into()],
             created_at: "t".into(),
             updated_at: "t".into(),
         }

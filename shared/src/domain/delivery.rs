@@ -82,6 +82,9 @@ pub struct Notification {
     /// What Meta said of templates (status and quality updates).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub templates: Vec<TemplateNews>,
+    /// Texts people sent to a business number (checked for the account's opt-out keywords).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inbound: Vec<Inbound>,
     /// Statuses, changes and preferences that carry nothing to apply (inbound messages,
     /// template updates, `played`, malformed entries).
     #[serde(default)]
@@ -109,13 +112,24 @@ impl Notification {
         }
         parts[0].preferences = self.preferences;
         parts[0].templates = self.templates;
+        parts[0].inbound = self.inbound;
         parts[0].ignored = self.ignored;
         parts
     }
 
     pub fn is_empty(&self) -> bool {
-        self.statuses.is_empty() && self.preferences.is_empty() && self.templates.is_empty()
+        self.statuses.is_empty() && self.preferences.is_empty() && self.templates.is_empty() && self.inbound.is_empty()
     }
+}
+
+/// The text of a message a person sent to the business number `phone_number_id`: a `text`
+/// message's body, or the title of a button they pressed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Inbound {
+    pub phone_number_id: String,
+    /// `+` and the digits of the person's WhatsApp id.
+    pub from: Phone,
+    pub text: String,
 }
 
 /// Meta's news of a template of a WhatsApp Business Account (`entry.id`), which it names by
@@ -262,7 +276,13 @@ fn read_change(business: &str, field: &str, value: &Value, n: &mut Notification)
                     None => n.ignored += 1,
                 }
             }
-            n.ignored += list("messages").len();
+            let id = value.get("metadata").and_then(|m| text(m, "phone_number_id")).unwrap_or_default();
+            for m in list("messages") {
+                match inbound(&id, &m) {
+                    Some(i) => n.inbound.push(i),
+                    None => n.ignored += 1,
+                }
+            }
         }
         "user_preferences" => {
             let id = value.get("metadata").and_then(|m| text(m, "phone_number_id")).unwrap_or_default();
@@ -281,6 +301,22 @@ fn read_change(business: &str, field: &str, value: &Value, n: &mut Notification)
         }
         _ => n.ignored += 1,
     }
+}
+
+/// An inbound message with a text: `text.body`, `button.text` (a quick reply to a template) or
+/// an interactive reply's title. Other kinds (media, reactions, …) carry nothing to apply.
+fn inbound(phone_number_id: &str, m: &Value) -> Option<Inbound> {
+    let text = match m.get("type")?.as_str()? {
+        "text" => m.get("text")?.get("body")?.as_str()?,
+        "button" => m.get("button")?.get("text")?.as_str()?,
+        "interactive" => {
+            let reply = m.get("interactive")?;
+            reply.get("button_reply").or_else(|| reply.get("list_reply"))?.get("title")?.as_str()?
+        }
+        _ => return None,
+    };
+    let from = Phone::from_wa_id(m.get("from")?.as_str()?.trim_start_matches('+'))?;
+    (!phone_number_id.is_empty()).then(|| Inbound { phone_number_id: phone_number_id.into(), from, text: text.into() })
 }
 
 fn template_news(business: &str, field: &str, value: &Value) -> Option<TemplateNews> {

@@ -18,10 +18,10 @@ use crate::domain::recipient::RecipientStatus;
 use crate::error::{AppError, AppResult};
 use crate::usecases::campaigns::load;
 
-/// Recipients read per listing page: about a part's worth (rows are some 60 to 150 bytes),
-/// at most 1,000.
+/// Recipients read per listing page: about a part's worth (rows are some 60 to 150 bytes), at
+/// most 3,000 — about the 1 MB one Query answers (a page cut there goes on in the next Query).
 fn page_rows(part_bytes: usize) -> u32 {
-    (part_bytes / 100).clamp(10, 1000) as u32
+    (part_bytes / 100).clamp(10, 3000) as u32
 }
 /// A worker stops this long before its deadline (a part's pages and its upload fit in it).
 const MARGIN: Duration = Duration::from_secs(20);

@@ -12,7 +12,9 @@
 //!   than a few counter writes a second;
 //! - a status for a recipient whose send is still being recorded goes back on the queue for a
 //!   few seconds; one for a message not known (yet) is tried again for a day, then dropped;
-//! - opt-outs (a 131050 failure, a `user_preferences` stop) are remembered for the account;
+//! - opt-outs (a 131050 failure, a `user_preferences` stop, an inbound text that is one of the
+//!   account's opt-out keywords) are remembered for the account, and an opt-in keyword removes
+//!   one;
 //! - Meta's news of templates is applied by [`template_health`].
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -22,6 +24,7 @@ use serde::Serialize;
 
 use crate::adapters::store::{DeliveryChange, RECIPIENTS_PER_TRANSACTION, StoreError, wait_before_retry};
 use crate::app::App;
+use crate::domain::account::Account;
 use crate::domain::delivery::{Delivery, Notification, Progress, StatusUpdate, TemplateNews, callback_key};
 use crate::domain::id::Id;
 use crate::domain::now;
@@ -53,6 +56,8 @@ pub struct Applied {
     /// Entries without anything to apply (inbound messages, other fields, `played`).
     pub ignored: usize,
     pub opt_outs: usize,
+    /// Opt-outs removed by an opt-in keyword.
+    pub opt_ins: usize,
     /// Campaigns paused because Meta paused, disabled or rejected their template.
     pub campaigns_paused: usize,
 }
@@ -65,6 +70,7 @@ impl Applied {
         self.waiting += other.waiting;
         self.ignored += other.ignored;
         self.opt_outs += other.opt_outs;
+        self.opt_ins += other.opt_ins;
         self.campaigns_paused += other.campaigns_paused;
     }
 }
@@ -83,6 +89,8 @@ pub struct Queued {
     pub statuses: usize,
     pub preferences: usize,
     pub templates: usize,
+    /// Inbound texts queued (checked for opt-out keywords).
+    pub messages: usize,
     pub ignored: usize,
 }
 
@@ -94,6 +102,7 @@ pub async fn queue(app: &App, mut n: Notification) -> Result<Queued, DeliveryErr
         statuses: n.statuses.len(),
         preferences: n.preferences.len(),
         templates: n.templates.len(),
+        messages: n.inbound.len(),
         ignored: n.ignored,
     };
     if n.is_empty() {
@@ -192,21 +201,38 @@ async fn apply(app: &App, notes: &[(String, Notification)]) -> Result<(Applied, 
     let news: Vec<&TemplateNews> = notes.iter().flat_map(|(_, n)| n.templates.iter()).collect();
     applied.campaigns_paused += template_health::apply(app, &news).await?;
     // The account of each business number, looked up once per batch.
-    let mut accounts: HashMap<&str, Option<Id>> = HashMap::new();
+    let mut accounts: HashMap<&str, Option<Account>> = HashMap::new();
     for p in notes.iter().flat_map(|(_, n)| &n.preferences) {
-        if !accounts.contains_key(p.phone_number_id.as_str()) {
-            let account = app.db.account_by_phone_number_id(&p.phone_number_id).await?.map(|a| a.id);
-            accounts.insert(&p.phone_number_id, account);
-        }
-        let Some(Some(account_id)) = accounts.get(p.phone_number_id.as_str()) else {
+        let Some(account) = account_of(app, &mut accounts, &p.phone_number_id).await? else {
             tracing::warn!(phone_number_id = %p.phone_number_id, "user preference for a number of no account");
             continue;
         };
         let reason = "the person stopped marketing messages (user_preferences webhook)";
-        app.db.set_opt_out(account_id, &p.phone, p.stop, reason, &now()).await?;
+        app.db.set_opt_out(&account.id, &p.phone, p.stop, reason, &now()).await?;
         applied.opt_outs += p.stop as usize;
     }
+    // A text that is one of the account's opt-out (or opt-in) keywords.
+    for m in notes.iter().flat_map(|(_, n)| &n.inbound) {
+        let Some(account) = account_of(app, &mut accounts, &m.phone_number_id).await? else { continue };
+        let Some(stop) = account.keyword(&m.text) else { continue };
+        let reason = format!("the person sent \"{}\" (an opt-out keyword of the account)", m.text.trim());
+        app.db.set_opt_out(&account.id, &m.from, stop, &reason, &now()).await?;
+        applied.opt_outs += stop as usize;
+        applied.opt_ins += !stop as usize;
+    }
     Ok((applied, later))
+}
+
+/// The account of a business number, read once per batch.
+async fn account_of<'n>(
+    app: &App,
+    accounts: &mut HashMap<&'n str, Option<Account>>,
+    phone_number_id: &'n str,
+) -> Result<Option<Account>, StoreError> {
+    if !accounts.contains_key(phone_number_id) {
+        accounts.insert(phone_number_id, app.db.account_by_phone_number_id(phone_number_id).await?);
+    }
+    Ok(accounts.get(phone_number_id).cloned().flatten())
 }
 
 /// Puts statuses back on the queue: those waiting for their send's record a few seconds
