@@ -373,3 +373,32 @@ async fn imported_opted_out(t: &TestStack, account: &str, numbers: &[String]) ->
     }
     t.post_csv(&format!("/api/campaigns/{c}/recipients/import"), rows).await.data()["opted_out"].as_u64()
 }
+
+#[tokio::test]
+async fn billable_messages_are_counted_once_per_category_and_priced_at_the_accounts_prices() {
+    let t = TestStack::sending(2).await;
+    // Every status twice and out of order: each message is still billed once.
+    t.post_statuses((20, 60, Some(120)), |config| (config.duplicate, config.shuffle) = (true, true)).await;
+    let (c, account) = t.campaign_with("TIER_100K", &phones(1300, 6)).await;
+    let prices =
+        json!({"marketing": {"amount": 0.025, "currency": "usd"}, "utility": {"amount": 0.004, "currency": "USD"}});
+    let changed = t.put(&format!("/api/accounts/{account}"), json!({"prices": prices})).await;
+    assert_eq!(changed.assert_ok(200)["prices"]["marketing"], json!({"amount": 0.025, "currency": "USD"}));
+    let mixed =
+        json!({"marketing": {"amount": 0.02, "currency": "USD"}, "utility": {"amount": 0.01, "currency": "EUR"}});
+    t.put(&format!("/api/accounts/{account}"), json!({"prices": mixed}))
+        .await
+        .assert_error(422, "every price must be in USD");
+    t.post(&format!("/api/campaigns/{c}/start"), json!({})).await.assert_ok(200);
+    t.wait_for(&c, Duration::from_secs(30), |c| c["status"] == "completed" && c["read_count"] == 6).await;
+    assert!(t.fake.wait_for_webhooks_idle(Duration::from_secs(10)).await);
+    let done = t.get(&format!("/api/campaigns/{c}")).await.data().clone();
+    assert_eq!(done["billable"], json!({"marketing": 6, "utility": 0, "authentication": 0, "service": 0}), "{done}");
+    assert_eq!(
+        done["cost"],
+        json!({"amount": 0.15, "currency": "USD", "by_category": {"marketing": 0.15, "utility": 0.0}})
+    );
+    // Listings show the counts; the cost is the campaign's own answer's.
+    let listed = t.get("/api/campaigns").await.data()["items"][0].clone();
+    assert_eq!((listed["billable"]["marketing"].as_u64(), listed.get("cost")), (Some(6), None));
+}

@@ -1,7 +1,10 @@
 //! WhatsApp Business accounts (one phone number each) and their messaging tiers.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
+use super::campaign::PricingCategory;
 use super::id::Id;
 use super::limits::{ACCESS_TOKEN_CHARS, ACCOUNT_NAME_CHARS, META_ID_CHARS};
 use super::{Timestamp, required_text};
@@ -63,6 +66,10 @@ pub struct Account {
     pub opt_out_keywords: Vec<String>,
     #[serde(default = "default_opt_in_keywords")]
     pub opt_in_keywords: Vec<String>,
+    /// What one billable message costs per pricing category (all in one currency): turns a
+    /// campaign's billable counts into its `cost`. Empty: no cost is shown.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub prices: BTreeMap<PricingCategory, Price>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
@@ -73,6 +80,45 @@ fn default_opt_out_keywords() -> Vec<String> {
 
 fn default_opt_in_keywords() -> Vec<String> {
     vec!["START".into()]
+}
+
+/// What one billable message of a category costs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Price {
+    pub amount: f64,
+    /// ISO 4217 (`USD`, `EUR`, `INR`, …).
+    pub currency: String,
+}
+
+/// The most a price per message may be (a guard against a price meant per thousand).
+pub const MAX_PRICE: f64 = 100.0;
+
+/// A price table as given: amounts from 0 to [`MAX_PRICE`], one three-letter currency for all.
+fn prices(table: BTreeMap<PricingCategory, Price>) -> Result<BTreeMap<PricingCategory, Price>, Invalid> {
+    let mut currency: Option<String> = None;
+    table
+        .into_iter()
+        .map(|(category, p)| {
+            let field = format!("prices.{}", category.as_str());
+            if !p.amount.is_finite() || p.amount < 0.0 || p.amount > MAX_PRICE {
+                return Err(Invalid(format!(
+                    "{field}.amount must be between 0 and {MAX_PRICE} (the price of one message)"
+                )));
+            }
+            let code = p.currency.trim().to_ascii_uppercase();
+            if code.len() != 3 || !code.bytes().all(|b| b.is_ascii_alphabetic()) {
+                return Err(Invalid(format!("{field}.currency must be a three-letter ISO 4217 code such as USD")));
+            }
+            match &currency {
+                Some(c) if *c != code => {
+                    return Err(Invalid(format!("{field}.currency is {code}; every price must be in {c}")));
+                }
+                _ => currency = Some(code.clone()),
+            }
+            Ok((category, Price { amount: p.amount, currency: code }))
+        })
+        .collect()
 }
 
 /// The most keywords of each kind, and the longest keyword.
@@ -135,6 +181,8 @@ pub struct NewAccount {
     pub opt_out_keywords: Option<Vec<String>>,
     #[serde(default)]
     pub opt_in_keywords: Option<Vec<String>>,
+    #[serde(default)]
+    pub prices: Option<BTreeMap<PricingCategory, Price>>,
 }
 
 /// `PUT` changes only the fields it carries.
@@ -149,6 +197,8 @@ pub struct AccountChanges {
     pub throughput_mps: Option<u32>,
     pub opt_out_keywords: Option<Vec<String>>,
     pub opt_in_keywords: Option<Vec<String>>,
+    /// A new price table (an empty one removes it).
+    pub prices: Option<BTreeMap<PricingCategory, Price>>,
 }
 
 fn digits_id(field: &str, v: &str) -> Result<String, Invalid> {
@@ -190,6 +240,7 @@ impl NewAccount {
             throughput_mps: throughput(self.throughput_mps.unwrap_or(DEFAULT_THROUGHPUT_MPS))?,
             opt_out_keywords,
             opt_in_keywords,
+            prices: prices(self.prices.unwrap_or_default())?,
             created_at: now.clone(),
             updated_at: now.clone(),
         };
@@ -220,6 +271,9 @@ impl AccountChanges {
             let r#in = self.opt_in_keywords.unwrap_or_else(|| account.opt_in_keywords.clone());
             (account.opt_out_keywords, account.opt_in_keywords) = keyword_lists(out, r#in)?;
         }
+        if let Some(table) = self.prices {
+            account.prices = prices(table)?;
+        }
         account.updated_at = now.clone();
         self.access_token.as_ref().map(token).transpose()
     }
@@ -239,7 +293,34 @@ mod tests {
             throughput_mps: mps,
             opt_out_keywords: None,
             opt_in_keywords: None,
+            prices: None,
         }
+    }
+
+    #[test]
+    fn prices_are_per_message_in_one_currency() {
+        let (mut a, _) = new_account(Tier::Tier1K, None).validate("id".into(), &"t".into()).unwrap();
+        assert!(a.prices.is_empty());
+        let table = |v: serde_json::Value| AccountChanges {
+            prices: Some(serde_json::from_value(v).unwrap()),
+            ..Default::default()
+        };
+        table(serde_json::json!({"marketing": {"amount": 0.025, "currency": "usd"}, "utility": {"amount": 0.004, "currency": "USD"}}))
+            .apply(&mut a, &"t2".into())
+            .unwrap();
+        assert_eq!(a.prices[&PricingCategory::Marketing], Price { amount: 0.025, currency: "USD".into() });
+        let mixed = serde_json::json!({"marketing": {"amount": 0.02, "currency": "USD"}, "utility": {"amount": 0.01, "currency": "EUR"}});
+        assert!(table(mixed).apply(&mut a, &"t3".into()).unwrap_err().0.contains("every price must be in"));
+        let negative = serde_json::json!({"service": {"amount": -1, "currency": "USD"}});
+        assert!(table(negative).apply(&mut a, &"t3".into()).unwrap_err().0.contains("prices.service.amount"));
+        assert!(
+            serde_json::from_value::<AccountChanges>(
+                serde_json::json!({"prices": {"other": {"amount": 1, "currency": "USD"}}})
+            )
+            .is_err()
+        );
+        table(serde_json::json!({})).apply(&mut a, &"t4".into()).unwrap();
+        assert!(a.prices.is_empty(), "an empty table removes it");
     }
 
     #[test]

@@ -171,6 +171,9 @@ pub struct Campaign {
     /// the spec; with the others it gives every recipient status's count without a query.
     #[serde(default)]
     pub sending_count: u64,
+    /// Billable messages per pricing category (beyond the spec), from Meta's statuses.
+    #[serde(default)]
+    pub billable: Billable,
     pub variable_mapping: BTreeMap<String, String>,
     /// The medium of the template's IMAGE, VIDEO or DOCUMENT header (absent on older items).
     #[serde(default)]
@@ -263,6 +266,34 @@ impl Campaign {
     }
 }
 
+impl Campaign {
+    /// What the billable messages cost at the account's prices (none without a price table;
+    /// a category without a price counts for nothing).
+    pub fn cost(&self, prices: &BTreeMap<PricingCategory, super::account::Price>) -> Option<Cost> {
+        let currency = prices.values().next()?.currency.clone();
+        let mut by_category = BTreeMap::new();
+        let mut amount = 0.0;
+        for (category, price) in prices {
+            let part = self.billable.get(*category) as f64 * price.amount;
+            by_category.insert(category.as_str(), round_money(part));
+            amount += part;
+        }
+        Some(Cost { amount: round_money(amount), currency, by_category })
+    }
+}
+
+fn round_money(v: f64) -> f64 {
+    (v * 1e6).round() / 1e6
+}
+
+/// A campaign's cost: its billable messages at the account's prices.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Cost {
+    pub amount: f64,
+    pub currency: String,
+    pub by_category: BTreeMap<&'static str, f64>,
+}
+
 /// How old a measured rate may be and still be shown (the dispatcher notes it every few
 /// seconds while it has recipients to release).
 pub const RATE_MAX_AGE_SECONDS: i64 = 60;
@@ -281,6 +312,78 @@ pub struct Progress {
     pub counts: BTreeMap<&'static str, u64>,
 }
 
+/// The pricing categories billable messages are counted in (Meta's `pricing.category` of a
+/// status: `marketing_lite` counts as marketing, `authentication_international` as
+/// authentication, anything else as service).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PricingCategory {
+    Marketing,
+    Utility,
+    Authentication,
+    Service,
+}
+
+impl PricingCategory {
+    pub const ALL: [PricingCategory; 4] = [
+        PricingCategory::Marketing,
+        PricingCategory::Utility,
+        PricingCategory::Authentication,
+        PricingCategory::Service,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PricingCategory::Marketing => "marketing",
+            PricingCategory::Utility => "utility",
+            PricingCategory::Authentication => "authentication",
+            PricingCategory::Service => "service",
+        }
+    }
+
+    pub fn of_meta(category: &str) -> Self {
+        match category {
+            "marketing" | "marketing_lite" => PricingCategory::Marketing,
+            "utility" => PricingCategory::Utility,
+            "authentication" | "authentication_international" => PricingCategory::Authentication,
+            _ => PricingCategory::Service,
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Billable messages of a campaign per pricing category, as Meta's statuses reported them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Billable {
+    #[serde(default)]
+    pub marketing: u64,
+    #[serde(default)]
+    pub utility: u64,
+    #[serde(default)]
+    pub authentication: u64,
+    #[serde(default)]
+    pub service: u64,
+}
+
+impl Billable {
+    pub fn get_mut(&mut self, c: PricingCategory) -> &mut u64 {
+        match c {
+            PricingCategory::Marketing => &mut self.marketing,
+            PricingCategory::Utility => &mut self.utility,
+            PricingCategory::Authentication => &mut self.authentication,
+            PricingCategory::Service => &mut self.service,
+        }
+    }
+
+    pub fn get(&self, c: PricingCategory) -> u64 {
+        let mut copy = *self;
+        *copy.get_mut(c)
+    }
+}
+
 /// Changes to a campaign's counters. They are kept in a few counter items beside the campaign
 /// (see `docs/dynamodb.md`), each change added to one of them together with the recipients it
 /// counts, and summed when the campaign is read.
@@ -293,9 +396,16 @@ pub struct Counters {
     pub processed: i64,
     /// Claims taken less claims ended.
     pub sending: i64,
+    /// Billable messages per [`PricingCategory`] (in its order).
+    pub billable: [i64; 4],
 }
 
 impl Counters {
+    /// Adds one billable message of `category`.
+    pub fn bill(&mut self, category: PricingCategory) {
+        self.billable[category.index()] += 1;
+    }
+
     pub fn is_zero(&self) -> bool {
         *self == Counters::default()
     }
@@ -307,6 +417,9 @@ impl Counters {
         self.failed += other.failed;
         self.processed += other.processed;
         self.sending += other.sending;
+        for (b, o) in self.billable.iter_mut().zip(other.billable) {
+            *b += o;
+        }
     }
 
     pub fn minus(mut self, other: Counters) -> Counters {
@@ -317,6 +430,7 @@ impl Counters {
             failed: -other.failed,
             processed: -other.processed,
             sending: -other.sending,
+            billable: other.billable.map(|b| -b),
         });
         self
     }
@@ -331,6 +445,7 @@ impl Counters {
             failed: n(c.failed_count),
             processed: n(c.processed_count),
             sending: n(c.sending_count),
+            billable: PricingCategory::ALL.map(|k| n(c.billable.get(k))),
         }
     }
 }
@@ -345,6 +460,9 @@ impl Campaign {
         add(&mut self.failed_count, d.failed);
         add(&mut self.processed_count, d.processed);
         add(&mut self.sending_count, d.sending);
+        for k in PricingCategory::ALL {
+            add(self.billable.get_mut(k), d.billable[k.index()]);
+        }
     }
 
     /// Every recipient has an outcome of its send (accepted or rejected).
@@ -517,6 +635,7 @@ impl NewCampaign {
             sent_count: 0,
             processed_count: 0,
             sending_count: 0,
+            billable: Billable::default(),
             delivered_count: 0,
             read_count: 0,
             failed_count: 0,
@@ -609,6 +728,7 @@ mod tests {
             throughput_mps: 80,
             opt_out_keywords: vec!["STOP".into()],
             opt_in_keywords: vec!["START".into()],
+            prices: Default::default(),
             created_at: "t".into(),
             updated_at: "t".into(),
         }

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::Timestamp;
-use super::campaign::Counters;
+use super::campaign::{Counters, PricingCategory};
 use super::id::Id;
 use super::phone::Phone;
 use super::recipient::{Recipient, RecipientKey, RecipientStatus};
@@ -38,6 +38,10 @@ pub struct StatusUpdate {
     pub callback: Option<String>,
     /// On `failed`: Meta's error code and message.
     pub error: Option<(Option<i64>, String)>,
+    /// When Meta bills the message (its `pricing` says billable, or its type is `regular`):
+    /// the pricing category.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub billed: Option<PricingCategory>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -213,7 +217,14 @@ fn status_update(s: &Value) -> Option<StatusUpdate> {
             .or_else(|| e.get("title").and_then(Value::as_str));
         (e.get("code").and_then(Value::as_i64), message.unwrap_or("failed (no reason given)").to_string())
     });
-    Some(StatusUpdate { wamid, status, at, callback: text(s, "biz_opaque_callback_data"), error })
+    let billed = s.get("pricing").and_then(|p| {
+        let billable = match p.get("billable").and_then(Value::as_bool) {
+            Some(b) => b,
+            None => p.get("type").and_then(Value::as_str) == Some("regular"),
+        };
+        billable.then(|| PricingCategory::of_meta(p.get("category").and_then(Value::as_str).unwrap_or_default()))
+    });
+    Some(StatusUpdate { wamid, status, at, callback: text(s, "biz_opaque_callback_data"), error, billed })
 }
 
 fn preference(phone_number_id: &str, p: &Value) -> Option<Preference> {
@@ -367,6 +378,8 @@ pub struct Progress {
     pub failed_at: Option<Timestamp>,
     pub error_code: Option<i64>,
     pub error_message: Option<String>,
+    /// The pricing category Meta billed the message in (once billed, it stays).
+    pub billed: Option<PricingCategory>,
 }
 
 fn rank(s: RecipientStatus) -> u8 {
@@ -395,6 +408,7 @@ impl Progress {
             failed_at: r.failed_at.clone(),
             error_code: r.error_code,
             error_message: r.error_message.clone(),
+            billed: r.billed,
         }
     }
 
@@ -415,6 +429,9 @@ impl Progress {
             self.wamid = Some(u.wamid.clone());
             self.status = RecipientStatus::Sent;
             (self.failed_at, self.error_code, self.error_message) = (None, None, None);
+        }
+        if self.billed.is_none() {
+            self.billed = u.billed;
         }
         let at = &u.at;
         match u.status {
@@ -451,14 +468,17 @@ impl Progress {
     /// only when an unknown outcome turns out sent).
     pub fn counts(&self) -> Counters {
         let s = self.status;
-        Counters {
+        let mut counts = Counters {
             sent: self.wamid.is_some() as i64,
             delivered: matches!(s, RecipientStatus::Delivered | RecipientStatus::Read) as i64,
             read: (s == RecipientStatus::Read) as i64,
             failed: (s == RecipientStatus::Failed) as i64,
-            processed: 0,
-            sending: 0,
+            ..Default::default()
+        };
+        if let Some(category) = self.billed {
+            counts.bill(category);
         }
+        counts
     }
 }
 
@@ -471,7 +491,7 @@ mod tests {
     fn update(status: Delivery, secs: i64) -> StatusUpdate {
         let at = crate::domain::format_time(chrono::DateTime::from_timestamp(secs, 0).unwrap());
         let error = (status == Delivery::Failed).then(|| (Some(131026), "undeliverable".to_string()));
-        StatusUpdate { wamid: "wamid.1".into(), status, at, callback: None, error }
+        StatusUpdate { wamid: "wamid.1".into(), status, at, callback: None, error, billed: None }
     }
 
     fn sent() -> Progress {
@@ -483,6 +503,7 @@ mod tests {
             failed_at: None,
             error_code: None,
             error_message: None,
+            billed: None,
         }
     }
 
@@ -589,7 +610,7 @@ mod tests {
             (RecipientStatus::Read, Some("wamid.1"), None)
         );
         let moved = end.counts().minus(unknown.counts());
-        assert_eq!(moved, Counters { sent: 1, delivered: 1, read: 1, failed: -1, processed: 0, sending: 0 });
+        assert_eq!(moved, Counters { sent: 1, delivered: 1, read: 1, failed: -1, ..Default::default() });
         // Meta's own failure for it: sent after all, then failed with Meta's reason.
         let mut p = unknown.clone();
         p.apply(&update(Delivery::Failed, 103));
@@ -707,5 +728,32 @@ mod tests {
         // The news travels with the first part of a split notification.
         let parts = n.split(1);
         assert_eq!(parts[0].templates.len(), 3);
+    }
+
+    #[test]
+    fn a_billed_message_counts_once_in_its_category_whatever_the_statuses_repeat() {
+        let priced = |status: &str, pricing: Value| {
+            let body = json!({"entry": [{"id": "w", "changes": [{"field": "messages", "value": {
+                "metadata": {"phone_number_id": "pn1"},
+                "statuses": [{"id": "wamid.1", "status": status, "timestamp": "1700000000", "pricing": pricing}]}}]}]});
+            parse(body.to_string().as_bytes()).unwrap().statuses.remove(0)
+        };
+        let marketing = json!({"billable": true, "pricing_model": "PMP", "type": "regular", "category": "marketing"});
+        let free =
+            json!({"billable": false, "pricing_model": "PMP", "type": "free_customer_service", "category": "service"});
+        let lite = json!({"pricing_model": "PMP", "type": "regular", "category": "marketing_lite"});
+        assert_eq!(priced("sent", marketing.clone()).billed, Some(PricingCategory::Marketing));
+        assert_eq!(priced("sent", free).billed, None);
+        assert_eq!(priced("delivered", lite).billed, Some(PricingCategory::Marketing), "type regular bills");
+        let auth = json!({"billable": true, "category": "authentication_international"});
+        assert_eq!(priced("sent", auth).billed, Some(PricingCategory::Authentication));
+        let mut p = sent();
+        for s in ["sent", "delivered", "sent", "read", "delivered"] {
+            p.apply(&priced(s, marketing.clone()));
+        }
+        let mut billed = Counters::default();
+        billed.bill(PricingCategory::Marketing);
+        assert_eq!(p.counts().billable, billed.billable, "once");
+        assert_eq!(sent().counts().billable, [0; 4]);
     }
 }

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::Timestamp;
+use super::campaign::PricingCategory;
 use super::id::Id;
 use super::phone::Phone;
 
@@ -111,6 +112,9 @@ pub struct Recipient {
     /// campaigns created before recipients were sharded (all in the campaign's partition).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shard: Option<u32>,
+    /// The pricing category Meta billed its message in (from the message's statuses).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub billed: Option<PricingCategory>,
 }
 
 /// How many shards a new campaign spreads its recipients over (`docs/dynamodb.md` has the
@@ -155,6 +159,7 @@ impl Recipient {
             claimed_at: None,
             retry_at: None,
             delivery_version: None,
+            billed: None,
         }
     }
 
@@ -258,6 +263,7 @@ mod tests {
             retry_at: Some(1),
             delivery_version: Some(2),
             shard: Some(3),
+            billed: None,
         };
         let v = r.to_json();
         assert_eq!(v["name"], "John");

@@ -30,11 +30,14 @@ pub async fn list(app: Arc<App>, req: ApiRequest) -> AppResult<Reply> {
     Ok(Reply::listed(page.items.iter().map(|c| json!(c)).collect(), page.total, p, &start, page.next))
 }
 
-/// The campaign, with its `progress`.
+/// The campaign, with its `progress`, and its `cost` when the account has prices.
 pub async fn get(app: Arc<App>, req: ApiRequest) -> AppResult<Reply> {
-    let (campaign, progress) = campaigns::with_progress(&app, &req.id("campaign")?).await?;
+    let (campaign, progress, cost) = campaigns::with_progress(&app, &req.id("campaign")?).await?;
     let mut answer = json!(campaign);
     answer["progress"] = json!(progress);
+    if let Some(cost) = cost {
+        answer["cost"] = json!(cost);
+    }
     Ok(Reply::ok(answer))
 }
 

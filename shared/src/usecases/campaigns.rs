@@ -5,7 +5,7 @@ use crate::adapters::store::StoreError;
 use crate::app::App;
 use std::time::{Duration, Instant};
 
-use crate::domain::campaign::{Campaign, CampaignChanges, NewCampaign, Progress, check_campaign};
+use crate::domain::campaign::{Campaign, CampaignChanges, Cost, NewCampaign, Progress, check_campaign};
 use crate::domain::id::Id;
 use crate::domain::job::Job;
 use crate::domain::now;
@@ -30,13 +30,15 @@ pub fn wrong_status(c: &Campaign, action: &str) -> AppError {
     AppError::conflict(format!("campaign {} is {}; {action}", c.id, c.status.as_str()))
 }
 
-/// A campaign and its progress (at its account's pace).
-pub async fn with_progress(app: &App, id: &Id) -> AppResult<(Campaign, Progress)> {
+/// A campaign, its progress (at its account's pace) and its cost (at the account's prices,
+/// when it has some).
+pub async fn with_progress(app: &App, id: &Id) -> AppResult<(Campaign, Progress, Option<Cost>)> {
     let campaign = load(app, id).await?;
     let account =
         app.db.get_account(&campaign.account_id).await.map_err(app.store_err("could not read the account"))?;
-    let progress = campaign.progress(account.map(|a| a.send_rate()), chrono::Utc::now().timestamp());
-    Ok((campaign, progress))
+    let progress = campaign.progress(account.as_ref().map(|a| a.send_rate()), chrono::Utc::now().timestamp());
+    let cost = account.and_then(|a| campaign.cost(&a.prices));
+    Ok((campaign, progress, cost))
 }
 
 /// Loads what a campaign refers to and checks it (exists, same account, approved, mapping,

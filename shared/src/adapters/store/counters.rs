@@ -17,11 +17,23 @@ use crate::domain::campaign::{Campaign, Counters};
 /// How many counter items a campaign has.
 pub const COUNTER_SHARDS: u32 = 8;
 
-const FIELDS: [&str; 6] =
-    ["sent_count", "delivered_count", "read_count", "failed_count", "processed_count", "sending_count"];
+const FIELDS: [&str; 10] = [
+    "sent_count",
+    "delivered_count",
+    "read_count",
+    "failed_count",
+    "processed_count",
+    "sending_count",
+    "billable_marketing",
+    "billable_utility",
+    "billable_authentication",
+    "billable_service",
+];
 /// The update expression that adds to every counter.
 const ADD_ALL: &str = "ADD sent_count :sent_count, delivered_count :delivered_count, read_count :read_count, \
-     failed_count :failed_count, processed_count :processed_count, sending_count :sending_count, version :one";
+     failed_count :failed_count, processed_count :processed_count, sending_count :sending_count, \
+     billable_marketing :billable_marketing, billable_utility :billable_utility, \
+     billable_authentication :billable_authentication, billable_service :billable_service, version :one";
 
 fn number(item: &Item, key: &str) -> i64 {
     item.get(key).and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok()).unwrap_or(0)
@@ -35,10 +47,11 @@ fn counters(item: &Item) -> Counters {
         failed: number(item, FIELDS[3]),
         processed: number(item, FIELDS[4]),
         sending: number(item, FIELDS[5]),
+        billable: [6, 7, 8, 9].map(|i| number(item, FIELDS[i])),
     }
 }
 
-fn values(d: Counters) -> [(&'static str, i64); 6] {
+fn values(d: Counters) -> [(&'static str, i64); 10] {
     [
         (FIELDS[0], d.sent),
         (FIELDS[1], d.delivered),
@@ -46,6 +59,10 @@ fn values(d: Counters) -> [(&'static str, i64); 6] {
         (FIELDS[3], d.failed),
         (FIELDS[4], d.processed),
         (FIELDS[5], d.sending),
+        (FIELDS[6], d.billable[0]),
+        (FIELDS[7], d.billable[1]),
+        (FIELDS[8], d.billable[2]),
+        (FIELDS[9], d.billable[3]),
     ]
 }
 

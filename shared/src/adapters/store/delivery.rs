@@ -111,6 +111,7 @@ impl Db {
             ("failed_at", ":failed_at", p.failed_at.clone().map(s)),
             ("error_code", ":error_code", p.error_code.map(n)),
             ("error_message", ":error_message", p.error_message.clone().map(s)),
+            ("billed", ":billed", p.billed.map(|b| s(b.as_str()))),
         ];
         for (attr, placeholder, value) in optional {
             match value {

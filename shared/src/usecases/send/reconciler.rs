@@ -137,14 +137,19 @@ pub fn recounted(recipients: &[Recipient]) -> Counters {
     let mut d = Counters::default();
     for r in recipients {
         let one = |b: bool| b as i64;
-        d.add(Counters {
+        let mut counts = Counters {
             sent: one(r.wamid.is_some()),
             delivered: one(matches!(r.status, RecipientStatus::Delivered | RecipientStatus::Read)),
             read: one(r.status == RecipientStatus::Read),
             failed: one(r.status == RecipientStatus::Failed),
             processed: one(!matches!(r.status, RecipientStatus::Pending | RecipientStatus::Sending)),
             sending: one(r.status == RecipientStatus::Sending),
-        });
+            ..Default::default()
+        };
+        if let Some(category) = r.billed {
+            counts.bill(category);
+        }
+        d.add(counts);
     }
     d
 }
