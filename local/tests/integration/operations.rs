@@ -402,3 +402,51 @@ async fn billable_messages_are_counted_once_per_category_and_priced_at_the_accou
     let listed = t.get("/api/campaigns").await.data()["items"][0].clone();
     assert_eq!((listed["billable"]["marketing"].as_u64(), listed.get("cost")), (Some(6), None));
 }
+
+#[tokio::test]
+async fn answers_to_a_campaign_message_count_once_as_replies_and_button_presses_as_clicks() {
+    let t = TestStack::sending(2).await;
+    t.post_statuses((20, 60, None), |_| {}).await;
+    let numbers = phones(1400, 4);
+    let (c, _) = t.campaign_with("TIER_100K", &numbers).await;
+    t.post(&format!("/api/campaigns/{c}/start"), json!({})).await.assert_ok(200);
+    t.wait_for(&c, Duration::from_secs(30), |c| c["status"] == "completed" && c["delivered_count"] == 4).await;
+    assert!(t.fake.wait_for_webhooks_idle(Duration::from_secs(10)).await);
+    let campaign = t.app.db.get_campaign(&c).await.unwrap().unwrap();
+    let phones: Vec<shared::domain::phone::Phone> =
+        numbers.iter().map(|n| shared::domain::phone::Phone::e164(n).unwrap()).collect();
+    let sent = t.app.db.recipients(&campaign, &phones).await.unwrap();
+    let wamid = |n: &str| sent.iter().find(|r| r.phone_number.as_str() == n).unwrap().wamid.clone().unwrap();
+    // A week-old delivery is past the 72 hours.
+    let long_ago = shared::domain::format_time(chrono::Utc::now() - chrono::Duration::days(7));
+    t.set_recipient(&c, &numbers[3], &[("delivered_at", s(long_ago.as_str()))]).await;
+    let says = |from: &str, text: &str, button: bool, context: Option<String>| local::fake_whatsapp::InboundText {
+        from: from.into(),
+        phone_number_id: "106540352242922".into(),
+        text: text.into(),
+        button,
+        context,
+    };
+    let answers = [
+        says(&numbers[0], "Thanks!", false, Some(wamid(&numbers[0]))),
+        says(&numbers[0], "Thanks!", false, Some(wamid(&numbers[0]))), // Meta delivers it again
+        says(&numbers[1], "Yes please", true, Some(wamid(&numbers[1]))),
+        says(&numbers[2], "Who is this?", false, None), // answers no message
+        says(&numbers[3], "Late", false, Some(wamid(&numbers[3]))),
+    ];
+    for a in answers {
+        assert!(t.fake.post_inbound(a).await.unwrap().succeeded());
+    }
+    let done = t.wait_for(&c, Duration::from_secs(10), |c| c["replied_count"] == 2 && c["clicked_count"] == 1).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let again = t.get(&format!("/api/campaigns/{c}")).await.data().clone();
+    assert_eq!((again["replied_count"].as_u64(), again["clicked_count"].as_u64()), (Some(2), Some(1)), "{done}");
+    let rs = t.recipients(&c).await;
+    let row = |n: &str| rs.iter().find(|r| r["phone_number"] == n).unwrap().clone();
+    assert!(row(&numbers[0])["replied_at"].is_string() && row(&numbers[0]).get("clicked_at").is_none());
+    assert_eq!(
+        (row(&numbers[1])["clicked_button"].as_str(), row(&numbers[1])["replied_at"].is_string()),
+        (Some("Yes please"), true)
+    );
+    assert!(row(&numbers[2]).get("replied_at").is_none() && row(&numbers[3]).get("replied_at").is_none());
+}

@@ -174,6 +174,12 @@ pub struct Campaign {
     /// Billable messages per pricing category (beyond the spec), from Meta's statuses.
     #[serde(default)]
     pub billable: Billable,
+    /// Recipients who answered their message within 72 hours of its delivery, and who pressed
+    /// one of its quick-reply buttons (beyond the spec).
+    #[serde(default)]
+    pub replied_count: u64,
+    #[serde(default)]
+    pub clicked_count: u64,
     pub variable_mapping: BTreeMap<String, String>,
     /// The medium of the template's IMAGE, VIDEO or DOCUMENT header (absent on older items).
     #[serde(default)]
@@ -398,6 +404,9 @@ pub struct Counters {
     pub sending: i64,
     /// Billable messages per [`PricingCategory`] (in its order).
     pub billable: [i64; 4],
+    /// Recipients who answered their message, and who pressed one of its quick-reply buttons.
+    pub replied: i64,
+    pub clicked: i64,
 }
 
 impl Counters {
@@ -420,6 +429,8 @@ impl Counters {
         for (b, o) in self.billable.iter_mut().zip(other.billable) {
             *b += o;
         }
+        self.replied += other.replied;
+        self.clicked += other.clicked;
     }
 
     pub fn minus(mut self, other: Counters) -> Counters {
@@ -431,6 +442,8 @@ impl Counters {
             processed: -other.processed,
             sending: -other.sending,
             billable: other.billable.map(|b| -b),
+            replied: -other.replied,
+            clicked: -other.clicked,
         });
         self
     }
@@ -446,6 +459,8 @@ impl Counters {
             processed: n(c.processed_count),
             sending: n(c.sending_count),
             billable: PricingCategory::ALL.map(|k| n(c.billable.get(k))),
+            replied: n(c.replied_count),
+            clicked: n(c.clicked_count),
         }
     }
 }
@@ -463,6 +478,8 @@ impl Campaign {
         for k in PricingCategory::ALL {
             add(self.billable.get_mut(k), d.billable[k.index()]);
         }
+        add(&mut self.replied_count, d.replied);
+        add(&mut self.clicked_count, d.clicked);
     }
 
     /// Every recipient has an outcome of its send (accepted or rejected).
@@ -636,6 +653,8 @@ impl NewCampaign {
             processed_count: 0,
             sending_count: 0,
             billable: Billable::default(),
+            replied_count: 0,
+            clicked_count: 0,
             delivered_count: 0,
             read_count: 0,
             failed_count: 0,

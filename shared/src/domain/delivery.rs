@@ -134,6 +134,28 @@ pub struct Inbound {
     /// `+` and the digits of the person's WhatsApp id.
     pub from: Phone,
     pub text: String,
+    /// A quick-reply button press (`button` or an interactive reply), not typed text.
+    #[serde(default)]
+    pub button: bool,
+    /// The message it answers (`context.id`), when the person replied to one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<Timestamp>,
+}
+
+/// How long after its delivery an answer to a campaign message is attributed to the campaign.
+pub const REPLY_WINDOW_HOURS: i64 = 72;
+
+impl Inbound {
+    /// Whether it answers a message delivered at `delivered_at` within [`REPLY_WINDOW_HOURS`].
+    pub fn answers_in_time(&self, delivered_at: Option<&Timestamp>) -> bool {
+        let time = |t: &Timestamp| chrono::DateTime::parse_from_rfc3339(t).ok();
+        let (Some(delivered), Some(at)) = (delivered_at.and_then(time), self.at.as_ref().and_then(time)) else {
+            return false;
+        };
+        at >= delivered && at - delivered <= chrono::Duration::hours(REPLY_WINDOW_HOURS)
+    }
 }
 
 /// Meta's news of a template of a WhatsApp Business Account (`entry.id`), which it names by
@@ -317,17 +339,25 @@ fn read_change(business: &str, field: &str, value: &Value, n: &mut Notification)
 /// An inbound message with a text: `text.body`, `button.text` (a quick reply to a template) or
 /// an interactive reply's title. Other kinds (media, reactions, …) carry nothing to apply.
 fn inbound(phone_number_id: &str, m: &Value) -> Option<Inbound> {
-    let text = match m.get("type")?.as_str()? {
-        "text" => m.get("text")?.get("body")?.as_str()?,
-        "button" => m.get("button")?.get("text")?.as_str()?,
+    let (body, button) = match m.get("type")?.as_str()? {
+        "text" => (m.get("text")?.get("body")?.as_str()?, false),
+        "button" => (m.get("button")?.get("text")?.as_str()?, true),
         "interactive" => {
             let reply = m.get("interactive")?;
-            reply.get("button_reply").or_else(|| reply.get("list_reply"))?.get("title")?.as_str()?
+            (reply.get("button_reply").or_else(|| reply.get("list_reply"))?.get("title")?.as_str()?, true)
         }
         _ => return None,
     };
     let from = Phone::from_wa_id(m.get("from")?.as_str()?.trim_start_matches('+'))?;
-    (!phone_number_id.is_empty()).then(|| Inbound { phone_number_id: phone_number_id.into(), from, text: text.into() })
+    let context = m.get("context").and_then(|c| text(c, "id"));
+    (!phone_number_id.is_empty()).then(|| Inbound {
+        phone_number_id: phone_number_id.into(),
+        from,
+        text: body.into(),
+        button,
+        context,
+        at: timestamp(m.get("timestamp")),
+    })
 }
 
 fn template_news(business: &str, field: &str, value: &Value) -> Option<TemplateNews> {
@@ -755,5 +785,32 @@ mod tests {
         billed.bill(PricingCategory::Marketing);
         assert_eq!(p.counts().billable, billed.billable, "once");
         assert_eq!(sent().counts().billable, [0; 4]);
+    }
+
+    #[test]
+    fn an_answer_names_the_message_it_answers_and_counts_within_72_hours_of_its_delivery() {
+        let body = json!({"entry": [{"id": "w", "changes": [{"field": "messages", "value": {
+        "metadata": {"phone_number_id": "pn1"},
+        "messages": [
+            {"from": "14155550100", "id": "wamid.in1", "timestamp": "1700000000", "type": "button",
+             "context": {"from": "1555", "id": "wamid.out"}, "button": {"payload": "YES", "text": "Yes please"}},
+            {"from": "14155550101", "id": "wamid.in2", "timestamp": "1700000000", "type": "text",
+             "text": {"body": "hi"}},
+            {"from": "14155550102", "id": "wamid.in3", "timestamp": "1700000000", "type": "image", "image": {}}
+        ]}}]}]});
+        let n = parse(body.to_string().as_bytes()).unwrap();
+        assert_eq!((n.inbound.len(), n.ignored), (2, 1));
+        let press = &n.inbound[0];
+        assert_eq!(
+            (press.text.as_str(), press.button, press.context.as_deref()),
+            ("Yes please", true, Some("wamid.out"))
+        );
+        assert_eq!((n.inbound[1].button, n.inbound[1].context.as_deref()), (false, None));
+        let at = |secs: i64| crate::domain::format_time(chrono::DateTime::from_timestamp(secs, 0).unwrap());
+        assert!(press.answers_in_time(Some(&at(1_700_000_000 - 3600))));
+        assert!(press.answers_in_time(Some(&at(1_700_000_000 - 72 * 3600))));
+        assert!(!press.answers_in_time(Some(&at(1_700_000_000 - 72 * 3600 - 1))), "past 72 hours");
+        assert!(!press.answers_in_time(Some(&at(1_700_000_001))), "before its delivery");
+        assert!(!press.answers_in_time(None), "never delivered");
     }
 }

@@ -15,7 +15,7 @@ pub const PHONE_FIELD: &str = "phone_number";
 pub const PHONE_ALIASES: [&str; 4] = ["phone_number", "phone", "mobile", "number"];
 
 /// Names a recipient field may not take, because the recipient's own attributes use them.
-pub const RESERVED_FIELDS: [&str; 14] = [
+pub const RESERVED_FIELDS: [&str; 18] = [
     "id",
     "campaign_id",
     "status",
@@ -30,6 +30,10 @@ pub const RESERVED_FIELDS: [&str; 14] = [
     "error_message",
     "claimed_at",
     "updated_at",
+    "retry_after",
+    "replied_at",
+    "clicked_at",
+    "clicked_button",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -115,6 +119,14 @@ pub struct Recipient {
     /// The pricing category Meta billed its message in (from the message's statuses).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub billed: Option<PricingCategory>,
+    /// When the person first answered the message (within 72 hours of its delivery), and when
+    /// they first pressed one of its quick-reply buttons, with the button's text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replied_at: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clicked_at: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clicked_button: Option<String>,
 }
 
 /// How many shards a new campaign spreads its recipients over (`docs/dynamodb.md` has the
@@ -160,6 +172,9 @@ impl Recipient {
             retry_at: None,
             delivery_version: None,
             billed: None,
+            replied_at: None,
+            clicked_at: None,
+            clicked_button: None,
         }
     }
 
@@ -193,6 +208,9 @@ impl Recipient {
             ("read_at", self.read_at.as_deref()),
             ("failed_at", self.failed_at.as_deref()),
             ("error_message", self.error_message.as_deref()),
+            ("replied_at", self.replied_at.as_deref()),
+            ("clicked_at", self.clicked_at.as_deref()),
+            ("clicked_button", self.clicked_button.as_deref()),
         ];
         for (k, v) in optional {
             if let Some(v) = v {
@@ -264,6 +282,9 @@ mod tests {
             delivery_version: Some(2),
             shard: Some(3),
             billed: None,
+            replied_at: None,
+            clicked_at: None,
+            clicked_button: None,
         };
         let v = r.to_json();
         assert_eq!(v["name"], "John");

@@ -13,11 +13,13 @@
 //! - [`schedule`]: what a campaign's schedule does when it fires.
 //! - [`send`]: the dispatcher, the sender and the reconciler (queue consumers).
 //! - [`statuses`]: Meta's delivery statuses applied to recipients and counters;
-//!   [`template_health`]: Meta's news of templates (paused, disabled, quality).
+//!   [`template_health`]: Meta's news of templates (paused, disabled, quality);
+//!   [`engagement`]: replies and button clicks attributed to campaigns.
 //! - [`keys`]: API keys: issue, check, the authorizer and the first key.
 
 pub mod accounts;
 pub mod campaigns;
+pub mod engagement;
 pub mod export;
 pub mod import;
 pub mod jobs;

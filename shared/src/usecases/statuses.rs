@@ -25,13 +25,13 @@ use serde::Serialize;
 use crate::adapters::store::{DeliveryChange, RECIPIENTS_PER_TRANSACTION, StoreError, wait_before_retry};
 use crate::app::App;
 use crate::domain::account::Account;
-use crate::domain::delivery::{Delivery, Notification, Progress, StatusUpdate, TemplateNews, callback_key};
+use crate::domain::delivery::{Delivery, Inbound, Notification, Progress, StatusUpdate, TemplateNews, callback_key};
 use crate::domain::id::Id;
 use crate::domain::now;
 use crate::domain::opt_out;
 use crate::domain::recipient::{Recipient, RecipientKey, RecipientStatus};
 use crate::usecases::send::Incoming;
-use crate::usecases::template_health;
+use crate::usecases::{engagement, template_health};
 
 /// Statuses per status-queue message (a POST of Meta's 1,000 makes ten messages of about
 /// 30 KB).
@@ -58,6 +58,9 @@ pub struct Applied {
     pub opt_outs: usize,
     /// Opt-outs removed by an opt-in keyword.
     pub opt_ins: usize,
+    /// Recipients who answered their message, and who pressed its button, for the first time.
+    pub replies: usize,
+    pub clicks: usize,
     /// Campaigns paused because Meta paused, disabled or rejected their template.
     pub campaigns_paused: usize,
 }
@@ -71,6 +74,8 @@ impl Applied {
         self.ignored += other.ignored;
         self.opt_outs += other.opt_outs;
         self.opt_ins += other.opt_ins;
+        self.replies += other.replies;
+        self.clicks += other.clicks;
         self.campaigns_paused += other.campaigns_paused;
     }
 }
@@ -211,6 +216,9 @@ async fn apply(app: &App, notes: &[(String, Notification)]) -> Result<(Applied, 
         app.db.set_opt_out(&account.id, &p.phone, p.stop, reason, &now()).await?;
         applied.opt_outs += p.stop as usize;
     }
+    let inbound: Vec<&Inbound> = notes.iter().flat_map(|(_, n)| n.inbound.iter()).collect();
+    let answered = engagement::apply(app, &inbound).await?;
+    (applied.replies, applied.clicks) = (answered.replies, answered.clicks);
     // A text that is one of the account's opt-out (or opt-in) keywords.
     for m in notes.iter().flat_map(|(_, n)| &n.inbound) {
         let Some(account) = account_of(app, &mut accounts, &m.phone_number_id).await? else { continue };

@@ -17,7 +17,7 @@ use crate::domain::campaign::{Campaign, Counters};
 /// How many counter items a campaign has.
 pub const COUNTER_SHARDS: u32 = 8;
 
-const FIELDS: [&str; 10] = [
+const FIELDS: [&str; 12] = [
     "sent_count",
     "delivered_count",
     "read_count",
@@ -28,12 +28,15 @@ const FIELDS: [&str; 10] = [
     "billable_utility",
     "billable_authentication",
     "billable_service",
+    "replied_count",
+    "clicked_count",
 ];
 /// The update expression that adds to every counter.
 const ADD_ALL: &str = "ADD sent_count :sent_count, delivered_count :delivered_count, read_count :read_count, \
      failed_count :failed_count, processed_count :processed_count, sending_count :sending_count, \
      billable_marketing :billable_marketing, billable_utility :billable_utility, \
-     billable_authentication :billable_authentication, billable_service :billable_service, version :one";
+     billable_authentication :billable_authentication, billable_service :billable_service, \
+     replied_count :replied_count, clicked_count :clicked_count, version :one";
 
 fn number(item: &Item, key: &str) -> i64 {
     item.get(key).and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok()).unwrap_or(0)
@@ -48,10 +51,12 @@ fn counters(item: &Item) -> Counters {
         processed: number(item, FIELDS[4]),
         sending: number(item, FIELDS[5]),
         billable: [6, 7, 8, 9].map(|i| number(item, FIELDS[i])),
+        replied: number(item, FIELDS[10]),
+        clicked: number(item, FIELDS[11]),
     }
 }
 
-fn values(d: Counters) -> [(&'static str, i64); 10] {
+fn values(d: Counters) -> [(&'static str, i64); 12] {
     [
         (FIELDS[0], d.sent),
         (FIELDS[1], d.delivered),
@@ -63,6 +68,8 @@ fn values(d: Counters) -> [(&'static str, i64); 10] {
         (FIELDS[7], d.billable[1]),
         (FIELDS[8], d.billable[2]),
         (FIELDS[9], d.billable[3]),
+        (FIELDS[10], d.replied),
+        (FIELDS[11], d.clicked),
     ]
 }
 

@@ -178,6 +178,48 @@ impl Db {
         decode(self.batch_get(keys, None).await?)
     }
 
+    /// Records that the recipient answered its message `wamid` at `at` (`clicked`: by the
+    /// button of that text), with the campaign's count, in one transaction: only the first
+    /// answer (and the first press) counts. Returns whether it counted.
+    pub async fn record_answer(
+        &self,
+        campaign: &crate::domain::campaign::Campaign,
+        phone: &str,
+        wamid: &str,
+        at: &str,
+        clicked: Option<&str>,
+    ) -> StoreResult<bool> {
+        let shard = crate::domain::recipient::shard_of(campaign.recipient_shards, phone);
+        let (first, counts) = match clicked {
+            Some(_) => ("clicked_at", Counters { clicked: 1, ..Default::default() }),
+            None => ("replied_at", Counters { replied: 1, ..Default::default() }),
+        };
+        let mut update = aws_sdk_dynamodb::types::Update::builder()
+            .table_name(&self.table)
+            .key("PK", s(recipient_pk(&campaign.id, shard)))
+            .key("SK", s(recipient_sk(phone)))
+            .update_expression(match clicked {
+                Some(_) => "SET clicked_at = :at, clicked_button = :button",
+                None => "SET replied_at = :at",
+            })
+            .condition_expression(format!("attribute_not_exists({first}) AND wamid = :wamid"))
+            .expression_attribute_values(":at", s(at))
+            .expression_attribute_values(":wamid", s(wamid));
+        if let Some(button) = clicked {
+            update = update.expression_attribute_values(":button", s(button));
+        }
+        let update = update.build().map_err(|e| StoreError::Dynamo(e.to_string()))?;
+        let items =
+            vec![TransactWriteItem::builder().update(update).build(), self.counter_update(&campaign.id, counts)?];
+        match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
+            Ok(_) => Ok(true),
+            Err(e) => match StoreError::from(e) {
+                StoreError::ConditionFailed => Ok(false),
+                e => Err(e),
+            },
+        }
+    }
+
     /// Records that `phone` stopped marketing messages from the account (`reason` says how we
     /// know), or removes that record when `stop` is false.
     pub async fn set_opt_out(

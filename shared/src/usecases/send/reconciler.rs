@@ -144,6 +144,8 @@ pub fn recounted(recipients: &[Recipient]) -> Counters {
             failed: one(r.status == RecipientStatus::Failed),
             processed: one(!matches!(r.status, RecipientStatus::Pending | RecipientStatus::Sending)),
             sending: one(r.status == RecipientStatus::Sending),
+            replied: one(r.replied_at.is_some()),
+            clicked: one(r.clicked_at.is_some()),
             ..Default::default()
         };
         if let Some(category) = r.billed {
