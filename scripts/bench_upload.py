@@ -69,9 +69,9 @@ ddb = boto3.client("dynamodb", endpoint_url=os.environ.get("AWS_ENDPOINT_URL_DYN
 # afterwards: the emulator's queries read every item of a table, so leaving them beside the
 # campaign's would slow the export and delete below by the bench's own doing.
 main = ddb.describe_table(TableName=os.environ["TABLE_NAME"])["Table"]
-table = main["TableName"] + "-plain"
+plain_table = main["TableName"] + "-plain"
 ddb.create_table(
-    TableName=table, KeySchema=main["KeySchema"], AttributeDefinitions=main["AttributeDefinitions"],
+    TableName=plain_table, KeySchema=main["KeySchema"], AttributeDefinitions=main["AttributeDefinitions"],
     BillingMode="PAY_PER_REQUEST",
     GlobalSecondaryIndexes=[{k: g[k] for k in ("IndexName", "KeySchema", "Projection")}
                             for g in main.get("GlobalSecondaryIndexes", [])])
@@ -85,15 +85,15 @@ def batch(first):
         "name": {"S": f"Customer {i}"}, "discount_code": {"S": f"CODE{i:06d}"}, "city": {"S": "Springfield"},
         "created_at": {"S": "2026-01-01T00:00:00Z"}}}} for i in range(first, min(first + 25, rows))]
     while items:
-        out = ddb.batch_write_item(RequestItems={table: items})
-        items = out.get("UnprocessedItems", {}).get(table, [])
+        out = ddb.batch_write_item(RequestItems={plain_table: items})
+        items = out.get("UnprocessedItems", {}).get(plain_table, [])
 
 
 start = time.perf_counter()
 with concurrent.futures.ThreadPoolExecutor(16) as pool:
     list(pool.map(batch, range(0, rows, 25)))
 plain_s = time.perf_counter() - start
-ddb.delete_table(TableName=table)
+ddb.delete_table(TableName=plain_table)
 
 print(f"rows: {rows}, file: {len(csv) / 1e6:.1f} MB, PUT to the presigned URL: {put_s:.1f} s")
 print(f"upload: {u['status']} in {upload_s:.1f} s (PUT included)  rows_read={u['rows_read']} imported={u['imported']} "
@@ -128,7 +128,7 @@ partitions = [f"CAMPAIGN#{campaign['id']}#{k}" for k in range(32)] + [f"CAMPAIGN
 
 
 def left():
-    return sum(ddb.query(TableName=table, KeyConditionExpression="PK = :pk", Limit=1, Select="COUNT",
+    return sum(ddb.query(TableName=main["TableName"], KeyConditionExpression="PK = :pk", Limit=1, Select="COUNT",
                          ExpressionAttributeValues={":pk": {"S": pk}})["Count"] for pk in partitions)
 
 
