@@ -2,7 +2,6 @@
 //! campaign, a sender worker killed mid-batch, WhatsApp answering slowly or not at all, and
 //! messages in the dead-letter queues listed and redriven.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -81,15 +80,6 @@ impl Switch {
     }
 }
 
-/// How many requests reached the fake WhatsApp API for each number.
-fn hits(t: &TestStack) -> HashMap<String, usize> {
-    let mut m = HashMap::new();
-    for r in t.fake.requests() {
-        *m.entry(format!("+{}", r.to.unwrap_or_default().trim_start_matches('+'))).or_default() += 1;
-    }
-    m
-}
-
 /// The end state every fault must leave: each recipient settled (sent or failed, none pending
 /// or claimed), no number sent twice, a sent recipient's message reached WhatsApp exactly once,
 /// and the counters equal a recount.
@@ -97,7 +87,7 @@ async fn assert_settled_once(t: &TestStack, campaign: &str, numbers: &[String]) 
     let c = t.get(&format!("/api/campaigns/{campaign}")).await.data().clone();
     let rs = t.recipients(campaign).await;
     assert_eq!(rs.len(), numbers.len());
-    let h = hits(t);
+    let h = t.hits();
     assert!(h.values().all(|n| *n == 1), "a number reached WhatsApp twice: {h:?}");
     for r in &rs {
         let phone = r["phone_number"].as_str().unwrap();
@@ -173,7 +163,7 @@ async fn a_sender_killed_mid_batch_sends_nothing_twice_and_records_the_unknown_o
     doomed.shutdown_background();
     // A request the dead worker had already written still reaches the fake a moment later.
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let before_kill: Vec<String> = hits(&t).into_keys().collect();
+    let before_kill: Vec<String> = t.hits().into_keys().collect();
     let in_flight = before_kill.len();
 
     t.fake.set_config(FakeConfig::default());
@@ -221,7 +211,7 @@ async fn whatsapp_answering_slowly_or_not_at_all_never_leads_to_a_second_send() 
             assert_eq!(r["status"], "sent", "a slow answer is still an answer: {r}");
         }
     }
-    assert_eq!(hits(&t).get(&silent), Some(&1), "a request without an answer is never repeated");
+    assert_eq!(t.hits().get(&silent), Some(&1), "a request without an answer is never repeated");
 }
 
 #[tokio::test]

@@ -15,14 +15,6 @@ use shared::usecases::send::{Consumer, Incoming, consume, send_batch};
 
 use crate::stack::{TestStack, job, phones};
 
-fn hits(t: &TestStack) -> HashMap<String, usize> {
-    let mut m = HashMap::new();
-    for r in t.fake.requests() {
-        *m.entry(format!("+{}", r.to.unwrap_or_default().trim_start_matches('+'))).or_default() += 1;
-    }
-    m
-}
-
 fn count(c: &Value, k: &str) -> u64 {
     c[k].as_u64().unwrap_or(u64::MAX)
 }
@@ -44,7 +36,7 @@ async fn hold(
     let a = job(campaign, numbers);
     let holder = tokio::spawn(async move { send_batch(&app, vec![a], deadline).await });
     let begun = Instant::now();
-    while !sent(&hits(t)) {
+    while !sent(&t.hits()) {
         assert!(begun.elapsed() < Duration::from_secs(10), "job A did not send");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -160,7 +152,7 @@ async fn a_duplicate_job_meeting_recipients_held_by_another_leaves_them_and_ever
         (done["status"].as_str(), count(&done, "sent_count"), count(&done, "processed_count")),
         (Some("completed"), 4, 4)
     );
-    assert!(numbers.iter().all(|p| hits(&t).get(p) == Some(&1)));
+    assert!(numbers.iter().all(|p| t.hits().get(p) == Some(&1)));
 }
 
 #[tokio::test]
@@ -175,7 +167,7 @@ async fn pause_then_resume_at_once_completes_with_every_number_sent_once() {
     start(&t, &c).await;
     let done = t.wait_for(&c, Duration::from_secs(60), |c| c["status"] == "completed").await;
     assert_eq!((count(&done, "sent_count"), count(&done, "failed_count")), (600, 0), "{done}");
-    let h = hits(&t);
+    let h = t.hits();
     assert!(numbers.iter().all(|p| h.get(p) == Some(&1)), "each number exactly once across pause and resume");
 }
 
@@ -203,7 +195,7 @@ async fn recipients_let_go_of_after_a_resume_are_handed_on_and_the_campaign_comp
     assert!(holder.await.unwrap().is_empty());
     let done = t.wait_for(&c, Duration::from_secs(20), |c| c["status"] == "completed").await;
     assert_eq!((count(&done, "sent_count"), count(&done, "failed_count")), (5, 0), "{done}");
-    let h = hits(&t);
+    let h = t.hits();
     assert!(numbers.iter().all(|p| h.get(p) == Some(&1)), "each number exactly once: {h:?}");
     workers.iter().for_each(|w| w.abort());
 }
@@ -220,7 +212,7 @@ async fn ambiguous_answers_are_sent_once_and_recorded_as_outcome_unknown() {
     start(&t, &c).await;
     let done = t.wait_for(&c, Duration::from_secs(60), |c| c["status"] == "completed").await;
     assert_eq!((count(&done, "sent_count"), count(&done, "failed_count")), (4, 4), "{done}");
-    let h = hits(&t);
+    let h = t.hits();
     for r in t.recipients(&c).await {
         let phone = r["phone_number"].as_str().unwrap();
         assert_eq!(h.get(phone), Some(&1), "exactly one POST for {phone}");
@@ -249,7 +241,7 @@ async fn a_recipient_whose_retry_job_was_dropped_during_a_pause_is_sent_after_th
     let _workers = t.spawn_workers(2);
     let done = t.wait_for(&c, Duration::from_secs(20), |c| c["status"] == "completed").await;
     assert_eq!((count(&done, "sent_count"), count(&done, "failed_count")), (3, 0), "{done}");
-    let h = hits(&t);
+    let h = t.hits();
     assert!(numbers.iter().all(|p| h.get(p) == Some(&1)), "each number exactly once: {h:?}");
     let second = t.fake.requests().iter().find(|r| r.to.as_deref() == Some(numbers[1].as_str())).unwrap().at_ms;
     assert!(second / 1000 >= (due - 1) as u64, "sent when its retry was due, not before");
@@ -280,7 +272,7 @@ async fn throughput_errors_hold_the_account_back_two_seconds_not_two_seconds_eac
     let done = t.wait_for(&c, Duration::from_secs(60), |c| c["status"] == "completed").await;
     let failed = t.get(&format!("/api/campaigns/{c}/recipients?status=failed")).await.data()["items"].clone();
     assert_eq!(count(&done, "sent_count"), 60, "each throttled message is tried again: {done} {failed}");
-    assert!(numbers.iter().all(|p| hits(&t).get(p) == Some(&if numbers[..30].contains(p) { 2 } else { 1 })));
+    assert!(numbers.iter().all(|p| t.hits().get(p) == Some(&if numbers[..30].contains(p) { 2 } else { 1 })));
 }
 
 #[tokio::test]
@@ -315,7 +307,7 @@ async fn a_lost_dispatch_is_found_by_the_reconciler_and_the_campaign_completes()
     t.spawn_workers(2);
     let done = t.wait_for(&c, Duration::from_secs(60), |c| c["status"] == "completed").await;
     assert_eq!(count(&done, "sent_count"), 30);
-    assert!(numbers.iter().all(|p| hits(&t).get(p) == Some(&1)));
+    assert!(numbers.iter().all(|p| t.hits().get(p) == Some(&1)));
 }
 
 #[tokio::test]

@@ -1,21 +1,12 @@
 //! What operators do around a campaign: send the failures that may pass again, follow its
 //! progress, try a message first, follow Meta's news of its template, send a request again safely.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use local::fake_whatsapp::Injection;
 use serde_json::{Value, json};
 
 use crate::stack::{TestStack, phones, s};
-
-fn hits(t: &TestStack) -> HashMap<String, usize> {
-    let mut m = HashMap::new();
-    for r in t.fake.requests() {
-        *m.entry(format!("+{}", r.to.clone().unwrap_or_default().trim_start_matches('+'))).or_default() += 1;
-    }
-    m
-}
 
 fn counts(c: &Value) -> [u64; 4] {
     ["sent_count", "failed_count", "processed_count", "total_recipients"].map(|k| c[k].as_u64().unwrap_or(u64::MAX))
@@ -72,7 +63,7 @@ async fn retry_failed_sends_again_what_may_pass_and_never_a_permanent_refusal() 
     assert_eq!(counts(&answer["campaign"]), [4, 2, 5, 6], "failed and processed down at once");
     let done = t.wait_for(&c, Duration::from_secs(30), |c| c["status"] == "completed").await;
     assert_eq!(counts(&done), [5, 2, 6, 6], "{done}");
-    let h = hits(&t);
+    let h = t.hits();
     assert_eq!((h[flaky], h[limited], h[undeliverable]), (5, 1, 1), "{h:?}");
 
     // Nothing more to put back now.
@@ -88,7 +79,7 @@ async fn retry_failed_sends_again_what_may_pass_and_never_a_permanent_refusal() 
     assert_eq!(counts(&answer["campaign"]), [4, 1, 5, 6]);
     let done = t.wait_for(&c, Duration::from_secs(30), |c| c["status"] == "completed").await;
     assert_eq!(counts(&done), [5, 1, 6, 6], "{done}");
-    assert_eq!(hits(&t)[limited], 2);
+    assert_eq!(t.hits()[limited], 2);
     assert!(t.fake.wait_for_webhooks_idle(Duration::from_secs(10)).await);
     let done = t.get(&format!("/api/campaigns/{c}")).await.data().clone();
     let [sent, failed, processed, _] = counts(&done);
@@ -108,11 +99,11 @@ async fn retry_failed_on_a_paused_campaign_sends_them_when_it_resumes() {
     let answer = t.post(&format!("/api/campaigns/{c}/retry-failed"), json!({})).await.assert_ok(200).clone();
     assert_eq!((answer["requeued"].as_u64(), answer["campaign"]["status"].as_str()), (Some(1), Some("paused")));
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(hits(&t)[flaky], 4, "not sent while paused");
+    assert_eq!(t.hits()[flaky], 4, "not sent while paused");
     t.post(&format!("/api/campaigns/{c}/start"), json!({})).await.assert_ok(200);
     let done = t.wait_for(&c, Duration::from_secs(30), |c| c["status"] == "completed").await;
     assert_eq!(counts(&done), [1, 0, 1, 1], "{done}");
-    assert_eq!(hits(&t)[flaky], 5);
+    assert_eq!(t.hits()[flaky], 5);
 }
 
 #[tokio::test]

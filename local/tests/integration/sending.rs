@@ -1,7 +1,6 @@
 //! The sending side end to end: actions, dispatcher, senders, pacing, errors and the
 //! exactly-once guarantees, asserted on the fake WhatsApp API's log and on the table.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use local::fake_whatsapp::{FakeConfig, Injection};
@@ -9,16 +8,6 @@ use serde_json::Value;
 use shared::usecases::send::send_batch;
 
 use crate::stack::{STALE_CLAIM_SECONDS, TestStack, job, phones};
-
-/// How many requests reached the fake for each number.
-fn hits(t: &TestStack) -> HashMap<String, usize> {
-    let mut m = HashMap::new();
-    for r in t.fake.requests() {
-        let to = r.to.clone().unwrap_or_default();
-        *m.entry(format!("+{}", to.trim_start_matches('+'))).or_default() += 1;
-    }
-    m
-}
 
 fn count(c: &Value, k: &str) -> u64 {
     c[k].as_u64().unwrap_or(u64::MAX)
@@ -46,7 +35,7 @@ async fn a_campaign_completes_with_exact_counters_and_every_recipient_sent_once(
     let recipients = t.recipients(&c).await;
     assert_eq!(recipients.len(), 40);
     assert!(recipients.iter().all(|r| r["status"] == "sent" && r["sent_at"].is_string()), "{recipients:?}");
-    let h = hits(&t);
+    let h = t.hits();
     assert_eq!(h.len(), 40);
     assert!(numbers.iter().all(|p| h.get(p) == Some(&1)), "each number exactly once: {h:?}");
     // The body WhatsApp got carries the recipient's own values.
@@ -77,7 +66,7 @@ async fn the_send_queue_holds_a_few_seconds_of_the_accounts_pace_not_the_whole_c
     assert!(most <= 12, "at most {most} send jobs queued at once");
     let done = t.wait_for(&c, Duration::from_secs(60), |c| c["status"] == "completed").await;
     assert_eq!(count(&done, "sent_count"), 200);
-    let h = hits(&t);
+    let h = t.hits();
     assert!(numbers.iter().all(|p| h.get(p) == Some(&1)), "every recipient once across the windows: {h:?}");
 }
 
@@ -105,7 +94,7 @@ async fn pause_stops_sending_within_a_batch_and_resume_sends_only_the_rest() {
     assert_eq!(resumed["started_at"], c_paused["started_at"], "started_at is set on the first start only");
     let done = t.wait_for(&c, Duration::from_secs(60), |c| c["status"] == "completed").await;
     assert_eq!(count(&done, "sent_count"), 50);
-    let h = hits(&t);
+    let h = t.hits();
     assert!(numbers.iter().all(|p| h.get(p) == Some(&1)), "each number exactly once across pause and resume: {h:?}");
 }
 
@@ -164,7 +153,7 @@ async fn the_same_job_delivered_twice_or_held_by_two_workers_reaches_whatsapp_on
     if !a.is_empty() || !b.is_empty() {
         assert!(send_batch(&t.app, vec![held], deadline).await.is_empty());
     }
-    let h = hits(&t);
+    let h = t.hits();
     assert!(numbers.iter().all(|p| h.get(p) == Some(&1)), "{h:?}");
     let c = t.get(&format!("/api/campaigns/{c}")).await.data().clone();
     assert_eq!((count(&c, "sent_count"), count(&c, "failed_count"), c["status"].as_str()), (12, 0, Some("completed")));
@@ -225,7 +214,7 @@ async fn transient_errors_are_retried_to_success_and_permanent_ones_recorded() {
     start(&t, &c).await;
     let done = t.wait_for(&c, Duration::from_secs(60), |c| c["status"] == "completed").await;
     assert_eq!((count(&done, "sent_count"), count(&done, "failed_count")), (5, 1));
-    let h = hits(&t);
+    let h = t.hits();
     assert_eq!(h.get(&flaky[0]), Some(&3), "two failures, then success");
     assert_eq!(h.get(&throttled[0]), Some(&2), "throttled once, then sent");
     assert_eq!(h.get(&undeliverable), Some(&1), "a permanent error is not retried");

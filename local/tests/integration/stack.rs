@@ -176,6 +176,15 @@ impl TestStack {
         t
     }
 
+    /// How many send requests the fake received per number (`+` and its digits).
+    pub fn hits(&self) -> HashMap<String, usize> {
+        let mut m = HashMap::new();
+        for r in self.fake.requests() {
+            *m.entry(format!("+{}", r.to.unwrap_or_default().trim_start_matches('+'))).or_default() += 1;
+        }
+        m
+    }
+
     /// Serves the stack's API on a local port and has the fake post its signed status
     /// webhooks there, each status `sent`, `delivered` (and `read`, when given) milliseconds
     /// after its send; `change` adjusts the fake further.

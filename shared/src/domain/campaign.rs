@@ -385,8 +385,12 @@ impl Billable {
     }
 
     pub fn get(&self, c: PricingCategory) -> u64 {
-        let mut copy = *self;
-        *copy.get_mut(c)
+        match c {
+            PricingCategory::Marketing => self.marketing,
+            PricingCategory::Utility => self.utility,
+            PricingCategory::Authentication => self.authentication,
+            PricingCategory::Service => self.service,
+        }
     }
 }
 
