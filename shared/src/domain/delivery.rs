@@ -460,9 +460,6 @@ impl Progress {
             self.status = RecipientStatus::Sent;
             (self.failed_at, self.error_code, self.error_message) = (None, None, None);
         }
-        if self.billed.is_none() {
-            self.billed = u.billed;
-        }
         let at = &u.at;
         match u.status {
             Delivery::Sent => {}
@@ -487,6 +484,12 @@ impl Progress {
                 }
                 (self.failed_at, self.error_code, self.error_message) = (None, None, None);
                 earliest(&mut self.delivered_at, at);
+                // Meta bills a message once it is delivered: its pricing is taken from the
+                // statuses that already write the recipient (a `sent` status changes nothing,
+                // and stays without a write).
+                if self.billed.is_none() {
+                    self.billed = u.billed;
+                }
                 if u.status == Delivery::Read {
                     earliest(&mut self.read_at, at);
                 }
@@ -777,6 +780,10 @@ mod tests {
         assert_eq!(priced("delivered", lite).billed, Some(PricingCategory::Marketing), "type regular bills");
         let auth = json!({"billable": true, "category": "authentication_international"});
         assert_eq!(priced("sent", auth).billed, Some(PricingCategory::Authentication));
+        // A `sent` status with its pricing changes nothing: no write for it.
+        let mut only_sent = sent();
+        only_sent.apply(&priced("sent", marketing.clone()));
+        assert_eq!(only_sent, sent());
         let mut p = sent();
         for s in ["sent", "delivered", "sent", "read", "delivered"] {
             p.apply(&priced(s, marketing.clone()));
