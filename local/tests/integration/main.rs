@@ -6,6 +6,7 @@ mod accounts;
 mod api_keys;
 mod campaigns;
 mod contract;
+mod daily_cap;
 mod delivery;
 mod exports;
 mod faults;

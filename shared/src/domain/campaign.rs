@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use super::account::Account;
+use super::daily_cap::Reached;
 use super::header::{self, HeaderLocation, HeaderMedia, MEDIA_KEY};
 use super::id::Id;
 use super::limits::{CAMPAIGN_NAME_CHARS, FIELD_NAME_CHARS, MAPPING_KEY_CHARS, TEMPLATE_PARAMETERS};
@@ -217,6 +218,10 @@ pub struct Campaign {
     pub measured_rate: Option<f64>,
     #[serde(default, skip_serializing)]
     pub measured_at: Option<i64>,
+    /// Until when (unix seconds) the campaign waits for its business's 24-hour cap to make
+    /// room (internal: shown as `waiting_for_limit` and `resumes_at` while ahead).
+    #[serde(default, skip_serializing)]
+    pub limit_until: Option<i64>,
 }
 
 impl Campaign {
@@ -269,6 +274,25 @@ impl Campaign {
             .map(|s| (s.as_str(), self.counted_in(Some(s))))
             .collect();
         Progress { percent, rate_per_second: (measured * 10.0).round() / 10.0, eta_seconds, counts }
+    }
+}
+
+impl Campaign {
+    /// As [`Campaign::progress`], with the waits for the business's 24-hour cap (`cap` people,
+    /// `reached` so far) in `eta_seconds`.
+    pub fn progress_under_cap(&self, rate: Option<u32>, cap: u64, reached: &Reached, now_unix: i64) -> Progress {
+        let mut progress = self.progress(rate, now_unix);
+        if let (Some(rate), Some(_), false) = (rate, progress.eta_seconds, self.status == CampaignStatus::Completed) {
+            let left = self.total_recipients.saturating_sub(self.processed_count);
+            progress.eta_seconds = Some(super::daily_cap::eta_seconds(left, rate, cap, reached, now_unix));
+        }
+        progress
+    }
+
+    /// Until when (unix seconds) a sending campaign waits for its business's 24-hour cap to
+    /// make room, while that is ahead.
+    pub fn resumes_at(&self, now_unix: i64) -> Option<i64> {
+        self.limit_until.filter(|until| self.status == CampaignStatus::Sending && *until > now_unix)
     }
 }
 
@@ -677,6 +701,7 @@ impl NewCampaign {
             deleting: None,
             measured_rate: None,
             measured_at: None,
+            limit_until: None,
         })
     }
 }

@@ -3,6 +3,7 @@
 pub mod account;
 pub mod api_key;
 pub mod campaign;
+pub mod daily_cap;
 pub mod delivery;
 pub mod events;
 pub mod export;

@@ -5,7 +5,7 @@ use crate::adapters::store::StoreError;
 use crate::app::App;
 use std::time::{Duration, Instant};
 
-use crate::domain::campaign::{Campaign, CampaignChanges, Cost, NewCampaign, Progress, check_campaign};
+use crate::domain::campaign::{Campaign, CampaignChanges, CampaignStatus, Cost, NewCampaign, Progress, check_campaign};
 use crate::domain::id::Id;
 use crate::domain::job::Job;
 use crate::domain::now;
@@ -36,7 +36,16 @@ pub async fn with_progress(app: &App, id: &Id) -> AppResult<(Campaign, Progress,
     let campaign = load(app, id).await?;
     let account =
         app.db.get_account(&campaign.account_id).await.map_err(app.store_err("could not read the account"))?;
-    let progress = campaign.progress(account.as_ref().map(|a| a.send_rate()), chrono::Utc::now().timestamp());
+    let now_unix = chrono::Utc::now().timestamp();
+    let rate = account.as_ref().map(|a| a.send_rate());
+    let cap = account.as_ref().and_then(|a| Some((a.messaging_limit_tier.daily_cap()?, &a.business_account_id)));
+    let progress = match cap {
+        Some((cap, business)) if campaign.status != CampaignStatus::Completed => {
+            let reached = app.db.reached(business).await.map_err(app.store_err("could not read the 24-hour cap"))?;
+            campaign.progress_under_cap(rate, cap, &reached, now_unix)
+        }
+        _ => campaign.progress(rate, now_unix),
+    };
     let cost = account.and_then(|a| campaign.cost(&a.prices));
     Ok((campaign, progress, cost))
 }

@@ -102,3 +102,13 @@ pub fn counter_sk(shard: u32) -> String {
 pub fn idempotency_pk(key: &str) -> String {
     format!("IDEMPOTENCY#{key}")
 }
+/// A business portfolio's people reached per hour (the tier's 24-hour cap).
+pub fn business_pk(business_account_id: &str) -> String {
+    format!("BUSINESS#{business_account_id}")
+}
+pub const LIMIT_SK: &str = "LIMIT";
+/// A person a business portfolio reached, and the hour they were last counted in.
+pub fn contact_pk(business_account_id: &str, phone: &str) -> String {
+    format!("CONTACT#{business_account_id}#{phone}")
+}
+pub const CONTACT_SK: &str = "CONTACT";

@@ -8,6 +8,7 @@ mod accounts;
 mod api_keys;
 mod campaigns;
 mod counters;
+mod daily_cap;
 mod delivery;
 mod exports;
 mod idempotency;

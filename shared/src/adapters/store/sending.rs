@@ -25,6 +25,17 @@ use crate::domain::campaign::{Action, Campaign, CampaignStatus, Counters};
 use crate::domain::phone::Phone;
 use crate::domain::recipient::{Recipient, RecipientStatus, shard_of};
 
+/// What a send job reads before it sends ([`Db::job_recipients`]).
+#[derive(Debug, Default)]
+pub struct JobRead {
+    pub recipients: Vec<Recipient>,
+    pub opted_out: HashSet<Phone>,
+    /// The business's people reached per hour (empty when not read).
+    pub reached: crate::domain::daily_cap::Reached,
+    /// The hour each of the job's numbers was last counted in, for those the business reached.
+    pub counted_in: HashMap<Phone, i64>,
+}
+
 /// An outcome to store for a recipient of a send job.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
@@ -580,37 +591,45 @@ impl Db {
         Ok(TransactWriteItem::builder().update(update.build().map_err(err)?).build())
     }
 
-    /// The recipients of a job as they are stored now, and (with `account_id`) which of their
-    /// numbers opted out of the account's marketing messages: one BatchGetItem for up to 50
-    /// numbers.
+    /// The recipients of a job as they are stored now, (with `account_id`) which of their
+    /// numbers opted out of the account's marketing messages, and (with `business`, under the
+    /// tier's cap) the business's people reached and when each of these was counted: one
+    /// BatchGetItem for up to 50 numbers (two, run at once, when all three are read).
     pub async fn job_recipients(
         &self,
         campaign: &Campaign,
         phones: &[Phone],
         account_id: Option<&str>,
-    ) -> StoreResult<(Vec<Recipient>, HashSet<Phone>)> {
+        business: Option<&str>,
+    ) -> StoreResult<JobRead> {
         let key = |pk: String, sk: String| HashMap::from([("PK".to_string(), s(pk)), ("SK".to_string(), s(sk))]);
         let at = |p: &Phone| recipient_pk(&campaign.id, shard_of(campaign.recipient_shards, p));
         let mut keys: Vec<Item> = phones.iter().map(|p| key(at(p), recipient_sk(p))).collect();
         if let Some(account) = account_id {
             keys.extend(phones.iter().map(|p| key(account_pk(account), opt_out_sk(p))));
         }
-        let mut recipients = Vec::new();
-        let mut opted_out = HashSet::new();
+        if let Some(business) = business {
+            keys.extend(super::daily_cap::cap_keys(business, phones));
+        }
+        let mut read = JobRead::default();
         for item in self.batch_get(keys, None).await? {
             let sk = item.get("SK").and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
             if sk.starts_with(RECIPIENT_PREFIX) {
-                recipients.push(serde_dynamo::from_item(item)?);
+                read.recipients.push(serde_dynamo::from_item(item)?);
             } else if let Some(phone) = sk.strip_prefix("OPTOUT#") {
-                opted_out.insert(Phone::stored(phone.to_string()));
+                read.opted_out.insert(Phone::stored(phone.to_string()));
+            } else if sk == LIMIT_SK {
+                read.reached = super::daily_cap::reached_of(&item);
+            } else if let Some((phone, hour)) = super::daily_cap::contact_of(&item) {
+                read.counted_in.insert(phone, hour);
             }
         }
-        Ok((recipients, opted_out))
+        Ok(read)
     }
 
     /// The recipients at these numbers, as stored now.
     pub async fn recipients(&self, campaign: &Campaign, phones: &[Phone]) -> StoreResult<Vec<Recipient>> {
-        Ok(self.job_recipients(campaign, phones, None).await?.0)
+        Ok(self.job_recipients(campaign, phones, None, None).await?.recipients)
     }
 
     /// Reserves `count` consecutive send slots `interval_us` apart on the account's pace,

@@ -9,8 +9,10 @@ use std::time::Duration;
 
 use super::{SendError, complete_if_done};
 use crate::app::App;
+use crate::domain::account::Account;
 use crate::domain::campaign::Campaign;
 use crate::domain::campaign::{Action, CampaignStatus};
+use crate::domain::daily_cap::hour_of;
 use crate::domain::sending::{DispatchJob, SLOT_HORIZON, SendJob, dispatch_window, job_size, measure_rate};
 use crate::usecases::lifecycle::change_status;
 
@@ -31,6 +33,16 @@ pub async fn dispatch(app: &App, step: DispatchJob) -> Result<(), SendError> {
         change_status(app, &campaign, Action::Pause, Some(reason)).await.ok();
         return Ok(());
     };
+    if let Some(until) = campaign.limit_until.filter(|until| *until > chrono::Utc::now().timestamp())
+        && !room_opened(app, &campaign, &account, until).await?
+    {
+        // Waiting for the cap: the run starts over once there is room (the recipients its
+        // senders let go of are behind its cursor).
+        let next = DispatchJob::start(&campaign.id, step.run);
+        let left = (until - chrono::Utc::now().timestamp()).max(1) as u64;
+        app.queue.dispatch(&next, WAIT_POLL.min(Duration::from_secs(left))).await?;
+        return Ok(());
+    }
     let rate = account.send_rate();
     let base = step.base.unwrap_or(campaign.processed_count);
     // Recipients of this run queued and not processed yet. Outcomes recorded for recipients
@@ -70,6 +82,25 @@ pub async fn dispatch(app: &App, step: DispatchJob) -> Result<(), SendError> {
     }
     app.queue.dispatch(&next, STEP).await?;
     Ok(())
+}
+
+/// How often a run waiting for the 24-hour cap looks whether room opened (a raised tier, or
+/// a wait that is over).
+pub const WAIT_POLL: Duration = Duration::from_secs(15);
+
+/// Whether the business's cap has room again before `until` (the account's tier was raised or
+/// lifted): then the wait ends now.
+async fn room_opened(app: &App, campaign: &Campaign, account: &Account, until: i64) -> Result<bool, SendError> {
+    let now_unix = chrono::Utc::now().timestamp();
+    let opened = match account.messaging_limit_tier.daily_cap() {
+        None => true,
+        Some(cap) => app.db.reached(&account.business_account_id).await?.room(cap, hour_of(now_unix)) > 0,
+    };
+    if opened {
+        tracing::info!(campaign = %campaign.id, "the 24-hour cap has room again: sending on");
+        app.db.end_limit_wait(&campaign.id, until).await?;
+    }
+    Ok(opened)
 }
 
 /// How often a run notes its measured rate on the campaign (`progress.rate_per_second`).

@@ -18,11 +18,12 @@ use tracing::field::Empty;
 use tracing::{Instrument, info_span};
 
 use super::{Incoming, SendError, complete_if_done};
-use crate::adapters::store::sending::{Holder, Outcome, Record, Reservation, now_micros};
+use crate::adapters::store::sending::{Holder, JobRead, Outcome, Record, Reservation, now_micros};
 use crate::adapters::whatsapp::SendOutcome;
 use crate::app::App;
 use crate::domain::account::Account;
 use crate::domain::campaign::{Action, Campaign, CampaignStatus};
+use crate::domain::daily_cap::{admit, hour_of};
 use crate::domain::id::Id;
 use crate::domain::now;
 use crate::domain::opt_out;
@@ -30,8 +31,8 @@ use crate::domain::phone::Phone;
 use crate::domain::recipient::{Recipient, RecipientKey, RecipientStatus};
 use crate::domain::secret::Secret;
 use crate::domain::sending::{
-    ErrorClass, HeaderValues, MAX_ATTEMPTS, MAX_JOB_SIZE, MAX_PAIR_RATE_ATTEMPTS, SLOT_HORIZON, SendJob, classify,
-    interval_micros, message_body, pair_rate_delay, retry_delay,
+    DispatchJob, ErrorClass, HeaderValues, MAX_ATTEMPTS, MAX_JOB_SIZE, MAX_PAIR_RATE_ATTEMPTS, SLOT_HORIZON, SendJob,
+    classify, interval_micros, message_body, pair_rate_delay, retry_delay,
 };
 use crate::domain::template::Template;
 use crate::usecases::lifecycle::change_status;
@@ -262,9 +263,23 @@ async fn process(app: &App, inv: &Invocation, job: SendJob, deadline: Instant) -
         }
     };
     let account = opt_out::applies_to(ctx.template.category).then_some(ctx.account.id.as_str());
-    let (stored, opted_out) = app.db.job_recipients(&campaign, &job.phones, account).await?;
+    let cap = ctx.account.messaging_limit_tier.daily_cap();
+    let business = cap.map(|_| ctx.account.business_account_id.as_str());
+    let read = app.db.job_recipients(&campaign, &job.phones, account, business).await?;
     let now_unix = chrono::Utc::now().timestamp();
-    let plan = plan(&stored, &opted_out, &ctx, &campaign, now_unix - app.config.stale_claim_seconds(), now_unix);
+    let stale_before = now_unix - app.config.stale_claim_seconds();
+    let mut plan = plan(&read.recipients, &read.opted_out, &ctx, &campaign, stale_before, now_unix);
+    // New people beyond the cap's room as read are not even claimed: they wait for it.
+    let mut limit_wait = None;
+    if let Some(cap) = cap {
+        let phones: Vec<Phone> = plan.to_send.iter().map(|(r, _)| r.phone_number.clone()).collect();
+        let room = read.reached.room(cap, hour_of(now_unix));
+        let over: HashSet<Phone> = admit(&phones, &read.counted_in, room, hour_of(now_unix)).over.into_iter().collect();
+        if !over.is_empty() {
+            plan.to_send.retain(|(r, _)| !over.contains(&r.phone_number));
+            limit_wait = Some(read.reached.frees_at(hour_of(now_unix)));
+        }
+    }
     let mut records = plan.records;
     // A resume queues every pending recipient again, those waiting for a retry too. Their
     // retry job may be gone (it came while the campaign was paused, and was dropped): a first
@@ -297,8 +312,27 @@ async fn process(app: &App, inv: &Invocation, job: SendJob, deadline: Instant) -
             let phones: Vec<Phone> = plan.to_send.iter().map(|(r, _)| r.phone_number.clone()).collect();
             let claimed: HashSet<Phone> =
                 app.db.claim_recipients(&campaign, &phones, &job.job_id, now_unix).await?.into_iter().collect();
-            let claimed: Vec<&(&Recipient, Value)> =
+            let mut claimed: Vec<&(&Recipient, Value)> =
                 plan.to_send.iter().filter(|(r, _)| claimed.contains(&r.phone_number)).collect();
+            // The cap, counted for real now that the claims are held: who is not admitted is
+            // let go of (back to pending) and waits.
+            if let (Some(cap), Some(business)) = (cap, business) {
+                let phones: Vec<Phone> = claimed.iter().map(|(r, _)| r.phone_number.clone()).collect();
+                let (go, wait) = admit_under_cap(app, business, cap, &phones, &read, now_unix).await;
+                limit_wait = limit_wait.max(wait);
+                for (r, _) in claimed.iter().filter(|(r, _)| !go.contains(&r.phone_number)) {
+                    let retry_at = wait.is_none().then_some(now_unix + 1);
+                    records.push(Record {
+                        phone: &r.phone_number,
+                        holder: Holder::Job(&job.job_id),
+                        outcome: Outcome::Released { retry_at },
+                    });
+                    if retry_at.is_some() {
+                        retries.entry((1000, job.attempt)).or_default().push(r.phone_number.clone());
+                    }
+                }
+                claimed.retain(|(r, _)| go.contains(&r.phone_number));
+            }
             // Slots are taken once the claims are held, so that they are still ahead.
             let count = claimed.len() as u64;
             let reservation = match count {
@@ -355,6 +389,14 @@ async fn process(app: &App, inv: &Invocation, job: SendJob, deadline: Instant) -
             }
         }
     }
+    if let Some(until) = limit_wait
+        && app.db.wait_for_limit(&campaign.id, until).await?
+    {
+        // A new run waits for the room; the jobs of the old one queued meanwhile do nothing.
+        tracing::info!(campaign = %campaign.id, until, "the business's 24-hour cap is reached: waiting for room");
+        let run = app.db.new_dispatch_run(&campaign.id).await?;
+        app.queue.dispatch(&DispatchJob::start(&campaign.id, Some(run)), Duration::ZERO).await?;
+    }
     let processed = records.iter().any(|r| !matches!(r.outcome, Outcome::Released { .. }));
     if !records.is_empty() {
         let written = app.db.record_outcomes(&campaign, &records, &now()).await;
@@ -383,6 +425,35 @@ async fn process(app: &App, inv: &Invocation, job: SendJob, deadline: Instant) -
         complete_if_done(app, &campaign.id).await?;
     }
     Ok(())
+}
+
+/// Counts the claimed numbers under the business's 24-hour cap: which of them go now, and
+/// until when the others wait (none: the store failed; they are tried again in a moment).
+async fn admit_under_cap(
+    app: &App,
+    business: &str,
+    cap: u64,
+    phones: &[Phone],
+    read: &JobRead,
+    now_unix: i64,
+) -> (HashSet<Phone>, Option<i64>) {
+    let admitted =
+        app.db.admit_under_cap(business, phones, &read.counted_in, read.reached.clone(), cap, now_unix).await;
+    let (admitted, reached) = match admitted {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::warn!(business, error = %e, "the 24-hour cap could not be counted; the job is tried again");
+            return (HashSet::new(), None);
+        }
+    };
+    if admitted.writes()
+        && let Err(e) = app.db.note_contacts(business, admitted.counted(), now_unix).await
+    {
+        // They stay counted in the buckets; messaged again, they would count once more.
+        tracing::warn!(business, error = %e, "the people reached could not be noted");
+    }
+    let wait = (!admitted.over.is_empty()).then(|| reached.frees_at(hour_of(now_unix)));
+    (admitted.go.into_iter().collect(), wait)
 }
 
 /// Recipients this job held when it saw the campaign paused went back to pending, for a resume

@@ -1,0 +1,66 @@
+//! The tier's 24-hour cap: a business portfolio reaches at most its tier's number of unique
+//! people in any 24 hours, across its accounts and campaigns; a campaign waits for room and
+//! sends on by itself.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::stack::{TestStack, phones};
+
+#[tokio::test]
+async fn a_campaign_past_the_24_hour_cap_waits_for_room_and_people_reached_already_count_once() {
+    let t = TestStack::sending(2).await;
+    // TIER_50: 50 people a day for the business; both accounts belong to the same one.
+    let first = phones(100, 30);
+    let (a, _) = t.campaign_with("TIER_50", &first).await;
+    t.post(&format!("/api/campaigns/{a}/start"), json!({})).await.assert_ok(200);
+    let done = t.wait_for(&a, Duration::from_secs(30), |c| c["status"] == "completed").await;
+    assert_eq!(done["sent_count"], 30, "{done}");
+    assert!(done.get("waiting_for_limit").is_none(), "{done}");
+
+    // 40 more, 10 of whom the first campaign reached: 10 + 20 new fit, 10 wait.
+    let second = phones(120, 40);
+    let account = t.account("TIER_50").await;
+    let b = t.another_campaign(&account, &second).await;
+    t.post(&format!("/api/campaigns/{b}/start"), json!({})).await.assert_ok(200);
+    let waiting =
+        t.wait_for(&b, Duration::from_secs(40), |c| c["waiting_for_limit"] == true && c["processed_count"] == 30).await;
+    assert_eq!((&waiting["status"], &waiting["sent_count"]), (&json!("sending"), &json!(30)), "{waiting}");
+    let resumes_at = chrono::DateTime::parse_from_rfc3339(waiting["resumes_at"].as_str().unwrap()).unwrap();
+    let ahead = resumes_at.timestamp() - chrono::Utc::now().timestamp();
+    assert!((24 * 3600..=25 * 3600).contains(&ahead), "room opens when this hour's people stop counting: {waiting}");
+    assert_eq!(waiting["progress"]["counts"]["pending"], 10, "{waiting}");
+    assert!(waiting["progress"]["eta_seconds"].as_u64().unwrap() >= 24 * 3600, "the eta counts the wait: {waiting}");
+    // It stays there: nothing more goes out while it waits.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let hits = t.hits();
+    assert_eq!(hits.values().sum::<usize>(), 60, "30 + 30 requests: {hits:?}");
+    let reached: HashSet<&String> = hits.keys().collect();
+    assert_eq!(reached.len(), 50, "exactly the cap of unique people");
+    let listed = t.get("/api/campaigns?status=sending").await;
+    assert_eq!(listed.data()["items"][0]["waiting_for_limit"], true, "{:?}", listed.data());
+
+    // The account's tier is raised: the next look at the cap finds room and it sends on.
+    t.put(&format!("/api/accounts/{account}"), json!({"messaging_limit_tier": "TIER_1K"})).await.assert_ok(200);
+    let done = t.wait_for(&b, Duration::from_secs(60), |c| c["status"] == "completed").await;
+    assert_eq!((done["sent_count"].as_u64(), done.get("waiting_for_limit")), (Some(40), None), "{done}");
+    let hits = t.hits();
+    assert_eq!((hits.len(), hits.values().sum::<usize>()), (60, 70), "each person once per campaign: {hits:?}");
+    // The business's buckets hold each person once.
+    let item = t.item("BUSINESS#102290129340398".into(), "LIMIT").await.expect("the cap's item");
+    let counted: i64 =
+        item.iter().filter(|(k, _)| k.starts_with('h')).map(|(_, v)| v.as_n().unwrap().parse::<i64>().unwrap()).sum();
+    assert_eq!(counted, 60);
+}
+
+#[tokio::test]
+async fn an_unlimited_tier_has_no_cap_and_reads_nothing_for_it() {
+    let t = TestStack::sending(2).await;
+    let (c, _) = t.campaign_with("TIER_UNLIMITED", &phones(300, 60)).await;
+    t.post(&format!("/api/campaigns/{c}/start"), json!({})).await.assert_ok(200);
+    let done = t.wait_for(&c, Duration::from_secs(30), |c| c["status"] == "completed").await;
+    assert_eq!(done["sent_count"], 60, "{done}");
+    assert!(t.item("BUSINESS#102290129340398".into(), "LIMIT").await.is_none());
+}
