@@ -21,3 +21,4 @@ mod sending;
 mod stack;
 mod templates;
 mod uploads;
+mod windows;
