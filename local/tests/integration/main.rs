@@ -22,3 +22,4 @@ mod sending;
 mod stack;
 mod templates;
 mod uploads;
+mod windows;

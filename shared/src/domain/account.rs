@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::campaign::PricingCategory;
 use super::id::Id;
 use super::limits::{ACCESS_TOKEN_CHARS, ACCOUNT_NAME_CHARS, META_ID_CHARS};
+use super::window::optional_zone;
 use super::{Timestamp, required_text};
 use crate::domain::secret::Secret;
 use crate::error::Invalid;
@@ -70,6 +71,10 @@ pub struct Account {
     /// campaign's billable counts into its `cost`. Empty: no cost is shown.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub prices: BTreeMap<PricingCategory, Price>,
+    /// The zone a campaign's send window is kept in for a recipient whose zone is not known
+    /// otherwise (an IANA name; see docs/send-windows.md).
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "optional_zone")]
+    pub default_timezone: Option<chrono_tz::Tz>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
@@ -183,6 +188,8 @@ pub struct NewAccount {
     pub opt_in_keywords: Option<Vec<String>>,
     #[serde(default)]
     pub prices: Option<BTreeMap<PricingCategory, Price>>,
+    #[serde(default, with = "optional_zone")]
+    pub default_timezone: Option<chrono_tz::Tz>,
 }
 
 /// `PUT` changes only the fields it carries.
@@ -199,6 +206,9 @@ pub struct AccountChanges {
     pub opt_in_keywords: Option<Vec<String>>,
     /// A new price table (an empty one removes it).
     pub prices: Option<BTreeMap<PricingCategory, Price>>,
+    /// A new default zone; `null` removes it.
+    #[serde(default, deserialize_with = "optional_zone::change")]
+    pub default_timezone: Option<Option<chrono_tz::Tz>>,
 }
 
 fn digits_id(field: &str, v: &str) -> Result<String, Invalid> {
@@ -241,6 +251,7 @@ impl NewAccount {
             opt_out_keywords,
             opt_in_keywords,
             prices: prices(self.prices.unwrap_or_default())?,
+            default_timezone: self.default_timezone,
             created_at: now.clone(),
             updated_at: now.clone(),
         };
@@ -274,6 +285,9 @@ impl AccountChanges {
         if let Some(table) = self.prices {
             account.prices = prices(table)?;
         }
+        if let Some(zone) = self.default_timezone {
+            account.default_timezone = zone;
+        }
         account.updated_at = now.clone();
         self.access_token.as_ref().map(token).transpose()
     }
@@ -294,6 +308,7 @@ mod tests {
             opt_out_keywords: None,
             opt_in_keywords: None,
             prices: None,
+            default_timezone: None,
         }
     }
 
@@ -348,6 +363,26 @@ mod tests {
         let many: Vec<String> = (0..21).map(|i| format!("K{i}")).collect();
         let many: Vec<&str> = many.iter().map(String::as_str).collect();
         assert!(change(&many, None).apply(&mut a, &"t3".into()).unwrap_err().0.contains("at most 20"));
+    }
+
+    #[test]
+    fn the_default_timezone_is_an_iana_name_that_put_changes_or_removes() {
+        let new: NewAccount = serde_json::from_value(serde_json::json!({"name": "A", "phone_number_id": "1",
+            "business_account_id": "2", "access_token": "t", "messaging_limit_tier": "TIER_1K",
+            "default_timezone": "America/Sao_Paulo"}))
+        .unwrap();
+        let (mut a, _) = new.validate("id".into(), &"t".into()).unwrap();
+        assert_eq!(a.default_timezone.map(|z| z.name()), Some("America/Sao_Paulo"));
+        let shown = serde_json::to_value(&a).unwrap();
+        assert_eq!(shown["default_timezone"], "America/Sao_Paulo");
+        assert_eq!(serde_json::from_value::<Account>(shown).unwrap(), a, "reads back");
+        let change = |v: serde_json::Value| serde_json::from_value::<AccountChanges>(v);
+        change(serde_json::json!({"name": "B"})).unwrap().apply(&mut a, &"t2".into()).unwrap();
+        assert!(a.default_timezone.is_some(), "left out: unchanged");
+        change(serde_json::json!({"default_timezone": null})).unwrap().apply(&mut a, &"t3".into()).unwrap();
+        assert_eq!(a.default_timezone, None);
+        assert!(serde_json::to_value(&a).unwrap().get("default_timezone").is_none());
+        assert!(change(serde_json::json!({"default_timezone": "Brazil/Nowhere"})).is_err());
     }
 
     #[test]

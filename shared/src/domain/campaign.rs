@@ -11,6 +11,7 @@ use super::id::Id;
 use super::limits::{CAMPAIGN_NAME_CHARS, FIELD_NAME_CHARS, MAPPING_KEY_CHARS, TEMPLATE_PARAMETERS};
 use super::recipient::RecipientStatus;
 use super::template::{HeaderFormat, Template, TemplateStatus};
+use super::window::SendWindow;
 use super::{Timestamp, parse_time, required_text};
 use crate::error::Invalid;
 
@@ -188,6 +189,9 @@ pub struct Campaign {
     /// The place of the template's LOCATION header (absent on older items).
     #[serde(default)]
     pub header_location: Option<HeaderLocation>,
+    /// When recipients may be sent to (absent: any time; see docs/send-windows.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub send_window: Option<SendWindow>,
     pub scheduled_at: Option<Timestamp>,
     pub started_at: Option<Timestamp>,
     pub completed_at: Option<Timestamp>,
@@ -543,6 +547,8 @@ pub struct NewCampaign {
     pub header_media: Option<HeaderMedia>,
     #[serde(default)]
     pub header_location: Option<HeaderLocation>,
+    #[serde(default)]
+    pub send_window: Option<SendWindow>,
 }
 
 /// `PUT` on a draft: only the fields present change; `"scheduled_at": null` clears the time.
@@ -561,6 +567,9 @@ pub struct CampaignChanges {
     /// `null` removes it (for a template without a LOCATION header).
     #[serde(default, deserialize_with = "present")]
     pub header_location: Option<Option<HeaderLocation>>,
+    /// `null` removes it: recipients are sent at any time.
+    #[serde(default, deserialize_with = "present")]
+    pub send_window: Option<Option<SendWindow>>,
 }
 
 /// Tells a field that is absent (`None`) from one that is `null` (`Some(None)`).
@@ -689,6 +698,7 @@ impl NewCampaign {
             variable_mapping: self.variable_mapping,
             header_media: self.header_media,
             header_location: self.header_location,
+            send_window: self.send_window,
             scheduled_at: self.scheduled_at.as_deref().map(|t| parse_time("scheduled_at", t)).transpose()?,
             started_at: None,
             completed_at: None,
@@ -743,6 +753,9 @@ impl CampaignChanges {
             v.as_ref().map(HeaderLocation::check).transpose()?;
             campaign.header_location = v;
         }
+        if let Some(v) = self.send_window {
+            campaign.send_window = v;
+        }
         campaign.updated_at = now.clone();
         Ok(())
     }
@@ -777,6 +790,7 @@ mod tests {
             opt_out_keywords: vec!["STOP".into()],
             opt_in_keywords: vec!["START".into()],
             prices: Default::default(),
+            default_timezone: None,
             created_at: "t".into(),
             updated_at: "t".into(),
         }
@@ -921,6 +935,33 @@ mod tests {
         assert!(bad.0.starts_with("header_media.link must be an https URL"), "{}", bad.0);
         let far = new(json!({"header_location": {"latitude": 91, "longitude": 0}})).unwrap_err();
         assert!(far.0.contains("latitude"), "{}", far.0);
+    }
+
+    #[test]
+    fn a_send_window_is_kept_changed_and_cleared() {
+        let window = json!({"start": "22:00", "end": "06:00", "days": ["sat", "fri"], "timezone": "recipient"});
+        let new: NewCampaign = serde_json::from_value(
+            json!({"name": "Sale", "account_id": ACCOUNT, "template_id": TEMPLATE, "send_window": window}),
+        )
+        .unwrap();
+        let mut c = new.into_campaign("c1".into(), &"now".into()).unwrap();
+        let shown = serde_json::to_value(&c).unwrap();
+        assert_eq!(shown["send_window"]["days"], json!(["fri", "sat"]));
+        assert_eq!(serde_json::from_value::<Campaign>(shown).unwrap().send_window, c.send_window, "reads back");
+        let change: CampaignChanges = serde_json::from_value(
+            json!({"send_window": {"start": "09:00", "end": "17:00", "timezone": "Europe/Berlin"}}),
+        )
+        .unwrap();
+        assert!(!change.touches_references());
+        change.apply(&mut c, &"later".into()).unwrap();
+        assert_eq!(c.send_window.as_ref().map(|w| w.days.len()), Some(7));
+        let keep: CampaignChanges = serde_json::from_value(json!({"name": "Other"})).unwrap();
+        keep.apply(&mut c, &"later".into()).unwrap();
+        assert!(c.send_window.is_some(), "left out: unchanged");
+        let clear: CampaignChanges = serde_json::from_value(json!({"send_window": null})).unwrap();
+        clear.apply(&mut c, &"later".into()).unwrap();
+        assert_eq!(c.send_window, None);
+        assert!(serde_json::to_value(&c).unwrap().get("send_window").is_none(), "absent when none");
     }
 
     const ACCOUNT: &str = "0b6f4c6e-0000-4000-8000-000000000001";

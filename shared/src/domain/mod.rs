@@ -21,6 +21,7 @@ pub mod secret;
 pub mod sending;
 pub mod template;
 pub mod upload;
+pub mod window;
 
 mod text;
 

@@ -246,4 +246,41 @@ mod tests {
         assert_eq!(e.kind, ErrorKind::Invalid);
         assert!(e.message.starts_with("messaging_limit_tier: unknown variant"), "{}", e.message);
     }
+
+    #[test]
+    fn send_window_errors_name_the_field() {
+        use crate::domain::campaign::CampaignChanges;
+        let invalid = |body: &str| {
+            let e = parse_json::<CampaignChanges>(body.as_bytes()).unwrap_err();
+            assert_eq!(e.kind, ErrorKind::Invalid, "{body}: {}", e.message);
+            e.message
+        };
+        let m = invalid(r#"{"send_window": {"start": "9am", "end": "20:00", "timezone": "UTC"}}"#);
+        assert!(m.starts_with("send_window.start: '9am' is not a time of day as HH:MM"), "{m}");
+        let m = invalid(r#"{"send_window": {"start": "09:00", "end": "20:00", "timezone": "Moon/Base"}}"#);
+        assert!(m.starts_with("send_window.timezone: 'Moon/Base' is not an IANA time zone"), "{m}");
+        let m = invalid(
+            r#"{"send_window": {"start": "09:00", "end": "20:00", "days": ["mon", "mon"], "timezone": "UTC"}}"#,
+        );
+        assert!(m.starts_with("send_window.days: 'mon' is named twice"), "{m}");
+        let m = invalid(r#"{"send_window": {"start": "09:00", "end": "09:00", "timezone": "UTC"}}"#);
+        assert!(m.starts_with("send_window: end must differ from start"), "{m}");
+        let m = invalid(r#"{"send_window": {"start": "09:00", "end": "20:00"}}"#);
+        assert_eq!(m, "send_window.timezone is required");
+        let e = parse_json::<CampaignChanges>(br#"{"send_window": "09:00-20:00"}"#).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::BadRequest, "a wrong type, as for any field");
+        assert!(
+            e.message.starts_with("send_window: invalid type: string \"09:00-20:00\", expected a send window"),
+            "{}",
+            e.message
+        );
+        let e = parse_json::<crate::domain::account::AccountChanges>(br#"{"default_timezone": "Europe/Berln"}"#)
+            .unwrap_err();
+        assert_eq!(
+            (e.kind, e.message.as_str()),
+            (ErrorKind::Invalid, "default_timezone: 'Europe/Berln' is not an IANA time zone (such as Europe/Berlin)")
+        );
+        let clear = parse_json::<CampaignChanges>(br#"{"send_window": null}"#).unwrap();
+        assert_eq!(clear.send_window, Some(None));
+    }
 }

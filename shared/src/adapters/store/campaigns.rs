@@ -89,6 +89,11 @@ impl Db {
             ("status", s(c.status.as_str())),
             ("updated_at", s(&c.updated_at)),
         ];
+        let mut remove = vec!["schedule_error"];
+        match &c.send_window {
+            Some(w) => values.push(("send_window", serde_dynamo::to_attribute_value(w)?)),
+            None => remove.push("send_window"),
+        }
         values.extend(index_keys(c).into_iter().map(|(k, v)| (k, s(v))));
         let set: Vec<String> = values.iter().enumerate().map(|(i, _)| format!("#f{i} = :v{i}")).collect();
         let mut condition = "#status = :was AND attribute_not_exists(deleting)".to_string();
@@ -97,7 +102,7 @@ impl Db {
         }
         let mut req = self
             .update(campaign_pk(&c.id), CAMPAIGN_SK)
-            .update_expression(format!("SET {} REMOVE schedule_error", set.join(", ")))
+            .update_expression(format!("SET {} REMOVE {}", set.join(", "), remove.join(", ")))
             .condition_expression(condition)
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":was", s(was.status.as_str()))
