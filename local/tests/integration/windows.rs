@@ -1,9 +1,12 @@
-//! Send windows through the API: a campaign's `send_window` and an account's
-//! `default_timezone` are checked, stored, shown and cleared.
+//! Send windows: a campaign's `send_window` and an account's `default_timezone` are checked,
+//! stored, shown and cleared; recipients outside their window wait and go when it opens.
 
-use serde_json::json;
+use std::time::Duration;
 
-use crate::stack::TestStack;
+use chrono::{Timelike, Utc};
+use serde_json::{Value, json};
+
+use crate::stack::{TestStack, phones};
 
 #[tokio::test]
 async fn a_send_window_is_stored_shown_changed_and_cleared_and_bad_ones_are_422() {
@@ -77,4 +80,72 @@ async fn an_accounts_default_timezone_is_an_iana_zone() {
     let mut bad = body;
     bad["default_timezone"] = json!("UTC+5");
     t.post("/api/accounts", bad).await.assert_error(422, "default_timezone: 'UTC+5' is not an IANA time zone");
+}
+
+/// A window of `start`–`end` (UTC instants) as `HH:MM` in `zone`.
+fn window_in(zone: chrono_tz::Tz, start: chrono::DateTime<Utc>, end: chrono::DateTime<Utc>, tz: &str) -> Value {
+    let hhmm = |t: chrono::DateTime<Utc>| t.with_timezone(&zone).format("%H:%M").to_string();
+    json!({"start": hhmm(start), "end": hhmm(end), "timezone": tz})
+}
+
+#[tokio::test]
+async fn recipients_wait_for_a_closed_window_and_go_when_it_opens() {
+    let t = TestStack::sending(2).await;
+    let (c, _) = t.campaign_with("TIER_1K", &phones(5000, 20)).await;
+    // A window in UTC that opens at a whole minute at least 20 s from now, for ten minutes.
+    let now = Utc::now();
+    let mut opens = (now + chrono::Duration::seconds(60)).with_second(0).unwrap().with_nanosecond(0).unwrap();
+    if opens - now < chrono::Duration::seconds(20) {
+        opens += chrono::Duration::seconds(60);
+    }
+    let window = window_in(chrono_tz::UTC, opens, opens + chrono::Duration::minutes(10), "UTC");
+    t.put(&format!("/api/campaigns/{c}"), json!({"send_window": window})).await.assert_ok(200);
+    t.post(&format!("/api/campaigns/{c}/start"), json!({})).await.assert_ok(200);
+    // Closed: nothing goes, the campaign stays sending with everyone pending.
+    let before = (opens - Utc::now()).to_std().unwrap().saturating_sub(Duration::from_secs(2));
+    tokio::time::sleep(before).await;
+    let waiting = t.get(&format!("/api/campaigns/{c}")).await.data().clone();
+    assert_eq!((waiting["status"].as_str(), waiting["sent_count"].as_u64()), (Some("sending"), Some(0)), "{waiting}");
+    assert_eq!(t.hits().len(), 0, "nothing is sent before the window opens");
+    // Open: all of them go, and the campaign completes.
+    let done = t.wait_for(&c, Duration::from_secs(60), |c| c["status"] == "completed").await;
+    assert_eq!(done["sent_count"], 20, "{done}");
+    let completed = chrono::DateTime::parse_from_rfc3339(done["completed_at"].as_str().unwrap()).unwrap();
+    assert!(completed >= opens, "completed at {completed}, the window opened at {opens}");
+}
+
+#[tokio::test]
+async fn with_recipient_zones_each_number_waits_for_its_own_window() {
+    let t = TestStack::sending(2).await;
+    // Open now in London (from an hour ago for three hours); Tokyo is 8 or 9 hours ahead: closed.
+    let now = Utc::now();
+    let window = window_in(
+        chrono_tz::Europe::London,
+        now - chrono::Duration::minutes(60),
+        now + chrono::Duration::minutes(120),
+        "recipient",
+    );
+    let (c, _) = t.campaign_with("TIER_1K", &[]).await;
+    t.put(&format!("/api/campaigns/{c}"), json!({"send_window": window})).await.assert_ok(200);
+    let [london, tokyo, us_tokyo, us] = ["+442079460123", "+81312345678", "+14155550100", "+14155550101"];
+    let recipients = json!({"recipients": [
+        {"phone_number": london, "name": "A", "discount_code": "X"},
+        {"phone_number": tokyo, "name": "B", "discount_code": "X"},
+        // +1 keeps several clocks: the field decides, else the account's default (none: UTC).
+        {"phone_number": us_tokyo, "name": "C", "discount_code": "X", "timezone": "Asia/Tokyo"},
+        {"phone_number": us, "name": "D", "discount_code": "X"},
+    ]});
+    t.post(&format!("/api/campaigns/{c}/recipients/import"), recipients).await.assert_ok(200);
+    t.post(&format!("/api/campaigns/{c}/start"), json!({})).await.assert_ok(200);
+    let sent = t.wait_for(&c, Duration::from_secs(30), |c| c["sent_count"] == 2).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let hits = t.hits();
+    assert_eq!((hits.get(london), hits.get(us), hits.len()), (Some(&1), Some(&1), 2), "{hits:?}");
+    let now = t.get(&format!("/api/campaigns/{c}")).await.data().clone();
+    assert_eq!(
+        (now["status"].as_str(), now["progress"]["counts"]["pending"].as_u64()),
+        (Some("sending"), Some(2)),
+        "{sent}"
+    );
+    t.post(&format!("/api/campaigns/{c}/cancel"), json!({})).await.assert_ok(200);
 }

@@ -226,6 +226,9 @@ pub struct Campaign {
     /// room (internal: shown as `waiting_for_limit` and `resumes_at` while ahead).
     #[serde(default, skip_serializing)]
     pub limit_until: Option<i64>,
+    /// Until when (unix seconds) the recipients left wait for their send window (internal).
+    #[serde(default, skip_serializing)]
+    pub window_wait_until: Option<i64>,
 }
 
 impl Campaign {
@@ -712,6 +715,7 @@ impl NewCampaign {
             measured_rate: None,
             measured_at: None,
             limit_until: None,
+            window_wait_until: None,
         })
     }
 }

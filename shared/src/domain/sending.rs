@@ -38,12 +38,28 @@ pub struct DispatchJob {
     /// count): the campaign's measured rate ([`measure_rate`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub samples: Vec<(i64, u64)>,
+    /// The earliest a recipient this run passed by (outside their send window) may go (unix
+    /// seconds): once the run has read every pending recipient it starts over then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opens_at: Option<i64>,
+    /// A run that starts over for a send window does nothing before this (unix seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before: Option<i64>,
 }
 
 impl DispatchJob {
     /// The first step of a new run.
     pub fn start(campaign_id: &Id, run: Option<String>) -> Self {
-        DispatchJob { campaign_id: campaign_id.clone(), run, cursor: None, queued: 0, base: None, samples: Vec::new() }
+        DispatchJob {
+            campaign_id: campaign_id.clone(),
+            run,
+            cursor: None,
+            queued: 0,
+            base: None,
+            samples: Vec::new(),
+            opens_at: None,
+            not_before: None,
+        }
     }
 }
 

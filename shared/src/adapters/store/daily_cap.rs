@@ -1,4 +1,4 @@
-//! The tier's 24-hour cap in the store (`docs/dynamodb.md`): per business portfolio one
+//! The tier's 24-hour cap in the store (and a campaign's waits, for it or a send window) (`docs/dynamodb.md`): per business portfolio one
 //! `BUSINESS#<id>`/`LIMIT` item holding the people reached per hour (`h<hour>` attributes), and
 //! per person reached one `CONTACT#<business>#<number>`/`CONTACT` item holding the hour they
 //! were last counted in; both expire with DynamoDB's TTL once no longer counted.
@@ -165,6 +165,22 @@ impl Db {
             .update_expression("REMOVE limit_until")
             .condition_expression("limit_until = :until")
             .expression_attribute_values(":until", n(until))
+            .send()
+            .await;
+        match written.map_err(StoreError::from) {
+            Ok(_) | Err(StoreError::ConditionFailed) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Notes that the campaign's recipients left wait for their send window until `at` (unix
+    /// seconds), so that the reconciler leaves it alone meanwhile.
+    pub async fn note_window_wait(&self, campaign_id: &str, at: i64) -> StoreResult<()> {
+        let written = self
+            .update(campaign_pk(campaign_id), CAMPAIGN_SK)
+            .update_expression("SET window_wait_until = :at")
+            .condition_expression("attribute_exists(PK)")
+            .expression_attribute_values(":at", n(at))
             .send()
             .await;
         match written.map_err(StoreError::from) {

@@ -13,7 +13,10 @@ use crate::domain::account::Account;
 use crate::domain::campaign::Campaign;
 use crate::domain::campaign::{Action, CampaignStatus};
 use crate::domain::daily_cap::hour_of;
+use crate::domain::id::Id;
+use crate::domain::phone::Phone;
 use crate::domain::sending::{DispatchJob, SLOT_HORIZON, SendJob, dispatch_window, job_size, measure_rate};
+use crate::domain::window::{SendWindow, WindowZone};
 use crate::usecases::lifecycle::change_status;
 
 /// The time between two steps of a run.
@@ -43,6 +46,18 @@ pub async fn dispatch(app: &App, step: DispatchJob) -> Result<(), SendError> {
         app.queue.dispatch(&next, WAIT_POLL.min(Duration::from_secs(left))).await?;
         return Ok(());
     }
+    let now_unix = chrono::Utc::now().timestamp();
+    if let Some(at) = step.not_before.filter(|at| *at > now_unix) {
+        app.queue.dispatch(&step, until(at)).await?;
+        return Ok(());
+    }
+    // A window kept in one zone for everyone: closed now, the whole run waits for it.
+    if let Some(window) = &campaign.send_window
+        && let WindowZone::Fixed(zone) = window.timezone
+        && let Some(at) = window.opens_at(zone, chrono::Utc::now())
+    {
+        return start_over_at(app, &campaign.id, step.run, at.timestamp()).await;
+    }
     let rate = account.send_rate();
     let base = step.base.unwrap_or(campaign.processed_count);
     // Recipients of this run queued and not processed yet. Outcomes recorded for recipients
@@ -58,6 +73,14 @@ pub async fn dispatch(app: &App, step: DispatchJob) -> Result<(), SendError> {
     if room > 0 {
         let room = room as i32;
         let (phones, cursor) = app.db.pending_phones(&campaign, next.cursor.as_deref(), room).await?;
+        let phones = match &campaign.send_window {
+            Some(window) => {
+                let (open, opens_at) = in_window(app, &campaign, &account, window, phones).await?;
+                next.opens_at = next.opens_at.into_iter().chain(opens_at).min();
+                open
+            }
+            None => phones,
+        };
         let jobs: Vec<SendJob> =
             phones.chunks(size as usize).map(|p| SendJob::new(&campaign.id, next.run.clone(), p.to_vec(), 0)).collect();
         // Each job is due when the account's pace reaches it (behind what is in flight), less
@@ -72,6 +95,12 @@ pub async fn dispatch(app: &App, step: DispatchJob) -> Result<(), SendError> {
         tracing::debug!(campaign = %campaign.id, jobs = jobs.len(), recipients = phones.len(), "queued");
         next.queued += phones.len() as u64;
         app.metrics.recipients_queued(&campaign.account_id, phones.len());
+        if cursor.is_none()
+            && let Some(at) = next.opens_at
+        {
+            // Some recipients wait for their window: the run reads them again when the first opens.
+            return start_over_at(app, &campaign.id, next.run, at).await;
+        }
         if cursor.is_none() {
             tracing::info!(campaign = %campaign.id, queued = next.queued, "dispatch run finished");
             // A resumed campaign with nothing left to send completes here.
@@ -101,6 +130,43 @@ async fn room_opened(app: &App, campaign: &Campaign, account: &Account, until: i
         app.db.end_limit_wait(&campaign.id, until).await?;
     }
     Ok(opened)
+}
+
+/// The delay of a step due at `at` (unix seconds): SQS delays 15 minutes at most, so a longer
+/// wait goes round again.
+fn until(at: i64) -> Duration {
+    Duration::from_secs((at - chrono::Utc::now().timestamp()).clamp(1, 900) as u64)
+}
+
+/// Starts the run over at `at`, when a send window opens; the campaign notes the wait, so that
+/// the reconciler does not take the still campaign for a stalled one.
+async fn start_over_at(app: &App, campaign_id: &Id, run: Option<String>, at: i64) -> Result<(), SendError> {
+    tracing::info!(campaign = %campaign_id, at, "recipients wait for their send window");
+    app.db.note_window_wait(campaign_id, at).await?;
+    let step = DispatchJob { not_before: Some(at), ..DispatchJob::start(campaign_id, run) };
+    app.queue.dispatch(&step, until(at)).await?;
+    Ok(())
+}
+
+/// The numbers whose send window is open now, and when the first of the others opens. Reads
+/// the recipients (their zone may come from a `timezone` field).
+async fn in_window(
+    app: &App,
+    campaign: &Campaign,
+    account: &Account,
+    window: &SendWindow,
+    phones: Vec<Phone>,
+) -> Result<(Vec<Phone>, Option<i64>), SendError> {
+    let now = chrono::Utc::now();
+    let mut open = Vec::with_capacity(phones.len());
+    let mut first = None;
+    for r in app.db.recipients(campaign, &phones).await? {
+        match window.opens_at(window.zone_of(&r, account.default_timezone), now) {
+            None => open.push(r.phone_number),
+            Some(at) => first = first.into_iter().chain([at.timestamp()]).min(),
+        }
+    }
+    Ok((open, first))
 }
 
 /// How often a run notes its measured rate on the campaign (`progress.rate_per_second`).

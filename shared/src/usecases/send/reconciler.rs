@@ -57,8 +57,9 @@ async fn reconcile_campaign(app: &App, c: &Campaign, done: &mut Reconciled) -> R
         return Ok(());
     }
     let Some(c) = app.db.get_campaign(&c.id).await? else { return Ok(()) };
-    if c.limit_until.is_some_and(|until| until + app.config.stall_seconds > now_unix) {
-        return Ok(()); // waiting for the 24-hour cap: its dispatch run wakes it
+    let waits_until = c.limit_until.into_iter().chain(c.window_wait_until).max();
+    if waits_until.is_some_and(|until| until + app.config.stall_seconds > now_unix) {
+        return Ok(()); // waiting for the 24-hour cap or a send window: its dispatch run wakes it
     }
     // A campaign that moved since the last pass is left alone; one that has not moved for a
     // while (`stall_seconds`) may have lost something.

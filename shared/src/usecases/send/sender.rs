@@ -513,6 +513,8 @@ fn plan<'a>(
             RecipientStatus::Pending if opted_out.contains(&r.phone_number) => {
                 records.push(failed(Some(opt_out::OPTED_OUT_CODE), opt_out::not_sent()))
             }
+            // Outside their send window (it closed since the dispatch): left for the next run.
+            RecipientStatus::Pending if outside_window(campaign, ctx, r) => {}
             RecipientStatus::Pending => {
                 let callback = RecipientKey::of(r).callback();
                 let values = HeaderValues::of(campaign);
@@ -538,6 +540,14 @@ fn plan<'a>(
         }
     }
     Plan { records, to_send, waiting }
+}
+
+/// Whether the recipient's send window is closed now.
+fn outside_window(campaign: &Campaign, ctx: &Sending, r: &Recipient) -> bool {
+    campaign
+        .send_window
+        .as_ref()
+        .is_some_and(|w| w.opens_at(w.zone_of(r, ctx.account.default_timezone), chrono::Utc::now()).is_some())
 }
 
 /// The outcome of a claim left by a sender that is gone.
