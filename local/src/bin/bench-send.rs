@@ -44,9 +44,12 @@ struct Measured {
 async fn prepare(app: &Arc<App>, run: Run, tag: u32) -> (String, String) {
     let post = |path: &'static str, body: Value| call(app, Method::POST, path, "application/json", body.to_string());
     let phone_number_id = format!("9{tag:05}");
+    // Each campaign's account in a business portfolio of its own: the tier's 24-hour cap counts
+    // per portfolio, and every run starts with an empty window.
+    let business = format!("8{tag:05}");
     let account = post(
         "/api/accounts",
-        json!({"name": run.tier, "phone_number_id": phone_number_id, "business_account_id": "1",
+        json!({"name": run.tier, "phone_number_id": phone_number_id, "business_account_id": business,
                "access_token": "bench-token", "messaging_limit_tier": run.tier, "throughput_mps": run.mps}),
     )
     .await;
