@@ -11,7 +11,9 @@ use crate::stack::{TestStack, phones};
 
 #[tokio::test]
 async fn a_campaign_past_the_24_hour_cap_waits_for_room_and_people_reached_already_count_once() {
-    let t = TestStack::sending(2).await;
+    // Not timed: it runs beside the other tests rather than alone among the sending ones.
+    let t = TestStack::new().await;
+    t.spawn_workers(2);
     // TIER_50: 50 people a day for the business; both accounts belong to the same one.
     let first = phones(100, 30);
     let (a, _) = t.campaign_with("TIER_50", &first).await;
@@ -42,6 +44,14 @@ async fn a_campaign_past_the_24_hour_cap_waits_for_room_and_people_reached_alrea
     let listed = t.get("/api/campaigns?status=sending").await;
     assert_eq!(listed.data()["items"][0]["waiting_for_limit"], true, "{:?}", listed.data());
 
+    // Paused meanwhile, it shows no wait; started again, it waits again (the window has not moved).
+    t.post(&format!("/api/campaigns/{b}/pause"), json!({})).await.assert_ok(200);
+    let paused = t.get(&format!("/api/campaigns/{b}")).await.data().clone();
+    assert_eq!((paused["status"].as_str(), paused.get("resumes_at")), (Some("paused"), None), "{paused}");
+    t.post(&format!("/api/campaigns/{b}/start"), json!({})).await.assert_ok(200);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let resumed = t.get(&format!("/api/campaigns/{b}")).await.data().clone();
+    assert_eq!((&resumed["waiting_for_limit"], &resumed["sent_count"]), (&json!(true), &json!(30)), "{resumed}");
     // The account's tier is raised: the next look at the cap finds room and it sends on.
     t.put(&format!("/api/accounts/{account}"), json!({"messaging_limit_tier": "TIER_1K"})).await.assert_ok(200);
     let done = t.wait_for(&b, Duration::from_secs(60), |c| c["status"] == "completed").await;
@@ -57,7 +67,9 @@ async fn a_campaign_past_the_24_hour_cap_waits_for_room_and_people_reached_alrea
 
 #[tokio::test]
 async fn an_unlimited_tier_has_no_cap_and_reads_nothing_for_it() {
-    let t = TestStack::sending(2).await;
+    // Not timed: it runs beside the other tests rather than alone among the sending ones.
+    let t = TestStack::new().await;
+    t.spawn_workers(2);
     let (c, _) = t.campaign_with("TIER_UNLIMITED", &phones(300, 60)).await;
     t.post(&format!("/api/campaigns/{c}/start"), json!({})).await.assert_ok(200);
     let done = t.wait_for(&c, Duration::from_secs(30), |c| c["status"] == "completed").await;

@@ -90,7 +90,9 @@ fn window_in(zone: chrono_tz::Tz, start: chrono::DateTime<Utc>, end: chrono::Dat
 
 #[tokio::test]
 async fn recipients_wait_for_a_closed_window_and_go_when_it_opens() {
-    let t = TestStack::sending(2).await;
+    // Not timed: it runs beside the other tests rather than alone among the sending ones.
+    let t = TestStack::new().await;
+    t.spawn_workers(2);
     let (c, _) = t.campaign_with("TIER_1K", &phones(5000, 20)).await;
     // A window in UTC that opens at a whole minute at least 20 s from now, for ten minutes.
     let now = Utc::now();
@@ -116,7 +118,9 @@ async fn recipients_wait_for_a_closed_window_and_go_when_it_opens() {
 
 #[tokio::test]
 async fn with_recipient_zones_each_number_waits_for_its_own_window() {
-    let t = TestStack::sending(2).await;
+    // Not timed: it runs beside the other tests rather than alone among the sending ones.
+    let t = TestStack::new().await;
+    t.spawn_workers(2);
     // Open now in London (from an hour ago for three hours); Tokyo is 8 or 9 hours ahead: closed.
     let now = Utc::now();
     let window = window_in(
