@@ -71,16 +71,28 @@ pub async fn dispatch(app: &App, step: DispatchJob) -> Result<(), SendError> {
     let size = job_size(rate) as u64;
     let room = (window.saturating_sub(in_flight) / size * size).min(1000);
     if room > 0 {
-        let room = room as i32;
-        let (phones, cursor) = app.db.pending_phones(&campaign, next.cursor.as_deref(), room).await?;
-        let phones = match &campaign.send_window {
-            Some(window) => {
-                let (open, opens_at) = in_window(app, &campaign, &account, window, phones).await?;
-                next.opens_at = next.opens_at.into_iter().chain(opens_at).min();
-                open
+        let room = room as usize;
+        let mut phones = Vec::new();
+        let mut cursor = next.cursor.clone();
+        let mut read = 0;
+        // With a send window, recipients outside it are passed by: the step reads on (up to
+        // MAX_READ_PER_STEP) until it has a window's worth inside theirs.
+        loop {
+            let want = (room - phones.len()) as i32;
+            let (page, after) = app.db.pending_phones(&campaign, cursor.as_deref(), want).await?;
+            read += page.len();
+            cursor = after;
+            let Some(window) = &campaign.send_window else {
+                phones = page;
+                break;
+            };
+            let (open, opens_at) = in_window(app, &campaign, &account, window, page).await?;
+            next.opens_at = next.opens_at.into_iter().chain(opens_at).min();
+            phones.extend(open);
+            if cursor.is_none() || phones.len() >= room || read >= MAX_READ_PER_STEP {
+                break;
             }
-            None => phones,
-        };
+        }
         let jobs: Vec<SendJob> =
             phones.chunks(size as usize).map(|p| SendJob::new(&campaign.id, next.run.clone(), p.to_vec(), 0)).collect();
         // Each job is due when the account's pace reaches it (behind what is in flight), less
@@ -131,6 +143,10 @@ async fn room_opened(app: &App, campaign: &Campaign, account: &Account, until: i
     }
     Ok(opened)
 }
+
+/// Pending recipients a step of a campaign with a send window reads at most, looking for
+/// those inside their window.
+const MAX_READ_PER_STEP: usize = 2_000;
 
 /// The delay of a step due at `at` (unix seconds): SQS delays 15 minutes at most, so a longer
 /// wait goes round again.
