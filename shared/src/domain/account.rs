@@ -98,8 +98,10 @@ pub struct Price {
 
 /// The most a price per message may be (a guard against a price meant per thousand).
 pub const MAX_PRICE: f64 = 100.0;
+pub const PRICE_DECIMALS: i32 = 6;
 
-/// A price table as given: amounts from 0 to [`MAX_PRICE`], one three-letter currency for all.
+/// A price table as given: amounts from 0 to [`MAX_PRICE`], kept to [`PRICE_DECIMALS`] decimal
+/// places (so that every amount is a number DynamoDB stores), one three-letter currency for all.
 fn prices(table: BTreeMap<PricingCategory, Price>) -> Result<BTreeMap<PricingCategory, Price>, Invalid> {
     let mut currency: Option<String> = None;
     table
@@ -121,7 +123,8 @@ fn prices(table: BTreeMap<PricingCategory, Price>) -> Result<BTreeMap<PricingCat
                 }
                 _ => currency = Some(code.clone()),
             }
-            Ok((category, Price { amount: p.amount, currency: code }))
+            let scale = 10f64.powi(PRICE_DECIMALS);
+            Ok((category, Price { amount: (p.amount * scale).round() / scale, currency: code }))
         })
         .collect()
 }
@@ -326,6 +329,13 @@ mod tests {
         assert_eq!(a.prices[&PricingCategory::Marketing], Price { amount: 0.025, currency: "USD".into() });
         let mixed = serde_json::json!({"marketing": {"amount": 0.02, "currency": "USD"}, "utility": {"amount": 0.01, "currency": "EUR"}});
         assert!(table(mixed).apply(&mut a, &"t3".into()).unwrap_err().0.contains("every price must be in"));
+        // Kept to six decimal places: a vanishing amount is 0, not a number DynamoDB refuses.
+        let tiny = serde_json::json!({"service": {"amount": 1e-200, "currency": "USD"}, "utility": {"amount": 0.12345678, "currency": "USD"}});
+        table(tiny).apply(&mut a, &"t4".into()).unwrap();
+        assert_eq!(
+            (a.prices[&PricingCategory::Service].amount, a.prices[&PricingCategory::Utility].amount),
+            (0.0, 0.123457)
+        );
         let negative = serde_json::json!({"service": {"amount": -1, "currency": "USD"}});
         assert!(table(negative).apply(&mut a, &"t3".into()).unwrap_err().0.contains("prices.service.amount"));
         assert!(

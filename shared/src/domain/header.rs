@@ -65,16 +65,24 @@ pub struct HeaderMedia {
     pub filename: Option<String>,
 }
 
-/// The place of a LOCATION header.
+/// The place of a LOCATION header. Coordinates are kept to 7 decimal places (about a
+/// centimetre), so that every one is a number DynamoDB stores.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HeaderLocation {
+    #[serde(deserialize_with = "coordinate")]
     pub latitude: f64,
+    #[serde(deserialize_with = "coordinate")]
     pub longitude: f64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub address: Option<String>,
+}
+
+fn coordinate<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    let v = <f64 as serde::Deserialize>::deserialize(d)?;
+    Ok((v * 1e7).round() / 1e7)
 }
 
 /// An https URL with a host, at most [`MEDIA_LINK_CHARS`] characters, without spaces.
@@ -275,6 +283,9 @@ mod tests {
 
     #[test]
     fn location_coordinates_are_in_range() {
+        let read: HeaderLocation =
+            serde_json::from_value(json!({"latitude": 1e-200, "longitude": 13.40499999})).unwrap();
+        assert_eq!((read.latitude, read.longitude), (0.0, 13.405), "kept to 7 decimal places");
         let place = |lat: f64, lon: f64| HeaderLocation { latitude: lat, longitude: lon, name: None, address: None };
         assert!(place(90.0, -180.0).check().is_ok());
         assert!(place(90.5, 0.0).check().unwrap_err().0.contains("latitude"));
