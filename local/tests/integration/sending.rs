@@ -236,8 +236,9 @@ async fn a_template_error_pauses_the_campaign_and_a_token_error_pauses_the_accou
     assert_eq!(r["status"], "pending", "not sent, so still pending for a resume");
 
     // Token expired (190): every sending campaign of the account pauses.
-    // Large enough to be sending still when the other campaign meets the expired token.
-    let other = t.another_campaign(&account, &phones(800, 400)).await;
+    // Large enough to be sending still when the other campaign meets the expired token (its
+    // one job waits behind this one's on the shared pace: 1,500 at 80 a second is ~19 s).
+    let other = t.another_campaign(&account, &phones(800, 1500)).await;
     let expired = t.another_campaign(&account, &["+14155559005".to_string()]).await;
     t.fake.set_config(FakeConfig { latency_ms: 200, ..FakeConfig::default() });
     start(&t, &other).await;
