@@ -121,7 +121,9 @@ async fn with_recipient_zones_each_number_waits_for_its_own_window() {
     // Not timed: it runs beside the other tests rather than alone among the sending ones.
     let t = TestStack::new().await;
     t.spawn_workers(2);
-    // Open now in London (from an hour ago for three hours); Tokyo is 8 or 9 hours ahead: closed.
+    // Open now in London (from an hour ago for three hours). Tokyo is 8 or 9 hours ahead and Los
+    // Angeles 7 or 8 behind (the US and UK change clocks on different weeks): at any hour their
+    // clocks stand at least 6 hours outside the window, so both are closed.
     let now = Utc::now();
     let window = window_in(
         chrono_tz::Europe::London,
@@ -131,12 +133,12 @@ async fn with_recipient_zones_each_number_waits_for_its_own_window() {
     );
     let (c, _) = t.campaign_with("TIER_1K", &[]).await;
     t.put(&format!("/api/campaigns/{c}"), json!({"send_window": window})).await.assert_ok(200);
-    let [london, tokyo, us_tokyo, us] = ["+442079460123", "+81312345678", "+14155550100", "+14155550101"];
+    let [london, tokyo, us_london, us] = ["+442079460123", "+81312345678", "+14155550100", "+14155550101"];
     let recipients = json!({"recipients": [
         {"phone_number": london, "name": "A", "discount_code": "X"},
         {"phone_number": tokyo, "name": "B", "discount_code": "X"},
-        // +1 keeps several clocks: the field decides, else the account's default (none: UTC).
-        {"phone_number": us_tokyo, "name": "C", "discount_code": "X", "timezone": "Asia/Tokyo"},
+        // The field wins over the area code; without one, 415 is Los Angeles by its area code.
+        {"phone_number": us_london, "name": "C", "discount_code": "X", "timezone": "Europe/London"},
         {"phone_number": us, "name": "D", "discount_code": "X"},
     ]});
     t.post(&format!("/api/campaigns/{c}/recipients/import"), recipients).await.assert_ok(200);
@@ -144,7 +146,7 @@ async fn with_recipient_zones_each_number_waits_for_its_own_window() {
     let sent = t.wait_for(&c, Duration::from_secs(30), |c| c["sent_count"] == 2).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let hits = t.hits();
-    assert_eq!((hits.get(london), hits.get(us), hits.len()), (Some(&1), Some(&1), 2), "{hits:?}");
+    assert_eq!((hits.get(london), hits.get(us_london), hits.len()), (Some(&1), Some(&1), 2), "{hits:?}");
     let now = t.get(&format!("/api/campaigns/{c}")).await.data().clone();
     assert_eq!(
         (now["status"].as_str(), now["progress"]["counts"]["pending"].as_u64()),

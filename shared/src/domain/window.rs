@@ -86,7 +86,8 @@ impl SendWindow {
 
     /// The zone a recipient's window is kept in: the fixed zone, or for `recipient` the
     /// recipient's own valid `timezone` field if it has one, else the zone of the number's country
-    /// (single-zone countries), else the account's default zone, else UTC.
+    /// (single-zone countries; US and Canadian numbers by area code), else the account's default
+    /// zone, else UTC.
     pub fn zone_of(&self, recipient: &Recipient, account_default: Option<Tz>) -> Tz {
         match self.timezone {
             WindowZone::Fixed(zone) => zone,
@@ -118,9 +119,10 @@ pub fn parse_zone(name: &str) -> Option<Tz> {
     name.parse().ok()
 }
 
-/// The zone of a number's country when the country keeps one clock
-/// (`shared/data/calling-code-zones.tsv`, longest prefix first); none for a country with
-/// several, or a code the table does not know.
+/// The zone of a number's country when the country keeps one clock, or of its area when a
+/// longer prefix is listed (US and Canadian area codes, `1212`)
+/// (`shared/data/calling-code-zones.tsv`, longest prefix first); none for a country or area
+/// code with several, or a code the table does not know.
 pub fn zone_of_number(phone: &Phone) -> Option<Tz> {
     let digits = phone.as_str().strip_prefix('+').unwrap_or(phone.as_str());
     if !digits.bytes().all(|b| b.is_ascii_digit()) {
@@ -487,8 +489,11 @@ mod tests {
         assert_eq!(zone("+4915112345678", &[], Some(tokyo)), "Europe/Berlin");
         assert_eq!(zone("+919876543210", &[], None), "Asia/Kolkata");
         assert_eq!(zone("+18765550123", &[], None), "America/Jamaica", "a NANP island of one zone");
+        assert_eq!(zone("+14155550123", &[], Some(tokyo)), "America/Los_Angeles", "a US area code of one zone");
+        assert_eq!(zone("+14155550123", &[("timezone", "Asia/Tokyo")], None), "Asia/Tokyo", "the field wins");
         // Several zones: the account's default, else UTC.
-        assert_eq!(zone("+14155550123", &[], Some(tokyo)), "Asia/Tokyo");
+        assert_eq!(zone("+12085550123", &[], Some(tokyo)), "Asia/Tokyo", "Idaho's area code straddles");
+        assert_eq!(zone("+12085550123", &[], None), "UTC");
         assert_eq!(zone("+5511987654321", &[], None), "UTC");
         assert_eq!(zone("+79161234567", &[], Some(tokyo)), "Asia/Tokyo");
         assert_eq!(zone("+79161234567", &[("timezone", "Europe/Moscow")], None), "Europe/Moscow");
@@ -506,17 +511,50 @@ mod tests {
         let rows: Vec<_> = calling_code_rows(CALLING_CODE_TABLE).collect();
         let errors: Vec<&String> = rows.iter().filter_map(|r| r.as_ref().err()).collect();
         assert!(errors.is_empty(), "{errors:?}");
-        assert!(rows.len() > 200, "{}", rows.len());
-        assert_eq!(CALLING_CODE_ZONES.len(), rows.len(), "a prefix is listed twice");
+        assert!(rows.len() > 600, "{}", rows.len());
+        // Named, so a second row for a prefix (which would silently replace the first) is found.
+        let mut seen = std::collections::HashSet::new();
+        let twice: Vec<&str> =
+            rows.iter().filter_map(|r| r.as_ref().ok()).map(|(p, _)| *p).filter(|p| !seen.insert(*p)).collect();
+        assert!(twice.is_empty(), "listed twice: {twice:?}");
+        assert_eq!(CALLING_CODE_ZONES.len(), rows.len());
         let zone = |digits: &str| zone_of_number(&Phone::e164(&format!("+{digits}")).unwrap());
         assert_eq!(zone("442079460958"), parse_zone("Europe/London"));
         assert_eq!(zone("5491123456789"), parse_zone("America/Argentina/Buenos_Aires"));
-        for several in ["12125550123", "525512345678", "61412345678", "6281234567890", "2622631234"] {
+        for several in ["12085550123", "525512345678", "61412345678", "6281234567890", "2622631234"] {
             assert_eq!(zone(several), None, "{several}");
         }
         assert_eq!(zone("262692123456"), parse_zone("Indian/Reunion"));
         assert_eq!(zone_of_number(&Phone::stored("+44x".into())), None);
         assert_eq!(zone("999123456"), None, "an unknown code");
+    }
+
+    #[test]
+    fn us_and_canadian_numbers_take_the_zone_of_their_area_code() {
+        let zone = |phone: &str| zone_of_number(&Phone::e164(phone).unwrap()).map(|z| z.name().to_string());
+        let cases = [
+            ("+12125550100", "America/New_York"),
+            ("+16465550100", "America/New_York"),
+            ("+14155550100", "America/Los_Angeles"),
+            ("+13125550100", "America/Chicago"),
+            ("+16025550100", "America/Phoenix"),
+            ("+14165550100", "America/Toronto"),
+            ("+18085550100", "Pacific/Honolulu"),
+            ("+13135550100", "America/Detroit"),
+            ("+13175550100", "America/Indiana/Indianapolis"),
+            ("+16045550100", "America/Vancouver"),
+            ("+19025550100", "America/Halifax"),
+        ];
+        for (phone, name) in cases {
+            assert_eq!(zone(phone).as_deref(), Some(name), "{phone}");
+        }
+        // Straddling a time-zone line: Idaho, the Florida panhandle, Michigan's Upper Peninsula,
+        // northwestern Ontario, Newfoundland and Labrador, and Arizona's Navajo Nation.
+        for phone in ["+12085550100", "+18505550100", "+19065550100", "+18075550100", "+17095550100", "+19285550100"] {
+            assert_eq!(zone(phone), None, "{phone}");
+        }
+        // A non-geographic code is not listed: it falls back too.
+        assert_eq!(zone("+18005550100"), None);
     }
 
     #[test]
