@@ -5,7 +5,7 @@
 use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem};
 
 use super::keys::*;
-use super::{Db, Index, KeyQuery, Page, StoreError, StoreResult, s};
+use super::{Db, Index, KeyQuery, Page, StoreError, StoreResult, applied, s};
 use crate::domain::api_key::ApiKey;
 
 impl Db {
@@ -56,10 +56,7 @@ impl Db {
             .expression_attribute_values(":stale", s(stale_before))
             .send()
             .await;
-        match result.map_err(StoreError::from) {
-            Ok(_) | Err(StoreError::ConditionFailed) => Ok(()),
-            Err(e) => Err(e),
-        }
+        applied(result).map(|_| ())
     }
 
     /// The keys, newest first.
@@ -91,11 +88,7 @@ impl Db {
             .transact_items(delete(api_key_pk(&pointer.key_hash), API_KEY_SK, None)?)
             .send()
             .await;
-        match result.map_err(StoreError::from) {
-            Ok(_) => Ok(true),
-            // Revoked by someone else meanwhile.
-            Err(StoreError::ConditionFailed) => Ok(false),
-            Err(e) => Err(e),
-        }
+        // Revoked by someone else meanwhile.
+        applied(result)
     }
 }

@@ -1,7 +1,7 @@
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 
 use super::keys::*;
-use super::{Db, Index, Item, KeyQuery, Listed, Start, StoreError, StoreResult, decode, n, s};
+use super::{Db, Index, Item, KeyQuery, Listed, Start, StoreError, StoreResult, applied, decode, n, s};
 use crate::domain::campaign::{Campaign, CampaignStatus};
 
 /// The index attributes of a campaign; they change with its status and account.
@@ -174,10 +174,7 @@ impl Db {
         let req = self.update(campaign_pk(id), CAMPAIGN_SK).update_expression("SET deleting_noted = :unix");
         let req =
             req.condition_expression("attribute_exists(deleting)").expression_attribute_values(":unix", n(now_unix));
-        match req.send().await.map_err(StoreError::from) {
-            Ok(_) | Err(StoreError::ConditionFailed) => Ok(()),
-            Err(e) => Err(e),
-        }
+        applied(req.send().await).map(|_| ())
     }
 
     /// Deleted campaigns whose deletion made no progress since `before` (unix seconds).

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
 
 use super::keys::*;
-use super::{Db, Item, StoreError, StoreResult, n, s};
+use super::{Db, Item, StoreError, StoreResult, applied, n, s};
 use crate::domain::daily_cap::{Admitted, COUNTED_HOURS, Reached, admit, hour_of};
 use crate::domain::phone::Phone;
 
@@ -151,11 +151,7 @@ impl Db {
             .expression_attribute_values(":until", n(until))
             .send()
             .await;
-        match written.map_err(StoreError::from) {
-            Ok(_) => Ok(true),
-            Err(StoreError::ConditionFailed) => Ok(false),
-            Err(e) => Err(e),
-        }
+        applied(written)
     }
 
     /// Ends a campaign's wait for the cap (it was `until`).
@@ -167,10 +163,7 @@ impl Db {
             .expression_attribute_values(":until", n(until))
             .send()
             .await;
-        match written.map_err(StoreError::from) {
-            Ok(_) | Err(StoreError::ConditionFailed) => Ok(()),
-            Err(e) => Err(e),
-        }
+        applied(written).map(|_| ())
     }
 
     /// Notes that the campaign's recipients left wait for their send window until `at` (unix
@@ -183,9 +176,6 @@ impl Db {
             .expression_attribute_values(":at", n(at))
             .send()
             .await;
-        match written.map_err(StoreError::from) {
-            Ok(_) | Err(StoreError::ConditionFailed) => Ok(()),
-            Err(e) => Err(e),
-        }
+        applied(written).map(|_| ())
     }
 }

@@ -88,6 +88,18 @@ impl From<serde_dynamo::Error> for StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// Whether a conditional write took place: a failed condition is an answer here, not an error.
+pub(crate) fn applied<T, E>(result: Result<T, E>) -> StoreResult<bool>
+where
+    StoreError: From<E>,
+{
+    match result.map_err(StoreError::from) {
+        Ok(_) => Ok(true),
+        Err(StoreError::ConditionFailed) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// How many batch requests run at once during imports and deletes.
 const BATCH_CONCURRENCY: usize = 16;
 

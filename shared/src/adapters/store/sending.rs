@@ -18,8 +18,8 @@ use serde::{Deserialize, Serialize};
 
 use super::keys::*;
 use super::{
-    BATCH_CONCURRENCY, Db, Index, Item, KeyQuery, RECIPIENTS_PER_TRANSACTION, StoreError, StoreResult, decode, n, s,
-    wait_before_retry,
+    BATCH_CONCURRENCY, Db, Index, Item, KeyQuery, RECIPIENTS_PER_TRANSACTION, StoreError, StoreResult, applied, decode,
+    n, s, wait_before_retry,
 };
 use crate::domain::campaign::{Action, Campaign, CampaignStatus, Counters};
 use crate::domain::phone::Phone;
@@ -724,10 +724,7 @@ impl Db {
             .expression_attribute_values(":until", n(until_us))
             .send()
             .await;
-        match res.map_err(StoreError::from) {
-            Ok(_) | Err(StoreError::ConditionFailed) => Ok(()),
-            Err(e) => Err(e),
-        }
+        applied(res).map(|_| ())
     }
 
     /// The account's next free send slot (unix microseconds), if it has one.
