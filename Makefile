@@ -10,10 +10,7 @@ ARCH ?= --arm64
 # Where cargo builds (CARGO_TARGET_DIR when it is set).
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 
-# A position-dependent executable: no dynamic relocation table (about 1 MB less to load at a cold
-# start). cargo-lambda always builds for an explicit target, so this reaches the function's
-# crates only, never the build scripts and proc-macros that run on the build machine.
-export RUSTFLAGS := -C relocation-model=static $(RUSTFLAGS)
+# The binary links position-dependent (functions/build.rs): no dynamic relocation table.
 
 build-%:
 	cargo lambda build --release $(ARCH) --package functions --bin bootstrap

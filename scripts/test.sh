@@ -34,8 +34,12 @@ if ! wait "$VENVS_PID"; then cat "$STATE/venvs.log" >&2; exit 1; fi
 start_moto "$(free_port)"
 trap 'kill $MOTO_PID 2>/dev/null || true; kill $CLIPPY_PID 2>/dev/null || true' EXIT INT TERM
 
+# Six tests at a time, whatever the cores: the integration tests mostly wait (on the emulator, on
+# paced sends, on a send window's opening), and the sending ones take turns among themselves
+# (a lock in the test stack), so with two threads a second sending test would hold the other
+# thread idle while the short API tests queue behind it.
 log "cargo test (unit, events, and integration against $AWS_ENDPOINT_URL)"
-cargo test --workspace --no-fail-fast
+cargo test --workspace --no-fail-fast -- --test-threads 6
 
 log "cargo clippy: waiting for its verdict"
 if ! wait "$CLIPPY_PID"; then cat "$STATE/clippy.log" >&2; echo "cargo clippy failed" >&2; exit 1; fi

@@ -39,11 +39,11 @@ impl Stack {
     /// Creates (or finds) the table, queues and schedule group named after `config.table_name`
     /// and builds the application on them.
     pub async fn start(config: Config) -> Result<Stack, BoxError> {
-        Self::start_with(&shared::config::aws_config().await, config).await
+        Self::start_with(&shared::adapters::aws::sdk_config(), config).await
     }
 
     /// The same with an SDK configuration of the caller's (the benchmark counts requests).
-    pub async fn start_with(sdk: &aws_config::SdkConfig, mut config: Config) -> Result<Stack, BoxError> {
+    pub async fn start_with(sdk: &shared::adapters::aws::SdkConfig, mut config: Config) -> Result<Stack, BoxError> {
         let sdk = sdk.clone();
         if sdk.endpoint_url().is_none() {
             return Err("AWS_ENDPOINT_URL is not set: the local stack only runs against the emulator".into());

@@ -127,12 +127,6 @@ impl Config {
     }
 }
 
-/// Loads the AWS SDK configuration. `AWS_ENDPOINT_URL` (read by the SDK itself) points every
-/// client at the local emulator; in Lambda it is unset and the real endpoints are used.
-pub async fn aws_config() -> aws_config::SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await
-}
-
 /// Whether this process is a Lambda function (the runtime names it in the environment).
 fn in_lambda() -> bool {
     env::var("AWS_LAMBDA_FUNCTION_NAME").is_ok()

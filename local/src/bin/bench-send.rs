@@ -132,7 +132,7 @@ fn now_ms() -> u64 {
 }
 
 /// Requests a second one emulator process answers on a trivial request (16 at a time, 2 s).
-async fn ceiling(sdk: &aws_config::SdkConfig, dynamodb: bool) -> f64 {
+async fn ceiling(sdk: &shared::adapters::aws::SdkConfig, dynamodb: bool) -> f64 {
     let ddb = aws_sdk_dynamodb::Client::new(sdk);
     let sqs = aws_sdk_sqs::Client::new(sdk);
     // The emulator loads a service's code on its first request: not part of the figure.
@@ -218,9 +218,7 @@ fn main() -> Result<(), local::BoxError> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         let upstreams = Upstreams::from_env()?;
-        let direct = |url: String| async move {
-            aws_config::defaults(aws_config::BehaviorVersion::latest()).endpoint_url(url).load().await
-        };
+        let direct = |url: String| async move { shared::adapters::aws::sdk_config_at(&url) };
         let ddb_ceiling = ceiling(&direct(upstreams.dynamodb.clone()).await, true).await;
         let sqs_ceiling = ceiling(&direct(upstreams.other.clone()).await, false).await;
         let separate = upstreams.dynamodb != upstreams.other;

@@ -304,9 +304,7 @@ fn main() -> BenchResult<()> {
     let (webhook_rt, applier_rt) = (runtime("webhook")?, runtime("applier")?);
     main_rt.block_on(async {
         let upstreams = Upstreams::from_env()?;
-        let direct = |url: String| async move {
-            aws_config::defaults(aws_config::BehaviorVersion::latest()).endpoint_url(url).load().await
-        };
+        let direct = |url: String| async move { shared::adapters::aws::sdk_config_at(&url) };
         // The benchmark's own reads (polling the counters, the recount, the queue's depth) go
         // straight to the emulators, so that the counts are the webhook's and the applier's.
         let ddb_direct = direct(upstreams.dynamodb.clone()).await;

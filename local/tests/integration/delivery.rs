@@ -359,7 +359,7 @@ async fn a_store_failure_loses_nothing_the_statuses_are_applied_once_it_is_back(
     // The applier's store is down (the same handlers on a table that is not there): nothing
     // is lost, every message is delivered again.
     let broken = shared::app::App::new(
-        &shared::config::aws_config().await,
+        &shared::adapters::aws::sdk_config(),
         shared::config::Config { table_name: "no-such-table".into(), ..t.app.config.clone() },
     );
     let (_, failed) = shared::usecases::statuses::apply_batch(&broken, queued.clone()).await;

@@ -350,7 +350,7 @@ async fn a_failed_message_comes_back_after_a_short_back_off_not_the_visibility_t
     };
     let mut config = t.app.config.clone();
     config.send_queue_url = Some(format!("{}-missing", config.send_queue_url.unwrap()));
-    let broken = shared::app::App::new(&shared::config::aws_config().await, config);
+    let broken = shared::app::App::new(&shared::adapters::aws::sdk_config(), config);
     let failed =
         consume(&broken, Consumer::Dispatcher, vec![incoming.clone()], Instant::now() + Duration::from_secs(30)).await;
     assert_eq!(failed, vec![incoming.id.clone()]);

@@ -134,13 +134,9 @@ impl TestStack {
             ..Config::from_env()
         };
         change(&mut config);
-        // An endpoint given to the loader wins over the environment's (one set on a built
-        // SdkConfig would not: AWS_ENDPOINT_URL would still be used).
         let sdk = match endpoint {
-            Some(endpoint) => {
-                aws_config::defaults(aws_config::BehaviorVersion::latest()).endpoint_url(endpoint).load().await
-            }
-            None => shared::config::aws_config().await,
+            Some(endpoint) => shared::adapters::aws::sdk_config_at(endpoint),
+            None => shared::adapters::aws::sdk_config(),
         };
         let stack =
             local::Stack::start_with(&sdk, config).await.expect("the emulator should take the table and queues");

@@ -10,6 +10,7 @@
 //! - [`metrics`]: CloudWatch metrics, as Embedded Metric Format lines on stdout.
 //! - [`signature`]: Meta's webhook signature (HMAC-SHA256).
 
+pub mod aws;
 pub mod events;
 pub mod metrics;
 pub mod objects;

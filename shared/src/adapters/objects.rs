@@ -45,7 +45,7 @@ impl Objects {
     /// The client for `sdk`: path-style addressing when an endpoint is set (the emulator has
     /// no per-bucket host names), and checksums only where S3 requires them, so a presigned
     /// URL carries none that a plain `curl -T` could not match.
-    pub fn new(sdk: &aws_config::SdkConfig, bucket: Option<String>) -> Self {
+    pub fn new(sdk: &crate::adapters::aws::SdkConfig, bucket: Option<String>) -> Self {
         let config = aws_sdk_s3::config::Builder::from(sdk)
             .force_path_style(sdk.endpoint_url().is_some())
             .request_checksum_calculation(aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired)

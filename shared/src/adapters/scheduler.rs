@@ -36,7 +36,7 @@ pub struct Scheduler {
 }
 
 impl Scheduler {
-    pub fn new(sdk: &aws_config::SdkConfig, config: &Config) -> Self {
+    pub fn new(sdk: &crate::adapters::aws::SdkConfig, config: &Config) -> Self {
         // Every call answers well within the API's 29 s, retries included.
         let timeouts = TimeoutConfig::builder()
             .operation_attempt_timeout(Duration::from_secs(5))

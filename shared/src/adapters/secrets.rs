@@ -30,7 +30,7 @@ impl WebhookSecrets {
 
 /// Reads the secrets: from the secret `WEBHOOK_SECRET_ARN` names, else from
 /// `WHATSAPP_APP_SECRET` and `WHATSAPP_VERIFY_TOKEN`. The error says what is missing, never a value.
-pub async fn load(sdk: &aws_config::SdkConfig, config: &Config) -> Result<WebhookSecrets, String> {
+pub async fn load(sdk: &crate::adapters::aws::SdkConfig, config: &Config) -> Result<WebhookSecrets, String> {
     if let Some(arn) = &config.webhook_secret_arn {
         let client = aws_sdk_secretsmanager::Client::new(sdk);
         let out = client

@@ -1,4 +1,4 @@
-//! The WhatsApp Cloud API client: hyper with rustls (aws-lc, the system's root certificates),
+//! The WhatsApp Cloud API client: hyper with rustls (ring, the system's root certificates),
 //! the same HTTP stack the AWS SDK clients use, so the function carries one. Every call has a
 //! timeout well below the sender's Lambda timeout.
 
@@ -46,7 +46,7 @@ impl WhatsAppClient {
         tcp.set_connect_timeout(Some(Duration::from_secs(3).min(timeout)));
         tcp.set_nodelay(true);
         tcp.enforce_http(false);
-        let provider = rustls::crypto::aws_lc_rs::default_provider();
+        let provider = rustls::crypto::ring::default_provider();
         let http = match HttpsConnectorBuilder::new().with_provider_and_native_roots(provider) {
             Ok(builder) => {
                 let https = builder.https_or_http().enable_http1().wrap_connector(tcp);

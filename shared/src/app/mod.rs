@@ -11,7 +11,7 @@ use crate::adapters::scheduler::Scheduler;
 use crate::adapters::secrets::{AccountTokens, WebhookSecrets};
 use crate::adapters::store::Db;
 use crate::adapters::whatsapp::WhatsAppClient;
-use crate::config::{self, Config};
+use crate::config::Config;
 use crate::domain::phone::PhoneParser;
 use crate::error::{AppError, AppResult};
 
@@ -29,12 +29,12 @@ pub struct App {
     pub objects: Objects,
     /// CloudWatch metrics of the sending side, emitted once per queue batch.
     pub metrics: Metrics,
-    sdk: aws_config::SdkConfig,
+    sdk: crate::adapters::aws::SdkConfig,
     webhook_secrets: tokio::sync::OnceCell<WebhookSecrets>,
 }
 
 impl App {
-    pub fn new(sdk: &aws_config::SdkConfig, config: Config) -> Arc<Self> {
+    pub fn new(sdk: &crate::adapters::aws::SdkConfig, config: Config) -> Arc<Self> {
         let db = Db::new(aws_sdk_dynamodb::Client::new(sdk), config.table_name.clone());
         let tokens = AccountTokens::new(aws_sdk_secretsmanager::Client::new(sdk), config.account_secret_prefix.clone());
         let queue = Queue::new(aws_sdk_sqs::Client::new(sdk), &config);
@@ -85,6 +85,6 @@ impl App {
 impl App {
     /// Builds the application from the environment (the Lambda binaries and the local stack).
     pub async fn from_env() -> Arc<App> {
-        App::new(&config::aws_config().await, Config::from_env())
+        App::new(&crate::adapters::aws::sdk_config(), Config::from_env())
     }
 }

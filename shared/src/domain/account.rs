@@ -74,7 +74,7 @@ pub struct Account {
     /// The zone a campaign's send window is kept in for a recipient whose zone is not known
     /// otherwise (an IANA name; see docs/send-windows.md).
     #[serde(default, skip_serializing_if = "Option::is_none", with = "optional_zone")]
-    pub default_timezone: Option<chrono_tz::Tz>,
+    pub default_timezone: Option<crate::domain::zone::Zone>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
@@ -192,7 +192,7 @@ pub struct NewAccount {
     #[serde(default)]
     pub prices: Option<BTreeMap<PricingCategory, Price>>,
     #[serde(default, with = "optional_zone")]
-    pub default_timezone: Option<chrono_tz::Tz>,
+    pub default_timezone: Option<crate::domain::zone::Zone>,
 }
 
 /// `PUT` changes only the fields it carries.
@@ -211,7 +211,7 @@ pub struct AccountChanges {
     pub prices: Option<BTreeMap<PricingCategory, Price>>,
     /// A new default zone; `null` removes it.
     #[serde(default, deserialize_with = "optional_zone::change")]
-    pub default_timezone: Option<Option<chrono_tz::Tz>>,
+    pub default_timezone: Option<Option<crate::domain::zone::Zone>>,
 }
 
 fn digits_id(field: &str, v: &str) -> Result<String, Invalid> {

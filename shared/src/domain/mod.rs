@@ -22,6 +22,7 @@ pub mod sending;
 pub mod template;
 pub mod upload;
 pub mod window;
+pub mod zone;
 
 mod text;
 

@@ -8,13 +8,13 @@
 use std::collections::HashMap;
 use std::sync::LazyLock;
 
-use chrono::{DateTime, Datelike, Duration, LocalResult, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc, Weekday};
-use chrono_tz::Tz;
+use chrono::{DateTime, Datelike, Duration, LocalResult, NaiveDate, NaiveDateTime, NaiveTime, Utc, Weekday};
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::phone::Phone;
 use super::recipient::Recipient;
+use super::zone::Zone;
 
 /// The recipient field that may name the recipient's own zone (an IANA name).
 pub const TIMEZONE_FIELD: &str = "timezone";
@@ -41,7 +41,7 @@ pub struct SendWindow {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WindowZone {
     Recipient,
-    Fixed(Tz),
+    Fixed(Zone),
 }
 
 impl SendWindow {
@@ -51,8 +51,8 @@ impl SendWindow {
     /// closes) at the first instant after the gap, a time that occurs twice at its first
     /// occurrence; a window wholly inside a gap opens when the gap ends and keeps its length, so
     /// every listed day has its window. The answer is less than 8 days ahead.
-    pub fn opens_at(&self, zone: Tz, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        let today = now.with_timezone(&zone).date_naive();
+    pub fn opens_at(&self, zone: Zone, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let today = zone.local(now).date();
         // Yesterday's overnight window may still be open; a window on one day of the week opens
         // again within seven days.
         for offset in -1..=7 {
@@ -75,7 +75,7 @@ impl SendWindow {
 
     /// The window of `day` in `zone` as instants (`end` equal to `start`, which the checks
     /// refuse, would be a whole day).
-    fn on(&self, zone: Tz, day: NaiveDate) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
+    fn on(&self, zone: Zone, day: NaiveDate) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
         let end_day = if self.end <= self.start { day.succ_opt()? } else { day };
         let (from, to) = (day.and_time(self.start), end_day.and_time(self.end));
         let open = instant(zone, from)?;
@@ -88,7 +88,7 @@ impl SendWindow {
     /// recipient's own valid `timezone` field if it has one, else the zone of the number's country
     /// (single-zone countries; US and Canadian numbers by area code), else the account's default
     /// zone, else UTC.
-    pub fn zone_of(&self, recipient: &Recipient, account_default: Option<Tz>) -> Tz {
+    pub fn zone_of(&self, recipient: &Recipient, account_default: Option<Zone>) -> Zone {
         match self.timezone {
             WindowZone::Fixed(zone) => zone,
             WindowZone::Recipient => recipient
@@ -97,33 +97,33 @@ impl SendWindow {
                 .and_then(|name| parse_zone(name.trim()))
                 .or_else(|| zone_of_number(&recipient.phone_number))
                 .or(account_default)
-                .unwrap_or(Tz::UTC),
+                .unwrap_or(Zone::UTC),
         }
     }
 }
 
 /// The instant a local wall-clock time names in `zone`: the first of two (a clock set back), or
 /// the first valid instant after a gap (a clock set forward).
-fn instant(zone: Tz, local: NaiveDateTime) -> Option<DateTime<Utc>> {
+fn instant(zone: Zone, local: NaiveDateTime) -> Option<DateTime<Utc>> {
     // Gaps are whole minutes, at most a day (Samoa skipped 30 December 2011).
     const GAP_MINUTES: i64 = 25 * 60;
-    (0..=GAP_MINUTES).find_map(|m| match zone.from_local_datetime(&(local + Duration::minutes(m))) {
-        LocalResult::Single(t) | LocalResult::Ambiguous(t, _) => Some(t.with_timezone(&Utc)),
+    (0..=GAP_MINUTES).find_map(|m| match zone.instants(local + Duration::minutes(m)) {
+        LocalResult::Single(t) | LocalResult::Ambiguous(t, _) => Some(t),
         LocalResult::None => None,
     })
 }
 
 /// An IANA zone name (`Europe/Berlin`, `America/New_York`, `UTC`), exactly as the database
 /// spells it.
-pub fn parse_zone(name: &str) -> Option<Tz> {
-    name.parse().ok()
+pub fn parse_zone(name: &str) -> Option<Zone> {
+    Zone::named(name)
 }
 
 /// The zone of a number's country when the country keeps one clock, or of its area when a
 /// longer prefix is listed (US and Canadian area codes, `1212`)
 /// (`shared/data/calling-code-zones.tsv`, longest prefix first); none for a country or area
 /// code with several, or a code the table does not know.
-pub fn zone_of_number(phone: &Phone) -> Option<Tz> {
+pub fn zone_of_number(phone: &Phone) -> Option<Zone> {
     let digits = phone.as_str().strip_prefix('+').unwrap_or(phone.as_str());
     if !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
@@ -133,7 +133,7 @@ pub fn zone_of_number(phone: &Phone) -> Option<Tz> {
 }
 
 /// Calling-code prefix → its zone, or none for a prefix marked `multi`.
-static CALLING_CODE_ZONES: LazyLock<HashMap<&'static str, Option<Tz>>> =
+static CALLING_CODE_ZONES: LazyLock<HashMap<&'static str, Option<Zone>>> =
     LazyLock::new(|| calling_code_rows(CALLING_CODE_TABLE).filter_map(Result::ok).collect());
 
 const CALLING_CODE_TABLE: &str = include_str!("../../data/calling-code-zones.tsv");
@@ -141,7 +141,7 @@ const CALLING_CODE_TABLE: &str = include_str!("../../data/calling-code-zones.tsv
 /// The table's rows: `prefix<TAB>zone or multi<TAB>places`, `#` comments and blank lines
 /// skipped. A row that does not read is an error (the unit tests hold every row to it; at run
 /// time such a row is left out).
-fn calling_code_rows(text: &str) -> impl Iterator<Item = Result<(&str, Option<Tz>), String>> {
+fn calling_code_rows(text: &str) -> impl Iterator<Item = Result<(&str, Option<Zone>), String>> {
     text.lines().filter(|l| !l.trim().is_empty() && !l.starts_with('#')).map(|line| {
         let mut cols = line.split('\t');
         let (prefix, zone) = (cols.next().unwrap_or_default(), cols.next().unwrap_or_default());
@@ -289,14 +289,14 @@ impl<'de> Deserialize<'de> for WindowZone {
 pub mod optional_zone {
     use super::*;
 
-    pub fn serialize<S: Serializer>(zone: &Option<Tz>, s: S) -> Result<S::Ok, S::Error> {
+    pub fn serialize<S: Serializer>(zone: &Option<Zone>, s: S) -> Result<S::Ok, S::Error> {
         match zone {
             Some(z) => s.serialize_some(z.name()),
             None => s.serialize_none(),
         }
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Tz>, D::Error> {
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Zone>, D::Error> {
         let Some(text) = Option::<String>::deserialize(d)? else { return Ok(None) };
         parse_zone(&text).map(Some).ok_or_else(|| {
             D::Error::custom(format!("{} is not an IANA time zone (such as Europe/Berlin)", quoted(&text)))
@@ -304,7 +304,7 @@ pub mod optional_zone {
     }
 
     /// For a change: absent stays `None`, `null` is `Some(None)` (remove it).
-    pub fn change<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<Tz>>, D::Error> {
+    pub fn change<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<Zone>>, D::Error> {
         deserialize(d).map(Some)
     }
 }
@@ -324,7 +324,7 @@ mod tests {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
     }
 
-    fn berlin() -> Tz {
+    fn berlin() -> Zone {
         parse_zone("Europe/Berlin").unwrap()
     }
 
@@ -399,28 +399,28 @@ mod tests {
     fn only_listed_days_open() {
         let w = window(json!({"start": "09:00", "end": "17:00", "days": ["mon", "wed"], "timezone": "UTC"}));
         // Wednesday 2026-06-10 after closing: next Monday.
-        assert_eq!(w.opens_at(Tz::UTC, utc("2026-06-10T18:00:00Z")), Some(utc("2026-06-15T09:00:00Z")));
+        assert_eq!(w.opens_at(Zone::UTC, utc("2026-06-10T18:00:00Z")), Some(utc("2026-06-15T09:00:00Z")));
         // Tuesday inside the hours: closed, Wednesday opens.
-        assert_eq!(w.opens_at(Tz::UTC, utc("2026-06-09T10:00:00Z")), Some(utc("2026-06-10T09:00:00Z")));
+        assert_eq!(w.opens_at(Zone::UTC, utc("2026-06-09T10:00:00Z")), Some(utc("2026-06-10T09:00:00Z")));
         // One day a week, just after it closed: a week on.
         let sunday = window(json!({"start": "10:00", "end": "11:00", "days": ["sun"], "timezone": "UTC"}));
-        assert_eq!(sunday.opens_at(Tz::UTC, utc("2026-06-14T11:00:00Z")), Some(utc("2026-06-21T10:00:00Z")));
+        assert_eq!(sunday.opens_at(Zone::UTC, utc("2026-06-14T11:00:00Z")), Some(utc("2026-06-21T10:00:00Z")));
     }
 
     #[test]
     fn overnight_windows_belong_to_the_day_they_start() {
         let w = window(json!({"start": "22:00", "end": "06:00", "days": ["fri"], "timezone": "UTC"}));
         // Friday 2026-06-12 22:00 to Saturday 06:00.
-        assert_eq!(w.opens_at(Tz::UTC, utc("2026-06-12T23:00:00Z")), None);
-        assert_eq!(w.opens_at(Tz::UTC, utc("2026-06-13T05:59:00Z")), None, "Saturday morning is Friday's night");
-        assert_eq!(w.opens_at(Tz::UTC, utc("2026-06-13T06:00:00Z")), Some(utc("2026-06-19T22:00:00Z")));
+        assert_eq!(w.opens_at(Zone::UTC, utc("2026-06-12T23:00:00Z")), None);
+        assert_eq!(w.opens_at(Zone::UTC, utc("2026-06-13T05:59:00Z")), None, "Saturday morning is Friday's night");
+        assert_eq!(w.opens_at(Zone::UTC, utc("2026-06-13T06:00:00Z")), Some(utc("2026-06-19T22:00:00Z")));
         assert_eq!(
-            w.opens_at(Tz::UTC, utc("2026-06-12T05:00:00Z")),
+            w.opens_at(Zone::UTC, utc("2026-06-12T05:00:00Z")),
             Some(utc("2026-06-12T22:00:00Z")),
             "Friday morning is Thursday's night"
         );
         assert_eq!(
-            w.opens_at(Tz::UTC, utc("2026-06-13T23:00:00Z")),
+            w.opens_at(Zone::UTC, utc("2026-06-13T23:00:00Z")),
             Some(utc("2026-06-19T22:00:00Z")),
             "not on Saturday"
         );
@@ -480,7 +480,7 @@ mod tests {
     fn the_zone_is_the_fields_then_the_countrys_then_the_accounts_then_utc() {
         let w = window(json!({"start": "09:00", "end": "20:00", "timezone": "recipient"}));
         let tokyo = parse_zone("Asia/Tokyo").unwrap();
-        let zone = |phone: &str, fields: &[(&str, &str)], default: Option<Tz>| {
+        let zone = |phone: &str, fields: &[(&str, &str)], default: Option<Zone>| {
             w.zone_of(&recipient(phone, fields), default).name().to_string()
         };
         assert_eq!(zone("+447700900123", &[("timezone", "America/Chicago")], None), "America/Chicago");
@@ -562,7 +562,7 @@ mod tests {
         #[derive(Debug, Deserialize, Serialize)]
         struct A {
             #[serde(default, with = "optional_zone")]
-            z: Option<Tz>,
+            z: Option<Zone>,
         }
         let a: A = serde_json::from_value(json!({"z": "Asia/Kolkata"})).unwrap();
         assert_eq!(serde_json::to_value(&a).unwrap(), json!({"z": "Asia/Kolkata"}));
