@@ -389,14 +389,6 @@ async fn process(app: &App, inv: &Invocation, job: SendJob, deadline: Instant) -
             }
         }
     }
-    if let Some(until) = limit_wait
-        && app.db.wait_for_limit(&campaign.id, until).await?
-    {
-        // A new run waits for the room; the jobs of the old one queued meanwhile do nothing.
-        tracing::info!(campaign = %campaign.id, until, "the business's 24-hour cap is reached: waiting for room");
-        let run = app.db.new_dispatch_run(&campaign.id).await?;
-        app.queue.dispatch(&DispatchJob::start(&campaign.id, Some(run)), Duration::ZERO).await?;
-    }
     let processed = records.iter().any(|r| !matches!(r.outcome, Outcome::Released { .. }));
     if !records.is_empty() {
         let written = app.db.record_outcomes(&campaign, &records, &now()).await;
@@ -405,6 +397,16 @@ async fn process(app: &App, inv: &Invocation, job: SendJob, deadline: Instant) -
             tracing::error!(campaign = %campaign.id, job = %job.job_id, error = %e, "outcomes could not be recorded");
         }
         written?;
+    }
+    // After the job's own outcomes are counted: a campaign shown waiting for the cap shows the
+    // sends that reached it.
+    if let Some(until) = limit_wait
+        && app.db.wait_for_limit(&campaign.id, until).await?
+    {
+        // A new run waits for the room; the jobs of the old one queued meanwhile do nothing.
+        tracing::info!(campaign = %campaign.id, until, "the business's 24-hour cap is reached: waiting for room");
+        let run = app.db.new_dispatch_run(&campaign.id).await?;
+        app.queue.dispatch(&DispatchJob::start(&campaign.id, Some(run)), Duration::ZERO).await?;
     }
     for ((delay_ms, attempt), phones) in retries {
         // A retry carries no run: its recipients wait for it (`retry_at`), so no resume may
