@@ -32,7 +32,26 @@ CLIPPY_PID=$!
 
 if ! wait "$VENVS_PID"; then cat "$STATE/venvs.log" >&2; exit 1; fi
 start_moto "$(free_port)"
-trap 'kill $MOTO_PID 2>/dev/null || true; kill $CLIPPY_PID 2>/dev/null || true' EXIT INT TERM
+
+# The contract run and the README walkthrough each start a local stack and an emulator of their
+# own (so the Rust tests' emulator is theirs alone), and run beside the Rust tests, niced (the
+# tests keep the priority; they mostly wait anyway), as do the template's checks. Their outputs
+# are kept in files and shown once the Rust tests have ended.
+log "API contract (schemathesis), README walkthrough and template checks against their own stacks (in the background, niced)"
+(unset AWS_ENDPOINT_URL AWS_ENDPOINT_URL_DYNAMODB && exec nice -n 10 bash scripts/contract.sh) > "$STATE/contract.log" 2>&1 &
+CONTRACT_PID=$!
+(
+  unset AWS_ENDPOINT_URL AWS_ENDPOINT_URL_DYNAMODB
+  nice -n 10 bash scripts/walkthrough.sh --self-test && nice -n 10 bash scripts/walkthrough.sh
+) > "$STATE/walkthrough.log" 2>&1 &
+WALKTHROUGH_PID=$!
+(
+  echo "==> cfn-lint template.yaml" && nice -n 10 "$VENV/tools/bin/cfn-lint" template.yaml &&
+    echo "==> sam validate --lint" &&
+    nice -n 10 "$VENV/tools/bin/sam" validate --lint --template template.yaml --region "$AWS_REGION"
+) > "$STATE/template-lint.log" 2>&1 &
+LINT_PID=$!
+trap 'kill $MOTO_PID $CLIPPY_PID $CONTRACT_PID $WALKTHROUGH_PID $LINT_PID 2>/dev/null || true' EXIT INT TERM
 
 # Six tests at a time, whatever the cores: the integration tests mostly wait (on the emulator, on
 # paced sends, on a send window's opening), and the sending ones take turns among themselves
@@ -45,33 +64,16 @@ log "cargo clippy: waiting for its verdict"
 if ! wait "$CLIPPY_PID"; then cat "$STATE/clippy.log" >&2; echo "cargo clippy failed" >&2; exit 1; fi
 grep -E "^(warning|error)" "$STATE/clippy.log" >&2 || true
 
-# The contract run and the walkthrough each start their own local stack; the walkthrough
-# mostly waits on paced sends, so it runs beside the contract run, its output kept in a file
-# and shown when it ends. The template's checks run beside them too.
-log "README walkthrough against a local stack (in the background; its output follows the contract run)"
-(bash scripts/walkthrough.sh --self-test && bash scripts/walkthrough.sh) > "$STATE/walkthrough.log" 2>&1 &
-WALKTHROUGH_PID=$!
-(
-  echo "==> cfn-lint template.yaml" && "$VENV/tools/bin/cfn-lint" template.yaml &&
-    echo "==> sam validate --lint" &&
-    "$VENV/tools/bin/sam" validate --lint --template template.yaml --region "$AWS_REGION"
-) > "$STATE/template-lint.log" 2>&1 &
-LINT_PID=$!
-trap 'kill $MOTO_PID $CLIPPY_PID $WALKTHROUGH_PID $LINT_PID 2>/dev/null || true' EXIT INT TERM
-
-log "API contract: schemathesis against a local stack"
-bash scripts/contract.sh
-
-log "README walkthrough: waiting for it"
-walkthrough=0
-wait "$WALKTHROUGH_PID" || walkthrough=$?
-cat "$STATE/walkthrough.log" >&2
-[ "$walkthrough" -eq 0 ] || { echo "the README walkthrough failed" >&2; exit 1; }
-
-log "cfn-lint and sam validate --lint"
-lint=0
-wait "$LINT_PID" || lint=$?
-cat "$STATE/template-lint.log" >&2
-[ "$lint" -eq 0 ] || { echo "the template's checks failed" >&2; exit 1; }
+# wait_for NAME PID LOG — waits for a background check, shows its output, fails if it failed.
+wait_for() {
+  log "$1: waiting for it"
+  local rc=0
+  wait "$2" || rc=$?
+  cat "$3" >&2
+  [ "$rc" -eq 0 ] || { echo "$1 failed" >&2; exit 1; }
+}
+wait_for "API contract" "$CONTRACT_PID" "$STATE/contract.log"
+wait_for "README walkthrough" "$WALKTHROUGH_PID" "$STATE/walkthrough.log"
+wait_for "cfn-lint and sam validate --lint" "$LINT_PID" "$STATE/template-lint.log"
 
 log "all checks passed"
