@@ -94,7 +94,7 @@ impl SendWindow {
             WindowZone::Recipient => recipient
                 .fields
                 .get(TIMEZONE_FIELD)
-                .and_then(|name| parse_zone(name.trim()))
+                .and_then(|name| Zone::named(name.trim()))
                 .or_else(|| zone_of_number(&recipient.phone_number))
                 .or(account_default)
                 .unwrap_or(Zone::UTC),
@@ -111,12 +111,6 @@ fn instant(zone: Zone, local: NaiveDateTime) -> Option<DateTime<Utc>> {
         LocalResult::Single(t) | LocalResult::Ambiguous(t, _) => Some(t),
         LocalResult::None => None,
     })
-}
-
-/// An IANA zone name (`Europe/Berlin`, `America/New_York`, `UTC`), exactly as the database
-/// spells it.
-pub fn parse_zone(name: &str) -> Option<Zone> {
-    Zone::named(name)
 }
 
 /// The zone of a number's country when the country keeps one clock, or of its area when a
@@ -150,7 +144,7 @@ fn calling_code_rows(text: &str) -> impl Iterator<Item = Result<(&str, Option<Zo
         }
         match zone {
             "multi" => Ok((prefix, None)),
-            name => parse_zone(name).map(|z| (prefix, Some(z))).ok_or_else(|| format!("not a zone: {line}")),
+            name => Zone::named(name).map(|z| (prefix, Some(z))).ok_or_else(|| format!("not a zone: {line}")),
         }
     })
 }
@@ -276,7 +270,7 @@ impl<'de> Deserialize<'de> for WindowZone {
         if text == "recipient" {
             return Ok(WindowZone::Recipient);
         }
-        parse_zone(&text).map(WindowZone::Fixed).ok_or_else(|| {
+        Zone::named(&text).map(WindowZone::Fixed).ok_or_else(|| {
             D::Error::custom(format!(
                 "{} is not an IANA time zone (such as Europe/Berlin) nor \"recipient\"",
                 quoted(&text)
@@ -298,7 +292,7 @@ pub mod optional_zone {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Zone>, D::Error> {
         let Some(text) = Option::<String>::deserialize(d)? else { return Ok(None) };
-        parse_zone(&text).map(Some).ok_or_else(|| {
+        Zone::named(&text).map(Some).ok_or_else(|| {
             D::Error::custom(format!("{} is not an IANA time zone (such as Europe/Berlin)", quoted(&text)))
         })
     }
@@ -325,7 +319,7 @@ mod tests {
     }
 
     fn berlin() -> Zone {
-        parse_zone("Europe/Berlin").unwrap()
+        Zone::named("Europe/Berlin").unwrap()
     }
 
     fn recipient(phone: &str, fields: &[(&str, &str)]) -> Recipient {
@@ -390,7 +384,7 @@ mod tests {
             "20:00 closes: tomorrow at 09:00"
         );
         // The same window kept in another zone.
-        let tokyo = parse_zone("Asia/Tokyo").unwrap();
+        let tokyo = Zone::named("Asia/Tokyo").unwrap();
         assert_eq!(w.opens_at(tokyo, utc("2026-06-10T07:00:00Z")), None, "16:00 in Tokyo");
         assert_eq!(w.opens_at(tokyo, utc("2026-06-10T12:00:00Z")), Some(utc("2026-06-11T00:00:00Z")));
     }
@@ -428,7 +422,7 @@ mod tests {
 
     #[test]
     fn clock_changes_open_at_the_first_valid_instant() {
-        let ny = parse_zone("America/New_York").unwrap();
+        let ny = Zone::named("America/New_York").unwrap();
         // 2026-03-08: 02:00 EST jumps to 03:00 EDT, so 02:30 does not exist that day.
         let w = window(json!({"start": "02:30", "end": "05:00", "timezone": "America/New_York"}));
         assert_eq!(w.opens_at(ny, utc("2026-03-08T06:00:00Z")), Some(utc("2026-03-08T07:00:00Z")), "03:00 EDT");
@@ -461,7 +455,7 @@ mod tests {
         let mut now = utc("2026-01-01T00:00:00Z");
         while now < utc("2027-01-01T00:00:00Z") {
             for name in zones {
-                let zone = parse_zone(name).unwrap();
+                let zone = Zone::named(name).unwrap();
                 for w in &windows {
                     let mut w = w.clone();
                     w["timezone"] = json!(name);
@@ -479,7 +473,7 @@ mod tests {
     #[test]
     fn the_zone_is_the_fields_then_the_countrys_then_the_accounts_then_utc() {
         let w = window(json!({"start": "09:00", "end": "20:00", "timezone": "recipient"}));
-        let tokyo = parse_zone("Asia/Tokyo").unwrap();
+        let tokyo = Zone::named("Asia/Tokyo").unwrap();
         let zone = |phone: &str, fields: &[(&str, &str)], default: Option<Zone>| {
             w.zone_of(&recipient(phone, fields), default).name().to_string()
         };
@@ -519,12 +513,12 @@ mod tests {
         assert!(twice.is_empty(), "listed twice: {twice:?}");
         assert_eq!(CALLING_CODE_ZONES.len(), rows.len());
         let zone = |digits: &str| zone_of_number(&Phone::e164(&format!("+{digits}")).unwrap());
-        assert_eq!(zone("442079460958"), parse_zone("Europe/London"));
-        assert_eq!(zone("5491123456789"), parse_zone("America/Argentina/Buenos_Aires"));
+        assert_eq!(zone("442079460958"), Zone::named("Europe/London"));
+        assert_eq!(zone("5491123456789"), Zone::named("America/Argentina/Buenos_Aires"));
         for several in ["12085550123", "525512345678", "61412345678", "6281234567890", "2622631234"] {
             assert_eq!(zone(several), None, "{several}");
         }
-        assert_eq!(zone("262692123456"), parse_zone("Indian/Reunion"));
+        assert_eq!(zone("262692123456"), Zone::named("Indian/Reunion"));
         assert_eq!(zone_of_number(&Phone::stored("+44x".into())), None);
         assert_eq!(zone("999123456"), None, "an unknown code");
     }
