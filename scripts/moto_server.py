@@ -27,6 +27,12 @@ this process only; what each request answers is unchanged.
   is applied without the copies (requests run one at a time, so nothing changes between the
   check and the writes).
 
+- A Query sorted every item of the table (a Python comparison per pair) and then walked them
+  all, skipping the previous pages item by item: at a million recipients one page took tens
+  of seconds. Here a query on the table's own keys reads only its partition (as DynamoDB does)
+  and starts after ExclusiveStartKey by bisection; a query on an index still reads every item
+  (moto keeps no index) but no longer sorts the whole table first, only what matched.
+
 - SQS walks every message of a queue for each receive, each delete and each wait, reading the
   clock through datetime arithmetic twice per message, and a delete walks the queue twice per
   receipt handle. With a backlog of a few thousand messages (status webhooks at a high send
@@ -40,6 +46,7 @@ hundred recipients. The export's own part size (EXPORT_PART_BYTES, 8 MiB by defa
 AWS gets.
 """
 
+import bisect
 import copy
 import functools
 import json
@@ -182,6 +189,52 @@ def transact_write_items(self, transact_items):
         _local.checked = False
 
 
+
+_table_query = dynamodb_table.Table.query
+
+
+def _string_keys(items):
+    return all(item.range_key is not None and item.range_key.type == "S" for item in items)
+
+
+def table_query(self, hash_key, range_comparison, range_objs, limit, exclusive_start_key, scan_index_forward,
+                projection_expressions, index_name=None, *args, **kwargs):
+    """moto's Table.query over only the items it can answer with (see the module's notes)."""
+    if index_name:
+        if self.range_key_attr:
+            candidates = [item for part in self.items.values() for item in part.values()]
+        else:
+            candidates = list(self.items.values())
+    elif hash_key is not None and self.range_key_attr:
+        part = self.items.get(hash_key)
+        candidates = list(part.values()) if part else []
+        if not _string_keys(candidates):
+            return _table_query(self, hash_key, range_comparison, range_objs, limit, exclusive_start_key,
+                                scan_index_forward, projection_expressions, index_name, *args, **kwargs)
+        candidates.sort(key=lambda item: item.range_key.value)
+        if exclusive_start_key:
+            start = exclusive_start_key.get(self.range_key_attr, {}).get("S")
+            if start is None:
+                return _table_query(self, hash_key, range_comparison, range_objs, limit, exclusive_start_key,
+                                    scan_index_forward, projection_expressions, index_name, *args, **kwargs)
+            keys = [item.range_key.value for item in candidates]
+            if scan_index_forward is False:
+                candidates = candidates[: bisect.bisect_left(keys, start)]
+            else:
+                candidates = candidates[bisect.bisect_right(keys, start):]
+            exclusive_start_key = None
+    else:
+        return _table_query(self, hash_key, range_comparison, range_objs, limit, exclusive_start_key,
+                            scan_index_forward, projection_expressions, index_name, *args, **kwargs)
+    # Requests run one at a time (call_action below), so the instance's all_items can stand in
+    # for the duration of this one query.
+    self.all_items = lambda: candidates
+    try:
+        return _table_query(self, hash_key, range_comparison, range_objs, limit, exclusive_start_key,
+                            scan_index_forward, projection_expressions, index_name, *args, **kwargs)
+    finally:
+        del self.all_items
+
 _call_action = DynamoHandler.call_action
 
 
@@ -211,6 +264,7 @@ WSGIRequestHandler.protocol_version = "HTTP/1.1"
 logging.getLogger("werkzeug").setLevel(logging.WARNING)
 dynamodb_models.DynamoDBBackend.transact_write_items = transact_write_items
 DynamoHandler.call_action = call_action
+dynamodb_table.Table.query = table_query
 
 def _unix_time(dt=None):
     return time.time() if dt is None else _moto_unix_time(dt)
