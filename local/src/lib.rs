@@ -70,8 +70,9 @@ impl Stack {
             .attributes
             .and_then(|mut a| a.remove(&aws_sdk_sqs::types::QueueAttributeName::QueueArn))
             .ok_or("the import queue has no ARN")?;
-        let objects = shared::adapters::objects::Objects::new(&sdk, Some(bucket.clone()));
-        infra::ensure_upload_bucket(objects.client(), &bucket, &queue_arn, &template).await?;
+        // Path-style addresses: the emulator has no per-bucket host names.
+        let s3 = aws_sdk_s3::config::Builder::from(&sdk).force_path_style(true).build();
+        infra::ensure_upload_bucket(&aws_sdk_s3::Client::from_conf(s3), &bucket, &queue_arn, &template).await?;
         config.upload_bucket = Some(bucket);
         let events = aws_sdk_eventbridge::Client::new(&sdk);
         let buses = infra::ensure_event_buses(&events, &config.table_name, &template).await?;

@@ -90,6 +90,15 @@ fn credentials() -> Option<Credentials> {
     Some(Credentials::new(key, secret, var("AWS_SESSION_TOKEN"), None, "environment"))
 }
 
+/// The endpoint `sdk` gives the service `service_id` ("S3"): its own variable
+/// (`AWS_ENDPOINT_URL_S3`) when the configuration reads the environment, else the one for
+/// every service; `None` for AWS's own addresses. For the adapters that sign their own
+/// requests instead of using an SDK client.
+pub fn endpoint(sdk: &SdkConfig, service_id: &str) -> Option<String> {
+    let own = sdk.service_config().and_then(|_| var(&service_variable("AWS_ENDPOINT_URL", service_id)));
+    own.or_else(|| sdk.endpoint_url().map(str::to_string))
+}
+
 /// One endpoint per service from the environment: `AWS_ENDPOINT_URL_<SERVICE>` (the service's
 /// id in capitals, spaces as underscores: `AWS_ENDPOINT_URL_DYNAMODB`), else `AWS_ENDPOINT_URL`.
 #[derive(Debug)]
@@ -127,5 +136,6 @@ mod tests {
         assert!(config.service_config().is_none());
         assert!(config.http_client().is_some());
         assert!(config.region().is_some());
+        assert_eq!(endpoint(&config, "S3").as_deref(), Some("http://127.0.0.1:1"));
     }
 }

@@ -4,7 +4,8 @@
 //! - [`queue`]: SQS (the dispatch, send and status queues).
 //! - [`scheduler`]: EventBridge Scheduler (a campaign's one-time start).
 //! - [`events`]: EventBridge (campaign lifecycle events).
-//! - [`objects`]: S3 (uploaded recipient files: presigned uploads, streamed reads).
+//! - [`objects`]: S3 (uploaded recipient files and exports: presigned URLs, streamed reads, multipart writes).
+//! - [`https`]: the HTTPS client of the calls made by hand (WhatsApp, S3).
 //! - [`secrets`]: Secrets Manager (account tokens, the webhook's secrets).
 //! - [`whatsapp`]: the WhatsApp Cloud API client.
 //! - [`metrics`]: CloudWatch metrics, as Embedded Metric Format lines on stdout.
@@ -12,6 +13,7 @@
 
 pub mod aws;
 pub mod events;
+pub mod https;
 pub mod metrics;
 pub mod objects;
 pub mod queue;

@@ -1,5 +1,4 @@
-//! The WhatsApp Cloud API client: hyper with rustls (ring, the system's root certificates),
-//! the same HTTP stack the AWS SDK clients use, so the function carries one. Every call has a
+//! The WhatsApp Cloud API client, over the function's HTTPS client ([`super::https`]). Every call has a
 //! timeout well below the sender's Lambda timeout.
 
 use std::time::Duration;
@@ -7,12 +6,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::{AUTHORIZATION, CONTENT_TYPE};
 use http_body_util::{BodyExt, Full};
-use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 
+use crate::adapters::https::HttpsClient;
 use crate::domain::secret::Secret;
 
 /// What became of one send request.
@@ -31,7 +27,7 @@ pub enum SendOutcome {
 #[derive(Clone, Debug)]
 pub struct WhatsAppClient {
     /// The HTTP client, or why none could be built.
-    http: Result<Client<HttpsConnector<HttpConnector>, Full<Bytes>>, String>,
+    http: HttpsClient,
     base_url: String,
     version: String,
     timeout: Duration,
@@ -42,22 +38,7 @@ impl WhatsAppClient {
     /// verified against the system's root certificates; plain `http://` (a local stand-in)
     /// is allowed too.
     pub fn new(base_url: &str, version: &str, timeout: Duration) -> Self {
-        let mut tcp = HttpConnector::new();
-        tcp.set_connect_timeout(Some(Duration::from_secs(3).min(timeout)));
-        tcp.set_nodelay(true);
-        tcp.enforce_http(false);
-        let provider = rustls::crypto::ring::default_provider();
-        let http = match HttpsConnectorBuilder::new().with_provider_and_native_roots(provider) {
-            Ok(builder) => {
-                let https = builder.https_or_http().enable_http1().wrap_connector(tcp);
-                Ok(Client::builder(TokioExecutor::new()).pool_max_idle_per_host(64).build(https))
-            }
-            Err(e) => {
-                // Every send then fails as unreachable (nothing was sent) and says why.
-                tracing::error!(error = %e, "no root certificates for the WhatsApp client");
-                Err(format!("no root certificates to verify WhatsApp's TLS with: {e}"))
-            }
-        };
+        let http = crate::adapters::https::client(Duration::from_secs(3).min(timeout), 64);
         let base_url = base_url.trim_end_matches('/').to_string();
         WhatsAppClient { http, base_url, version: version.to_string(), timeout }
     }
