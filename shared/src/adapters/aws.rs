@@ -9,8 +9,9 @@
 //!
 //! Building the configuration here, rather than with the SDK's general loader, leaves out
 //! what a function never uses (profile files, SSO, STS role assumption, the instance metadata
-//! service) and chooses rustls with `ring` for TLS: the deployed binary is smaller and starts
-//! sooner, and the build compiles less.
+//! service), and gives the clients the function's own HTTP client (HTTP/1.1, rustls with
+//! `ring`) instead of the SDK's: the deployed binary is smaller and starts sooner, and the
+//! build compiles less.
 
 use std::env;
 use std::time::Duration;
@@ -19,8 +20,14 @@ use aws_credential_types::Credentials;
 use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_smithy_async::rt::sleep::TokioSleep;
 use aws_smithy_async::time::SystemTimeSource;
-use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
 use aws_smithy_runtime_api::client::behavior_version::BehaviorVersion;
+use aws_smithy_runtime_api::client::http::{
+    HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpClient, SharedHttpConnector,
+};
+use aws_smithy_runtime_api::client::orchestrator::{HttpRequest, HttpResponse};
+use aws_smithy_runtime_api::client::result::ConnectorError;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::body::SdkBody;
 use aws_smithy_types::retry::RetryConfig;
 use aws_smithy_types::timeout::TimeoutConfig;
 use aws_types::region::Region;
@@ -53,7 +60,7 @@ pub fn sdk_config_at(endpoint: &str) -> SdkConfig {
 
 fn builder() -> aws_types::sdk_config::Builder {
     let region = var("AWS_REGION").or_else(|| var("AWS_DEFAULT_REGION")).unwrap_or_else(|| DEFAULT_REGION.into());
-    let http = aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::Ring)).build_https();
+    let http = SharedHttpClient::new(SdkHttp(super::https::client(CONNECT_TIMEOUT, 64)));
     let mut builder = SdkConfig::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new(region))
@@ -68,6 +75,53 @@ fn builder() -> aws_types::sdk_config::Builder {
         tracing::warn!("no AWS credentials in the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)");
     }
     builder
+}
+
+/// The SDK clients' HTTP client: the function's own HTTPS client (HTTP/1.1, rustls with
+/// `ring`), so the binary carries one HTTP stack, without HTTP/2, instead of the SDK's.
+#[derive(Debug)]
+struct SdkHttp(super::https::HttpsClient<SdkBody>);
+
+/// One operation's connector: the shared client and that operation's read timeout.
+#[derive(Debug)]
+struct SdkConnector {
+    http: super::https::HttpsClient<SdkBody>,
+    read_timeout: Option<Duration>,
+}
+
+impl HttpClient for SdkHttp {
+    fn http_connector(&self, settings: &HttpConnectorSettings, _: &RuntimeComponents) -> SharedHttpConnector {
+        SharedHttpConnector::new(SdkConnector { http: self.0.clone(), read_timeout: settings.read_timeout() })
+    }
+}
+
+impl HttpConnector for SdkConnector {
+    fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
+        let http = match &self.http {
+            Ok(http) => http.clone(),
+            Err(why) => return HttpConnectorFuture::ready(Err(ConnectorError::other(why.clone().into(), None))),
+        };
+        let request = match request.try_into_http1x() {
+            Ok(request) => request,
+            Err(e) => return HttpConnectorFuture::ready(Err(ConnectorError::user(e.into()))),
+        };
+        let read_timeout = self.read_timeout;
+        HttpConnectorFuture::new(async move {
+            let answer = http.request(request);
+            let answer = match read_timeout {
+                Some(limit) => match tokio::time::timeout(limit, answer).await {
+                    Ok(answer) => answer,
+                    Err(e) => return Err(ConnectorError::timeout(e.into())),
+                },
+                None => answer.await,
+            };
+            // A connection that failed or closed is transient: the SDK's retries take it.
+            let answer = answer.map_err(|e| ConnectorError::io(e.into()))?;
+            let (parts, body) = answer.into_parts();
+            let answer = http::Response::from_parts(parts, SdkBody::from_body_1_x(body));
+            HttpResponse::try_from(answer).map_err(|e| ConnectorError::other(e.into(), None))
+        })
+    }
 }
 
 /// The SDK's standard retries (3 attempts), or as many as `AWS_MAX_ATTEMPTS` says; with

@@ -1,4 +1,5 @@
-//! The one HTTP client the function's own calls go through (the WhatsApp Cloud API, S3):
+//! The one HTTP client every call of the function goes through (the AWS SDK's clients, S3, the
+//! WhatsApp Cloud API):
 //! hyper over rustls with `ring`, verified against the system's root certificates; plain
 //! `http://` is allowed too (the local stand-ins).
 
@@ -11,13 +12,18 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
-/// The client, or why none could be built (no root certificates): callers answer every
-/// request with that reason instead of panicking.
-pub type HttpsClient = Result<Client<HttpsConnector<HttpConnector>, Full<Bytes>>, String>;
+/// The client, with request bodies of type `B` (by default whole ones), or why none could be
+/// built (no root certificates): callers answer every request with that reason instead of
+/// panicking.
+pub type HttpsClient<B = Full<Bytes>> = Result<Client<HttpsConnector<HttpConnector>, B>, String>;
 
 /// A client whose connections open within `connect_timeout`, keeping up to `idle` of them
 /// open per host between requests.
-pub fn client(connect_timeout: Duration, idle: usize) -> HttpsClient {
+pub fn client<B>(connect_timeout: Duration, idle: usize) -> HttpsClient<B>
+where
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+{
     let mut tcp = HttpConnector::new();
     tcp.set_connect_timeout(Some(connect_timeout));
     tcp.set_nodelay(true);
