@@ -20,5 +20,6 @@ pub mod queue;
 pub mod scheduler;
 pub mod secrets;
 pub mod signature;
+pub mod sigv4;
 pub mod store;
 pub mod whatsapp;

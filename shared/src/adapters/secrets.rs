@@ -6,9 +6,15 @@
 //! - [`AccountTokens`]: each account's WhatsApp access token, one Secrets Manager secret per
 //!   account named `<ACCOUNT_SECRET_PREFIX><account id>`, written by the account routes and
 //!   read only by the sender.
+//!
+//! Secrets Manager's four calls (create, put, get, delete) are its JSON API signed by hand
+//! ([`super::sigv4`]), rather than through the SDK's client, which carried a model of every
+//! operation of the service into the function binary.
 
-use aws_sdk_secretsmanager::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::adapters::sigv4::{self, Call, Service, Signer};
 
 use crate::config::Config;
 use crate::domain::secret::Secret;
@@ -32,14 +38,11 @@ impl WebhookSecrets {
 /// `WHATSAPP_APP_SECRET` and `WHATSAPP_VERIFY_TOKEN`. The error says what is missing, never a value.
 pub async fn load(sdk: &crate::adapters::aws::SdkConfig, config: &Config) -> Result<WebhookSecrets, String> {
     if let Some(arn) = &config.webhook_secret_arn {
-        let client = aws_sdk_secretsmanager::Client::new(sdk);
-        let out = client
-            .get_secret_value()
-            .secret_id(arn)
-            .send()
+        let out = SecretsManager::new(sdk)
+            .call("GetSecretValue", json!({ "SecretId": arn }))
             .await
-            .map_err(|e| format!("cannot read the webhook secret: {}", DisplayErrorContext(&e)))?;
-        let text = out.secret_string().ok_or("the webhook secret has no string value")?;
+            .map_err(|e| format!("cannot read the webhook secret: {e}"))?;
+        let text = out["SecretString"].as_str().ok_or("the webhook secret has no string value")?;
         let secrets: WebhookSecrets = serde_json::from_str(text)
             .map_err(|_| "the webhook secret must be JSON with app_secret and verify_token".to_string())?;
         return secrets.checked();
@@ -58,27 +61,97 @@ pub async fn load(sdk: &crate::adapters::aws::SdkConfig, config: &Config) -> Res
 #[error("Secrets Manager: {0}")]
 pub struct SecretsError(String);
 
-fn secrets_error<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug>(
-    e: SdkError<E, R>,
-) -> SecretsError {
-    SecretsError(DisplayErrorContext(&e).to_string())
+/// Secrets Manager's JSON API at the region's endpoint (or `AWS_ENDPOINT_URL_SECRETS_MANAGER`
+/// / `AWS_ENDPOINT_URL`).
+#[derive(Clone, Debug)]
+struct SecretsManager {
+    signer: Signer,
+    url: String,
 }
 
-fn is_not_found<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> bool {
-    e.as_service_error().and_then(|s| s.code()) == Some("ResourceNotFoundException")
+/// A call that failed: the service's error (its type, `ResourceNotFoundException`, and
+/// message), or why no answer came.
+#[derive(Debug)]
+enum CallError {
+    Service { code: String, message: String },
+    Failed(String),
+}
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CallError::Service { code, message } => write!(f, "{code}: {message}"),
+            CallError::Failed(why) => f.write_str(why),
+        }
+    }
+}
+
+impl From<CallError> for SecretsError {
+    fn from(e: CallError) -> Self {
+        SecretsError(e.to_string())
+    }
+}
+
+impl CallError {
+    fn is_not_found(&self) -> bool {
+        matches!(self, CallError::Service { code, .. } if code == "ResourceNotFoundException")
+    }
+}
+
+impl SecretsManager {
+    fn new(sdk: &crate::adapters::aws::SdkConfig) -> Self {
+        let signer = Signer::new(sdk);
+        let url = match crate::adapters::aws::endpoint(sdk, "Secrets Manager") {
+            Some(endpoint) => format!("{}/", endpoint.trim_end_matches('/')),
+            None => format!("https://secretsmanager.{}.amazonaws.com/", signer.region()),
+        };
+        SecretsManager { signer, url }
+    }
+
+    /// Calls `action` with `input`; answers the service's JSON.
+    async fn call(&self, action: &'static str, input: Value) -> Result<Value, CallError> {
+        let target = format!("secretsmanager.{action}");
+        let headers = [("content-type", "application/x-amz-json-1.1"), ("x-amz-target", target.as_str())];
+        let call = Call {
+            operation: action,
+            method: http::Method::POST,
+            url: &self.url,
+            headers: &headers,
+            body: input.to_string().into(),
+        };
+        let answer = self.signer.send(Service::Other("secretsmanager"), &call).await.map_err(CallError::Failed)?;
+        let status = answer.status();
+        let text = sigv4::text(answer).await.map_err(|e| CallError::Failed(format!("{action}: {e}")))?;
+        let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        if status.is_success() {
+            return Ok(body);
+        }
+        match body["__type"].as_str() {
+            // `__type` may carry a namespace (`…#ResourceNotFoundException`) or a suffix after `:`.
+            Some(kind) => {
+                let code = kind.rsplit('#').next().unwrap_or(kind).split(':').next().unwrap_or(kind).to_string();
+                let message = body["message"].as_str().or(body["Message"].as_str()).unwrap_or("").to_string();
+                Err(CallError::Service { code, message })
+            }
+            None => Err(CallError::Failed(format!(
+                "{action}: HTTP {status}: {}",
+                text.chars().take(200).collect::<String>()
+            ))),
+        }
+    }
 }
 
 /// The accounts' WhatsApp access tokens in Secrets Manager: one secret per account, its value
 /// the token itself. Functions may touch only secrets under the prefix (see `template.yaml`).
 #[derive(Clone, Debug)]
 pub struct AccountTokens {
-    client: aws_sdk_secretsmanager::Client,
+    secrets: SecretsManager,
     prefix: String,
 }
 
 impl AccountTokens {
-    pub fn new(client: aws_sdk_secretsmanager::Client, prefix: impl Into<String>) -> Self {
-        AccountTokens { client, prefix: prefix.into() }
+    pub fn new(sdk: &crate::adapters::aws::SdkConfig, prefix: impl Into<String>) -> Self {
+        AccountTokens { secrets: SecretsManager::new(sdk), prefix: prefix.into() }
     }
 
     /// The name of the secret holding an account's token.
@@ -88,57 +161,49 @@ impl AccountTokens {
 
     /// Creates the secret of a new account.
     pub async fn create(&self, account_id: &str, token: &Secret) -> Result<(), SecretsError> {
-        self.client
-            .create_secret()
-            .name(self.secret_name(account_id))
-            .description("WhatsApp Cloud API access token of one campaign account")
-            .secret_string(token.expose())
-            .send()
-            .await
-            .map_err(secrets_error)?;
+        let input = json!({
+            "Name": self.secret_name(account_id),
+            "Description": "WhatsApp Cloud API access token of one campaign account",
+            "SecretString": token.expose(),
+            // As the SDK does: a retried request is the same request.
+            "ClientRequestToken": uuid::Uuid::new_v4().to_string(),
+        });
+        self.secrets.call("CreateSecret", input).await?;
         Ok(())
     }
 
     /// Replaces an account's token (a new version of its secret; the secret is created when the
     /// account has none yet).
     pub async fn put(&self, account_id: &str, token: &Secret) -> Result<(), SecretsError> {
-        let put = self
-            .client
-            .put_secret_value()
-            .secret_id(self.secret_name(account_id))
-            .secret_string(token.expose())
-            .send()
-            .await;
-        match put {
+        let input = json!({
+            "SecretId": self.secret_name(account_id),
+            "SecretString": token.expose(),
+            "ClientRequestToken": uuid::Uuid::new_v4().to_string(),
+        });
+        match self.secrets.call("PutSecretValue", input).await {
             Ok(_) => Ok(()),
-            Err(e) if is_not_found(&e) => self.create(account_id, token).await,
-            Err(e) => Err(secrets_error(e)),
+            Err(e) if e.is_not_found() => self.create(account_id, token).await,
+            Err(e) => Err(e.into()),
         }
     }
 
     /// The account's token; `None` when the account has no secret.
     pub async fn get(&self, account_id: &str) -> Result<Option<Secret>, SecretsError> {
-        match self.client.get_secret_value().secret_id(self.secret_name(account_id)).send().await {
-            Ok(out) => Ok(out.secret_string.map(Secret::from)),
-            Err(e) if is_not_found(&e) => Ok(None),
-            Err(e) => Err(secrets_error(e)),
+        match self.secrets.call("GetSecretValue", json!({ "SecretId": self.secret_name(account_id) })).await {
+            Ok(out) => Ok(out["SecretString"].as_str().map(Secret::from)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e.into()),
         }
     }
 
     /// Deletes the account's secret at once (no recovery window: a deleted account's token must
     /// not linger). A secret that is already gone is fine.
     pub async fn delete(&self, account_id: &str) -> Result<(), SecretsError> {
-        let deleted = self
-            .client
-            .delete_secret()
-            .secret_id(self.secret_name(account_id))
-            .force_delete_without_recovery(true)
-            .send()
-            .await;
-        match deleted {
+        let input = json!({ "SecretId": self.secret_name(account_id), "ForceDeleteWithoutRecovery": true });
+        match self.secrets.call("DeleteSecret", input).await {
             Ok(_) => Ok(()),
-            Err(e) if is_not_found(&e) => Ok(()),
-            Err(e) => Err(secrets_error(e)),
+            Err(e) if e.is_not_found() => Ok(()),
+            Err(e) => Err(e.into()),
         }
     }
 }

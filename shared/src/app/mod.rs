@@ -36,7 +36,7 @@ pub struct App {
 impl App {
     pub fn new(sdk: &crate::adapters::aws::SdkConfig, config: Config) -> Arc<Self> {
         let db = Db::new(aws_sdk_dynamodb::Client::new(sdk), config.table_name.clone());
-        let tokens = AccountTokens::new(aws_sdk_secretsmanager::Client::new(sdk), config.account_secret_prefix.clone());
+        let tokens = AccountTokens::new(sdk, config.account_secret_prefix.clone());
         let queue = Queue::new(aws_sdk_sqs::Client::new(sdk), &config);
         let scheduler = Scheduler::new(sdk, &config);
         let timeout = std::time::Duration::from_secs(config.whatsapp_timeout_seconds);
