@@ -10,12 +10,9 @@ ARCH ?= --arm64
 # Where cargo builds (CARGO_TARGET_DIR when it is set).
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 
-# The binary links position-dependent (functions/build.rs): no dynamic relocation table. It
-# has no unwind tables either: with `panic = "abort"` nothing unwinds, and they were a ninth of
-# the binary (the standard library keeps its own). The flag reaches only the target's code
-# (cargo lambda builds with --target), not build scripts or proc-macros, which unwind.
-UNWIND := -C force-unwind-tables=no
+# The binary links position-dependent and without unwind tables (functions/build.rs): no
+# dynamic relocation table, no .eh_frame.
 
 build-%:
-	RUSTFLAGS="$(UNWIND)" cargo lambda build --release $(ARCH) --package functions --bin bootstrap
+	cargo lambda build --release $(ARCH) --package functions --bin bootstrap
 	cp $(TARGET_DIR)/lambda/bootstrap/bootstrap $(ARTIFACTS_DIR)/bootstrap

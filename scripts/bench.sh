@@ -22,12 +22,8 @@ cd "$ROOT"
 what="${1:-import}"
 log "building (release)"
 if [ "$what" = coldstart ]; then
-  # The functions package alone, as the Makefile builds it for Lambda (a build with `local`
-  # would unify features): without unwind tables, for an explicit target so that the flag
-  # reaches only the target's code.
-  host="$(rustc -vV | sed -n 's/^host: //p')"
-  RUSTFLAGS="-C force-unwind-tables=no" cargo build --release -q -p functions --bin bootstrap --target "$host"
-  BOOTSTRAP="$ROOT/target/$host/release/bootstrap"
+  # The functions package alone, as it is deployed (a build with `local` would unify features).
+  cargo build --release -q -p functions --bin bootstrap
   cargo build --release -q -p local --bin bench-coldstart
 else
   cargo build --release -q -p local --bin local-stack --bin bench-send --bin bench-webhook
@@ -64,7 +60,7 @@ case "$what" in
   coldstart)
     # The functions' AWS requests go to the emulators (the benchmark makes the table, queues,
     # bus and schedule group there first); their logs are discarded.
-    "$ROOT/target/release/bench-coldstart" --runs "${2:-10}" --binary "$BOOTSTRAP" \
+    "$ROOT/target/release/bench-coldstart" --runs "${2:-10}" --binary "$ROOT/target/release/bootstrap" \
       get-campaign create-campaign sender whatsapp-webhook authorizer
     ;;
   *) echo "unknown benchmark: $what (try: import, upload, send, webhook, coldstart)" >&2; exit 2 ;;
