@@ -7,7 +7,8 @@
 #                                               items for comparison (the ratio), the stack's peak memory growth;
 #                                               then the export of the ROWS (time, size, memory) and the delete
 #                                               (time until every item is gone). The million: upload 1000000
-#                                               (BENCH_UPLOAD_STEPS=import: stop after the import's figures)
+#                                               (about 45 minutes; BENCH_UPLOAD_STEPS=import: stop after the
+#                                               import's figures)
 #   scripts/bench.sh send [SECONDS]             campaigns of SECONDS (default 25) of each tier's pace with
 #                                               WhatsApp's status webhooks on: rate, worst second, requests
 #                                               and write units per message, statuses applied
