@@ -108,8 +108,23 @@ impl SecretsManager {
         SecretsManager { signer, url }
     }
 
-    /// Calls `action` with `input`; answers the service's JSON.
+    /// Calls `action` with `input`; answers the service's JSON. A throttled call is made again
+    /// (up to three times in all, 200 ms then 400 ms apart), as the SDK's retries would.
     async fn call(&self, action: &'static str, input: Value) -> Result<Value, CallError> {
+        let mut attempt = 1;
+        loop {
+            match self.call_once(action, &input).await {
+                Err(CallError::Service { code, .. }) if attempt < 3 && THROTTLED.contains(&code.as_str()) => {
+                    tracing::warn!(action, attempt, "Secrets Manager throttled the call; trying again");
+                    tokio::time::sleep(std::time::Duration::from_millis(200 << (attempt - 1))).await;
+                    attempt += 1;
+                }
+                answer => return answer,
+            }
+        }
+    }
+
+    async fn call_once(&self, action: &'static str, input: &Value) -> Result<Value, CallError> {
         let target = format!("secretsmanager.{action}");
         let headers = [("content-type", "application/x-amz-json-1.1"), ("x-amz-target", target.as_str())];
         let call = Call {
@@ -126,17 +141,24 @@ impl SecretsManager {
         if status.is_success() {
             return Ok(body);
         }
-        match body["__type"].as_str() {
-            // `__type` may carry a namespace (`…#ResourceNotFoundException`) or a suffix after `:`.
-            Some(kind) => {
-                let code = kind.rsplit('#').next().unwrap_or(kind).split(':').next().unwrap_or(kind).to_string();
-                let message = body["message"].as_str().or(body["Message"].as_str()).unwrap_or("").to_string();
-                Err(CallError::Service { code, message })
-            }
-            None => Err(CallError::Failed(format!(
-                "{action}: HTTP {status}: {}",
-                text.chars().take(200).collect::<String>()
-            ))),
+        error_of(status, &body, &text, action)
+    }
+}
+
+/// The error codes that mean "too many requests, try again".
+const THROTTLED: [&str; 4] = ["ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded"];
+
+/// The error a failed answer carries: the service's type and message, or its status and text.
+fn error_of(status: http::StatusCode, body: &Value, text: &str, action: &str) -> Result<Value, CallError> {
+    match body["__type"].as_str() {
+        // `__type` may carry a namespace (`…#ResourceNotFoundException`) or a suffix after `:`.
+        Some(kind) => {
+            let code = kind.rsplit('#').next().unwrap_or(kind).split(':').next().unwrap_or(kind).to_string();
+            let message = body["message"].as_str().or(body["Message"].as_str()).unwrap_or("").to_string();
+            Err(CallError::Service { code, message })
+        }
+        None => {
+            Err(CallError::Failed(format!("{action}: HTTP {status}: {}", text.chars().take(200).collect::<String>())))
         }
     }
 }
@@ -211,6 +233,21 @@ impl AccountTokens {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn service_errors_are_read_by_their_type() {
+        let bad = http::StatusCode::BAD_REQUEST;
+        let body =
+            json!({"__type": "com.amazonaws.secretsmanager#ResourceNotFoundException", "message": "no such secret"});
+        let e = error_of(bad, &body, "", "GetSecretValue").unwrap_err();
+        assert!(e.is_not_found(), "{e}");
+        assert_eq!(e.to_string(), "ResourceNotFoundException: no such secret");
+        let body = json!({"__type": "ThrottlingException", "Message": "Rate exceeded"});
+        let e = error_of(bad, &body, "", "GetSecretValue").unwrap_err();
+        assert!(matches!(&e, CallError::Service { code, .. } if THROTTLED.contains(&code.as_str())), "{e}");
+        let e = error_of(http::StatusCode::BAD_GATEWAY, &Value::Null, "<html>", "PutSecretValue").unwrap_err();
+        assert_eq!(e.to_string(), "PutSecretValue: HTTP 502 Bad Gateway: <html>");
+    }
 
     #[test]
     fn secrets_never_show_in_debug() {
