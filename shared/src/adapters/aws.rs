@@ -36,7 +36,7 @@ use aws_types::service_config::{LoadServiceConfig, ServiceConfigKey};
 pub use aws_types::SdkConfig;
 
 /// The region when the environment names none (Lambda always does).
-const DEFAULT_REGION: &str = "us-east-1";
+pub const DEFAULT_REGION: &str = "us-east-1";
 
 /// How long opening a connection to an AWS endpoint may take (the SDK's own default).
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(3100);

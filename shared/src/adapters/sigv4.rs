@@ -70,7 +70,7 @@ impl Signer {
     pub fn new(sdk: &crate::adapters::aws::SdkConfig) -> Self {
         Signer {
             http: crate::adapters::https::client(CONNECT_TIMEOUT, 16),
-            region: sdk.region().map(|r| r.to_string()).unwrap_or_else(|| "us-east-1".into()),
+            region: sdk.region().map_or(crate::adapters::aws::DEFAULT_REGION, |r| r.as_ref()).to_string(),
             credentials: sdk.credentials_provider(),
         }
     }
@@ -155,6 +155,12 @@ fn signed(
     presign: Option<Duration>,
 ) -> Result<Request<()>, String> {
     let signing = |e: &dyn std::fmt::Display| format!("signing the request: {e}");
+    // The signer signs the host and panics on a URL without one (an endpoint set without a
+    // scheme, say): that is answered as an error instead.
+    match url.parse::<http::Uri>() {
+        Ok(uri) if uri.host().is_some() => {}
+        _ => return Err(format!("cannot sign a request to {url}: the URL has no host")),
+    }
     let mut settings = SigningSettings::default();
     if service == Service::S3 {
         settings.percent_encoding_mode = PercentEncodingMode::Single;
@@ -276,6 +282,14 @@ mod tests {
              Signature=5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31"
         );
         assert!(request.headers().get("x-amz-content-sha256").is_none());
+    }
+
+    #[test]
+    fn a_url_without_a_host_is_refused_not_signed() {
+        let (credentials, time) = s3_example();
+        let body = SignableBody::Bytes(b"");
+        let e = signed(Service::S3, &Method::GET, "/bucket/key", &[], body, &credentials, "us-east-1", time, None);
+        assert!(e.unwrap_err().contains("no host"));
     }
 
     #[test]
