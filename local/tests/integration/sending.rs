@@ -266,13 +266,21 @@ async fn two_campaigns_on_one_tier_1k_account_keep_its_pace() {
         "at most rate + 1 in any second, got {worst:?}: {:?}",
         times.windows(2).map(|w| w[1] - w[0]).collect::<Vec<_>>()
     );
-    // The two campaigns share the account's pace rather than take turns (the rate achieved is
-    // measured by the send benchmark, not here).
+    // The two campaigns share the account's pace rather than take turns: each sends while the
+    // other is still sending (taking turns, neither would). Who takes a freed slot is a race
+    // between the two campaigns' jobs, and the first has a head start, so the share is not
+    // asked to be even: on a loaded machine it has been from 10 to 40 of 60.
     let first_numbers = phones(1000, 60);
-    let early: Vec<bool> =
-        t.fake.requests().iter().take(40).map(|r| first_numbers.contains(r.to.as_ref().unwrap())).collect();
-    let of_first = early.iter().filter(|f| **f).count();
-    assert!((10..=30).contains(&of_first), "{of_first} of the first 40 sends were the first campaign's");
+    let of_first: Vec<bool> =
+        t.fake.requests().iter().map(|r| first_numbers.contains(r.to.as_ref().unwrap())).collect();
+    let last_of_first = of_first.iter().rposition(|f| *f).unwrap();
+    let first_of_second = of_first.iter().position(|f| !*f).unwrap();
+    let second_meanwhile = of_first[..last_of_first].iter().filter(|f| !**f).count();
+    let first_meanwhile = of_first[first_of_second..].iter().filter(|f| **f).count();
+    assert!(
+        second_meanwhile >= 5 && first_meanwhile >= 5,
+        "the second sent {second_meanwhile} before the first's last, the first {first_meanwhile} after the second's first"
+    );
 }
 
 #[tokio::test]
