@@ -13,6 +13,10 @@ this process only; what each request answers is unchanged.
   read when checked; moto copies a parsed update expression before it fills it in.
 - The walkers over a parsed update expression build their table of node types once, not once
   per node visited.
+- moto checks every update expression against ten rules for every item it writes; three of
+  them (how many clauses of each kind, overlapping paths, no key attribute changed) read only
+  the expression and its attribute names, and now run once per expression and names (the
+  others, which read the item or the values, still run every time).
 - Every item an update expression writes starts with a deep copy of the parsed expression;
   its nodes now copy themselves attribute by attribute instead of through copy's generic
   reduce-and-reconstruct path (the same copy, a few times faster).
@@ -72,6 +76,8 @@ import moto.dynamodb.models.table as dynamodb_table
 import moto.sqs.models as sqs_models
 from moto.dynamodb.parsing.ast_nodes import DepthFirstTraverser, Node
 from moto.dynamodb.parsing.expressions import UpdateExpressionParser
+from moto.dynamodb.parsing.validators import ActionCountValidator, OverlappingPathsValidator, UpdateExpressionValidator
+from moto.dynamodb.parsing.validators import UpdateHashRangeKeyValidator
 from moto.dynamodb.exceptions import TransactionCanceledException
 from moto.dynamodb.responses import DynamoHandler
 from moto.server import main
@@ -134,6 +140,40 @@ def _process(self, node):
     for node_type, processor in _processors(self):
         if isinstance(node, node_type):
             return processor(node)
+
+
+# The checks of an update expression that read only the expression, its attribute names and
+# the table's key attributes (not the item, not the values): the first three of moto's
+# processors (see UpdateExpressionValidator.get_ast_processors).
+_EXPRESSION_ONLY_CHECKS = 3
+# The parsed expressions (the cached objects, by identity) that passed those checks with these
+# names on a table with these keys.
+_passed: dict = {}
+_validator_init = UpdateExpressionValidator.__init__
+_validator_validate = UpdateExpressionValidator.validate
+
+
+def _validator_key(expression, names, table):
+    return (id(expression), tuple(sorted((names or {}).items())), tuple(table.table_key_attrs))
+
+
+def _init_validator(self, expression, expression_attribute_names, expression_attribute_values, item, table):
+    _validator_init(self, expression, expression_attribute_names, expression_attribute_values, item, table)
+    key = _validator_key(expression, expression_attribute_names, table)
+    if _passed.get(key) is expression:
+        self.processors = self.processors[_EXPRESSION_ONLY_CHECKS:]
+    else:
+        checks = [type(p) for p in self.processors[:_EXPRESSION_ONLY_CHECKS]]
+        if checks == [ActionCountValidator, OverlappingPathsValidator, UpdateHashRangeKeyValidator]:
+            self._passes = (key, expression)
+
+
+def _validate(self):
+    node = _validator_validate(self)
+    passes = self.__dict__.pop("_passes", None)
+    if passes is not None:
+        _passed[passes[0]] = passes[1]
+    return node
 
 
 class _NoTableBackups:
@@ -281,6 +321,8 @@ dynamodb_models.create_condition_expression_parser = _ParsedCondition
 UpdateExpressionParser.make = classmethod(lambda cls, expr: _parsed_update_expression(expr))
 DepthFirstTraverser.nodes_to_be_processed = _nodes_to_be_processed
 DepthFirstTraverser.process = _process
+UpdateExpressionValidator.__init__ = _init_validator
+UpdateExpressionValidator.validate = _validate
 moto_backends.list_of_moto_modules = _moto_modules
 WSGIRequestHandler.protocol_version = "HTTP/1.1"
 logging.getLogger("werkzeug").setLevel(logging.WARNING)

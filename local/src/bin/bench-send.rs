@@ -8,6 +8,7 @@
 //! status was applied; first, the emulators' own ceiling on a trivial request. Run by
 //! `scripts/bench.sh send`, which starts the emulators. Not a test: it prints figures.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -296,7 +297,15 @@ fn main() -> Result<(), local::BoxError> {
             let m = measure(&fake, &pnid, now_ms(), settled);
             let after = counts.snapshot();
             let posts = fake.webhooks();
-            let refused = posts[posts_before.min(posts.len())..].iter().filter(|p| !p.succeeded()).count();
+            let refusals: Vec<_> = posts[posts_before.min(posts.len())..].iter().filter(|p| !p.succeeded()).collect();
+            let refused = refusals.len();
+            if refused > 0 {
+                let mut why: BTreeMap<String, usize> = BTreeMap::new();
+                for p in &refusals {
+                    *why.entry(p.status.map(|s| s.to_string()).or(p.error.clone()).unwrap_or_default()).or_default() += 1;
+                }
+                details.push(format!("{}: status POSTs refused: {why:?}", sc.name));
+            }
             let (ddb, ddb_detail) = per(&after, &before, "DynamoDB_20120810.", m.sent);
             let (sqs, sqs_detail) = per(&after, &before, "AmazonSQS.", m.sent);
             let wru = write_units_per(&after, &before, m.sent);
