@@ -125,6 +125,21 @@ pub fn dispatch_window(rate: u32) -> u64 {
 /// slot is at most half a second after its first, see [`job_size`]).
 pub const SLOT_HORIZON: Duration = Duration::from_secs(1);
 
+/// How long the recipients a campaign counts in flight take to be counted processed once their
+/// slot came: WhatsApp's answer (a few hundred milliseconds) and the outcome's write.
+pub const IN_PROGRESS: Duration = Duration::from_millis(500);
+
+/// The queue delay of the `index`-th job (of `size` recipients) a dispatch step queues behind
+/// `in_flight` recipients at `rate` per second: when the account's pace reaches it, less the
+/// horizon a sender may take slots ahead and the part of those in flight that is being sent
+/// right now, in whole seconds rounded down (SQS delays whole seconds), so that each job is at
+/// a sender a little before its slots and the pace never waits for one.
+pub fn job_due(in_flight: u64, index: usize, size: usize, rate: u32) -> Duration {
+    let ahead = (in_flight + (index * size) as u64) as f64 / rate.max(1) as f64;
+    let early = SLOT_HORIZON.as_secs_f64() + IN_PROGRESS.as_secs_f64();
+    Duration::from_secs((ahead - early).max(0.0).floor() as u64)
+}
+
 /// The spacing of messages at `rate` per second, in microseconds.
 pub fn interval_micros(rate: u32) -> u64 {
     1_000_000 / rate.max(1) as u64
@@ -472,6 +487,11 @@ mod tests {
         assert_eq!((job_size(1), job_size(10), job_size(80), job_size(1000)), (1, 5, 40, 50));
         assert_eq!((dispatch_window(10), dispatch_window(80), dispatch_window(1)), (30, 240, 3));
         assert_eq!((interval_micros(10), interval_micros(1000)), (100_000, 1_000));
+        // 160 in flight at 80/s: two seconds of pace, of which the first job waits half a
+        // second (rounded down: none), the next one (40 more) one.
+        let due = |i| job_due(160, i, 40, 80).as_secs();
+        assert_eq!((due(0), due(1), due(2), due(4)), (0, 1, 1, 2));
+        assert_eq!(job_due(0, 0, 5, 10), Duration::ZERO);
         assert_eq!((pair_rate_delay(1), pair_rate_delay(2)), (Duration::from_secs(4), Duration::from_secs(16)));
         assert_eq!((retry_delay(1, 0.0), retry_delay(3, 0.5)), (Duration::from_secs(1), Duration::from_millis(4500)));
     }

@@ -15,7 +15,7 @@ use crate::domain::campaign::{Action, CampaignStatus};
 use crate::domain::daily_cap::hour_of;
 use crate::domain::id::Id;
 use crate::domain::phone::Phone;
-use crate::domain::sending::{DispatchJob, SLOT_HORIZON, SendJob, dispatch_window, job_size, measure_rate};
+use crate::domain::sending::{DispatchJob, SendJob, dispatch_window, job_due, job_size, measure_rate};
 use crate::domain::window::{SendWindow, WindowZone};
 use crate::usecases::lifecycle::change_status;
 
@@ -95,14 +95,10 @@ pub async fn dispatch(app: &App, step: DispatchJob) -> Result<(), SendError> {
         }
         let jobs: Vec<SendJob> =
             phones.chunks(size as usize).map(|p| SendJob::new(&campaign.id, next.run.clone(), p.to_vec(), 0)).collect();
-        // Each job is due when the account's pace reaches it (behind what is in flight), less
-        // the second a sender may take slots ahead: the jobs come a few at a time, not all at
-        // once.
-        let due = |i: usize| {
-            let ahead = (in_flight + (i as u64) * size) as f64 / rate.max(1) as f64;
-            Duration::from_secs((ahead - SLOT_HORIZON.as_secs_f64()).max(0.0).floor() as u64)
-        };
-        let timed: Vec<(&SendJob, Duration)> = jobs.iter().enumerate().map(|(i, j)| (j, due(i))).collect();
+        // Each job is due shortly before the account's pace reaches it (behind what is in
+        // flight): the jobs come a few at a time, not all at once.
+        let timed: Vec<(&SendJob, Duration)> =
+            jobs.iter().enumerate().map(|(i, j)| (j, job_due(in_flight, i, size as usize, rate))).collect();
         app.queue.send_jobs_at(&timed).await?;
         tracing::debug!(campaign = %campaign.id, jobs = jobs.len(), recipients = phones.len(), "queued");
         next.queued += phones.len() as u64;

@@ -18,6 +18,7 @@ use tracing::field::Empty;
 use tracing::{Instrument, info_span};
 
 use super::{Incoming, SendError, complete_if_done};
+use crate::adapters::store::StoreError;
 use crate::adapters::store::sending::{Holder, JobRead, Outcome, Record, Reservation, now_micros};
 use crate::adapters::whatsapp::SendOutcome;
 use crate::app::App;
@@ -337,7 +338,7 @@ async fn process(app: &App, inv: &Invocation, job: SendJob, deadline: Instant) -
             let count = claimed.len() as u64;
             let reservation = match count {
                 0 => Reservation::Granted(0),
-                _ => match app.db.reserve_slots(&ctx.account.id, count, interval, SLOT_HORIZON).await {
+                _ => match reserve(app, &ctx.account.id, count, interval).await {
                     Ok(reservation) => reservation,
                     Err(e) => {
                         // Nothing was sent: the claims are let go of below, as when busy.
@@ -469,6 +470,20 @@ async fn hand_on_after_resume(app: &App, campaign_id: &Id, phones: Vec<Phone>) -
         app.queue.send_jobs(&[SendJob::new(campaign_id, now.dispatch_run, phones, 0)], Duration::ZERO).await?;
     }
     Ok(())
+}
+
+/// Takes `count` send slots of the account within the horizon. When another job took the room
+/// since the job looked (its claims are held by now), and room opens within a moment, it waits
+/// for it and asks once more rather than let go of its claims and go round the queue.
+async fn reserve(app: &App, account_id: &str, count: u64, interval: u64) -> Result<Reservation, StoreError> {
+    let reservation = app.db.reserve_slots(account_id, count, interval, SLOT_HORIZON).await?;
+    match reservation {
+        Reservation::Busy { retry_at } if retry_at - now_micros() <= SHORT_WAIT_US => {
+            tokio::time::sleep(Duration::from_micros((retry_at - now_micros()).max(0) as u64)).await;
+            app.db.reserve_slots(account_id, count, interval, SLOT_HORIZON).await
+        }
+        other => Ok(other),
+    }
 }
 
 /// Puts (part of) a job back on the queue for when the account's pace has room: `early_us`
