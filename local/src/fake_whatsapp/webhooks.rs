@@ -480,7 +480,7 @@ impl FakeState {
         }
         let (status, error) = match request.send().await {
             Ok(response) => (Some(response.status().as_u16()), None),
-            Err(e) => (None, Some(e.to_string())),
+            Err(e) => (None, Some(error_chain(&e))),
         };
         let post = WebhookPost {
             seq: 0,
@@ -848,4 +848,16 @@ mod tests {
         assert_eq!(preference["timestamp"], 1_767_225_600);
         assert!(posted_statuses(&payload).is_empty());
     }
+}
+
+/// An error with its causes ("error sending request: … : connection refused"), so that a
+/// failed POST says why.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(&format!(": {c}"));
+        cause = c.source();
+    }
+    text
 }
