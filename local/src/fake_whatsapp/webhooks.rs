@@ -717,6 +717,18 @@ impl FakeState {
     }
 }
 
+/// An error with its causes ("error sending request: … : connection refused"), so that a
+/// failed POST says why.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(&format!(": {c}"));
+        cause = c.source();
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -848,16 +860,4 @@ mod tests {
         assert_eq!(preference["timestamp"], 1_767_225_600);
         assert!(posted_statuses(&payload).is_empty());
     }
-}
-
-/// An error with its causes ("error sending request: … : connection refused"), so that a
-/// failed POST says why.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        text.push_str(&format!(": {c}"));
-        cause = c.source();
-    }
-    text
 }
