@@ -297,14 +297,14 @@ fn main() -> Result<(), local::BoxError> {
             let m = measure(&fake, &pnid, now_ms(), settled);
             let after = counts.snapshot();
             let posts = fake.webhooks();
-            let refusals: Vec<_> = posts[posts_before.min(posts.len())..].iter().filter(|p| !p.succeeded()).collect();
-            let refused = refusals.len();
+            let failures: Vec<_> = posts[posts_before.min(posts.len())..].iter().filter(|p| !p.succeeded()).collect();
+            let refused = failures.len();
             if refused > 0 {
                 let mut why: BTreeMap<String, usize> = BTreeMap::new();
-                for p in &refusals {
+                for p in &failures {
                     *why.entry(p.status.map(|s| s.to_string()).or(p.error.clone()).unwrap_or_default()).or_default() += 1;
                 }
-                details.push(format!("{}: status POSTs refused: {why:?}", sc.name));
+                details.push(format!("{}: status POSTs that failed, by answer or error: {why:?}", sc.name));
             }
             let (ddb, ddb_detail) = per(&after, &before, "DynamoDB_20120810.", m.sent);
             let (sqs, sqs_detail) = per(&after, &before, "AmazonSQS.", m.sent);
