@@ -284,6 +284,33 @@ async fn two_campaigns_on_one_tier_1k_account_keep_its_pace() {
 }
 
 #[tokio::test]
+async fn a_job_whose_room_was_taken_after_its_look_waits_for_it_instead_of_letting_go() {
+    let t = TestStack::sending(0).await;
+    let numbers = phones(1200, 24);
+    let (c, _) = t.campaign_with("TIER_1K", &numbers).await;
+    start(&t, &c).await;
+    // Two jobs of 12 at 10 msg/s: each needs 1.2 s of the pace, more than the 1 s horizon.
+    // Both look at the idle pace before either reserves (a read, where each claim is a
+    // transaction of 12); the second to reserve then finds the next free slot 1.2 s ahead,
+    // about 0.2 s past its horizon. It waits for it and reserves again, holding its claims,
+    // rather than letting them go and going back to the queue (which would leave its 12 unsent
+    // here: no worker takes them).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (a, b) = tokio::join!(
+        send_batch(&t.app, vec![job(&c, &numbers[..12])], deadline),
+        send_batch(&t.app, vec![job(&c, &numbers[12..])], deadline)
+    );
+    assert!(a.is_empty() && b.is_empty(), "{a:?} {b:?}");
+    let h = t.hits();
+    assert!(numbers.iter().all(|p| h.get(p) == Some(&1)), "each of the 24 sent once within the two calls: {h:?}");
+    let times: Vec<u64> = t.fake.requests().iter().map(|r| r.at_ms).collect();
+    let worst = times.iter().map(|start| times.iter().filter(|t| **t >= *start && **t < start + 1000).count()).max();
+    assert!(worst.unwrap() <= 11, "at most rate + 1 in any second, got {worst:?}");
+    let c = t.get(&format!("/api/campaigns/{c}")).await.data().clone();
+    assert_eq!((count(&c, "sent_count"), c["status"].as_str()), (24, Some("completed")));
+}
+
+#[tokio::test]
 async fn an_account_without_its_token_secret_pauses_and_resumes_once_the_token_is_set() {
     let t = TestStack::sending(1).await;
     let (c, account) = t.campaign_with("TIER_100K", &phones(900, 3)).await;
