@@ -311,6 +311,31 @@ async fn a_job_whose_room_was_taken_after_its_look_waits_for_it_instead_of_letti
 }
 
 #[tokio::test]
+async fn jobs_that_looked_together_take_the_room_in_turn_instead_of_going_round_the_queue() {
+    let t = TestStack::sending(0).await;
+    let numbers = phones(1300, 20);
+    let (c, _) = t.campaign_with("TIER_1K", &numbers).await;
+    start(&t, &c).await;
+    // Five jobs of 4 at 10 msg/s (0.4 s of the pace each) look at the idle pace at once. The
+    // first three fit within the 1 s horizon; the fourth and fifth find the next slot 0.2 s past
+    // it and wait; when the fourth takes that room, the fifth finds the next 0.4 s later and
+    // waits again, instead of letting go of its claims (its 4 would stay unsent here: no worker
+    // takes the queue).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let results =
+        futures_util::future::join_all(numbers.chunks(4).map(|four| send_batch(&t.app, vec![job(&c, four)], deadline)))
+            .await;
+    assert!(results.iter().all(|r| r.is_empty()), "{results:?}");
+    let h = t.hits();
+    assert!(numbers.iter().all(|p| h.get(p) == Some(&1)), "each of the 20 sent once within the calls: {h:?}");
+    let times: Vec<u64> = t.fake.requests().iter().map(|r| r.at_ms).collect();
+    let worst = times.iter().map(|start| times.iter().filter(|t| **t >= *start && **t < start + 1000).count()).max();
+    assert!(worst.unwrap() <= 11, "at most rate + 1 in any second, got {worst:?}");
+    let c = t.get(&format!("/api/campaigns/{c}")).await.data().clone();
+    assert_eq!((count(&c, "sent_count"), c["status"].as_str()), (20, Some("completed")));
+}
+
+#[tokio::test]
 async fn an_account_without_its_token_secret_pauses_and_resumes_once_the_token_is_set() {
     let t = TestStack::sending(1).await;
     let (c, account) = t.campaign_with("TIER_100K", &phones(900, 3)).await;

@@ -64,6 +64,10 @@ fn late_tolerance(interval_us: i64) -> i64 {
 /// the invocation (microseconds); a later one goes back to the queue.
 const SHORT_WAIT_US: i64 = 500_000;
 
+/// How long in all a job holding its claims waits for room on the pace that others took
+/// before it lets go of them: its slots are then at most this plus the horizon ahead.
+const MOST_RESERVE_WAIT_US: i64 = 1_000_000;
+
 /// How many new slots a send woken too late for its slot takes before it lets go of its claim.
 const LATE_RETAKES: u32 = 2;
 
@@ -474,15 +478,20 @@ async fn hand_on_after_resume(app: &App, campaign_id: &Id, phones: Vec<Phone>) -
 
 /// Takes `count` send slots of the account within the horizon. When another job took the room
 /// since the job looked (its claims are held by now), and room opens within a moment, it waits
-/// for it and asks once more rather than let go of its claims and go round the queue.
+/// for it and asks again rather than let go of its claims and go round the queue (two writes,
+/// and a second or more in the queue, SQS delays being whole seconds: a gap in the pace). Jobs
+/// queued together look together, so several may wait for the same room; each one that loses
+/// it waits for the next, for at most [`MOST_RESERVE_WAIT_US`] in all.
 async fn reserve(app: &App, account_id: &str, count: u64, interval: u64) -> Result<Reservation, StoreError> {
-    let reservation = app.db.reserve_slots(account_id, count, interval, SLOT_HORIZON).await?;
-    match reservation {
-        Reservation::Busy { retry_at } if retry_at - now_micros() <= SHORT_WAIT_US => {
-            tokio::time::sleep(Duration::from_micros((retry_at - now_micros()).max(0) as u64)).await;
-            app.db.reserve_slots(account_id, count, interval, SLOT_HORIZON).await
+    let give_up_at = now_micros() + MOST_RESERVE_WAIT_US;
+    loop {
+        let reservation = app.db.reserve_slots(account_id, count, interval, SLOT_HORIZON).await?;
+        match reservation {
+            Reservation::Busy { retry_at } if retry_at - now_micros() <= SHORT_WAIT_US && retry_at <= give_up_at => {
+                tokio::time::sleep(Duration::from_micros((retry_at - now_micros()).max(0) as u64)).await;
+            }
+            other => return Ok(other),
         }
-        other => Ok(other),
     }
 }
 
