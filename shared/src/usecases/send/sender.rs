@@ -1,8 +1,10 @@
 //! The sender. For a send job (half a second of the account's pace at most): read its
-//! recipients → take their send slots on the account's pace, all within the next second, or
-//! put the job back on the queue for when there is room → claim them in one conditional
-//! transaction → at each slot, check the campaign is still sending (a status at most half a
-//! second old) and POST to WhatsApp → record every outcome and count it, in one transaction.
+//! recipients → look whether the account's pace has room within the next second (if not, the
+//! job goes back on the queue for when there is, holding nothing) → claim them in one
+//! conditional transaction → take their send slots (when jobs of the same moment took the room
+//! first, wait for the next, up to a second in all) → at each slot, check the campaign is still
+//! sending (a status at most half a second old) and POST to WhatsApp → record every outcome
+//! and count it, in one transaction.
 //! Nothing between the claims and the POSTs can fail without releasing the claims, and no
 //! invocation sleeps on slots far ahead: accounts never hold each other's senders.
 
