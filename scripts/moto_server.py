@@ -504,17 +504,17 @@ _moto_unix_time = sqs_models.unix_time
 
 
 def _visible_messages(queue):
-    now = time.time() * 1000.0
+    now = _unix_time_millis()
     return [m for m in queue._messages if now > m.visible_at and not now < m.delayed_until]
 
 
 def _delayed_count(queue):
-    now = time.time() * 1000.0
+    now = _unix_time_millis()
     return sum(1 for m in queue._messages if now < m.delayed_until)
 
 
 def _not_visible_count(queue):
-    now = time.time() * 1000.0
+    now = _unix_time_millis()
     return sum(1 for m in queue._messages if not now > m.visible_at)
 
 
