@@ -195,6 +195,22 @@ pub async fn counting_proxy(upstreams: Upstreams) -> std::io::Result<(SocketAddr
     Ok((addr, counts))
 }
 
+/// The most of `times` (milliseconds, in any order) within any one second: what a pace of
+/// "at most rate + 1 in any second" is checked against.
+pub fn busiest_second(times: &[u64]) -> usize {
+    let mut times = times.to_vec();
+    times.sort_unstable();
+    let mut busiest = 0;
+    let mut end = 0;
+    for (start, t) in times.iter().enumerate() {
+        while end < times.len() && times[end] < t + 1000 {
+            end += 1;
+        }
+        busiest = busiest.max(end - start);
+    }
+    busiest
+}
+
 /// Estimated DynamoDB write units per unit of work since `before`.
 pub fn write_units_per(counts: &HashMap<String, u64>, before: &HashMap<String, u64>, n: usize) -> f64 {
     let units = counts.get(WRITE_UNITS).copied().unwrap_or(0) - before.get(WRITE_UNITS).copied().unwrap_or(0);
@@ -206,6 +222,15 @@ mod tests {
     use serde_json::json;
 
     use super::write_units;
+
+    #[test]
+    fn the_busiest_second_counts_any_window_of_a_second() {
+        assert_eq!(super::busiest_second(&[]), 0);
+        // 0..900 ms: ten in one second; 1000 starts the next one.
+        let times: Vec<u64> = (0..=10).map(|i| i * 100).collect();
+        assert_eq!(super::busiest_second(&times), 10);
+        assert_eq!(super::busiest_second(&[2500, 1500, 1600, 2499, 10]), 3);
+    }
 
     #[test]
     fn write_units_follow_on_demand_billing() {

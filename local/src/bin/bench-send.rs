@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
 use http::Method;
-use local::bench::{Upstreams, call, counting_proxy, per, write_units_per};
+use local::bench::{Upstreams, busiest_second, call, counting_proxy, per, write_units_per};
 use local::fake_whatsapp::{self, FakeConfig, FakeState};
 use serde_json::{Value, json};
 use shared::app::App;
@@ -112,14 +112,7 @@ fn measure(fake: &FakeState, pnid: &str, settled_at_ms: u64, settled: bool) -> M
     let (first, last) = (times.first().copied().unwrap_or(0), times.last().copied().unwrap_or(0));
     let span = (last - first) as f64 / 1000.0;
     let achieved = if span > 0.0 { (sent.saturating_sub(1)) as f64 / span } else { 0.0 };
-    let mut worst = 0;
-    let mut j = 0;
-    for i in 0..times.len() {
-        while j < times.len() && times[j] < times[i] + 1000 {
-            j += 1;
-        }
-        worst = worst.max(j - i);
-    }
+    let worst = busiest_second(&times);
     let mut per_second = vec![0; (span as usize) + 1];
     for t in &times {
         per_second[((t - first) / 1000) as usize] += 1;
