@@ -114,10 +114,30 @@ pub fn job_size(rate: u32) -> usize {
 }
 
 /// Recipients a campaign may have queued and not yet processed: three seconds of the
-/// account's pace (at least three jobs): about a second being sent, the rest waiting, so the
-/// pace never runs dry between two dispatch steps.
+/// account's pace (at least three jobs), about a second being sent and the rest waiting, plus
+/// what may be sent and not yet counted processed ([`counted_late`]). Counting three seconds
+/// from the processed count alone, what was still to send ran 1.3–2.2 s of pace short of it,
+/// and at 200 msg/s the pace ran dry for a few hundred milliseconds every few dispatch steps.
 pub fn dispatch_window(rate: u32) -> u64 {
-    (3 * rate as u64).max(3 * job_size(rate) as u64)
+    (3 * rate as u64).max(3 * job_size(rate) as u64) + counted_late(rate)
+}
+
+/// How many of the recipients a campaign counts in flight may be sent already: a job is
+/// counted processed once the answer to its last message came ([`IN_PROGRESS`]), and a message
+/// woken too late for its slot takes a new one up to [`SLOT_HORIZON`] ahead, so a job counts
+/// in flight up to its span, the horizon and [`IN_PROGRESS`] after its first slot.
+pub fn counted_late(rate: u32) -> u64 {
+    let late_ms = (IN_PROGRESS + SLOT_HORIZON).as_millis() as u64;
+    (rate as u64 * late_ms).div_ceil(1000) + job_size(rate) as u64
+}
+
+/// How many recipients the account's pace surely has to send before a job queued now: what
+/// the pace has reserved ahead of now (`reserved_ahead_us`, the account's other campaigns
+/// included), and at least what the campaign counts in flight less what of it may be sent
+/// already ([`counted_late`]).
+pub fn still_to_send(in_flight: u64, reserved_ahead_us: i64, rate: u32) -> u64 {
+    let reserved = reserved_ahead_us.max(0) as u64 * rate as u64 / 1_000_000;
+    in_flight.saturating_sub(counted_late(rate)).max(reserved)
 }
 
 /// How far ahead of now a sender may take send slots: a job whose first slot would be later
@@ -130,14 +150,15 @@ pub const SLOT_HORIZON: Duration = Duration::from_secs(1);
 pub const IN_PROGRESS: Duration = Duration::from_millis(500);
 
 /// The queue delay of the `index`-th job (of `size` recipients) a dispatch step queues behind
-/// `in_flight` recipients at `rate` per second: when the account's pace reaches it, less the
-/// horizon a sender may take slots ahead and the part of those in flight that is being sent
-/// right now, in whole seconds rounded down (SQS delays whole seconds), so that each job is at
-/// a sender a little before its slots and the pace never waits for one.
-pub fn job_due(in_flight: u64, index: usize, size: usize, rate: u32) -> Duration {
-    let ahead = (in_flight + (index * size) as u64) as f64 / rate.max(1) as f64;
-    let early = SLOT_HORIZON.as_secs_f64() + IN_PROGRESS.as_secs_f64();
-    Duration::from_secs((ahead - early).max(0.0).floor() as u64)
+/// `ahead` recipients (see [`still_to_send`]) at `rate` per second: when the account's pace
+/// reaches it, less half the horizon a sender may take slots ahead, in whole seconds rounded
+/// down (SQS delays whole seconds). So a job comes half a second to a second and a half before
+/// its slots: in time for its read and claims, and seldom so early that it looks at the pace
+/// together with many others and finds the room taken after claiming. The count it is timed
+/// on is the least there can be: a job that comes late leaves a hole in the pace.
+pub fn job_due(ahead: u64, index: usize, size: usize, rate: u32) -> Duration {
+    let at = (ahead + (index * size) as u64) as f64 / rate.max(1) as f64;
+    Duration::from_secs((at - SLOT_HORIZON.as_secs_f64() / 2.0).max(0.0).floor() as u64)
 }
 
 /// The spacing of messages at `rate` per second, in microseconds.
@@ -485,12 +506,17 @@ mod tests {
     #[test]
     fn pace_and_backoff() {
         assert_eq!((job_size(1), job_size(10), job_size(80), job_size(1000)), (1, 5, 40, 50));
-        assert_eq!((dispatch_window(10), dispatch_window(80), dispatch_window(1)), (30, 240, 3));
+        assert_eq!((dispatch_window(10), dispatch_window(80), dispatch_window(1)), (50, 400, 6));
         assert_eq!((interval_micros(10), interval_micros(1000)), (100_000, 1_000));
-        // 160 in flight at 80/s: two seconds of pace, of which the first job waits half a
-        // second (rounded down: none), the next one (40 more) one.
-        let due = |i| job_due(160, i, 40, 80).as_secs();
-        assert_eq!((due(0), due(1), due(2), due(4)), (0, 1, 1, 2));
+        assert_eq!((counted_late(10), counted_late(80), counted_late(200)), (20, 160, 350));
+        // 400 in flight at 80/s: 240 of them are surely still to send (more if the pace has
+        // reserved more ahead), three seconds of pace; the first job queued behind them waits
+        // two and a half seconds (rounded down: two; its slots are a second ahead then), the
+        // next one (40 more) three, the one after three and a half (three).
+        assert_eq!((still_to_send(400, 0, 80), still_to_send(400, 4_000_000, 80)), (240, 320));
+        assert_eq!(still_to_send(100, 500_000, 80), 40, "nothing left in flight but the pace's reservations");
+        let due = |i| job_due(240, i, 40, 80).as_secs();
+        assert_eq!((due(0), due(1), due(2), due(4)), (2, 3, 3, 4));
         assert_eq!(job_due(0, 0, 5, 10), Duration::ZERO);
         assert_eq!((pair_rate_delay(1), pair_rate_delay(2)), (Duration::from_secs(4), Duration::from_secs(16)));
         assert_eq!((retry_delay(1, 0.0), retry_delay(3, 0.5)), (Duration::from_secs(1), Duration::from_millis(4500)));

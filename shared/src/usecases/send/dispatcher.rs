@@ -1,13 +1,15 @@
 //! The dispatcher: releases a sending campaign's pending recipients into send jobs, a window
-//! at a time. Each step reads the campaign; if fewer than a window (two seconds of the
-//! account's pace) of the recipients this run queued are still unprocessed, it queues send
-//! jobs for the next pending ones; then it queues its next step a second later. So the send
-//! queue holds a few seconds of any account's pace at most, and no sender waits on work queued
-//! minutes ahead of its time.
+//! at a time. Each step reads the campaign; if fewer than a window (about three seconds of the
+//! account's pace still to send, see [`dispatch_window`]) of the recipients this run queued
+//! are still unprocessed, it queues send jobs for the next pending ones, each delayed until
+//! shortly before the account's pace reaches it; then it queues its next step a second later.
+//! So the send queue holds a few seconds of any account's pace at most, and no sender waits on
+//! work queued minutes ahead of its time.
 
 use std::time::Duration;
 
 use super::{SendError, complete_if_done};
+use crate::adapters::store::sending::now_micros;
 use crate::app::App;
 use crate::domain::account::Account;
 use crate::domain::campaign::Campaign;
@@ -15,7 +17,7 @@ use crate::domain::campaign::{Action, CampaignStatus};
 use crate::domain::daily_cap::hour_of;
 use crate::domain::id::Id;
 use crate::domain::phone::Phone;
-use crate::domain::sending::{DispatchJob, SendJob, dispatch_window, job_due, job_size, measure_rate};
+use crate::domain::sending::{DispatchJob, SendJob, dispatch_window, job_due, job_size, measure_rate, still_to_send};
 use crate::domain::window::{SendWindow, WindowZone};
 use crate::usecases::lifecycle::change_status;
 
@@ -95,10 +97,12 @@ pub async fn dispatch(app: &App, step: DispatchJob) -> Result<(), SendError> {
         }
         let jobs: Vec<SendJob> =
             phones.chunks(size as usize).map(|p| SendJob::new(&campaign.id, next.run.clone(), p.to_vec(), 0)).collect();
-        // Each job is due shortly before the account's pace reaches it (behind what is in
-        // flight): the jobs come a few at a time, not all at once.
+        // Each job is due shortly before the account's pace reaches it (behind what is surely
+        // still to send): the jobs come a few at a time, not all at once.
+        let reserved_ahead = app.db.next_slot(&account.id).await?.map_or(0, |next| next - now_micros());
+        let ahead = still_to_send(in_flight, reserved_ahead, rate);
         let timed: Vec<(&SendJob, Duration)> =
-            jobs.iter().enumerate().map(|(i, j)| (j, job_due(in_flight, i, size as usize, rate))).collect();
+            jobs.iter().enumerate().map(|(i, j)| (j, job_due(ahead, i, size as usize, rate))).collect();
         app.queue.send_jobs_at(&timed).await?;
         tracing::debug!(campaign = %campaign.id, jobs = jobs.len(), recipients = phones.len(), "queued");
         next.queued += phones.len() as u64;
