@@ -57,8 +57,9 @@ struct Proxy {
 /// DynamoDB write request units a request costs, as on-demand bills them, estimated from the
 /// request alone: 1 per item written (items here are under 1 KB), 2 per item of a transaction,
 /// and 1 more per global secondary index entry a write adds or removes (2 when an index key is
-/// set on an existing item: the old entry goes, a new one comes). Condition checks and reads
-/// are not counted.
+/// set on an item that may have had an entry: the old entry goes, a new one comes; 1 when it is
+/// set to a message id, `WAMID#…`, which is written once and never replaces an entry).
+/// Condition checks and reads are not counted.
 pub fn write_units(target: &str, body: &Value) -> f64 {
     fn index_writes(update: &Value) -> f64 {
         let expr = update["UpdateExpression"].as_str().unwrap_or_default();
@@ -66,10 +67,14 @@ pub fn write_units(target: &str, body: &Value) -> f64 {
             Some((set, remove)) => (set, remove),
             None => (expr, ""),
         };
-        let keys = |part: &str, cost: f64| {
-            ["GSI1PK", "GSI2PK", "GSI3PK"].iter().filter(|k| part.contains(*k)).count() as f64 * cost
+        let set_cost = |key: &str| {
+            let placeholder = set.split(&format!("{key} = ")).nth(1).and_then(|rest| rest.split([',', ' ']).next());
+            let value = placeholder.and_then(|p| update["ExpressionAttributeValues"][p]["S"].as_str());
+            if value.is_some_and(|v| v.starts_with("WAMID#")) { 1.0 } else { 2.0 }
         };
-        keys(set, 2.0) + keys(remove, 1.0)
+        let keys = ["GSI1PK", "GSI2PK", "GSI3PK"];
+        let removed = keys.iter().filter(|k| remove.contains(*k)).count() as f64;
+        keys.iter().filter(|k| set.contains(*k)).map(|k| set_cost(k)).sum::<f64>() + removed
     }
     let put_index =
         |item: &Value| ["GSI1PK", "GSI2PK", "GSI3PK"].iter().filter(|k| item.get(**k).is_some()).count() as f64;
@@ -240,6 +245,10 @@ mod tests {
                                           {"ConditionCheck": {"Key": {}}}]});
         // 2 + 2 (index moved), 2 + 2 + 2 (two index keys set), condition check free.
         assert_eq!(write_units("DynamoDB_20120810.TransactWriteItems", &tx), 10.0);
+        // The outcome of a send: the pending entry removed, a message id's entry added (new).
+        let sent = json!({"UpdateExpression": "SET wamid = :wamid, GSI3PK = :gsi3pk, GSI3SK = :gsi3sk REMOVE GSI2PK, GSI2SK",
+                          "ExpressionAttributeValues": {":wamid": {"S": "wamid.1"}, ":gsi3pk": {"S": "WAMID#wamid.1"}}});
+        assert_eq!(write_units("DynamoDB_20120810.UpdateItem", &sent), 3.0);
         let counter = json!({"UpdateExpression": "ADD sent_count :a"});
         assert_eq!(write_units("DynamoDB_20120810.UpdateItem", &counter), 1.0);
         let batch = json!({"RequestItems": {"t": [{"PutRequest": {"Item": {"GSI2PK": {"S": "x"}}}},
