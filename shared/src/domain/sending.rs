@@ -122,6 +122,16 @@ pub fn dispatch_window(rate: u32) -> u64 {
     (3 * rate as u64).max(3 * job_size(rate) as u64) + counted_late(rate)
 }
 
+/// How many recipients one dispatch step queues: what the window has room for, in whole jobs
+/// (only the last job of a campaign may be short: fewer are pending), and at most two seconds of
+/// pace (1,000 below 500 msg/s), which bounds a step's reads and queue writes. Steps come
+/// about 1.2 s apart, so a step must be able to queue more than a second of pace: with 1,000 at
+/// most, an account at 1,000 msg/s could not have been sent faster than about 850.
+pub fn step_room(window: u64, in_flight: u64, rate: u32) -> u64 {
+    let size = job_size(rate) as u64;
+    (window.saturating_sub(in_flight) / size * size).min(2 * (rate as u64).max(500))
+}
+
 /// How many of the recipients a campaign counts in flight may be sent already: a job is
 /// counted processed once the answer to its last message came ([`IN_PROGRESS`]), and a message
 /// woken too late for its slot takes a new one up to [`SLOT_HORIZON`] ahead, so a job counts
@@ -509,6 +519,12 @@ mod tests {
         assert_eq!((dispatch_window(10), dispatch_window(80), dispatch_window(1)), (50, 400, 6));
         assert_eq!((interval_micros(10), interval_micros(1000)), (100_000, 1_000));
         assert_eq!((counted_late(10), counted_late(80), counted_late(200)), (20, 160, 350));
+        // Whole jobs of the window's room; at most two seconds of pace, so that steps 1.2 s
+        // apart keep up with 1,000 msg/s.
+        assert_eq!((step_room(400, 180, 80), step_room(400, 400, 80), step_room(400, 500, 80)), (200, 0, 0));
+        assert_eq!(step_room(dispatch_window(1000), 0, 1000), 2000);
+        assert!(step_room(dispatch_window(1000), 0, 1000) as f64 / 1.2 > 1000.0);
+        assert_eq!(step_room(dispatch_window(80), 0, 80), 400);
         // 400 in flight at 80/s: 240 of them are surely still to send (more if the pace has
         // reserved more ahead), three seconds of pace; the first job queued behind them waits
         // two and a half seconds (rounded down: two; its slots are a second ahead then), the

@@ -17,7 +17,9 @@ use crate::domain::campaign::{Action, CampaignStatus};
 use crate::domain::daily_cap::hour_of;
 use crate::domain::id::Id;
 use crate::domain::phone::Phone;
-use crate::domain::sending::{DispatchJob, SendJob, dispatch_window, job_due, job_size, measure_rate, still_to_send};
+use crate::domain::sending::{
+    DispatchJob, SendJob, dispatch_window, job_due, job_size, measure_rate, step_room, still_to_send,
+};
 use crate::domain::window::{SendWindow, WindowZone};
 use crate::usecases::lifecycle::change_status;
 
@@ -69,9 +71,8 @@ pub async fn dispatch(app: &App, step: DispatchJob) -> Result<(), SendError> {
     let mut next = DispatchJob { base: Some(base), ..step };
     note_rate(app, &campaign, &mut next).await;
     tracing::debug!(campaign = %campaign.id, in_flight, window, "dispatch step");
-    // Whole jobs only (a short one at the end of the campaign).
     let size = job_size(rate) as u64;
-    let room = (window.saturating_sub(in_flight) / size * size).min(1000);
+    let room = step_room(window, in_flight, rate);
     if room > 0 {
         let room = room as usize;
         let mut phones = Vec::new();
