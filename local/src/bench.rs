@@ -61,6 +61,7 @@ struct Proxy {
 /// set to a message id, `WAMID#…`, which is written once and never replaces an entry).
 /// Condition checks and reads are not counted.
 pub fn write_units(target: &str, body: &Value) -> f64 {
+    const INDEX_KEYS: [&str; 3] = ["GSI1PK", "GSI2PK", "GSI3PK"];
     fn index_writes(update: &Value) -> f64 {
         let expr = update["UpdateExpression"].as_str().unwrap_or_default();
         let (set, remove) = match expr.split_once("REMOVE") {
@@ -72,12 +73,10 @@ pub fn write_units(target: &str, body: &Value) -> f64 {
             let value = placeholder.and_then(|p| update["ExpressionAttributeValues"][p]["S"].as_str());
             if value.is_some_and(|v| v.starts_with("WAMID#")) { 1.0 } else { 2.0 }
         };
-        let keys = ["GSI1PK", "GSI2PK", "GSI3PK"];
-        let removed = keys.iter().filter(|k| remove.contains(*k)).count() as f64;
-        keys.iter().filter(|k| set.contains(*k)).map(|k| set_cost(k)).sum::<f64>() + removed
+        let removed = INDEX_KEYS.iter().filter(|k| remove.contains(*k)).count() as f64;
+        INDEX_KEYS.iter().filter(|k| set.contains(*k)).map(|k| set_cost(k)).sum::<f64>() + removed
     }
-    let put_index =
-        |item: &Value| ["GSI1PK", "GSI2PK", "GSI3PK"].iter().filter(|k| item.get(**k).is_some()).count() as f64;
+    let put_index = |item: &Value| INDEX_KEYS.iter().filter(|k| item.get(**k).is_some()).count() as f64;
     match target.trim_start_matches("DynamoDB_20120810.") {
         "UpdateItem" => 1.0 + index_writes(body),
         "PutItem" => 1.0 + put_index(&body["Item"]),
