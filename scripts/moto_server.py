@@ -1,5 +1,6 @@
 """Runs moto_server (the AWS emulator of the local stack) with fixes to its speed, applied in
-this process only; what each request answers is unchanged.
+this process only; what each request answers is unchanged, but for BatchExecuteStatement and
+DynamoDB Streams, whose notes below say what differs from moto.
 
 - The server speaks HTTP/1.1 with keep-alive: under HTTP/1.0 (werkzeug's default) every
   request opened a connection and started a thread.
@@ -45,10 +46,61 @@ this process only; what each request answers is unchanged.
   and starts after ExclusiveStartKey by bisection; a query on an index still reads every item
   (moto keeps no index) but no longer sorts the whole table first, only what matched.
 
-- The answer of a Query, Scan, GetItem or BatchGetItem is written as JSON directly: it is
-  already in DynamoDB's wire form (attribute values as `{"S": …}`), and moto's serializer,
-  which walks the API model for every attribute of every item, took three quarters of the
-  time of a page of 3,000 recipients. Other answers, and errors, go through moto's serializer.
+- The answer of a Query, Scan, GetItem, BatchGetItem or BatchExecuteStatement is written as
+  JSON directly: it is already in DynamoDB's wire form (attribute values as `{"S": …}`), and
+  moto's serializer, which walks the API model for every attribute of every item, took three
+  quarters of the time of a page of 3,000 recipients. Other answers, and errors, go through
+  moto's serializer.
+
+- moto answers each statement of a BatchExecuteStatement by converting every item of every
+  table, and of each of its indexes, to JSON and running the statement over that copy: one
+  UPDATE on a table of 100,000 recipients with one index took 11-15 seconds. Nor does it read
+  the terms of a WHERE clause beyond the key as a condition: an UPDATE whose condition does
+  not hold was answered as a success (and not applied), and so was one of an item that does
+  not exist. Here an UPDATE of the form the service sends — `UPDATE "t" SET "a" = ? REMOVE "b"
+  WHERE "PK" = ? AND "SK" = ? AND <condition>`: SET and REMOVE clauses of one top-level
+  attribute each, at least one, in any order; each of the table's key attributes compared
+  with `=` once among the WHERE clause's top-level AND terms; a condition of `=`, `<>`, `<`,
+  `<=`, `>`, `>=` against a parameter, `IS MISSING`, `IS NOT MISSING`, AND, OR and
+  parentheses; every name double-quoted, every value a `?` parameter — is applied with moto's
+  update_item (half a millisecond on that table): the update expression of its SET and REMOVE
+  clauses, and the condition `attribute_exists` of the key AND the rest of the WHERE clause
+  (`IS MISSING` as `attribute_not_exists`), since a PartiQL UPDATE never creates an item. The
+  update paths above, their checks and the table's stream apply to it. Each statement
+  succeeds or fails on its own, as on DynamoDB: a condition that does not hold, or an item
+  that does not exist, answers ConditionalCheckFailed (with the item when the statement asks
+  for ReturnValuesOnConditionCheckFailure ALL_OLD); any other error of moto's, a wrong number
+  of parameters or a key of the wrong type answers ValidationError. Each statement's text is
+  parsed once. Any other statement goes through moto's PartiQL as before.
+- moto took a BatchExecuteStatement of any number of statements; DynamoDB refuses one of more
+  than 25 with a ValidationException, and so does this one.
+
+- With a stream on the table, moto turned both images of every write into JSON, and the whole
+  record once more into a JSON string only to measure its size, and kept every record for as
+  long as it ran (importing a million recipients kept a million records). Here only the
+  records the service's Lambda event-source filter would pass are kept: a MODIFY whose new
+  image has a `tally` of a value the old image does not have (another value, or none). On AWS
+  the stream holds every change and the filter drops the others before the function is
+  invoked; here they are not recorded. MOTO_STREAM_ONLY_CHANGED names the attribute (default
+  `tally`; empty: every record is kept, as moto does).
+- A record's SizeBytes is the size of its keys and images counted as DynamoDB counts an
+  item's size (moto's, the length of the record's JSON, was an overestimate), without writing
+  the record out.
+- A record older than 10 minutes is dropped from the front of the shard (AWS keeps 24 hours),
+  a second's worth at a time, as records are added or read. The shard's first sequence number
+  moves with them, so that a record keeps its number and moto's iterators, which find a
+  record by its number minus the first one, still find it. A TRIM_HORIZON iterator reads from
+  the oldest record kept; an iterator whose place was dropped fails with
+  TrimmedDataAccessException, as on AWS after 24 hours.
+- Every GetRecords returns a new shard iterator, which moto kept for as long as it ran (a
+  consumer polling four times a second would leave 350,000 a day, over a kilobyte each). An
+  iterator is dropped 15 minutes after it was issued, when AWS expires it; using it then
+  fails with ExpiredIteratorException.
+- moto's StreamShard.add also hands every record to the table's Lambda event-source mappings
+  (importing moto's Lambda models for the first one). The table has none: that is only looked
+  at for a record kept, and skipped when there are none.
+- DynamoDB Streams requests run one at a time with the DynamoDB ones, since a write trims the
+  shard a GetRecords reads.
 
 - SQS walks every message of a queue for each receive, each delete and each wait, reading the
   clock through datetime arithmetic twice per message, and a delete walks the queue twice per
@@ -95,6 +147,7 @@ import moto.backends as moto_backends
 import moto.dynamodb.comparisons as dynamodb_comparisons
 import moto.dynamodb.models as dynamodb_models
 import moto.dynamodb.models.table as dynamodb_table
+import moto.dynamodbstreams.models as dynamodbstreams_models
 import moto.sqs.models as sqs_models
 from moto.dynamodb.exceptions import ItemSizeTooLarge
 from moto.dynamodb.models.dynamo_type import DynamoType, bytesize
@@ -104,8 +157,10 @@ from moto.dynamodb.parsing.ast_nodes import DepthFirstTraverser, Node
 from moto.dynamodb.parsing.expressions import UpdateExpressionParser
 from moto.dynamodb.parsing.validators import ActionCountValidator, OverlappingPathsValidator, UpdateExpressionValidator
 from moto.dynamodb.parsing.validators import UpdateHashRangeKeyValidator
-from moto.dynamodb.exceptions import TransactionCanceledException
+from moto.core.exceptions import JsonRESTError
+from moto.dynamodb.exceptions import ConditionalCheckFailed, MockValidationException, TransactionCanceledException
 from moto.dynamodb.responses import DynamoHandler
+from moto.dynamodbstreams.responses import DynamoDBStreamsHandler
 from moto.server import main
 from werkzeug.serving import WSGIRequestHandler
 
@@ -447,13 +502,439 @@ def table_query(self, hash_key, range_comparison, range_objs, limit, exclusive_s
     finally:
         del self.all_items
 
+# BatchExecuteStatement: an UPDATE of the form the service sends (see the module's notes) is
+# applied through update_item; anything else goes to moto's own PartiQL.
+
+_BATCH_STATEMENTS_MAX = 25
+_PARTIQL_TOKEN = re.compile(r'\s*(?:"((?:[^"]|"")*)"|(\?)|(<>|<=|>=|=|<|>)|([()])|([A-Za-z]+))')
+_PARTIQL_OPERATORS = frozenset(("=", "<>", "<", "<=", ">", ">="))
+
+
+class _NotTheFastForm(Exception):
+    pass
+
+
+def _partiql_tokens(statement):
+    """The statement's tokens — ("id", name), ("?", index), ("op", op), ("(", None),
+    (")", None), ("word", WORD) — or None when it has anything else."""
+    tokens, at, params = [], 0, 0
+    while True:
+        m = _PARTIQL_TOKEN.match(statement, at)
+        if m is None:
+            return tokens if not statement[at:].strip() else None
+        at = m.end()
+        name, mark, op, paren, word = m.groups()
+        if name is not None:
+            if not name:
+                return None
+            tokens.append(("id", name.replace('""', '"')))
+        elif mark:
+            tokens.append(("?", params))
+            params += 1
+        elif op:
+            tokens.append(("op", op))
+        elif paren:
+            tokens.append((paren, None))
+        else:
+            tokens.append(("word", word.upper()))
+
+
+class _PartiqlUpdate:
+    """Reads `UPDATE "t" (SET "a" = ? | REMOVE "a")... WHERE <cond>`; the condition as a tree of
+    ("or", [...]), ("and", [...]), ("cmp", name, op, parameter), ("missing", name),
+    ("present", name)."""
+
+    def __init__(self, tokens):
+        self.tokens, self.at = tokens, 0
+
+    def peek(self):
+        return self.tokens[self.at] if self.at < len(self.tokens) else (None, None)
+
+    def take(self, kind, value=None):
+        token = self.peek()
+        if token[0] != kind or (value is not None and token[1] != value):
+            raise _NotTheFastForm
+        self.at += 1
+        return token[1]
+
+    def statement(self):
+        self.take("word", "UPDATE")
+        table = self.take("id")
+        sets, removes = [], []
+        while self.peek() in (("word", "SET"), ("word", "REMOVE")):
+            if self.take("word") == "SET":
+                name = self.take("id")
+                self.take("op", "=")
+                sets.append((name, self.take("?")))
+            else:
+                removes.append(self.take("id"))
+        if not sets and not removes:
+            raise _NotTheFastForm
+        self.take("word", "WHERE")
+        where = self.disjunction()
+        if self.at != len(self.tokens):
+            raise _NotTheFastForm
+        return table, tuple(sets), tuple(removes), where
+
+    def disjunction(self):
+        terms = [self.conjunction()]
+        while self.peek() == ("word", "OR"):
+            self.at += 1
+            terms.append(self.conjunction())
+        return terms[0] if len(terms) == 1 else ("or", terms)
+
+    def conjunction(self):
+        terms = [self.term()]
+        while self.peek() == ("word", "AND"):
+            self.at += 1
+            terms.append(self.term())
+        return terms[0] if len(terms) == 1 else ("and", terms)
+
+    def term(self):
+        if self.peek()[0] == "(":
+            self.at += 1
+            inner = self.disjunction()
+            self.take(")")
+            return inner
+        name = self.take("id")
+        if self.peek() == ("word", "IS"):
+            self.at += 1
+            negated = self.peek() == ("word", "NOT")
+            if negated:
+                self.at += 1
+            self.take("word", "MISSING")
+            return ("present" if negated else "missing", name)
+        op = self.take("op")
+        return ("cmp", name, op, self.take("?"))
+
+
+@functools.lru_cache(maxsize=4096)
+def _partiql_update(statement):
+    """(table, sets, removes, where, number of parameters) of an UPDATE of the fast form, or None."""
+    tokens = _partiql_tokens(statement)
+    if tokens is None:
+        return None
+    try:
+        parts = _PartiqlUpdate(tokens).statement()
+    except _NotTheFastForm:
+        return None
+    return (*parts, sum(1 for kind, _ in tokens if kind == "?"))
+
+
+def _conjuncts(node):
+    if node[0] == "and":
+        for term in node[1]:
+            yield from _conjuncts(term)
+    else:
+        yield node
+
+
+class _UpdateCall:
+    """An UPDATE of the fast form as moto's update_item arguments, on a table with these keys."""
+
+    def __init__(self, sets, removes, where, key_attrs):
+        self.refs = {}  # attribute name -> its placeholder
+        self.key = {}  # key attribute -> parameter
+        condition = []
+        for term in _conjuncts(where):
+            if term[0] == "cmp" and term[2] == "=" and term[1] in key_attrs:
+                if term[1] in self.key:
+                    raise _NotTheFastForm
+                self.key[term[1]] = term[3]
+            else:
+                condition.append(term)
+        if len(self.key) != len(key_attrs):
+            raise _NotTheFastForm
+        self.values = [p for _, p in sets]  # the parameters given as values, in order
+        clauses = []
+        if sets:
+            clauses.append("SET " + ", ".join(f"{self.ref(n)} = :v{p}" for n, p in sets))
+        if removes:
+            clauses.append("REMOVE " + ", ".join(self.ref(n) for n in removes))
+        self.update_expression = " ".join(clauses)
+        self.condition_expression = f"attribute_exists({self.ref(key_attrs[0])})"
+        if condition:
+            node = condition[0] if len(condition) == 1 else ("and", condition)
+            self.condition_expression += f" AND ({self.condition(node)})"
+        self.names = {ref: name for name, ref in self.refs.items()}
+
+    def ref(self, name):
+        if name not in self.refs:
+            self.refs[name] = f"#n{len(self.refs)}"
+        return self.refs[name]
+
+    def condition(self, node):
+        kind = node[0]
+        if kind in ("and", "or"):
+            parts = (f"({self.condition(n)})" if n[0] in ("and", "or") else self.condition(n) for n in node[1])
+            return f" {kind.upper()} ".join(parts)
+        if kind == "cmp":
+            self.values.append(node[3])
+            return f"{self.ref(node[1])} {node[2]} :v{node[3]}"
+        return f"attribute_{'not_' if kind == 'missing' else ''}exists({self.ref(node[1])})"
+
+
+@functools.lru_cache(maxsize=4096)
+def _update_call(statement, key_attrs):
+    parsed = _partiql_update(statement)
+    if parsed is None:
+        return None
+    try:
+        return _UpdateCall(*parsed[1:4], key_attrs)
+    except _NotTheFastForm:
+        return None
+
+
+def _statement_error(table_name, code, message, item=None):
+    error = {"Code": code, "Message": message}
+    if item is not None:
+        error["Item"] = item
+    return {"TableName": table_name, "Error": error}
+
+
+def _execute_update(backend, table, call, stmt):
+    """One UPDATE of the fast form: its entry of the answer's Responses."""
+    params = stmt.get("Parameters") or []
+    if len(params) != _partiql_update(stmt["Statement"])[4]:
+        return _statement_error(table.name, "ValidationError",
+                                "Number of parameters in request and statement don't match.")
+    if not all(isinstance(p, dict) and len(p) == 1 for p in params):
+        return _statement_error(table.name, "ValidationError",
+                                "Supplied AttributeValue has more than one datatypes set, "
+                                "must contain exactly one of the supported datatypes")
+    declared = {a["AttributeName"]: a["AttributeType"] for a in table.attr}
+    key = {}
+    for attr, p in call.key.items():
+        given = next(iter(params[p]))
+        if given != declared.get(attr, given):
+            return _statement_error(table.name, "ValidationError",
+                                    "One or more parameter values were invalid: Type mismatch for key "
+                                    f"{attr} expected: {declared[attr]} actual: {given}")
+        key[attr] = params[p]
+    try:
+        backend.update_item(
+            table.name,
+            key,
+            call.update_expression,
+            dict(call.names),
+            {f":v{p}": params[p] for p in call.values},
+            condition_expression=call.condition_expression,
+        )
+    except ConditionalCheckFailed:
+        old = None
+        if stmt.get("ReturnValuesOnConditionCheckFailure") == "ALL_OLD":
+            current = backend.get_item(table.name, key)
+            old = None if current is None else current.to_json()["Attributes"]
+        return _statement_error(table.name, "ConditionalCheckFailed", "The conditional request failed", old)
+    except JsonRESTError as e:
+        return _statement_error(table.name, "ValidationError", e.message)
+    return {"TableName": table.name}
+
+
+_batch_execute_statement = dynamodb_models.DynamoDBBackend.batch_execute_statement
+
+
+def batch_execute_statement(self, statements):
+    """moto's batch_execute_statement, with an UPDATE of the fast form applied by update_item."""
+    if len(statements) > _BATCH_STATEMENTS_MAX:
+        first = 268435456
+        listed = ", ".join(
+            f"com.amazonaws.dynamodb.v20120810.BatchStatementRequest@{first + i:x}" for i in range(len(statements))
+        )
+        raise MockValidationException(
+            f"1 validation error detected: Value '[{listed}]' at 'statements' failed to satisfy constraint: "
+            f"Member must have length less than or equal to {_BATCH_STATEMENTS_MAX}"
+        )
+    plans = []
+    for stmt in statements:
+        plan = None
+        parsed = _partiql_update(stmt.get("Statement") or "")
+        if parsed is not None:
+            table = self.tables.get(parsed[0])
+            if table is not None:
+                call = _update_call(stmt["Statement"], tuple(table.table_key_attrs))
+                if call is not None:
+                    plan = (table, call)
+        plans.append(plan)
+    if not any(plans):
+        return _batch_execute_statement(self, statements)
+    responses = []
+    for stmt, plan in zip(statements, plans):
+        if plan is None:
+            responses.extend(_batch_execute_statement(self, [stmt]))
+        else:
+            responses.append(_execute_update(self, plan[0], plan[1], stmt))
+    return responses
+
+
+# DynamoDB Streams: which records are kept, how long, and how an iterator is served (see the
+# module's notes).
+
+_STREAM_ONLY_CHANGED = os.environ.get("MOTO_STREAM_ONLY_CHANGED", "tally")
+_STREAM_KEEP_S = 600.0
+_ITERATOR_LIFE_S = 900.0  # AWS: a shard iterator expires 15 minutes after it is returned
+
+
+def _stream_keeps(old, new):
+    """Whether the record of a change from `old` to `new` is kept (see the module's notes)."""
+    if not _STREAM_ONLY_CHANGED:
+        return True
+    if old is None or new is None:
+        return False
+    value = new.attrs.get(_STREAM_ONLY_CHANGED)
+    if value is None:
+        return False
+    before = old.attrs.get(_STREAM_ONLY_CHANGED)
+    return before is None or before != value
+
+
+def stream_record_init(self, table, stream_type, event_name, old, new, seq):
+    """moto's StreamRecord, with its size counted from the items' sizes (not a JSON dump) and
+    the time it was made."""
+    self.created = time.time()
+    rec = old if old is not None else new
+    keys = {table.hash_key_attr: rec.hash_key.to_json()}
+    size = rec.hash_key.size() + bytesize(table.hash_key_attr)
+    if table.range_key_attr is not None:
+        keys[table.range_key_attr] = rec.range_key.to_json()
+        size += rec.range_key.size() + bytesize(table.range_key_attr)
+    dynamodb = {
+        "StreamViewType": stream_type,
+        "ApproximateCreationDateTime": dynamodb_table.utcnow(),
+        "SequenceNumber": str(seq),
+        "SizeBytes": 1,
+        "Keys": keys,
+    }
+    if stream_type in ("NEW_IMAGE", "NEW_AND_OLD_IMAGES") and new is not None:
+        dynamodb["NewImage"] = new.to_json()["Attributes"]
+        size += new.size()
+    if stream_type in ("OLD_IMAGE", "NEW_AND_OLD_IMAGES") and old is not None:
+        dynamodb["OldImage"] = old.to_json()["Attributes"]
+        size += old.size()
+    dynamodb["SizeBytes"] = size
+    self.record = {
+        "eventID": dynamodb_table.mock_random.uuid4().hex,
+        "eventName": event_name,
+        "eventSource": "aws:dynamodb",
+        "eventVersion": "1.0",
+        "awsRegion": "us-east-1",
+        "dynamodb": dynamodb,
+    }
+
+
+def _trim_stream(shard):
+    """Drops the records older than _STREAM_KEEP_S from the front of the shard; the shard's first
+    sequence number moves with them, so a record keeps its number and its place
+    (number - first) in the list. Runs once the oldest is a second past the limit, so that it
+    drops a second's records at a time, not one per write."""
+    items = shard.items
+    if not items or getattr(items[0], "created", None) is None:
+        return
+    now = time.time()
+    if items[0].created > now - _STREAM_KEEP_S - 1.0:
+        return
+    cutoff = now - _STREAM_KEEP_S
+    drop = 0
+    while drop < len(items) and getattr(items[drop], "created", now) < cutoff:
+        drop += 1
+    del items[:drop]
+    shard.starting_sequence_number += drop
+
+
+_stream_shard_add = dynamodb_table.StreamShard.add
+
+
+def stream_shard_add(self, old, new):
+    """moto's StreamShard.add for the records kept (see the module's notes)."""
+    if not _stream_keeps(old, new):
+        return
+    _trim_stream(self)
+    if self.table.lambda_event_source_mappings:
+        return _stream_shard_add(self, old, new)
+    if old is None:
+        event_name = "INSERT"
+    elif new is None:
+        event_name = "REMOVE"
+    else:
+        event_name = "MODIFY"
+    seq = len(self.items) + self.starting_sequence_number
+    self.items.append(dynamodb_table.StreamRecord(self.table, self.table.stream_specification["StreamViewType"],
+                                                  event_name, old, new, seq))
+
+
+class _TrimmedDataAccess(JsonRESTError):
+    def __init__(self):
+        super().__init__("TrimmedDataAccessException",
+                         "The operation attempted to read past the oldest stream record in a shard.")
+
+
+class _ExpiredIterator(JsonRESTError):
+    def __init__(self):
+        super().__init__("ExpiredIteratorException", "The shard iterator has expired or is not valid.")
+
+
+_shard_iterator_init = dynamodbstreams_models.ShardIterator.__init__
+_shard_iterator_get = dynamodbstreams_models.ShardIterator.get
+
+
+def shard_iterator_init(self, *args, **kwargs):
+    _shard_iterator_init(self, *args, **kwargs)
+    self.created = time.time()
+
+
+def shard_iterator_get(self, limit=1000):
+    """moto's ShardIterator.get on the shard as trimmed: a TRIM_HORIZON iterator reads from the
+    oldest record kept, another one whose place was trimmed fails as on AWS."""
+    shard = self.stream_shard
+    _trim_stream(shard)
+    if self.shard_iterator_type == "TRIM_HORIZON":
+        self.sequence_number = max(self.sequence_number, shard.starting_sequence_number)
+    elif self.sequence_number < shard.starting_sequence_number:
+        raise _TrimmedDataAccess()
+    return _shard_iterator_get(self, limit)
+
+
+def _drop_expired_iterators(backend):
+    iterators = backend.shard_iterators
+    cutoff = time.time() - _ITERATOR_LIFE_S
+    while iterators:
+        arn = next(iter(iterators))
+        if getattr(iterators[arn], "created", cutoff) >= cutoff:
+            break
+        del iterators[arn]
+
+
+_get_shard_iterator = dynamodbstreams_models.DynamoDBStreamsBackend.get_shard_iterator
+
+
+def get_shard_iterator(self, *args, **kwargs):
+    _drop_expired_iterators(self)
+    return _get_shard_iterator(self, *args, **kwargs)
+
+
+def get_records(self, iterator_arn, limit):
+    _drop_expired_iterators(self)
+    iterator = self.shard_iterators.get(iterator_arn)
+    if iterator is None:
+        raise _ExpiredIterator()
+    return iterator.get(limit)
+
+
+_streams_call_action = DynamoDBStreamsHandler.call_action
+
+
+def streams_call_action(self):
+    with _lock:
+        return _streams_call_action(self)
+
+
 _serialized = DynamoHandler.serialized
-_READS = frozenset(("Query", "Scan", "GetItem", "BatchGetItem"))
+_WRITTEN_DIRECTLY = frozenset(("Query", "Scan", "GetItem", "BatchGetItem", "BatchExecuteStatement"))
 
 
 def serialized(self, action_result):
     result = action_result.result
-    if isinstance(result, dict) and self._get_action() in _READS:
+    if isinstance(result, dict) and self._get_action() in _WRITTEN_DIRECTLY:
         try:
             body = json.dumps({k: v for k, v in result.items() if v is not None})
         except (TypeError, ValueError):
@@ -499,6 +980,14 @@ dynamodb_models.UpdateExpressionExecutor = _update_executor
 DynamoHandler.call_action = call_action
 DynamoHandler.serialized = serialized
 dynamodb_table.Table.query = table_query
+dynamodb_models.DynamoDBBackend.batch_execute_statement = batch_execute_statement
+dynamodb_table.StreamRecord.__init__ = stream_record_init
+dynamodb_table.StreamShard.add = stream_shard_add
+dynamodbstreams_models.ShardIterator.__init__ = shard_iterator_init
+dynamodbstreams_models.ShardIterator.get = shard_iterator_get
+dynamodbstreams_models.DynamoDBStreamsBackend.get_shard_iterator = get_shard_iterator
+dynamodbstreams_models.DynamoDBStreamsBackend.get_records = get_records
+DynamoDBStreamsHandler.call_action = streams_call_action
 
 def _unix_time(dt=None):
     return time.time() if dt is None else _moto_unix_time(dt)

@@ -107,8 +107,36 @@ pub fn write_units(target: &str, body: &Value) -> f64 {
                 }
             })
             .sum(),
+        "BatchExecuteStatement" => body["Statements"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|st| {
+                let text = st["Statement"].as_str().unwrap_or_default();
+                if text.starts_with("UPDATE") { 1.0 + statement_index_writes(text, &st["Parameters"]) } else { 0.0 }
+            })
+            .sum(),
         _ => 0.0,
     }
+}
+
+/// The index entries a PartiQL `UPDATE` adds or removes, as [`write_units`] counts them for an
+/// update expression.
+fn statement_index_writes(text: &str, parameters: &Value) -> f64 {
+    let head = text.split(" WHERE ").next().unwrap_or_default();
+    let mut writes = 0.0;
+    for key in ["GSI1PK", "GSI2PK", "GSI3PK"] {
+        if head.contains(&format!("REMOVE \"{key}\"")) {
+            writes += 1.0;
+        }
+        let set = format!("SET \"{key}\" = ?");
+        if let Some(at) = head.find(&set) {
+            let position = head[..at + set.len()].matches('?').count() - 1;
+            let value = parameters[position]["S"].as_str().unwrap_or_default();
+            writes += if value.starts_with("WAMID#") { 1.0 } else { 2.0 };
+        }
+    }
+    writes
 }
 
 async fn forward(State(p): State<Arc<Proxy>>, req: Request) -> Response {
@@ -124,7 +152,8 @@ async fn forward(State(p): State<Arc<Proxy>>, req: Request) -> Response {
         *m.entry(WRITE_UNITS.to_string()).or_default() += (units * 1000.0) as u64;
         *m.entry(target.clone()).or_default() += 1;
     }
-    let upstream = if target.starts_with("DynamoDB_") { &p.upstreams.dynamodb } else { &p.upstreams.other };
+    // DynamoDB and its streams (`DynamoDBStreams_…`) are one emulator.
+    let upstream = if target.starts_with("DynamoDB") { &p.upstreams.dynamodb } else { &p.upstreams.other };
     let url = format!("{}{}", upstream, parts.uri.path_and_query().map(|x| x.as_str()).unwrap_or("/"));
     let mut out = p.http.request(parts.method, url).body(bytes);
     for (k, v) in parts.headers.iter().filter(|(k, _)| *k != http::header::HOST) {
@@ -254,6 +283,15 @@ mod tests {
                                                    {"DeleteRequest": {"Key": {}}}]}});
         assert_eq!(write_units("DynamoDB_20120810.BatchWriteItem", &batch), 3.0);
         assert_eq!(write_units("DynamoDB_20120810.GetItem", &json!({})), 0.0);
+        // Outcomes as PartiQL: 1 each, plus the index entries (the message id's at parameter 2).
+        let statements = json!({"Statements": [
+            {"Statement": "UPDATE \"t\" SET \"status\" = ? SET \"GSI3PK\" = ? REMOVE \"GSI2PK\" WHERE \"PK\" = ? AND \"SK\" = ?",
+             "Parameters": [{"S": "sent"}, {"S": "WAMID#wamid.1"}, {"S": "p"}, {"S": "s"}]},
+            {"Statement": "UPDATE \"t\" SET \"status\" = ? SET \"GSI2PK\" = ? WHERE \"PK\" = ? AND \"SK\" = ?",
+             "Parameters": [{"S": "failed"}, {"S": "CAMPAIGN#c#failed#1"}, {"S": "p"}, {"S": "s"}]},
+            {"Statement": "UPDATE \"t\" SET \"status\" = ? WHERE \"PK\" = ? AND \"SK\" = ? AND (\"GSI2PK\" = ?)",
+             "Parameters": [{"S": "read"}, {"S": "p"}, {"S": "s"}, {"S": "x"}]}]});
+        assert_eq!(write_units("DynamoDB_20120810.BatchExecuteStatement", &statements), 3.0 + 3.0 + 1.0);
     }
 }
 

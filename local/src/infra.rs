@@ -119,6 +119,14 @@ pub async fn ensure_table(client: &aws_sdk_dynamodb::Client, name: &str, templat
                 .build()?,
         );
     }
+    if let Some(view) = props.get("StreamSpecification").and_then(|s| s.get("StreamViewType")).and_then(Value::as_str) {
+        req = req.stream_specification(
+            aws_sdk_dynamodb::types::StreamSpecification::builder()
+                .stream_enabled(true)
+                .stream_view_type(aws_sdk_dynamodb::types::StreamViewType::from(view))
+                .build()?,
+        );
+    }
     match req.send().await {
         Ok(_) => {}
         Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_in_use_exception()) => {}

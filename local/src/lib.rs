@@ -9,6 +9,7 @@ pub mod infra;
 pub mod runtime_api;
 pub mod schedules;
 pub mod server;
+pub mod stream;
 pub mod workers;
 
 use std::sync::Arc;
@@ -28,6 +29,8 @@ pub struct Stack {
     pub queues: std::collections::HashMap<String, String>,
     /// The queue that receives a copy of every campaign event (see [`infra::ensure_event_tap`]).
     pub event_tap_url: String,
+    /// The reader of the table's stream, which counts sends' outcomes and statuses.
+    pub tally: stream::Tally,
 }
 
 /// The account id the emulator uses; the ARNs of resources it does not run (the scheduled-start
@@ -98,7 +101,9 @@ impl Stack {
             config.schedule_dead_letter_queue_arn =
                 attrs.attributes.and_then(|mut a| a.remove(&aws_sdk_sqs::types::QueueAttributeName::QueueArn));
         }
-        Ok(Stack { app: App::new(&sdk, config), sqs, queues, event_tap_url })
+        let app = App::new(&sdk, config);
+        let tally = stream::Tally::spawn(app.clone(), &sdk);
+        Ok(Stack { app, sqs, queues, event_tap_url, tally })
     }
 
     /// Fires the stack's due schedules from now on (see [`schedules`]).

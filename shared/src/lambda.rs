@@ -46,6 +46,8 @@ pub enum Function {
     ScheduledStart,
     Sender,
     StatusApplier,
+    /// Counts marked changes from the table's stream.
+    Tally,
     Unrouted,
 }
 
@@ -60,6 +62,7 @@ const OTHER_FUNCTIONS: &[(&str, Function)] = &[
     ("scheduled-start", Function::ScheduledStart),
     ("sender", Function::Sender),
     ("status-applier", Function::StatusApplier),
+    ("tally", Function::Tally),
     ("unrouted", Function::Unrouted),
 ];
 
@@ -103,6 +106,7 @@ pub fn serve(name: &str) -> Result<(), Error> {
         Function::ScheduledStart => serve_event(schedule::handle),
         Function::Sender => serve_queue(Consumer::Sender),
         Function::StatusApplier => serve_queue(Consumer::Statuses),
+        Function::Tally => serve_event(crate::usecases::tally::handle),
         Function::Unrouted => serve_unrouted(),
     }
 }

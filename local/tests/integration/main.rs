@@ -20,6 +20,7 @@ mod routing;
 mod scheduling;
 mod sending;
 mod stack;
+mod tally;
 mod templates;
 mod uploads;
 mod windows;

@@ -61,6 +61,8 @@ pub struct TestStack {
     pub event_tap_url: String,
     /// The API key every request of the helpers carries (made when the stack starts).
     pub api_key: String,
+    /// The reader of the table's stream, which counts sends' outcomes and statuses.
+    pub tally: local::stream::Tally,
     _exclusive: Option<tokio::sync::MutexGuard<'static, ()>>,
 }
 
@@ -147,6 +149,7 @@ impl TestStack {
             queues: stack.queues,
             fake,
             event_tap_url: stack.event_tap_url,
+            tally: stack.tally,
             api_key: issued.secret.expose().to_string(),
             _exclusive: None,
         }
@@ -349,7 +352,9 @@ impl TestStack {
     }
 
     /// A request with exactly these headers (no API key unless given) through the local
-    /// server's key check and the dispatcher; the raw answer.
+    /// server's key check and the dispatcher; the raw answer. Changes written before it are
+    /// counted first (the counters of sends and statuses come from the table's stream, a
+    /// moment later).
     pub async fn request(
         &self,
         method: Method,
@@ -357,6 +362,7 @@ impl TestStack {
         headers: &[(&str, &str)],
         body: Bytes,
     ) -> http::Response<String> {
+        self.tally.settled().await;
         let mut req = http::Request::builder().method(method).uri(path);
         for (k, v) in headers {
             req = req.header(*k, *v);

@@ -15,6 +15,8 @@
 //! - [`statuses`]: Meta's delivery statuses applied to recipients and counters;
 //!   [`template_health`]: Meta's news of templates (paused, disabled, quality);
 //!   [`engagement`]: replies and button clicks attributed to campaigns.
+//! - [`tally`]: the counters of sends' outcomes and delivery statuses, from the table's
+//!   stream.
 //! - [`keys`]: API keys: issue, check, the authorizer and the first key.
 
 pub mod accounts;
@@ -29,6 +31,7 @@ pub mod retry_failed;
 pub mod schedule;
 pub mod send;
 pub mod statuses;
+pub mod tally;
 pub mod template_health;
 pub mod templates;
 pub mod test_send;

@@ -296,23 +296,27 @@ async fn resolve<'a>(
     Ok((keyed, recipients))
 }
 
-/// Applies the statuses of up to 99 recipients of one campaign in one transaction; reads
-/// them again and retries when something else changed one of them meanwhile. Returns how
-/// many recipients changed.
+/// Applies the statuses of up to 99 recipients of one campaign, each written on condition it
+/// is still as read; reads again those that something else changed meanwhile, and retries
+/// them. Returns how many recipients changed.
 async fn apply_chunk(
     app: &App,
     campaign_id: &str,
     chunk: &[(&RecipientKey, &Vec<&StatusUpdate>)],
     read: &mut HashMap<RecipientKey, Recipient>,
 ) -> Result<usize, DeliveryError> {
-    let keys: Vec<RecipientKey> = chunk.iter().map(|(k, _)| (*k).clone()).collect();
+    let mut todo: Vec<&(&RecipientKey, &Vec<&StatusUpdate>)> = chunk.iter().collect();
+    let mut changed = 0;
     let mut attempt = 0;
     loop {
         if attempt > 0 {
+            let keys: Vec<RecipientKey> = todo.iter().map(|(k, _)| (*k).clone()).collect();
             read.extend(app.db.recipients_at(&keys).await?.into_iter().map(|r| (RecipientKey::of(&r), r)));
         }
         let mut changes = Vec::new();
-        for (k, updates) in chunk {
+        let mut of_change = Vec::new();
+        for entry in &todo {
+            let (k, updates) = entry;
             let Some(before) = read.get(*k) else { continue };
             let mut after = Progress::of(before);
             for u in updates.iter() {
@@ -322,16 +326,20 @@ async fn apply_chunk(
             }
             if after != Progress::of(before) {
                 changes.push(DeliveryChange { before, after });
+                of_change.push(*entry);
             }
         }
-        match app.db.record_deliveries(campaign_id, &changes).await {
-            Ok(()) => return Ok(changes.len()),
-            Err(StoreError::ConditionFailed) | Err(StoreError::Conflict) if attempt + 1 < ATTEMPTS => {
-                attempt += 1;
-                wait_before_retry(attempt).await;
-            }
-            Err(e) => return Err(e.into()),
+        let written = app.db.record_deliveries(campaign_id, &changes).await?;
+        changed += written.iter().filter(|w| **w).count();
+        todo = of_change.into_iter().zip(written).filter(|(_, w)| !w).map(|(e, _)| e).collect();
+        if todo.is_empty() {
+            return Ok(changed);
         }
+        if attempt + 1 >= ATTEMPTS {
+            return Err(StoreError::Conflict.into());
+        }
+        attempt += 1;
+        wait_before_retry(attempt).await;
     }
 }
 

@@ -86,7 +86,45 @@ pub struct CounterItem {
     pub counts: Counters,
 }
 
+/// What adding a run of counted changes found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Tallied {
+    Added,
+    /// The run's mark was there: changes up to this sequence number were added before.
+    Before(String),
+}
+
 impl Db {
+    /// Adds counted changes to their campaigns' counters in one transaction with the run's mark
+    /// (`TALLY#<first change's event id>`, kept a day like the stream's records, with the last
+    /// change's sequence number): a run added once is never added again.
+    pub async fn add_tallies(&self, run: &str, last: &str, deltas: &[(String, Counters)]) -> StoreResult<Tallied> {
+        let expires = chrono::Utc::now().timestamp() + 2 * 24 * 3600;
+        let mark = aws_sdk_dynamodb::types::Put::builder()
+            .table_name(&self.table)
+            .item("PK", s(format!("TALLY#{run}")))
+            .item("SK", s("TALLY"))
+            .item("last", s(last))
+            .item("expires_at", n(expires))
+            .condition_expression("attribute_not_exists(PK)")
+            .build()
+            .map_err(|e| StoreError::Dynamo(e.to_string()))?;
+        let mut items = vec![TransactWriteItem::builder().put(mark).build()];
+        for (campaign, d) in deltas {
+            items.push(self.counter_update(campaign, *d)?);
+        }
+        match self.client.transact_write_items().set_transact_items(Some(items)).send().await.map_err(StoreError::from)
+        {
+            Ok(_) => Ok(Tallied::Added),
+            Err(StoreError::ConditionFailed) => {
+                let item = self.get_raw(format!("TALLY#{run}"), "TALLY").await?;
+                let last = item.as_ref().and_then(|i| i.get("last")).and_then(|v| v.as_s().ok()).cloned();
+                Ok(Tallied::Before(last.unwrap_or_default()))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// An update adding `d` to one of the campaign's counter items, for a transaction.
     pub(crate) fn counter_update(&self, campaign_id: &str, d: Counters) -> StoreResult<TransactWriteItem> {
         let shard = (uuid::Uuid::new_v4().as_u128() % COUNTER_SHARDS as u128) as u32;

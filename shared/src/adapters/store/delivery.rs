@@ -65,36 +65,29 @@ impl Db {
         decode(self.batch_get(keys.collect(), None).await?)
     }
 
-    /// Writes up to [`RECIPIENTS_PER_TRANSACTION`] recipients' new progress and what it changes
-    /// in the campaign's counters, all or nothing. Each recipient is written on condition it
-    /// is still as it was read (its delivery version), so a concurrent webhook makes the
-    /// transaction fail with [`StoreError::ConditionFailed`] instead of counting twice: read
-    /// again and retry. Applying statuses already applied finds nothing to change, so a
-    /// repeated webhook changes nothing.
-    pub async fn record_deliveries(&self, campaign_id: &str, changes: &[DeliveryChange<'_>]) -> StoreResult<()> {
-        let mut counts = Counters::default();
-        let mut items = Vec::with_capacity(changes.len() + 1);
-        for c in changes {
-            counts.add(c.after.counts().minus(Progress::of(c.before).counts()));
-            items.push(TransactWriteItem::builder().update(self.progress_update(campaign_id, c)?).build());
-        }
-        if !counts.is_zero() {
-            items.push(self.counter_update(campaign_id, counts)?);
-        }
-        if items.is_empty() {
-            return Ok(());
-        }
-        self.client.transact_write_items().set_transact_items(Some(items)).send().await?;
-        Ok(())
+    /// Writes recipients' new progress, each on condition it is still as it was read (its
+    /// delivery version and message id), without a transaction (one write unit each, 25 to a
+    /// request). Each write carries a new `tally` mark, by which the counter of changes
+    /// ([`crate::usecases::tally`], from the table's stream) counts it exactly once. Returns,
+    /// per change, whether it was written: one that was not met a concurrent change (read again
+    /// and retry). Applying statuses already applied finds nothing to change, so a repeated
+    /// webhook changes nothing.
+    pub async fn record_deliveries(&self, campaign_id: &str, changes: &[DeliveryChange<'_>]) -> StoreResult<Vec<bool>> {
+        let updates = changes.iter().map(|c| self.progress_update(campaign_id, c)).collect::<StoreResult<Vec<_>>>()?;
+        self.update_each(&updates).await
     }
 
     fn progress_update(&self, campaign_id: &str, c: &DeliveryChange) -> StoreResult<Update> {
         let p = &c.after;
         let version = c.before.delivery_version.unwrap_or(0);
-        let mut set: Vec<String> = ["#status = :status", "delivery_version = :next"].map(String::from).into();
+        let mut set: Vec<String> =
+            ["#status = :status", "delivery_version = :next", "tally = :tally"].map(String::from).into();
         let mut remove = Vec::new();
-        let mut values: Vec<(&str, AttributeValue)> =
-            vec![(":status", s(p.status.as_str())), (":next", n(version + 1))];
+        let mut values: Vec<(&str, AttributeValue)> = vec![
+            (":status", s(p.status.as_str())),
+            (":next", n(version + 1)),
+            (":tally", s(super::partiql::new_tally())),
+        ];
         // The status index holds failed recipients (and those not sent yet): only a failure
         // reported, or one undone by a delivery, moves an index entry.
         let failed = |st: RecipientStatus| st == RecipientStatus::Failed;

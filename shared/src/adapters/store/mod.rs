@@ -14,6 +14,7 @@ mod exports;
 mod idempotency;
 pub mod keys;
 mod listing;
+mod partiql;
 mod recipients;
 pub mod sending;
 mod templates;
@@ -31,7 +32,7 @@ use serde::de::DeserializeOwned;
 use crate::domain::retry;
 
 pub use accounts::AccountWrite;
-pub use counters::{COUNTER_SHARDS, CounterItem};
+pub use counters::{COUNTER_SHARDS, CounterItem, Tallied};
 pub use delivery::{DeliveryChange, RECIPIENTS_PER_TRANSACTION};
 pub use idempotency::Claimed;
 pub use listing::{Listed, Position, Start};

@@ -17,6 +17,7 @@ use futures_util::{StreamExt, TryStreamExt, stream};
 use serde::{Deserialize, Serialize};
 
 use super::keys::*;
+use super::partiql::new_tally;
 use super::{
     BATCH_CONCURRENCY, Db, Index, Item, KeyQuery, RECIPIENTS_PER_TRANSACTION, StoreError, StoreResult, applied, decode,
     n, s, wait_before_retry,
@@ -46,16 +47,6 @@ pub enum Outcome {
     /// Not sent (campaign paused, a retry later): back to pending. With `retry_at` (unix
     /// seconds), a delayed retry job owns it until then.
     Released { retry_at: Option<i64> },
-}
-
-impl Outcome {
-    fn counts(&self) -> Counters {
-        match self {
-            Outcome::Sent { .. } => Counters { sent: 1, processed: 1, ..Default::default() },
-            Outcome::Failed { .. } => Counters { failed: 1, processed: 1, ..Default::default() },
-            Outcome::Released { .. } => Counters::default(),
-        }
-    }
 }
 
 /// Whose the recipient is when its outcome is recorded: the write holds only if it still is.
@@ -445,30 +436,19 @@ impl Db {
         Ok(claimed.into_iter().map(|i| phones[i].clone()).collect())
     }
 
-    /// Records outcomes of one campaign's recipients and adds them to its counters in one
-    /// transaction, so each is counted exactly once: a record whose holder no longer holds the
-    /// recipient is left out (and not counted). Returns, per record, whether it was written.
-    /// [`StoreError::ConditionFailed`] when the campaign is gone (nothing is written).
+    /// Records outcomes of one campaign's recipients, each on condition that its holder still
+    /// holds it (a record whose holder no longer does is left out), without a transaction: one
+    /// write unit each, 25 to a request. Each write carries a new `tally` mark, by which the
+    /// counter of changes ([`crate::usecases::tally`], from the table's stream) counts it
+    /// exactly once. Returns, per record, whether it was written.
     pub async fn record_outcomes(
         &self,
         campaign: &Campaign,
         records: &[Record<'_>],
         now: &str,
     ) -> StoreResult<Vec<bool>> {
-        let item = |r: &Record| self.outcome_update(campaign, r, now);
-        let counters = |kept: &[&Record]| {
-            let mut d = Counters::default();
-            for r in kept {
-                d.add(r.outcome.counts());
-                // A claim ends.
-                d.sending -= i64::from(r.holder != Holder::Unclaimed);
-            }
-            if d.is_zero() { Ok(None) } else { self.counter_update(&campaign.id, d).map(Some) }
-        };
-        let written = self.write_each(records, item, counters).await?;
-        let mut done = vec![false; records.len()];
-        written.into_iter().for_each(|i| done[i] = true);
-        Ok(done)
+        let updates = records.iter().map(|r| self.outcome_update(campaign, r, now)).collect::<StoreResult<Vec<_>>>()?;
+        self.update_each(&updates).await
     }
 
     /// Puts failed recipients (as read) back to pending for `retry-failed`, each only while it
@@ -515,9 +495,9 @@ impl Db {
     /// The status index holds recipients still to send (pending, and sending) and failed ones:
     /// a sent recipient leaves it (its later statuses move no index entry), a failed one moves
     /// to the failed partition, a released one stays.
-    fn outcome_update(&self, campaign: &Campaign, r: &Record, now: &str) -> StoreResult<TransactWriteItem> {
+    fn outcome_update(&self, campaign: &Campaign, r: &Record, now: &str) -> StoreResult<Update> {
         let shard = shard_of(campaign.recipient_shards, r.phone);
-        let mut set = vec!["#status = :to"];
+        let mut set = vec!["#status = :to", "tally = :tally"];
         let mut remove = vec!["claim_id", "claimed_at"];
         let mut values: Vec<(&str, AttributeValue)> = Vec::new();
         let status = match &r.outcome {
@@ -552,7 +532,7 @@ impl Db {
                 RecipientStatus::Pending
             }
         };
-        values.push((":to", s(status.as_str())));
+        values.extend([(":to", s(status.as_str())), (":tally", s(new_tally()))]);
         if set.contains(&"GSI2PK = :gsi2pk") {
             values.push((":gsi2pk", s(recipients_in_status(&campaign.id, status.as_str(), shard))));
             values.push((":phone", s(r.phone)));
@@ -588,7 +568,7 @@ impl Db {
         for (k, v) in values {
             update = update.expression_attribute_values(k, v);
         }
-        Ok(TransactWriteItem::builder().update(update.build().map_err(err)?).build())
+        update.build().map_err(err)
     }
 
     /// The recipients of a job as they are stored now, (with `account_id`) which of their

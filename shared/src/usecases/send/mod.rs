@@ -14,7 +14,7 @@ use tracing::Instrument;
 use tracing::field::Empty;
 
 pub use dispatcher::dispatch;
-pub use reconciler::{Reconciled, reconcile};
+pub use reconciler::{Reconciled, reconcile, recounted};
 pub use sender::send_batch;
 
 use crate::adapters::store::StoreError;

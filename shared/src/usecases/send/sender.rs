@@ -19,7 +19,7 @@ use tokio::sync::{Mutex, watch};
 use tracing::field::Empty;
 use tracing::{Instrument, info_span};
 
-use super::{Incoming, SendError, complete_if_done};
+use super::{Incoming, SendError};
 use crate::adapters::store::StoreError;
 use crate::adapters::store::sending::{Holder, JobRead, Outcome, Record, Reservation, now_micros};
 use crate::adapters::whatsapp::SendOutcome;
@@ -396,7 +396,6 @@ async fn process(app: &App, inv: &Invocation, job: SendJob, deadline: Instant) -
             }
         }
     }
-    let processed = records.iter().any(|r| !matches!(r.outcome, Outcome::Released { .. }));
     if !records.is_empty() {
         let written = app.db.record_outcomes(&campaign, &records, &now()).await;
         if let Err(e) = &written {
@@ -430,9 +429,8 @@ async fn process(app: &App, inv: &Invocation, job: SendJob, deadline: Instant) -
             Stop::Account(reason) => pause_account(app, &campaign.account_id, &reason).await?,
         }
     }
-    if processed {
-        complete_if_done(app, &campaign.id).await?;
-    }
+    // The outcomes are counted from the table's stream, which completes the campaign
+    // (`usecases::tally`).
     Ok(())
 }
 

@@ -1,0 +1,154 @@
+//! The table's stream, read in the local stack as Lambda's event source reads it in AWS: the
+//! records go, in order, to the same handler the `tally` function runs
+//! ([`shared::usecases::tally`]), and are read again when it fails (it adds each change once
+//! however often it sees it).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use shared::adapters::aws::SdkConfig;
+use shared::adapters::sigv4::{self, Call, Service, Signer};
+use shared::app::App;
+use shared::usecases::tally::{self, StreamRecord};
+use tokio::sync::{Notify, watch};
+
+/// How often an idle reader looks for new records (Lambda polls a shard about four times a
+/// second).
+const IDLE_POLL: Duration = Duration::from_millis(100);
+
+/// Records a read takes at most (the event source's batch size in template.yaml).
+const BATCH: usize = 1000;
+
+/// A running reader of the stack's table stream.
+#[derive(Clone)]
+pub struct Tally {
+    /// How many reads found nothing new, each after counting everything before it.
+    idle_reads: watch::Receiver<u64>,
+    wake: Arc<Notify>,
+}
+
+impl Tally {
+    /// Starts reading the stream of `app`'s table from its oldest record.
+    pub fn spawn(app: Arc<App>, sdk: &SdkConfig) -> Tally {
+        let (tx, rx) = watch::channel(0);
+        let wake = Arc::new(Notify::new());
+        let reader = Reader {
+            signer: Signer::new(sdk),
+            url: shared::adapters::aws::endpoint(sdk, "DynamoDB").unwrap_or_default(),
+            app,
+        };
+        tokio::spawn(reader.run(tx, wake.clone()));
+        Tally { idle_reads: rx, wake }
+    }
+
+    /// Waits until every change written before the call is counted.
+    pub async fn settled(&self) {
+        let mut rx = self.idle_reads.clone();
+        let start = *rx.borrow_and_update();
+        // A read that found nothing and started after the call: the second from now.
+        while *rx.borrow_and_update() < start + 2 {
+            self.wake.notify_one();
+            if tokio::time::timeout(Duration::from_secs(5), rx.changed()).await.is_ok_and(|r| r.is_err()) {
+                return; // the reader is gone (its runtime ends)
+            }
+        }
+    }
+}
+
+struct Reader {
+    signer: Signer,
+    url: String,
+    app: Arc<App>,
+}
+
+impl Reader {
+    async fn call(&self, action: &'static str, input: Value) -> Result<Value, String> {
+        let target = format!("DynamoDBStreams_20120810.{action}");
+        let headers = [("content-type", "application/x-amz-json-1.0"), ("x-amz-target", target.as_str())];
+        let call = Call {
+            operation: action,
+            method: http::Method::POST,
+            url: &self.url,
+            headers: &headers,
+            body: input.to_string().into(),
+        };
+        let answer = self.signer.send(Service::Other("dynamodb"), &call).await?;
+        let status = answer.status();
+        let text = sigv4::text(answer).await?;
+        if !status.is_success() {
+            return Err(format!("{action}: HTTP {status}: {text}"));
+        }
+        serde_json::from_str(&text).map_err(|e| format!("{action}: {e}"))
+    }
+
+    /// An iterator of the table's (one) stream shard: from its oldest record, or after `after`.
+    async fn iterator(&self, after: Option<&str>) -> Result<String, String> {
+        let table = self.app.db.table();
+        let described = self.app.db.client().describe_table().table_name(table).send().await;
+        let arn = described
+            .map_err(|e| format!("DescribeTable: {e}"))?
+            .table
+            .and_then(|t| t.latest_stream_arn)
+            .ok_or_else(|| format!("the table {table} has no stream"))?;
+        let stream = self.call("DescribeStream", json!({"StreamArn": arn})).await?;
+        let shard = stream["StreamDescription"]["Shards"][0]["ShardId"].as_str().ok_or("the stream has no shard")?;
+        let mut input = json!({"StreamArn": arn, "ShardId": shard, "ShardIteratorType": "TRIM_HORIZON"});
+        if let Some(seq) = after {
+            input["ShardIteratorType"] = json!("AFTER_SEQUENCE_NUMBER");
+            input["SequenceNumber"] = json!(seq);
+        }
+        let it = self.call("GetShardIterator", input).await?;
+        it["ShardIterator"].as_str().map(str::to_string).ok_or_else(|| "no shard iterator".into())
+    }
+
+    async fn run(self, idle_reads: watch::Sender<u64>, wake: Arc<Notify>) {
+        let mut last: Option<String> = None;
+        let mut iterator: Option<String> = None;
+        loop {
+            let it = match iterator.take() {
+                Some(it) => it,
+                None => match self.iterator(last.as_deref()).await {
+                    Ok(it) => it,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "the table's stream cannot be read; trying again");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        continue;
+                    }
+                },
+            };
+            let read = self.call("GetRecords", json!({"ShardIterator": it, "Limit": BATCH})).await;
+            let read = match read {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!(error = %e, "reading the table's stream failed; reading again");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    continue; // a new iterator after the last record counted
+                }
+            };
+            let records: Vec<StreamRecord> = match serde_json::from_value(read["Records"].clone()) {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!(error = %e, "the stream's records cannot be read");
+                    Vec::new()
+                }
+            };
+            if records.is_empty() {
+                idle_reads.send_modify(|n| *n += 1);
+                iterator = read["NextShardIterator"].as_str().map(str::to_string);
+                tokio::select! {
+                    () = wake.notified() => {}
+                    () = tokio::time::sleep(IDLE_POLL) => {}
+                }
+                continue;
+            }
+            // As the event source: the same records again until the handler takes them.
+            while let Err(e) = tally::count(&self.app, &records).await {
+                tracing::warn!(error = %e, "counting the stream's changes failed; trying again");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            last = records.last().map(|r| r.dynamodb.sequence_number.clone());
+            iterator = read["NextShardIterator"].as_str().map(str::to_string);
+        }
+    }
+}
