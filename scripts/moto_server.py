@@ -46,11 +46,13 @@ DynamoDB Streams, whose notes below say what differs from moto.
   and starts after ExclusiveStartKey by bisection; a query on an index still reads every item
   (moto keeps no index) but no longer sorts the whole table first, only what matched.
 
-- The answer of a Query, Scan, GetItem, BatchGetItem or BatchExecuteStatement is written as
-  JSON directly: it is already in DynamoDB's wire form (attribute values as `{"S": …}`), and
-  moto's serializer, which walks the API model for every attribute of every item, took three
-  quarters of the time of a page of 3,000 recipients. Other answers, and errors, go through
-  moto's serializer.
+- The answer of a Query, Scan, GetItem, BatchGetItem, BatchExecuteStatement or (DynamoDB
+  Streams) GetRecords is written as JSON directly: it is already in DynamoDB's wire form
+  (attribute values as `{"S": …}`; a record's creation time as epoch seconds), and moto's
+  serializer, which walks the API model for every attribute of every item, took three
+  quarters of the time of a page of 3,000 recipients, and 1.7 s for a GetRecords of 1,000
+  records (0.07 s now) while every other DynamoDB request waited. Other answers, and errors,
+  go through moto's serializer.
 
 - moto answers each statement of a BatchExecuteStatement by converting every item of every
   table, and of each of its indexes, to JSON and running the statement over that copy: one
@@ -130,6 +132,7 @@ AWS gets.
 import bisect
 import copy
 import functools
+import datetime
 import gc
 import json
 import logging
@@ -945,6 +948,28 @@ def serialized(self, action_result):
     return _serialized(self, action_result)
 
 
+def _wire_time(value):
+    if isinstance(value, datetime.datetime):
+        return value.timestamp()
+    raise TypeError(type(value).__name__)
+
+
+_streams_serialized = DynamoDBStreamsHandler.serialized
+
+
+def streams_serialized(self, action_result):
+    result = action_result.result
+    if isinstance(result, dict) and self._get_action() == "GetRecords":
+        try:
+            body = json.dumps({k: v for k, v in result.items() if v is not None}, default=_wire_time)
+        except (TypeError, ValueError):
+            return _streams_serialized(self, action_result)
+        headers = {"Content-Type": "application/x-amz-json-1.0"}
+        headers.update(self.response_headers)
+        return 200, headers, body
+    return _streams_serialized(self, action_result)
+
+
 _call_action = DynamoHandler.call_action
 
 
@@ -988,6 +1013,7 @@ dynamodbstreams_models.ShardIterator.get = shard_iterator_get
 dynamodbstreams_models.DynamoDBStreamsBackend.get_shard_iterator = get_shard_iterator
 dynamodbstreams_models.DynamoDBStreamsBackend.get_records = get_records
 DynamoDBStreamsHandler.call_action = streams_call_action
+DynamoDBStreamsHandler.serialized = streams_serialized
 
 def _unix_time(dt=None):
     return time.time() if dt is None else _moto_unix_time(dt)

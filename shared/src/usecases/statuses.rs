@@ -5,11 +5,12 @@
 //! - recipients are found by the key the sender put in `biz_opaque_callback_data` (read with
 //!   BatchGetItem), or by message id on the index for a status without it;
 //! - each recipient's statuses are folded by the rules of `domain::delivery` and written with a
-//!   single-item condition on what was read (its `delivery_version` and message id), up to 99
-//!   recipients of a campaign per transaction together with one addition to one of the
-//!   campaign's counter items: a change and its count are written together or not at all, so a
-//!   batch applied twice (a redelivery, a crash half-way) counts once, and no item takes more
-//!   than a few counter writes a second;
+//!   single-item condition on what was read (its `delivery_version` and message id), 25 to a
+//!   request without a transaction (one write unit each), with a new `tally` mark: the consumer
+//!   of the table's stream ([`crate::usecases::tally`]) counts each change once, so a batch
+//!   applied twice (a redelivery, a crash half-way) counts once, and no item takes more than a
+//!   few counter writes a second; a write whose condition fails (a concurrent webhook) is read
+//!   again and retried;
 //! - a status for a recipient whose send is still being recorded goes back on the queue for a
 //!   few seconds; one for a message not known (yet) is tried again for a day, then dropped;
 //! - opt-outs (a 131050 failure, a `user_preferences` stop, an inbound text that is one of the

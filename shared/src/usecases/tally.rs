@@ -1,7 +1,7 @@
 //! The counters of the busiest changes, from the table's stream.
 //!
-//! A send's outcome and its delivery statuses are written one item at a time without a
-//! transaction (one write unit each instead of two, 25 to a request), each with a new `tally`
+//! A send's claim, its outcome and its delivery statuses are written one item at a time without
+//! a transaction (one write unit each instead of two, 25 to a request), each with a new `tally`
 //! mark. This consumer of the table's stream (a Lambda event source in AWS, a poller in the
 //! local stack) takes every change whose new image carries a mark the old image did not, counts
 //! it as the difference between what the recipient counted for before and after (the same
@@ -14,8 +14,8 @@
 //!   sequence number it covered. So every change counts exactly once.
 //! - a campaign whose processed count grew is completed when every recipient is processed.
 //!
-//! Other changes (imports, claims, retry-failed, replies) keep counting in the transaction that
-//! writes them and carry no new mark: the stream passes them by.
+//! Other changes (imports, retry-failed, replies) keep counting in the transaction that writes
+//! them and carry no new mark: the stream passes them by.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -1,6 +1,8 @@
 //! A campaign's counters live in [`COUNTER_SHARDS`] small items beside the campaign item
 //! (`CAMPAIGN#<id>` / `#COUNT#<n>`). Every change is added to one of them, chosen at random,
-//! in the same transaction as the recipients it counts; reading a campaign sums them. So no
+//! in the same transaction as the recipients it counts (imports, retry-failed, replies) or, for
+//! sends' claims and outcomes and delivery statuses, by the consumer of the table's
+//! stream with the mark of the run it adds ([`Db::add_tallies`]); reading a campaign sums them. So no
 //! item takes more than a few counter writes a second whatever the send rate, the campaign
 //! item itself is written only by status changes (a pause never races a count), and a count
 //! of a campaign deleted meanwhile cannot bring its campaign item back.

@@ -1,6 +1,7 @@
 //! The store operations of the sending side: campaign transitions, claims and outcomes of
-//! recipients (a send job's claims in one transaction, its outcomes and the counters they move
-//! in another), paging pending recipients, the account's pace, and what the reconciler reads.
+//! recipients (a send job's claims and its outcomes one conditional write each, 25 to a
+//! request, counted from the table's stream), paging pending
+//! recipients, the account's pace, and what the reconciler reads.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::Ordering;
@@ -399,9 +400,10 @@ impl Db {
         Ok(kept)
     }
 
-    /// Claims pending recipients for a send job, all in one transaction (those no longer
-    /// pending, or waiting for a retry job of their own, are left out). Returns the numbers
-    /// claimed.
+    /// Claims pending recipients for a send job, each on its own condition (still pending, not
+    /// waiting for a retry job of its own), 25 to a request without a transaction: one write
+    /// unit each. Each claim carries a new `tally` mark: `sending_count` counts it from the
+    /// table's stream. Returns the numbers claimed.
     pub async fn claim_recipients(
         &self,
         campaign: &Campaign,
@@ -410,30 +412,26 @@ impl Db {
         now_unix: i64,
     ) -> StoreResult<Vec<Phone>> {
         let claim = |phone: &Phone| {
-            let update = Update::builder()
+            Update::builder()
                 .table_name(&self.table)
                 .key("PK", s(recipient_pk(&campaign.id, shard_of(campaign.recipient_shards, phone))))
                 .key("SK", s(recipient_sk(phone)))
                 // The index entry stays in the pending partition (not sent yet): a claim moves no
                 // index entry.
-                .update_expression("SET #status = :sending, claim_id = :job, claimed_at = :now")
+                .update_expression("SET #status = :sending, claim_id = :job, claimed_at = :now, tally = :tally")
                 .condition_expression("#status = :pending AND (attribute_not_exists(retry_at) OR retry_at <= :now)")
                 .expression_attribute_names("#status", "status")
                 .expression_attribute_values(":sending", s(RecipientStatus::Sending.as_str()))
                 .expression_attribute_values(":pending", s(RecipientStatus::Pending.as_str()))
                 .expression_attribute_values(":job", s(job_id))
                 .expression_attribute_values(":now", n(now_unix))
+                .expression_attribute_values(":tally", s(new_tally()))
                 .build()
-                .map_err(err)?;
-            Ok(TransactWriteItem::builder().update(update).build())
+                .map_err(err)
         };
-        // The claims are counted (`sending_count`) with them.
-        let count = |kept: &[&Phone]| {
-            let d = Counters { sending: kept.len() as i64, ..Default::default() };
-            self.counter_update(&campaign.id, d).map(Some)
-        };
-        let claimed = self.write_each(phones, claim, count).await?;
-        Ok(claimed.into_iter().map(|i| phones[i].clone()).collect())
+        let updates = phones.iter().map(claim).collect::<StoreResult<Vec<_>>>()?;
+        let claimed = self.update_each(&updates).await?;
+        Ok(phones.iter().zip(claimed).filter(|(_, c)| *c).map(|(p, _)| p.clone()).collect())
     }
 
     /// Records outcomes of one campaign's recipients, each on condition that its holder still
