@@ -56,6 +56,15 @@ impl Tally {
     }
 }
 
+/// A `GetRecords` answer.
+#[derive(serde::Deserialize)]
+struct Records {
+    #[serde(rename = "Records", default)]
+    records: Vec<StreamRecord>,
+    #[serde(rename = "NextShardIterator")]
+    next: Option<String>,
+}
+
 struct Reader {
     signer: Signer,
     url: String,
@@ -63,7 +72,8 @@ struct Reader {
 }
 
 impl Reader {
-    async fn call(&self, action: &'static str, input: Value) -> Result<Value, String> {
+    /// Calls `action`; answers the body of a successful answer.
+    async fn call(&self, action: &'static str, input: Value) -> Result<String, String> {
         let target = format!("DynamoDBStreams_20120810.{action}");
         let headers = [("content-type", "application/x-amz-json-1.0"), ("x-amz-target", target.as_str())];
         let call = Call {
@@ -79,6 +89,11 @@ impl Reader {
         if !status.is_success() {
             return Err(format!("{action}: HTTP {status}: {text}"));
         }
+        Ok(text)
+    }
+
+    async fn call_json(&self, action: &'static str, input: Value) -> Result<Value, String> {
+        let text = self.call(action, input).await?;
         serde_json::from_str(&text).map_err(|e| format!("{action}: {e}"))
     }
 
@@ -91,14 +106,14 @@ impl Reader {
             .table
             .and_then(|t| t.latest_stream_arn)
             .ok_or_else(|| format!("the table {table} has no stream"))?;
-        let stream = self.call("DescribeStream", json!({"StreamArn": arn})).await?;
+        let stream = self.call_json("DescribeStream", json!({"StreamArn": arn})).await?;
         let shard = stream["StreamDescription"]["Shards"][0]["ShardId"].as_str().ok_or("the stream has no shard")?;
         let mut input = json!({"StreamArn": arn, "ShardId": shard, "ShardIteratorType": "TRIM_HORIZON"});
         if let Some(seq) = after {
             input["ShardIteratorType"] = json!("AFTER_SEQUENCE_NUMBER");
             input["SequenceNumber"] = json!(seq);
         }
-        let it = self.call("GetShardIterator", input).await?;
+        let it = self.call_json("GetShardIterator", input).await?;
         it["ShardIterator"].as_str().map(str::to_string).ok_or_else(|| "no shard iterator".into())
     }
 
@@ -118,7 +133,7 @@ impl Reader {
                 },
             };
             let read = self.call("GetRecords", json!({"ShardIterator": it, "Limit": BATCH})).await;
-            let read = match read {
+            let read: Records = match read.and_then(|text| serde_json::from_str(&text).map_err(|e| e.to_string())) {
                 Ok(r) => r,
                 Err(e) => {
                     tracing::warn!(error = %e, "reading the table's stream failed; reading again");
@@ -126,16 +141,10 @@ impl Reader {
                     continue; // a new iterator after the last record counted
                 }
             };
-            let records: Vec<StreamRecord> = match serde_json::from_value(read["Records"].clone()) {
-                Ok(r) => r,
-                Err(e) => {
-                    tracing::error!(error = %e, "the stream's records cannot be read");
-                    Vec::new()
-                }
-            };
+            let records = read.records;
             if records.is_empty() {
                 idle_reads.send_modify(|n| *n += 1);
-                iterator = read["NextShardIterator"].as_str().map(str::to_string);
+                iterator = read.next;
                 tokio::select! {
                     () = wake.notified() => {}
                     () = tokio::time::sleep(IDLE_POLL) => {}
@@ -148,7 +157,7 @@ impl Reader {
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
             last = records.last().map(|r| r.dynamodb.sequence_number.clone());
-            iterator = read["NextShardIterator"].as_str().map(str::to_string);
+            iterator = read.next;
         }
     }
 }

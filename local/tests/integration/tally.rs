@@ -2,7 +2,10 @@
 //! the stream delivers again (after a failure, with more records behind it) counts each change
 //! once.
 
-use shared::usecases::tally::{self, StreamChange, StreamRecord};
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use shared::usecases::tally::{self, Image, StreamChange, StreamRecord, Text};
 
 use crate::stack::{TestStack, phones, recipient_pk, s};
 
@@ -16,12 +19,22 @@ async fn sent_changes(t: &TestStack, campaign: &str, numbers: &[String]) -> Vec<
         new.insert("status".into(), s("sent"));
         new.insert("wamid".into(), s(&format!("wamid.{i}")));
         new.insert("tally".into(), s(&format!("mark{i}")));
+        let image = |item: HashMap<String, AttributeValue>| {
+            let text = |k: &str| item.get(k).and_then(|v| v.as_s().ok()).map(|s| Text { s: s.clone() });
+            Image {
+                tally: text("tally"),
+                campaign_id: text("campaign_id"),
+                status: text("status"),
+                wamid: text("wamid"),
+                ..Default::default()
+            }
+        };
         records.push(StreamRecord {
             event_id: format!("event-{campaign}-{i}"),
             dynamodb: StreamChange {
                 sequence_number: format!("{}", 1_000_000_000_000u64 + i as u64 * 7),
-                old_image: Some(old.into()),
-                new_image: Some(new.into()),
+                old_image: Some(image(old)),
+                new_image: Some(image(new)),
             },
         });
     }

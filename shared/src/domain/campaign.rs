@@ -444,7 +444,40 @@ pub struct Counters {
     pub clicked: i64,
 }
 
+/// What a recipient holds that its campaign's counters count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Counted {
+    pub status: RecipientStatus,
+    /// WhatsApp accepted its message (it has a message id).
+    pub sent: bool,
+    pub billed: Option<PricingCategory>,
+    pub replied: bool,
+    pub clicked: bool,
+}
+
 impl Counters {
+    /// What one recipient adds to its campaign's counters: the counting of a recount, and of
+    /// the changes counted from the table's stream (the difference before and after).
+    pub fn of_recipient(r: Counted) -> Counters {
+        use RecipientStatus::*;
+        let one = |b: bool| b as i64;
+        let mut counts = Counters {
+            sent: one(r.sent),
+            delivered: one(matches!(r.status, Delivered | Read)),
+            read: one(r.status == Read),
+            failed: one(r.status == Failed),
+            processed: one(!matches!(r.status, Pending | Sending)),
+            sending: one(r.status == Sending),
+            replied: one(r.replied),
+            clicked: one(r.clicked),
+            ..Default::default()
+        };
+        if let Some(category) = r.billed {
+            counts.bill(category);
+        }
+        counts
+    }
+
     /// Adds one billable message of `category`.
     pub fn bill(&mut self, category: PricingCategory) {
         self.billable[category.index()] += 1;

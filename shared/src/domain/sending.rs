@@ -132,12 +132,13 @@ pub fn step_room(window: u64, in_flight: u64, rate: u32) -> u64 {
     (window.saturating_sub(in_flight) / size * size).min(2 * (rate as u64).max(500))
 }
 
-/// How many of the recipients a campaign counts in flight may be sent already: a job is
-/// counted processed once the answer to its last message came ([`IN_PROGRESS`]), and a message
-/// woken too late for its slot takes a new one up to [`SLOT_HORIZON`] ahead, so a job counts
-/// in flight up to its span, the horizon and [`IN_PROGRESS`] after its first slot.
+/// How many of the recipients a campaign counts in flight may be sent already: a job's outcomes
+/// are written once the answer to its last message came ([`IN_PROGRESS`]) and counted from the
+/// table's stream up to [`COUNTING_LAG`] later, and a message woken too late for its slot takes
+/// a new one up to [`SLOT_HORIZON`] ahead, so a job counts in flight up to its span, the
+/// horizon, [`IN_PROGRESS`] and [`COUNTING_LAG`] after its first slot.
 pub fn counted_late(rate: u32) -> u64 {
-    let late_ms = (IN_PROGRESS + SLOT_HORIZON).as_millis() as u64;
+    let late_ms = (IN_PROGRESS + SLOT_HORIZON + COUNTING_LAG).as_millis() as u64;
     (rate as u64 * late_ms).div_ceil(1000) + job_size(rate) as u64
 }
 
@@ -158,6 +159,10 @@ pub const SLOT_HORIZON: Duration = Duration::from_secs(1);
 /// How long the recipients a campaign counts in flight take to be counted processed once their
 /// slot came: WhatsApp's answer (a few hundred milliseconds) and the outcome's write.
 pub const IN_PROGRESS: Duration = Duration::from_millis(500);
+
+/// How long after its write an outcome is counted: the stream's batching window for the
+/// `tally` function in template.yaml (a second).
+pub const COUNTING_LAG: Duration = Duration::from_secs(1);
 
 /// The queue delay of the `index`-th job (of `size` recipients) a dispatch step queues behind
 /// `ahead` recipients (see [`still_to_send`]) at `rate` per second: when the account's pace
@@ -516,20 +521,20 @@ mod tests {
     #[test]
     fn pace_and_backoff() {
         assert_eq!((job_size(1), job_size(10), job_size(80), job_size(1000)), (1, 5, 40, 50));
-        assert_eq!((dispatch_window(10), dispatch_window(80), dispatch_window(1)), (50, 400, 6));
+        assert_eq!((dispatch_window(10), dispatch_window(80), dispatch_window(1)), (60, 480, 7));
         assert_eq!((interval_micros(10), interval_micros(1000)), (100_000, 1_000));
-        assert_eq!((counted_late(10), counted_late(80), counted_late(200)), (20, 160, 350));
+        assert_eq!((counted_late(10), counted_late(80), counted_late(200)), (30, 240, 550));
         // Whole jobs of the window's room; at most two seconds of pace, so that steps 1.2 s
         // apart keep up with 1,000 msg/s.
         assert_eq!((step_room(400, 180, 80), step_room(400, 400, 80), step_room(400, 500, 80)), (200, 0, 0));
         assert_eq!(step_room(dispatch_window(1000), 0, 1000), 2000);
         assert!(step_room(dispatch_window(1000), 0, 1000) as f64 / 1.2 > 1000.0);
-        assert_eq!(step_room(dispatch_window(80), 0, 80), 400);
-        // 400 in flight at 80/s: 240 of them are surely still to send (more if the pace has
+        assert_eq!(step_room(dispatch_window(80), 0, 80), 480);
+        // 480 in flight at 80/s: 240 of them are surely still to send (more if the pace has
         // reserved more ahead), three seconds of pace; the first job queued behind them waits
         // two and a half seconds (rounded down: two; its slots are a second ahead then), the
         // next one (40 more) three, the one after three and a half (three).
-        assert_eq!((still_to_send(400, 0, 80), still_to_send(400, 4_000_000, 80)), (240, 320));
+        assert_eq!((still_to_send(480, 0, 80), still_to_send(480, 4_000_000, 80)), (240, 320));
         assert_eq!(still_to_send(100, 500_000, 80), 40, "nothing left in flight but the pace's reservations");
         let due = |i| job_due(240, i, 40, 80).as_secs();
         assert_eq!((due(0), due(1), due(2), due(4)), (2, 3, 3, 4));

@@ -5,7 +5,7 @@
 //! mark. This consumer of the table's stream (a Lambda event source in AWS, a poller in the
 //! local stack) takes every change whose new image carries a mark the old image did not, counts
 //! it as the difference between what the recipient counted for before and after (the same
-//! counting as a recount: [`crate::usecases::send::recounted`]), and adds the sums to each
+//! counting as a recount: [`Counters::of_recipient`]), and adds the sums to each
 //! campaign's counters once per run of changes:
 //!
 //! - a run is one transaction: the counters of up to 99 campaigns and a mark of the run (its
@@ -25,12 +25,9 @@ use serde_json::Value;
 
 use crate::adapters::store::{StoreError, Tallied, wait_before_retry};
 use crate::app::App;
-use crate::domain::campaign::Counters;
-use crate::domain::recipient::Recipient;
-use crate::usecases::send::{SendError, complete_if_done, recounted};
-
-/// The attribute that marks a change for this consumer.
-pub const MARK: &str = "tally";
+use crate::domain::campaign::{Counted as Holds, Counters, PricingCategory};
+use crate::domain::recipient::RecipientStatus;
+use crate::usecases::send::{SendError, complete_if_done};
 
 /// Campaigns whose counters one run adds to (a transaction holds 100 items, the run's mark
 /// among them).
@@ -59,9 +56,47 @@ pub struct StreamRecord {
 pub struct StreamChange {
     pub sequence_number: String,
     #[serde(default)]
-    pub old_image: Option<serde_dynamo::Item>,
+    pub old_image: Option<Image>,
     #[serde(default)]
-    pub new_image: Option<serde_dynamo::Item>,
+    pub new_image: Option<Image>,
+}
+
+/// A string attribute in DynamoDB's JSON (`{"S": …}`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Text {
+    #[serde(rename = "S")]
+    pub s: String,
+}
+
+/// What this consumer reads of a recipient's image (the rest of the item is skipped
+/// unread): its mark and what its campaign's counters count.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Image {
+    pub tally: Option<Text>,
+    pub campaign_id: Option<Text>,
+    pub status: Option<Text>,
+    pub wamid: Option<Text>,
+    pub billed: Option<Text>,
+    pub replied_at: Option<Text>,
+    pub clicked_at: Option<Text>,
+}
+
+impl Image {
+    /// What the recipient counts for; `None` when the image is not a recipient's.
+    fn counts(&self) -> Option<Counters> {
+        let status = RecipientStatus::parse(&self.status.as_ref()?.s)?;
+        let billed = self
+            .billed
+            .as_ref()
+            .and_then(|b| serde_json::from_value::<PricingCategory>(Value::from(b.s.as_str())).ok());
+        Some(Counters::of_recipient(Holds {
+            status,
+            sent: self.wamid.is_some(),
+            billed,
+            replied: self.replied_at.is_some(),
+            clicked: self.clicked_at.is_some(),
+        }))
+    }
 }
 
 /// What a batch did (logged, and returned to the tests).
@@ -75,25 +110,16 @@ pub struct Counted {
     pub completed: usize,
 }
 
-fn mark(image: Option<&serde_dynamo::Item>) -> Option<&str> {
-    match image?.get(MARK)? {
-        serde_dynamo::AttributeValue::S(s) => Some(s),
-        _ => None,
-    }
-}
-
 /// The campaign a marked change belongs to and what it changes in its counters.
 fn delta(change: &StreamChange) -> Option<(String, Counters)> {
-    let new = mark(change.new_image.as_ref())?;
-    if mark(change.old_image.as_ref()) == Some(new) {
+    let new = change.new_image.as_ref()?;
+    let old = change.old_image.as_ref();
+    if new.tally.is_none() || old.and_then(|o| o.tally.as_ref()) == new.tally.as_ref() {
         return None;
     }
-    let decode = |image: &Option<serde_dynamo::Item>| {
-        image.clone().and_then(|i| serde_dynamo::from_item::<_, Recipient>(i).ok()).map(|r| (r.campaign_id.clone(), r))
-    };
-    let (campaign, after) = decode(&change.new_image)?;
-    let before = decode(&change.old_image).map(|(_, r)| recounted(&[r])).unwrap_or_default();
-    Some((campaign.to_string(), recounted(&[after]).minus(before)))
+    let campaign = new.campaign_id.as_ref()?.s.clone();
+    let before = old.and_then(Image::counts).unwrap_or_default();
+    Some((campaign, new.counts()?.minus(before)))
 }
 
 /// Sequence numbers are decimal strings of growing value.

@@ -13,7 +13,7 @@ use super::{SendError, complete_if_done};
 use crate::adapters::store::StoreError;
 use crate::adapters::store::sending::{Holder, Outcome, Record};
 use crate::app::App;
-use crate::domain::campaign::{Campaign, Counters};
+use crate::domain::campaign::{Campaign, Counted, Counters};
 use crate::domain::now;
 use crate::domain::recipient::{Recipient, RecipientStatus};
 use crate::domain::sending::DispatchJob;
@@ -140,22 +140,13 @@ async fn resolve_stale_claims(app: &App, c: &Campaign, open: &[Recipient], now_u
 pub fn recounted(recipients: &[Recipient]) -> Counters {
     let mut d = Counters::default();
     for r in recipients {
-        let one = |b: bool| b as i64;
-        let mut counts = Counters {
-            sent: one(r.wamid.is_some()),
-            delivered: one(matches!(r.status, RecipientStatus::Delivered | RecipientStatus::Read)),
-            read: one(r.status == RecipientStatus::Read),
-            failed: one(r.status == RecipientStatus::Failed),
-            processed: one(!matches!(r.status, RecipientStatus::Pending | RecipientStatus::Sending)),
-            sending: one(r.status == RecipientStatus::Sending),
-            replied: one(r.replied_at.is_some()),
-            clicked: one(r.clicked_at.is_some()),
-            ..Default::default()
-        };
-        if let Some(category) = r.billed {
-            counts.bill(category);
-        }
-        d.add(counts);
+        d.add(Counters::of_recipient(Counted {
+            status: r.status,
+            sent: r.wamid.is_some(),
+            billed: r.billed,
+            replied: r.replied_at.is_some(),
+            clicked: r.clicked_at.is_some(),
+        }));
     }
     d
 }
