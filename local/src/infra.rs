@@ -55,6 +55,15 @@ impl Template {
             .map(|(_, p)| p)
             .ok_or_else(|| "template.yaml has no AWS::DynamoDB::Table named Table".into())
     }
+
+    /// The batching window of the DynamoDB stream event of the function `function`.
+    pub fn batching_window(&self, function: &str) -> Option<Duration> {
+        let (_, props) = self.resources("AWS::Serverless::Function").into_iter().find(|(id, _)| id == function)?;
+        let events = props.get("Events")?.as_mapping()?;
+        let stream = events.values().find(|e| e.get("Type").and_then(Value::as_str) == Some("DynamoDB"))?;
+        let seconds = stream.get("Properties")?.get("MaximumBatchingWindowInSeconds")?.as_u64()?;
+        Some(Duration::from_secs(seconds))
+    }
 }
 
 /// The logical id of the queue a `RedrivePolicy` sends to (`!GetAtt <Queue>.Arn`).
@@ -328,6 +337,15 @@ pub async fn ensure_upload_bucket(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_table_streams_its_changes_to_the_tally_function_within_its_counting_lag() {
+        let t = Template::load(&Template::default_path()).unwrap();
+        let table = t.table().unwrap();
+        assert_eq!(table["StreamSpecification"]["StreamViewType"].as_str(), Some("NEW_AND_OLD_IMAGES"));
+        // The dispatcher reckons with this much delay before an outcome is counted.
+        assert_eq!(t.batching_window("TallyFunction"), Some(shared::domain::sending::COUNTING_LAG));
+    }
 
     #[test]
     fn the_template_declares_the_table_and_queues_the_code_uses() {

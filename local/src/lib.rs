@@ -102,7 +102,9 @@ impl Stack {
                 attrs.attributes.and_then(|mut a| a.remove(&aws_sdk_sqs::types::QueueAttributeName::QueueArn));
         }
         let app = App::new(&sdk, config);
-        let tally = stream::Tally::spawn(app.clone(), &sdk);
+        // As the tally function's event source: its batching window.
+        let window = template.batching_window("TallyFunction").unwrap_or_default();
+        let tally = stream::Tally::spawn(&app, &sdk, window);
         Ok(Stack { app, sqs, queues, event_tap_url, tally })
     }
 

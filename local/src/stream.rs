@@ -4,7 +4,8 @@
 //! however often it sees it).
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use shared::adapters::aws::SdkConfig;
@@ -26,20 +27,45 @@ pub struct Tally {
     /// How many reads found nothing new, each after counting everything before it.
     idle_reads: watch::Receiver<u64>,
     wake: Arc<Notify>,
+    /// How long records are gathered before they are counted (milliseconds).
+    window_ms: Arc<AtomicU64>,
 }
 
 impl Tally {
-    /// Starts reading the stream of `app`'s table from its oldest record.
-    pub fn spawn(app: Arc<App>, sdk: &SdkConfig) -> Tally {
+    /// Starts reading the stream of `app`'s table from its oldest record, on a thread and
+    /// clients of its own (in AWS the function has its own machine: here its reading and
+    /// parsing never delays a sender's wake-up for its slot). It stops once the `Tally` and its
+    /// clones are gone.
+    pub fn spawn(app: &App, sdk: &SdkConfig, window: Duration) -> Tally {
         let (tx, rx) = watch::channel(0);
         let wake = Arc::new(Notify::new());
-        let reader = Reader {
-            signer: Signer::new(sdk),
-            url: shared::adapters::aws::endpoint(sdk, "DynamoDB").unwrap_or_default(),
-            app,
-        };
-        tokio::spawn(reader.run(tx, wake.clone()));
-        Tally { idle_reads: rx, wake }
+        let window_ms = Arc::new(AtomicU64::new(window.as_millis() as u64));
+        let (sdk, config, woken, window) = (sdk.clone(), app.config.clone(), wake.clone(), window_ms.clone());
+        let started = std::thread::Builder::new().name("tally".into()).spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
+            let Ok(runtime) = runtime.inspect_err(|e| tracing::error!(error = %e, "no runtime for the stream")) else {
+                return;
+            };
+            runtime.block_on(async move {
+                let reader = Reader {
+                    signer: Signer::new(&sdk),
+                    url: shared::adapters::aws::endpoint(&sdk, "DynamoDB").unwrap_or_default(),
+                    app: App::new(&sdk, config),
+                    window_ms: window,
+                };
+                reader.run(tx, woken).await
+            })
+        });
+        if let Err(e) = started {
+            tracing::error!(error = %e, "the table's stream is not read: no thread for it");
+        }
+        Tally { idle_reads: rx, wake, window_ms }
+    }
+
+    /// Counts records as soon as they are read, without a batching window (the tests: an
+    /// answer reflects what was written before it without waiting a second).
+    pub fn without_window(&self) {
+        self.window_ms.store(0, Ordering::Relaxed);
     }
 
     /// Waits until every change written before the call is counted.
@@ -69,6 +95,7 @@ struct Reader {
     signer: Signer,
     url: String,
     app: Arc<App>,
+    window_ms: Arc<AtomicU64>,
 }
 
 impl Reader {
@@ -120,7 +147,9 @@ impl Reader {
     async fn run(self, idle_reads: watch::Sender<u64>, wake: Arc<Notify>) {
         let mut last: Option<String> = None;
         let mut iterator: Option<String> = None;
-        loop {
+        let mut gathered: Vec<StreamRecord> = Vec::new();
+        let mut first_at: Option<Instant> = None;
+        while !idle_reads.is_closed() {
             let it = match iterator.take() {
                 Some(it) => it,
                 None => match self.iterator(last.as_deref()).await {
@@ -138,26 +167,39 @@ impl Reader {
                 Err(e) => {
                     tracing::warn!(error = %e, "reading the table's stream failed; reading again");
                     tokio::time::sleep(Duration::from_millis(500)).await;
-                    continue; // a new iterator after the last record counted
+                    // A new iterator after the last record counted: what was gathered since
+                    // comes again.
+                    (gathered, first_at) = (Vec::new(), None);
+                    continue;
                 }
             };
-            let records = read.records;
-            if records.is_empty() {
+            iterator = read.next;
+            if read.records.is_empty() && gathered.is_empty() {
                 idle_reads.send_modify(|n| *n += 1);
-                iterator = read.next;
                 tokio::select! {
                     () = wake.notified() => {}
                     () = tokio::time::sleep(IDLE_POLL) => {}
                 }
                 continue;
             }
-            // As the event source: the same records again until the handler takes them.
-            while let Err(e) = tally::count(&self.app, &records).await {
+            // As the event source: records gathered for the batching window (or until a batch
+            // is full), then the same records until the handler takes them.
+            let since = *first_at.get_or_insert_with(Instant::now);
+            gathered.extend(read.records);
+            let window = Duration::from_millis(self.window_ms.load(Ordering::Relaxed));
+            if gathered.len() < BATCH && since.elapsed() < window {
+                tokio::time::sleep(IDLE_POLL.min(window - since.elapsed())).await;
+                continue;
+            }
+            while let Err(e) = tally::count(&self.app, &gathered).await
+                && !idle_reads.is_closed()
+            {
                 tracing::warn!(error = %e, "counting the stream's changes failed; trying again");
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
-            last = records.last().map(|r| r.dynamodb.sequence_number.clone());
-            iterator = read.next;
+            last = gathered.last().map(|r| r.dynamodb.sequence_number.clone());
+            gathered.clear();
+            first_at = None;
         }
     }
 }

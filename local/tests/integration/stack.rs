@@ -142,6 +142,7 @@ impl TestStack {
         };
         let stack =
             local::Stack::start_with(&sdk, config).await.expect("the emulator should take the table and queues");
+        stack.tally.without_window();
         let issued = shared::usecases::keys::issue(&stack.app.db, NewApiKey { name: "tests".into() }).await.unwrap();
         TestStack {
             app: stack.app,

@@ -45,6 +45,10 @@ pub struct DispatchJob {
     /// A run that starts over for a send window does nothing before this (unix seconds).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_before: Option<i64>,
+    /// The run has queued every pending recipient: its steps only measure the rate until what
+    /// it queued is processed (or nothing was for a minute), then it ends.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub read_all: bool,
 }
 
 impl DispatchJob {
@@ -59,6 +63,7 @@ impl DispatchJob {
             samples: Vec::new(),
             opens_at: None,
             not_before: None,
+            read_all: false,
         }
     }
 }

@@ -18,7 +18,7 @@ use crate::domain::daily_cap::hour_of;
 use crate::domain::id::Id;
 use crate::domain::phone::Phone;
 use crate::domain::sending::{
-    DispatchJob, SendJob, dispatch_window, job_due, job_size, measure_rate, step_room, still_to_send,
+    DispatchJob, RATE_WINDOW_MS, SendJob, dispatch_window, job_due, job_size, measure_rate, step_room, still_to_send,
 };
 use crate::domain::window::{SendWindow, WindowZone};
 use crate::usecases::lifecycle::change_status;
@@ -71,6 +71,21 @@ pub async fn dispatch(app: &App, step: DispatchJob) -> Result<(), SendError> {
     let mut next = DispatchJob { base: Some(base), ..step };
     note_rate(app, &campaign, &mut next).await;
     tracing::debug!(campaign = %campaign.id, in_flight, window, "dispatch step");
+    if next.read_all {
+        // Draining: the steps go on measuring the rate until what the run queued is counted
+        // processed, or nothing was for a minute (a lost job is the reconciler's).
+        let stalled = next
+            .samples
+            .first()
+            .is_some_and(|(at, n)| now_unix * 1000 - at >= RATE_WINDOW_MS && *n == campaign.processed_count);
+        if in_flight == 0 || stalled {
+            tracing::info!(campaign = %campaign.id, queued = next.queued, "dispatch run finished");
+            complete_if_done(app, &campaign.id).await?;
+        } else {
+            app.queue.dispatch(&next, STEP).await?;
+        }
+        return Ok(());
+    }
     let size = job_size(rate) as u64;
     let room = step_room(window, in_flight, rate);
     if room > 0 {
@@ -114,12 +129,13 @@ pub async fn dispatch(app: &App, step: DispatchJob) -> Result<(), SendError> {
             // Some recipients wait for their window: the run reads them again when the first opens.
             return start_over_at(app, &campaign.id, next.run, at).await;
         }
-        if cursor.is_none() {
+        if cursor.is_none() && phones.is_empty() && in_flight == 0 {
             tracing::info!(campaign = %campaign.id, queued = next.queued, "dispatch run finished");
             // A resumed campaign with nothing left to send completes here.
             complete_if_done(app, &campaign.id).await?;
             return Ok(());
         }
+        next.read_all = cursor.is_none();
         next.cursor = cursor;
     }
     app.queue.dispatch(&next, STEP).await?;
