@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -139,6 +140,13 @@ fn statement_index_writes(text: &str, parameters: &Value) -> f64 {
     writes
 }
 
+/// An emulator answer slower than this is counted (by operation, under [`SLOW_PREFIX`]): what
+/// stalls the service locally shows there.
+const SLOW: Duration = Duration::from_millis(500);
+pub const SLOW_PREFIX: &str = "slow ";
+/// The slowest DynamoDB answer (milliseconds) of each second, under this and the unix second.
+pub const SLOWEST_PREFIX: &str = "slowest ddb @";
+
 async fn forward(State(p): State<Arc<Proxy>>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let target = parts.headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or("other").to_string();
@@ -155,11 +163,36 @@ async fn forward(State(p): State<Arc<Proxy>>, req: Request) -> Response {
     // DynamoDB and its streams (`DynamoDBStreams_…`) are one emulator.
     let upstream = if target.starts_with("DynamoDB") { &p.upstreams.dynamodb } else { &p.upstreams.other };
     let url = format!("{}{}", upstream, parts.uri.path_and_query().map(|x| x.as_str()).unwrap_or("/"));
-    let mut out = p.http.request(parts.method, url).body(bytes);
+    let mut out = p.http.request(parts.method, url).body(bytes.clone());
     for (k, v) in parts.headers.iter().filter(|(k, _)| *k != http::header::HOST) {
         out = out.header(k, v);
     }
-    match out.send().await {
+    let started = std::time::Instant::now();
+    let answer = out.send().await;
+    if target.starts_with("DynamoDB_")
+        && let Ok(mut m) = p.counts.0.lock()
+    {
+        // The slowest DynamoDB answer of each second (by when it was asked).
+        let second = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+            - started.elapsed().as_secs();
+        let slowest = m.entry(format!("{SLOWEST_PREFIX}{second}")).or_default();
+        *slowest = (*slowest).max(started.elapsed().as_millis() as u64);
+    }
+    // (A receive waits for messages by design.)
+    if started.elapsed() > SLOW
+        && !target.ends_with("ReceiveMessage")
+        && let Ok(mut m) = p.counts.0.lock()
+    {
+        // Which request: an update's expression tells the item it writes.
+        let what = serde_json::from_slice::<Value>(&bytes).ok().and_then(|b| {
+            b["UpdateExpression"].as_str().map(|e| {
+                let e: String = e.chars().take(40).collect();
+                format!(" ({e}…)")
+            })
+        });
+        *m.entry(format!("{SLOW_PREFIX}{target}{}", what.unwrap_or_default())).or_default() += 1;
+    }
+    match answer {
         Ok(r) => {
             let mut b = Response::builder().status(r.status());
             for (k, v) in r.headers() {
@@ -299,12 +332,14 @@ mod tests {
 /// the listing's totals for sent, delivered and read come from the counters themselves).
 /// `sent` counts every message WhatsApp accepted (a failure reported later keeps its wamid),
 /// `delivered` counts read ones too.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Recount {
     pub sent: u64,
     pub delivered: u64,
     pub read: u64,
     pub failed: u64,
+    /// The message ids (and statuses) of up to ten accepted messages not read.
+    pub unread: Vec<String>,
 }
 
 impl Recount {
@@ -355,7 +390,14 @@ pub async fn recount(db: &shared::adapters::store::Db, campaign: &str) -> Result
                 .map_err(|e| format!("recounting {campaign}: {}", aws_sdk_dynamodb::error::DisplayErrorContext(e)))?;
             for item in page.items() {
                 let accepted = item.contains_key("wamid");
-                match item.get("status").and_then(|v| v.as_s().ok()).map(String::as_str) {
+                let status = item.get("status").and_then(|v| v.as_s().ok()).map(String::as_str);
+                if let Some(wamid) = item.get("wamid").and_then(|v| v.as_s().ok())
+                    && status != Some("read")
+                    && r.unread.len() < 10
+                {
+                    r.unread.push(format!("{wamid} ({})", status.unwrap_or("?")));
+                }
+                match status {
                     Some("read") => {
                         r.read += 1;
                         r.delivered += 1;

@@ -107,9 +107,8 @@ impl SendJob {
     }
 }
 
-/// Most recipients in one send job: its claims and its outcomes are each one transaction
-/// (with the counter item, within DynamoDB's 100 items), and its recipients and their
-/// opt-out records one BatchGetItem (100 keys).
+/// Most recipients in one send job: its claims and its outcomes are each two batches of 25
+/// updates, and its recipients and their opt-out records one BatchGetItem (100 keys).
 pub const MAX_JOB_SIZE: usize = 50;
 
 /// Recipients per send job for an account sending `rate` messages per second: half a second
@@ -184,6 +183,19 @@ pub fn job_due(ahead: u64, index: usize, size: usize, rate: u32) -> Duration {
 /// The spacing of messages at `rate` per second, in microseconds.
 pub fn interval_micros(rate: u32) -> u64 {
     1_000_000 / rate.max(1) as u64
+}
+
+/// How early and how late (microseconds) a message may go out around its slot, at slots
+/// `interval_us` apart. Sent within `[slot - early, slot + late]` with `early + late` at most
+/// the interval, no second holds more than rate + 1 messages; the margin keeps a quarter of
+/// the interval to spare for the request's own way to WhatsApp. A sender wakes `early` before
+/// its slot (timers round up to the next millisecond and a busy machine wakes them later
+/// still), so that most wake-ups land inside the margin: one that misses it leaves its slot
+/// unused. Timers are not finer than a millisecond, so above 500 msg/s a millisecond of
+/// lateness is let through.
+pub fn send_margin(interval_us: u64) -> (i64, i64) {
+    let interval = interval_us as i64;
+    ((interval / 4).min(1_000), (interval / 2).max(1_000))
 }
 
 /// How a WhatsApp error is handled, decided on Meta's `error.code` (never the HTTP status).
@@ -521,6 +533,26 @@ mod tests {
         }
         assert_eq!(measure_rate(&mut samples, 123_000, 160 + 10 * 121), Some(10.0));
         assert!(samples.len() <= 62, "{}", samples.len());
+    }
+
+    #[test]
+    fn sends_anywhere_in_their_margin_keep_every_second_at_rate_plus_one() {
+        assert_eq!(
+            (send_margin(5_000), send_margin(100_000), send_margin(1_000)),
+            ((1_000, 2_500), (1_000, 50_000), (250, 1_000))
+        );
+        for rate in [10, 80, 200, 400, 500] {
+            let interval = interval_micros(rate);
+            let (early, late) = send_margin(interval);
+            // The worst case: every other message as late as it may be, the others as early.
+            let times: Vec<i64> =
+                (0..3 * rate as i64).map(|i| i * interval as i64 + if i % 2 == 0 { late } else { -early }).collect();
+            let most = (0..times.len())
+                .map(|i| times[i..].iter().take_while(|t| **t < times[i] + 1_000_000).count())
+                .max()
+                .unwrap_or(0);
+            assert!(most <= rate as usize + 1, "{rate}/s: {most} in a second");
+        }
     }
 
     #[test]

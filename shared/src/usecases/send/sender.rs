@@ -1,10 +1,11 @@
 //! The sender. For a send job (half a second of the account's pace at most): read its
 //! recipients → look whether the account's pace has room within the next second (if not, the
-//! job goes back on the queue for when there is, holding nothing) → claim them in one
-//! conditional transaction → take their send slots (when jobs of the same moment took the room
-//! first, wait for the next, up to a second in all) → at each slot, check the campaign is still
-//! sending (a status at most half a second old) and POST to WhatsApp → record every outcome
-//! and count it, in one transaction.
+//! job goes back on the queue for when there is, holding nothing) → claim them, each on its
+//! own condition (25 to a batch) → take their send slots (when jobs of the same moment took the
+//! room first, wait for the next, up to a second in all) → at each slot, check the campaign is
+//! still sending (a status at most half a second old) and POST to WhatsApp → record every
+//! outcome, each on condition the job still holds its recipient; the `tally` function counts
+//! them from the table's stream.
 //! Nothing between the claims and the POSTs can fail without releasing the claims, and no
 //! invocation sleeps on slots far ahead: accounts never hold each other's senders.
 
@@ -35,7 +36,7 @@ use crate::domain::recipient::{Recipient, RecipientKey, RecipientStatus};
 use crate::domain::secret::Secret;
 use crate::domain::sending::{
     DispatchJob, ErrorClass, HeaderValues, MAX_ATTEMPTS, MAX_JOB_SIZE, MAX_PAIR_RATE_ATTEMPTS, SLOT_HORIZON, SendJob,
-    classify, interval_micros, message_body, pair_rate_delay, retry_delay,
+    classify, interval_micros, message_body, pair_rate_delay, retry_delay, send_margin,
 };
 use crate::domain::template::Template;
 use crate::usecases::lifecycle::change_status;
@@ -54,13 +55,6 @@ const STATUS_REFRESH: Duration = Duration::from_millis(250);
 /// The campaign's status as a job's sends see it: when the read it comes from started, and
 /// whether the campaign was sending.
 type Status = (Instant, bool);
-
-/// How late a message may go out after its slot: half an interval keeps any 1-second window
-/// at rate + 1 (a message later than that could crowd the slots after it). Timers are not
-/// finer than a millisecond, so above 500 msg/s a millisecond of lateness is let through.
-fn late_tolerance(interval_us: i64) -> i64 {
-    (interval_us / 2).max(1_000)
-}
 
 /// A job whose slots would start at most this much later than the horizon waits for them in
 /// the invocation (microseconds); a later one goes back to the queue.
@@ -606,15 +600,16 @@ async fn send_one(
     deadline: Instant,
 ) -> Sent {
     let interval = interval_micros(ctx.account.send_rate());
+    let (early, most_late) = send_margin(interval);
     let mut slot = slot;
     for retake in 0..=LATE_RETAKES {
-        let wait = Duration::from_micros((slot - now_micros()).max(0) as u64);
+        let wait = Duration::from_micros((slot - early - now_micros()).max(0) as u64);
         if Instant::now() + wait + app.whatsapp.timeout() > deadline {
             return Sent::retry(Duration::ZERO, attempt);
         }
         tokio::time::sleep(wait).await;
         let late = now_micros() - slot;
-        if late <= late_tolerance(interval as i64) {
+        if late <= most_late {
             break;
         }
         // Woken too late (a slow store or a busy machine): sending now could crowd the slots
