@@ -167,19 +167,19 @@ async fn forward(State(p): State<Arc<Proxy>>, req: Request) -> Response {
     for (k, v) in parts.headers.iter().filter(|(k, _)| *k != http::header::HOST) {
         out = out.header(k, v);
     }
+    let asked_at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let started = std::time::Instant::now();
     let answer = out.send().await;
+    let took = started.elapsed();
     if target.starts_with("DynamoDB_")
         && let Ok(mut m) = p.counts.0.lock()
     {
         // The slowest DynamoDB answer of each second (by when it was asked).
-        let second = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
-            - started.elapsed().as_secs();
-        let slowest = m.entry(format!("{SLOWEST_PREFIX}{second}")).or_default();
-        *slowest = (*slowest).max(started.elapsed().as_millis() as u64);
+        let slowest = m.entry(format!("{SLOWEST_PREFIX}{asked_at}")).or_default();
+        *slowest = (*slowest).max(took.as_millis() as u64);
     }
     // (A receive waits for messages by design.)
-    if started.elapsed() > SLOW
+    if took > SLOW
         && !target.ends_with("ReceiveMessage")
         && let Ok(mut m) = p.counts.0.lock()
     {
@@ -338,8 +338,8 @@ pub struct Recount {
     pub delivered: u64,
     pub read: u64,
     pub failed: u64,
-    /// The message ids (and statuses) of up to ten accepted messages not read.
-    pub unread: Vec<String>,
+    /// The message ids and statuses of up to ten accepted messages not read.
+    pub unread: Vec<(String, String)>,
 }
 
 impl Recount {
@@ -395,7 +395,7 @@ pub async fn recount(db: &shared::adapters::store::Db, campaign: &str) -> Result
                     && status != Some("read")
                     && r.unread.len() < 10
                 {
-                    r.unread.push(format!("{wamid} ({})", status.unwrap_or("?")));
+                    r.unread.push((wamid.clone(), status.unwrap_or("?").to_string()));
                 }
                 match status {
                     Some("read") => {

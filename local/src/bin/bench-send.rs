@@ -274,6 +274,12 @@ fn main() -> Result<(), local::BoxError> {
                 main: runs("TIER_100K", 80, 80),
                 beside: Some(Run { recipients: 10 * (seconds + 10), ..runs("TIER_1K", 80, 10) }),
             },
+            // Two accounts at the TIER_100K pace at once: each keeps its own.
+            Scenario {
+                name: "TIER_100K beside TIER_100K",
+                main: runs("TIER_100K", 80, 80),
+                beside: Some(Run { recipients: 80 * (seconds + 10), ..runs("TIER_100K", 80, 80) }),
+            },
             Scenario { name: "TIER_UNLIMITED 200", main: runs("TIER_UNLIMITED", 200, 200), beside: None },
         ];
         println!(
@@ -336,8 +342,15 @@ fn main() -> Result<(), local::BoxError> {
                 && !settled
             {
                 // What became of the statuses of messages left unread: posted, taken, or never.
-                for unread in &r.unread {
-                    let wamid = unread.split(' ').next().unwrap_or_default();
+                if let Some(url) = stack.queues.get("StatusQueue") {
+                    // Statuses waiting on the queue (delayed for a retry, or in an applier's hands).
+                    use aws_sdk_sqs::types::QueueAttributeName as A;
+                    let names = [A::ApproximateNumberOfMessages, A::ApproximateNumberOfMessagesDelayed, A::ApproximateNumberOfMessagesNotVisible];
+                    let attrs = stack.sqs.get_queue_attributes().queue_url(url).set_attribute_names(Some(names.to_vec())).send().await;
+                    let shown = attrs.ok().and_then(|a| a.attributes).map(|a| format!("{a:?}")).unwrap_or_default();
+                    details.push(format!("{}: the status queue now: {shown}", sc.name));
+                }
+                for (wamid, status) in &r.unread {
                     let tried: Vec<String> = posts
                         .iter()
                         .filter_map(|p| {
@@ -345,7 +358,7 @@ fn main() -> Result<(), local::BoxError> {
                             Some(format!("{} #{} → {:?} {:?}", st.1, p.attempt, p.status, p.error))
                         })
                         .collect();
-                    details.push(format!("{}: {unread} not read; its status POSTs: {tried:?}", sc.name));
+                    details.push(format!("{}: {wamid} ({status}) not read; its status POSTs: {tried:?}", sc.name));
                 }
             }
             let recounted = match recount.map(|r| r.check(&c)) {
@@ -386,7 +399,8 @@ fn main() -> Result<(), local::BoxError> {
             if let Some((bid, bpnid, run)) = beside {
                 if let Some(alone) = alone_100k {
                     details.push(format!(
-                        "  beside the TIER_1K campaign, TIER_100K reached {:.1} msg/s, {:+.1}% against alone ({alone:.1})",
+                        "  beside the {} campaign, TIER_100K reached {:.1} msg/s, {:+.1}% against alone ({alone:.1})",
+                        run.tier,
                         m.achieved,
                         100.0 * (m.achieved - alone) / alone
                     ));
@@ -394,7 +408,8 @@ fn main() -> Result<(), local::BoxError> {
                 let b = settle(&stack.app, &bid).await;
                 let bm = measure(&fake, &bpnid, now_ms(), b["status"] == "completed");
                 details.push(format!(
-                    "  the TIER_1K campaign: {} messages at {:.1} msg/s, worst 1 s {} (≤{})",
+                    "  the {} campaign: {} messages at {:.1} msg/s, worst 1 s {} (≤{})",
+                    run.tier,
                     bm.sent,
                     bm.achieved,
                     bm.worst,

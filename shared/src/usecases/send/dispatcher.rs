@@ -79,11 +79,9 @@ pub async fn dispatch(app: &App, step: DispatchJob) -> Result<(), SendError> {
             .first()
             .is_some_and(|(at, n)| now_unix * 1000 - at >= RATE_WINDOW_MS && *n == campaign.processed_count);
         if in_flight == 0 || stalled {
-            tracing::info!(campaign = %campaign.id, queued = next.queued, "dispatch run finished");
-            complete_if_done(app, &campaign.id).await?;
-        } else {
-            app.queue.dispatch(&next, STEP).await?;
+            return finish_run(app, &campaign.id, next.queued).await;
         }
+        app.queue.dispatch(&next, STEP).await?;
         return Ok(());
     }
     let size = job_size(rate) as u64;
@@ -130,15 +128,20 @@ pub async fn dispatch(app: &App, step: DispatchJob) -> Result<(), SendError> {
             return start_over_at(app, &campaign.id, next.run, at).await;
         }
         if cursor.is_none() && phones.is_empty() && in_flight == 0 {
-            tracing::info!(campaign = %campaign.id, queued = next.queued, "dispatch run finished");
             // A resumed campaign with nothing left to send completes here.
-            complete_if_done(app, &campaign.id).await?;
-            return Ok(());
+            return finish_run(app, &campaign.id, next.queued).await;
         }
         next.read_all = cursor.is_none();
         next.cursor = cursor;
     }
     app.queue.dispatch(&next, STEP).await?;
+    Ok(())
+}
+
+/// Ends a run whose recipients are all queued and counted: the campaign completes if it is done.
+async fn finish_run(app: &App, campaign_id: &Id, queued: u64) -> Result<(), SendError> {
+    tracing::info!(campaign = %campaign_id, queued, "dispatch run finished");
+    complete_if_done(app, campaign_id).await?;
     Ok(())
 }
 
