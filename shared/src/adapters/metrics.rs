@@ -390,7 +390,10 @@ mod tests {
         for i in 0..250 {
             m.message("a", &accepted(), i as f64);
         }
-        m.queue_age("send", (0..3).map(|_| chrono::Utc::now().timestamp_millis() - 1000));
+        // The send times are read before the metric reads its clock (a lazy iterator would read
+        // them after it, a millisecond short now and then).
+        let sent: Vec<i64> = (0..3).map(|_| chrono::Utc::now().timestamp_millis() - 1000).collect();
+        m.queue_age("send", sent);
         m.flush();
         let lines = collected.lines();
         let lags: Vec<usize> = lines.iter().filter_map(|l| l["PaceLagMs"].as_array().map(Vec::len)).collect();
