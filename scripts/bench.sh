@@ -57,7 +57,7 @@ case "$what" in
     # cores with the service under test, whose senders must wake at their slots (5 ms apart
     # at 200 msg/s). A lower priority lets a sender's timer take a core from them at once;
     # they keep every cycle the service does not use.
-    renice -n 5 -p "$MOTO_PID" "$MOTO_DYNAMODB_PID" > /dev/null
+    renice -n 15 -p "$MOTO_PID" "$MOTO_DYNAMODB_PID" > /dev/null
     RUST_LOG="${RUST_LOG:-warn}" "$ROOT/target/release/bench-send" "${2:-25}" ${3:+"$3"}
     ;;
   webhook)

@@ -114,6 +114,12 @@ DynamoDB Streams, whose notes below say what differs from moto.
   rate) a request took tens of milliseconds and the queue fell further behind. Here the clock
   is read with time.time() (the same UTC epoch milliseconds), a queue's visible messages are
   found with one clock read, and a batch delete walks the queue once for all its handles.
+- moto's SQS takes no lock around a delete, which writes the queue's list of messages anew
+  without the deleted ones: a message sent meanwhile was lost, and of two deletes at once one
+  was undone (its message came back when its visibility timeout ended, minutes later, so a
+  status webhook was applied minutes late or, lost, never). Here a delete holds the queue's
+  lock, which a send already takes. (Two receives at once may still hand out the same
+  message, as SQS may: every consumer takes a message delivered twice.)
 - A receive checked each message it handed out against the queue's retention period by
   computing every attribute of the queue, the approximate counts included (two more walks of
   every message): three quarters of the emulator's time at 600 status webhooks a second. Here
@@ -126,6 +132,10 @@ DynamoDB Streams, whose notes below say what differs from moto.
   seconds what is alive is frozen out of the collector's reach (gc.freeze): a collection then
   walks what was made since (6–30 ms). Reference counting still frees everything that is
   dropped; only a cycle of objects frozen alive and dropped later stays in memory.
+
+With MOTO_SLOW_MS set (e.g. 100), a DynamoDB request that waited for or held the lock above
+longer than that is written to the log with its action, and so is any pause of the whole
+process (a 10 ms sleep waking 80 ms late): which of the two made an answer slow shows there.
 
 One setting differs from AWS, for the tests: S3 takes multipart parts from 1 KiB (AWS: 5 MiB),
 so that an export written in several parts, and resumed between two of them, is shown on a few
@@ -984,9 +994,24 @@ def streams_serialized(self, action_result):
 _call_action = DynamoHandler.call_action
 
 
+_SLOW_S = float(os.environ.get("MOTO_SLOW_MS", "0")) / 1000.0
+
+
 def call_action(self):
+    if not _SLOW_S:
+        with _lock:
+            return _call_action(self)
+    asked = time.monotonic()
     with _lock:
-        return _call_action(self)
+        started = time.monotonic()
+        try:
+            return _call_action(self)
+        finally:
+            took = time.monotonic() - started
+            waited = started - asked
+            if took > _SLOW_S or waited > _SLOW_S:
+                body = self.body if isinstance(self.body, str) else ""
+                sys.stderr.write(f"{time.strftime('%H:%M:%S')} slow {self._get_action()} waited {waited * 1000:.0f} ms, took {took * 1000:.0f} ms {body[:200]}\n")
 
 
 @functools.lru_cache(maxsize=None)
@@ -1055,20 +1080,21 @@ def _not_visible_count(queue):
 def _delete_receipts(queue, handles):
     """Deletes the messages that ever had one of `handles` in one walk of the queue; returns
     the handles that matched no message (already deleted ones count as matched)."""
-    wanted = {h for h in handles if h not in queue.deleted_messages}
-    found = set()
-    kept = []
-    for message in queue._messages:
-        mine = wanted.intersection(message.all_receipt_handles)
-        if mine:
-            found |= mine
-            queue.pending_messages.discard(message)
-            queue.deleted_messages.update(message.all_receipt_handles)
-            continue
-        kept.append(message)
-    if found:
-        queue._messages = kept
-    return wanted - found
+    with queue._messages_lock:
+        wanted = {h for h in handles if h not in queue.deleted_messages}
+        found = set()
+        kept = []
+        for message in queue._messages:
+            mine = wanted.intersection(message.all_receipt_handles)
+            if mine:
+                found |= mine
+                queue.pending_messages.discard(message)
+                queue.deleted_messages.update(message.all_receipt_handles)
+                continue
+            kept.append(message)
+        if found:
+            queue._messages = kept
+        return wanted - found
 
 
 def _queue_delete_message(self, receipt_handle):
@@ -1135,6 +1161,19 @@ def _freeze_survivors():
 
 
 _FREEZE_EVERY_S = 2.0
+
+
+def _stall_watch():
+    while True:
+        t = time.monotonic()
+        time.sleep(0.01)
+        d = time.monotonic() - t
+        if d > 0.08:
+            sys.stderr.write(f"{time.strftime('%H:%M:%S')} stall {d * 1000:.0f} ms\n")
+
+
+if _SLOW_S:
+    threading.Thread(target=_stall_watch, daemon=True).start()
 threading.Thread(target=_freeze_survivors, daemon=True).start()
 
 if __name__ == "__main__":

@@ -393,8 +393,10 @@ fn main() -> Result<(), local::BoxError> {
                 recounted,
             );
             details.push(format!(
-                "{}: messages per second {:?}\n  DynamoDB per message: {ddb_detail}\n  SQS per message: {sqs_detail}",
-                sc.name, m.per_second
+                "{}: messages per second from {} {:?}\n  DynamoDB per message: {ddb_detail}\n  SQS per message: {sqs_detail}",
+                sc.name,
+                chrono::DateTime::from_timestamp_millis(m.first_ms as i64).map_or(String::new(), |t| t.format("%H:%M:%S%.3f").to_string()),
+                m.per_second
             ));
             if let Some((bid, bpnid, run)) = beside {
                 if let Some(alone) = alone_100k {

@@ -70,7 +70,7 @@ pub async fn dispatch(app: &App, step: DispatchJob) -> Result<(), SendError> {
     let window = dispatch_window(rate);
     let mut next = DispatchJob { base: Some(base), ..step };
     note_rate(app, &campaign, &mut next).await;
-    tracing::debug!(campaign = %campaign.id, in_flight, window, "dispatch step");
+    tracing::debug!(campaign = %campaign.id, in_flight, window, processed = campaign.processed_count, "dispatch step");
     if next.read_all {
         // Draining: the steps go on measuring the rate until what the run queued is counted
         // processed, or nothing was for a minute (a lost job is the reconciler's).
@@ -118,7 +118,7 @@ pub async fn dispatch(app: &App, step: DispatchJob) -> Result<(), SendError> {
         let timed: Vec<(&SendJob, Duration)> =
             jobs.iter().enumerate().map(|(i, j)| (j, job_due(ahead, i, size as usize, rate))).collect();
         app.queue.send_jobs_at(&timed).await?;
-        tracing::debug!(campaign = %campaign.id, jobs = jobs.len(), recipients = phones.len(), "queued");
+        tracing::debug!(campaign = %campaign.id, jobs = jobs.len(), recipients = phones.len(), ahead, "queued");
         next.queued += phones.len() as u64;
         app.metrics.recipients_queued(&campaign.account_id, phones.len());
         if cursor.is_none()

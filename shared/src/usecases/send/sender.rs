@@ -11,12 +11,12 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
 use serde_json::Value;
-use tokio::sync::{Mutex, watch};
+use tokio::sync::Mutex;
 use tracing::field::Empty;
 use tracing::{Instrument, info_span};
 
@@ -48,9 +48,11 @@ use crate::usecases::statuses::remember_opt_out;
 /// go out: its recipient goes back to pending, for a job a moment later.
 const STATUS_MAX_AGE: Duration = Duration::from_millis(700);
 
-/// How often a job at work reads its campaign's status again (one read per campaign at a time
-/// per invocation, whatever the number of sends).
-const STATUS_REFRESH: Duration = Duration::from_millis(250);
+/// How often an invocation reads the status of the campaigns its jobs send again (one read per
+/// campaign at a time, whatever the number of jobs and sends). A reading starts this long
+/// after the one before it started, or when that one was answered if later: a send sees a
+/// status at most this plus two answers old (the store answering in 0.25 s each, 0.7 s).
+const STATUS_REFRESH: Duration = Duration::from_millis(200);
 
 /// The campaign's status as a job's sends see it: when the read it comes from started, and
 /// whether the campaign was sending.
@@ -84,12 +86,14 @@ struct Sending {
 }
 
 /// What one invocation reads once and shares between its jobs: accounts, tokens (from Secrets
-/// Manager) and templates by (account, template), and each campaign's status, read again when
-/// older than [`STATUS_MAX_AGE`].
+/// Manager) and templates by (account, template), and each campaign, whose status is read
+/// again every [`STATUS_REFRESH`] for as long as the invocation runs ([`Invocation::refresh`]).
 #[derive(Default)]
 struct Invocation {
     sendings: Mutex<HashMap<(Id, Id), SendingOrWhyNot>>,
     campaigns: Mutex<HashMap<String, Arc<Mutex<Seen>>>>,
+    /// Each campaign's status as last read, and when that read started.
+    statuses: std::sync::Mutex<HashMap<String, Status>>,
 }
 
 /// What the campaign's account needs to send, or why it cannot.
@@ -100,8 +104,6 @@ type SendingOrWhyNot = Result<Arc<Sending>, &'static str>;
 struct Seen {
     at: Option<Instant>,
     campaign: Option<Campaign>,
-    status_at: Option<Instant>,
-    sending: bool,
 }
 
 fn fresh(at: Option<Instant>) -> bool {
@@ -114,34 +116,57 @@ impl Invocation {
     }
 
     /// The campaign as read at most [`STATUS_REFRESH`] ago (by this job or another of the
-    /// invocation), and when that read started.
-    async fn campaign(&self, app: &App, id: &str) -> Result<(Instant, Option<Campaign>), SendError> {
+    /// invocation); its status is kept fresh from then on.
+    async fn campaign(&self, app: &App, id: &str) -> Result<Option<Campaign>, SendError> {
         let entry = self.seen(id).await;
         // One read at a time per campaign: the jobs waiting for it use its answer.
         let mut seen = entry.lock().await;
-        if let (Some(at), true) = (seen.at, fresh(seen.at)) {
-            return Ok((at, seen.campaign.clone()));
+        if fresh(seen.at) {
+            return Ok(seen.campaign.clone());
         }
         let started = Instant::now();
         seen.campaign = app.db.get_campaign(id).await?;
         seen.at = Some(started);
-        seen.status_at = Some(started);
-        seen.sending = seen.campaign.as_ref().is_some_and(|c| c.status == CampaignStatus::Sending);
-        Ok((started, seen.campaign.clone()))
+        let sending = seen.campaign.as_ref().is_some_and(|c| c.status == CampaignStatus::Sending);
+        self.note_status(id, (started, sending));
+        Ok(seen.campaign.clone())
     }
 
-    /// Whether the campaign is sending, as read at most [`STATUS_REFRESH`] ago (its status
-    /// alone), and when that read started.
-    async fn status(&self, app: &App, id: &str) -> Result<Status, SendError> {
-        let entry = self.seen(id).await;
-        let mut seen = entry.lock().await;
-        if let (Some(at), true) = (seen.status_at, fresh(seen.status_at)) {
-            return Ok((at, seen.sending));
+    /// The campaign's status as last read (by the job's own read of the campaign or by
+    /// [`Invocation::refresh`]).
+    fn status(&self, id: &str) -> Option<Status> {
+        self.statuses.lock().ok()?.get(id).copied()
+    }
+
+    fn note_status(&self, id: &str, seen: Status) {
+        if let Ok(mut statuses) = self.statuses.lock() {
+            let entry = statuses.entry(id.to_string()).or_insert(seen);
+            if entry.0 <= seen.0 {
+                *entry = seen;
+            }
         }
-        let started = Instant::now();
-        seen.sending = app.db.campaign_status(id).await? == Some(CampaignStatus::Sending);
-        seen.status_at = Some(started);
-        Ok((started, seen.sending))
+    }
+
+    /// Reads the status of every campaign the invocation's jobs have read, every
+    /// [`STATUS_REFRESH`], for as long as the jobs run. Never returns.
+    async fn refresh(&self, app: &App) {
+        let mut every = tokio::time::interval(STATUS_REFRESH);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            // Not those just read (a job's own read of its campaign).
+            let recent = |id: &String| self.status(id).is_some_and(|(at, _)| at.elapsed() < STATUS_REFRESH / 2);
+            let ids: Vec<String> = self.campaigns.lock().await.keys().filter(|id| !recent(id)).cloned().collect();
+            join_all(ids.iter().map(|id| async move {
+                let started = Instant::now();
+                match app.db.campaign_status(id).await {
+                    Ok(status) => self.note_status(id, (started, status == Some(CampaignStatus::Sending))),
+                    // The sends see the status grow old and hold back.
+                    Err(e) => tracing::warn!(campaign = %id, error = %e, "campaign status could not be read"),
+                }
+            }))
+            .await;
+        }
     }
 
     async fn sending(&self, app: &App, c: &Campaign) -> Result<SendingOrWhyNot, SendError> {
@@ -209,7 +234,7 @@ impl Sent {
 pub async fn send_batch(app: &App, messages: Vec<Incoming>, deadline: Instant) -> Vec<String> {
     tracing::debug!(jobs = messages.len(), "send batch");
     let invocation = Invocation::default();
-    let results = join_all(messages.into_iter().map(|m| {
+    let jobs = join_all(messages.into_iter().map(|m| {
         let invocation = &invocation;
         async move {
             let result = match serde_json::from_str::<SendJob>(&m.body) {
@@ -221,8 +246,12 @@ pub async fn send_batch(app: &App, messages: Vec<Incoming>, deadline: Instant) -
             };
             (m.id, result)
         }
-    }))
-    .await;
+    }));
+    // The campaigns' statuses are kept fresh beside the jobs, so that no send waits for a read.
+    let results = tokio::select! {
+        results = jobs => results,
+        () = invocation.refresh(app) => Vec::new(),
+    };
     let mut failed = Vec::new();
     for (id, result) in results {
         if let Err(e) = result {
@@ -248,7 +277,7 @@ async fn process(app: &App, inv: &Invocation, job: SendJob, deadline: Instant) -
     if Instant::now() + DEADLINE_MARGIN + app.whatsapp.timeout() > deadline {
         return Ok(app.queue.send_jobs(&[job], Duration::ZERO).await?);
     }
-    let (read_at, campaign) = inv.campaign(app, &job.campaign_id).await?;
+    let campaign = inv.campaign(app, &job.campaign_id).await?;
     let Some(campaign) = campaign else { return Ok(()) };
     tracing::Span::current().record("account", campaign.account_id.as_str());
     // A first-delivery job of a run a resume replaced: the new run queued its recipients again.
@@ -266,7 +295,12 @@ async fn process(app: &App, inv: &Invocation, job: SendJob, deadline: Instant) -
     let account = opt_out::applies_to(ctx.template.category).then_some(ctx.account.id.as_str());
     let cap = ctx.account.messaging_limit_tier.daily_cap();
     let business = cap.map(|_| ctx.account.business_account_id.as_str());
-    let read = app.db.job_recipients(&campaign, &job.phones, account, business).await?;
+    // The recipients, and the account's pace (room within the horizon?), read at once.
+    let (read, next_slot) = tokio::join!(
+        app.db.job_recipients(&campaign, &job.phones, account, business),
+        app.db.next_slot(&ctx.account.id)
+    );
+    let (read, next_slot) = (read?, next_slot?);
     let now_unix = chrono::Utc::now().timestamp();
     let stale_before = now_unix - app.config.stale_claim_seconds();
     let mut plan = plan(&read.recipients, &read.opted_out, &ctx, &campaign, stale_before, now_unix);
@@ -297,9 +331,9 @@ async fn process(app: &App, inv: &Invocation, job: SendJob, deadline: Instant) -
     let mut paused_out = Vec::new();
     if !plan.to_send.is_empty() {
         let interval = interval_micros(ctx.account.send_rate());
-        // Room on the account's pace within the horizon? Read first, so that a job that came
-        // early goes back to the queue holding no claims.
-        let early = match app.db.next_slot(&ctx.account.id).await? {
+        // Room on the account's pace within the horizon? Read before claiming, so that a job
+        // that came early goes back to the queue holding no claims.
+        let early = match next_slot {
             Some(next) => next - now_micros() - SLOT_HORIZON.as_micros() as i64,
             None => 0,
         };
@@ -347,7 +381,11 @@ async fn process(app: &App, inv: &Invocation, job: SendJob, deadline: Instant) -
                     }
                 },
             };
-            tracing::debug!(job = %job.job_id, count, ?reservation, "claimed");
+            let slot_in_ms = match reservation {
+                Reservation::Granted(first) => (first - now_micros()) / 1000,
+                _ => 0,
+            };
+            tracing::debug!(job = %job.job_id, count, slot_in_ms, ?reservation, "claimed");
             let holder = Holder::Job(&job.job_id);
             match reservation {
                 Reservation::Busy { retry_at } => {
@@ -363,16 +401,18 @@ async fn process(app: &App, inv: &Invocation, job: SendJob, deadline: Instant) -
                     defer(app, &job, phones, retry_at - now_micros()).await?;
                 }
                 Reservation::Granted(first) => {
-                    let (status_tx, status) = watch::channel((read_at, true));
-                    let sends = join_all(claimed.iter().enumerate().map(|(i, (_, body))| {
-                        let slot = first + i as i64 * interval as i64;
-                        send_one(app, &ctx, &status, body, job.attempt, slot, deadline)
-                    }));
-                    // The status is kept fresh beside the sends, so that no send waits for a read.
-                    let results = tokio::select! {
-                        results = sends => results,
-                        () = watch_status(app, inv, &campaign.id, status_tx) => Vec::new(),
+                    let status = || inv.status(&campaign.id);
+                    let sends = JobSends {
+                        app,
+                        ctx: &ctx,
+                        status: &status,
+                        attempt: job.attempt,
+                        deadline,
+                        retaking: AtomicBool::new(false),
                     };
+                    let slots = sends.slots(first, claimed.len(), interval).await;
+                    let results =
+                        join_all(claimed.iter().zip(slots).map(|((_, body), slot)| sends.one(body, slot))).await;
                     for ((r, _), sent) in claimed.iter().zip(results) {
                         if sent.paused_out() {
                             paused_out.push(r.phone_number.clone());
@@ -574,109 +614,135 @@ fn outside_window(campaign: &Campaign, ctx: &Sending, r: &Recipient) -> bool {
 pub(crate) const STALE_CLAIM: &str =
     "outcome unknown: the sender stopped between claiming and recording; not sent again";
 
-/// Reads the campaign's status every [`STATUS_REFRESH`] for the sends of a job. Never returns.
-async fn watch_status(app: &App, inv: &Invocation, campaign_id: &str, status: watch::Sender<Status>) {
-    loop {
-        match inv.status(app, campaign_id).await {
-            Ok(seen) => {
-                status.send_replace(seen);
-            }
-            // The sends see the status grow old and hold back.
-            Err(e) => tracing::warn!(campaign = %campaign_id, error = %e, "campaign status could not be read"),
-        }
-        tokio::time::sleep(STATUS_REFRESH).await;
-    }
+/// The sends of one job: what each needs besides its message and slot.
+struct JobSends<'a> {
+    app: &'a App,
+    ctx: &'a Sending,
+    /// The campaign's status as last read.
+    status: &'a (dyn Fn() -> Option<Status> + Sync),
+    attempt: u32,
+    deadline: Instant,
+    /// Whether one of the job's sends is taking a new slot: the others woken too late
+    /// meanwhile go back to pending instead (a burst of late wake-ups, one write each on the
+    /// pace item, would slow the store further just when it is slow).
+    retaking: AtomicBool,
 }
 
-/// Sends one claimed recipient at its slot. Never fails: whatever stops it before the POST
-/// releases the claim (the recipient goes back to pending).
-async fn send_one(
-    app: &App,
-    ctx: &Sending,
-    status: &watch::Receiver<Status>,
-    body: &Value,
-    attempt: u32,
-    slot: i64,
-    deadline: Instant,
-) -> Sent {
-    let interval = interval_micros(ctx.account.send_rate());
-    let (early, most_late) = send_margin(interval);
-    let mut slot = slot;
-    for retake in 0..=LATE_RETAKES {
-        let wait = Duration::from_micros((slot - early - now_micros()).max(0) as u64);
-        if Instant::now() + wait + app.whatsapp.timeout() > deadline {
-            return Sent::retry(Duration::ZERO, attempt);
-        }
-        tokio::time::sleep(wait).await;
-        let late = now_micros() - slot;
-        if late <= most_late {
-            break;
-        }
-        // Woken too late (a slow store or a busy machine): sending now could crowd the slots
-        // after it. The slot stays unused; the claim is kept and a new slot taken (one write
-        // on the pace item, where letting go and claiming again would take three), or, after
-        // a few, the recipient goes back to pending for a job a moment later.
-        tracing::debug!(late_us = late, retake, "woken too late for the slot");
-        if retake == LATE_RETAKES {
-            return Sent::retry(Duration::ZERO, attempt);
-        }
-        match app.db.reserve_slots(&ctx.account.id, 1, interval, SLOT_HORIZON).await {
-            Ok(Reservation::Granted(next)) => slot = next,
-            _ => return Sent::retry(Duration::ZERO, attempt),
-        }
-    }
-    let held = ctx.held_until_us.load(Ordering::Relaxed) - now_micros();
-    if held > 0 {
-        return Sent::retry(Duration::from_micros(held as u64), attempt);
-    }
-    let (read_at, sending) = *status.borrow();
-    if !sending {
-        return Sent::released(None); // paused, cancelled or deleted meanwhile
-    }
-    if read_at.elapsed() > STATUS_MAX_AGE {
-        return Sent::retry(Duration::from_secs(1), attempt);
-    }
-    let lag_ms = (now_micros() - slot) as f64 / 1000.0;
-    let outcome = app.whatsapp.send(&ctx.account.phone_number_id, &ctx.token, body).await;
-    app.metrics.message(&ctx.account.id, &outcome, lag_ms);
-    let (code, message) = match outcome {
-        SendOutcome::Accepted { wamid } => return Sent::done(Outcome::Sent { wamid }),
-        SendOutcome::Unknown { message } => {
-            // WhatsApp may have taken it: never send it again.
-            let message = format!("outcome unknown, not retried to avoid a double send: {message}");
-            return Sent::done(Outcome::Failed { code: None, message });
-        }
-        SendOutcome::Unreachable { message } => (None, message),
-        SendOutcome::Rejected { code, message } => (Some(code), message),
-    };
-    let this = attempt + 1;
-    let described = format!("WhatsApp error {}: {message}", code.map(|c| c.to_string()).unwrap_or("(none)".into()));
-    match code.map(classify).unwrap_or(ErrorClass::Transient) {
-        ErrorClass::Permanent => {
-            if opt_out::is_opt_out(code) {
-                let phone = body["to"].as_str().unwrap_or_default();
-                if let Err(e) = remember_opt_out(app, &ctx.account.id, phone).await {
-                    tracing::warn!(account = %ctx.account.id, error = %e, "the opt-out could not be stored");
-                }
+impl JobSends<'_> {
+    /// The slots of the job's `count` sends, reserved from `first`: those the time has
+    /// passed already (the reservation's answer came late) take slots at the end of the
+    /// account's pace instead, all in one request; `None` where none was to be had.
+    async fn slots(&self, first: i64, count: usize, interval: u64) -> Vec<Option<i64>> {
+        let (early, _) = send_margin(interval);
+        let slot = |i: usize| first + (i as u64 * interval) as i64;
+        let behind = (0..count).take_while(|&i| slot(i) - early < now_micros()).count();
+        let mut again = vec![None; behind];
+        if behind > 0 {
+            tracing::debug!(behind, "slots passed before the reservation's answer came");
+            let account = &self.ctx.account.id;
+            if let Ok(Reservation::Granted(next)) =
+                self.app.db.reserve_slots(account, behind as u64, interval, SLOT_HORIZON).await
+            {
+                again = (0..behind).map(|i| Some(next + (i as u64 * interval) as i64)).collect();
             }
-            Sent::done(Outcome::Failed { code, message })
         }
-        ErrorClass::Campaign => Sent::released(Some(Stop::Campaign(described))),
-        ErrorClass::Account => Sent::released(Some(Stop::Account(described))),
-        ErrorClass::PairRate if this <= MAX_PAIR_RATE_ATTEMPTS => Sent::retry(pair_rate_delay(this), this),
-        ErrorClass::Throughput | ErrorClass::Transient if this < MAX_ATTEMPTS => {
-            if code == Some(130429) {
-                tracing::warn!(account = %ctx.account.id, "throughput limit hit (130429): holding the account back");
-                let until = now_micros() + THROUGHPUT_HOLD.as_micros() as i64;
-                ctx.held_until_us.fetch_max(until, Ordering::Relaxed);
-                if let Err(e) = app.db.hold_account(&ctx.account.id, until).await {
-                    tracing::warn!(account = %ctx.account.id, error = %e, "the account could not be held back");
-                }
+        again.into_iter().chain((behind..count).map(|i| Some(slot(i)))).collect()
+    }
+
+    /// Sends one claimed recipient at its slot. Never fails: whatever stops it before the POST
+    /// releases the claim (the recipient goes back to pending).
+    async fn one(&self, body: &Value, slot: Option<i64>) -> Sent {
+        let JobSends { app, ctx, attempt, deadline, .. } = *self;
+        let Some(mut slot) = slot else { return Sent::retry(Duration::ZERO, attempt) };
+        let interval = interval_micros(ctx.account.send_rate());
+        let (early, most_late) = send_margin(interval);
+        for retake in 0..=LATE_RETAKES {
+            let wait = Duration::from_micros((slot - early - now_micros()).max(0) as u64);
+            if Instant::now() + wait + app.whatsapp.timeout() > deadline {
+                return Sent::retry(Duration::ZERO, attempt);
             }
-            Sent::retry(retry_delay(this, crate::domain::retry::random_unit()), this)
+            tokio::time::sleep(wait).await;
+            let late = now_micros() - slot;
+            if late <= most_late {
+                break;
+            }
+            // Woken too late (a slow store or a busy machine): sending now could crowd the
+            // slots after it. The slot stays unused; the claim is kept and a new slot taken
+            // (one write on the pace item, where letting go and claiming again would take
+            // three), or, after a few or while another send of the job is taking one, the
+            // recipient goes back to pending for a job a moment later.
+            tracing::debug!(late_us = late, retake, "woken too late for the slot");
+            if retake == LATE_RETAKES || self.retaking.swap(true, Ordering::AcqRel) {
+                return Sent::retry(Duration::ZERO, attempt);
+            }
+            let taken = app.db.reserve_slots(&ctx.account.id, 1, interval, SLOT_HORIZON).await;
+            self.retaking.store(false, Ordering::Release);
+            match taken {
+                Ok(Reservation::Granted(next)) => slot = next,
+                _ => return Sent::retry(Duration::ZERO, attempt),
+            }
         }
-        ErrorClass::PairRate | ErrorClass::Throughput | ErrorClass::Transient => {
-            Sent::done(Outcome::Failed { code, message: format!("{message} (after {this} attempts)") })
+        self.post(body, slot).await
+    }
+
+    /// Sends one recipient now, at `slot`'s time, unless the account is held back or the
+    /// campaign is no longer sending (or its status was not read lately).
+    async fn post(&self, body: &Value, slot: i64) -> Sent {
+        let JobSends { app, ctx, status, attempt, .. } = *self;
+        let held = ctx.held_until_us.load(Ordering::Relaxed) - now_micros();
+        if held > 0 {
+            return Sent::retry(Duration::from_micros(held as u64), attempt);
+        }
+        let Some((read_at, sending)) = status() else { return Sent::retry(Duration::from_secs(1), attempt) };
+        if !sending {
+            return Sent::released(None); // paused, cancelled or deleted meanwhile
+        }
+        if read_at.elapsed() > STATUS_MAX_AGE {
+            tracing::debug!(age_ms = read_at.elapsed().as_millis() as u64, "status too old to send");
+            return Sent::retry(Duration::from_secs(1), attempt);
+        }
+        let lag_ms = (now_micros() - slot) as f64 / 1000.0;
+        let outcome = app.whatsapp.send(&ctx.account.phone_number_id, &ctx.token, body).await;
+        app.metrics.message(&ctx.account.id, &outcome, lag_ms);
+        let (code, message) = match outcome {
+            SendOutcome::Accepted { wamid } => return Sent::done(Outcome::Sent { wamid }),
+            SendOutcome::Unknown { message } => {
+                // WhatsApp may have taken it: never send it again.
+                let message = format!("outcome unknown, not retried to avoid a double send: {message}");
+                return Sent::done(Outcome::Failed { code: None, message });
+            }
+            SendOutcome::Unreachable { message } => (None, message),
+            SendOutcome::Rejected { code, message } => (Some(code), message),
+        };
+        let this = attempt + 1;
+        let described = format!("WhatsApp error {}: {message}", code.map(|c| c.to_string()).unwrap_or("(none)".into()));
+        match code.map(classify).unwrap_or(ErrorClass::Transient) {
+            ErrorClass::Permanent => {
+                if opt_out::is_opt_out(code) {
+                    let phone = body["to"].as_str().unwrap_or_default();
+                    if let Err(e) = remember_opt_out(app, &ctx.account.id, phone).await {
+                        tracing::warn!(account = %ctx.account.id, error = %e, "the opt-out could not be stored");
+                    }
+                }
+                Sent::done(Outcome::Failed { code, message })
+            }
+            ErrorClass::Campaign => Sent::released(Some(Stop::Campaign(described))),
+            ErrorClass::Account => Sent::released(Some(Stop::Account(described))),
+            ErrorClass::PairRate if this <= MAX_PAIR_RATE_ATTEMPTS => Sent::retry(pair_rate_delay(this), this),
+            ErrorClass::Throughput | ErrorClass::Transient if this < MAX_ATTEMPTS => {
+                if code == Some(130429) {
+                    tracing::warn!(account = %ctx.account.id, "throughput limit hit (130429): holding the account back");
+                    let until = now_micros() + THROUGHPUT_HOLD.as_micros() as i64;
+                    ctx.held_until_us.fetch_max(until, Ordering::Relaxed);
+                    if let Err(e) = app.db.hold_account(&ctx.account.id, until).await {
+                        tracing::warn!(account = %ctx.account.id, error = %e, "the account could not be held back");
+                    }
+                }
+                Sent::retry(retry_delay(this, crate::domain::retry::random_unit()), this)
+            }
+            ErrorClass::PairRate | ErrorClass::Throughput | ErrorClass::Transient => {
+                Sent::done(Outcome::Failed { code, message: format!("{message} (after {this} attempts)") })
+            }
         }
     }
 }
