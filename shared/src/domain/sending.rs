@@ -198,6 +198,14 @@ pub fn send_margin(interval_us: u64) -> (i64, i64) {
     ((interval / 4).min(1_000), (interval / 2).max(1_000))
 }
 
+/// How many of `count` slots from `first` (`interval_us` apart) have passed at `now_us`: their
+/// margin's start ([`send_margin`]) is behind. A reservation whose answer came late has these
+/// first; they are taken again at the end of the pace.
+pub fn passed_slots(first: i64, count: usize, interval_us: u64, now_us: i64) -> usize {
+    let (early, _) = send_margin(interval_us);
+    (0..count).take_while(|&i| first + (i as u64 * interval_us) as i64 - early < now_us).count()
+}
+
 /// How a WhatsApp error is handled, decided on Meta's `error.code` (never the HTTP status).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorClass {
@@ -553,6 +561,16 @@ mod tests {
                 .unwrap_or(0);
             assert!(most <= rate as usize + 1, "{rate}/s: {most} in a second");
         }
+    }
+
+    #[test]
+    fn slots_whose_margin_began_before_now_have_passed() {
+        // 200 msg/s: slots 5 ms apart, a send may go from 1 ms before its slot.
+        assert_eq!(passed_slots(1_000_000, 50, 5_000, 990_000), 0);
+        assert_eq!(passed_slots(1_000_000, 50, 5_000, 999_000), 0);
+        assert_eq!(passed_slots(1_000_000, 50, 5_000, 999_001), 1);
+        assert_eq!(passed_slots(1_000_000, 50, 5_000, 1_012_000), 3);
+        assert_eq!(passed_slots(1_000_000, 50, 5_000, 2_000_000), 50);
     }
 
     #[test]

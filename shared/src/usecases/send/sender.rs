@@ -3,7 +3,7 @@
 //! job goes back on the queue for when there is, holding nothing) → claim them, each on its
 //! own condition (25 to a batch) → take their send slots (when jobs of the same moment took the
 //! room first, wait for the next, up to a second in all) → at each slot, check the campaign is
-//! still sending (a status at most half a second old) and POST to WhatsApp → record every
+//! still sending (a status read at most 0.7 s before) and POST to WhatsApp → record every
 //! outcome, each on condition the job still holds its recipient; the `tally` function counts
 //! them from the table's stream.
 //! Nothing between the claims and the POSTs can fail without releasing the claims, and no
@@ -36,7 +36,7 @@ use crate::domain::recipient::{Recipient, RecipientKey, RecipientStatus};
 use crate::domain::secret::Secret;
 use crate::domain::sending::{
     DispatchJob, ErrorClass, HeaderValues, MAX_ATTEMPTS, MAX_JOB_SIZE, MAX_PAIR_RATE_ATTEMPTS, SLOT_HORIZON, SendJob,
-    classify, interval_micros, message_body, pair_rate_delay, retry_delay, send_margin,
+    classify, interval_micros, message_body, pair_rate_delay, passed_slots, retry_delay, send_margin,
 };
 use crate::domain::template::Template;
 use crate::usecases::lifecycle::change_status;
@@ -633,9 +633,8 @@ impl JobSends<'_> {
     /// passed already (the reservation's answer came late) take slots at the end of the
     /// account's pace instead, all in one request; `None` where none was to be had.
     async fn slots(&self, first: i64, count: usize, interval: u64) -> Vec<Option<i64>> {
-        let (early, _) = send_margin(interval);
         let slot = |i: usize| first + (i as u64 * interval) as i64;
-        let behind = (0..count).take_while(|&i| slot(i) - early < now_micros()).count();
+        let behind = passed_slots(first, count, interval, now_micros());
         let mut again = vec![None; behind];
         if behind > 0 {
             tracing::debug!(behind, "slots passed before the reservation's answer came");
