@@ -43,12 +43,18 @@ DynamoDB Streams, whose notes below say what differs from moto.
 - A Query sorted every item of the table (a Python comparison per pair) and then walked them
   all, skipping the previous pages item by item: at a million recipients one page took tens
   of seconds. Here a query on the table's own keys reads only its partition (as DynamoDB does)
-  and starts after ExclusiveStartKey by bisection; a query on an index still reads every item
-  (moto keeps no index) but no longer sorts the whole table first, only what matched, and
-  picks the items with the index key asked for by comparing plain values: moto's own filter
-  calls DynamoType's methods for every item of the table, and a dispatch step at 200 msg/s
-  (about twenty index queries, one per recipient shard it reads) held the emulator for
-  0.5-0.7 s once the table had a few tens of thousands of items.
+  and starts after ExclusiveStartKey by bisection. moto keeps no index: a query on one read
+  every item of the table, and a dispatch step at 200 msg/s (about twenty index queries, one
+  per recipient shard it reads) held the emulator longer the bigger the table grew (0.5-0.7 s
+  at a few tens of thousands of items; in a send benchmark of five campaigns, the last one's
+  claims waited behind them). Here, on a table with a stream, the keys of the items that have
+  each string value of an attribute an index query asked for are kept, from the first such
+  query on, and moved on every write (put, update, delete, in whatever request: the stream's
+  hook sees them all, whether or not a record is kept): a query on the index's partition key
+  reads only those items, as DynamoDB reads only the index's partition. On a table without a
+  stream, and for a key that is not a string, it reads every item as before, comparing plain
+  values (moto's own filter called DynamoType's methods for each). What matched is sorted and
+  filtered by moto as before.
 
 - The answer of a Query, Scan, GetItem, BatchGetItem, BatchExecuteStatement or (DynamoDB
   Streams) GetRecords is written as JSON directly: it is already in DynamoDB's wire form
@@ -477,6 +483,65 @@ def transact_write_items(self, transact_items):
 _table_query = dynamodb_table.Table.query
 
 
+# Index queries: which items have an attribute of a given string value, kept per attribute an
+# index query asked for and updated on every write (see the module's notes).
+
+def _index_keys(table, condition):
+    """The keys (hash, range) of the items whose attribute `name` is the string asked for, or
+    None when they are not kept for this table: it has no stream, whose hook sees every write."""
+    name, wanted = condition
+    shard = table.stream_shard
+    if shard is None or wanted.type != "S":
+        return None
+    kept = table.__dict__.get("_values_kept")
+    if kept is None or kept[0] is not shard:
+        kept = table.__dict__["_values_kept"] = (shard, {})
+    values = kept[1].get(name)
+    if values is None:
+        values = kept[1][name] = {}
+        for part in table.items.values():
+            for item in part.values() if table.range_key_attr else (part,):
+                _keep(values, name, None, item)
+    return list(values.get(wanted.value, ()))
+
+
+def _string_value(item, name):
+    value = item.attrs.get(name) if item is not None else None
+    return value.value if value is not None and value.type == "S" else None
+
+
+def _keep(values, name, old, new):
+    """Moves the key of an item written from `old` to `new` (either None) in `values`, the map
+    from attribute `name`'s string value to the keys of the items that have it."""
+    before, after = _string_value(old, name), _string_value(new, name)
+    if before == after:
+        return
+    item = new if new is not None else old
+    key = (item.hash_key, item.range_key)
+    if before is not None:
+        keys = values.get(before)
+        if keys is not None:
+            keys.pop(key, None)
+            if not keys:
+                del values[before]
+    if after is not None:
+        values.setdefault(after, {})[key] = None
+
+
+def _note_write(shard, old, new):
+    kept = shard.table.__dict__.get("_values_kept")
+    if kept is not None and kept[0] is shard:
+        for name, values in kept[1].items():
+            _keep(values, name, old, new)
+
+
+def _item_at(self, key):
+    part = self.items.get(key[0])
+    if part is None or not self.range_key_attr:
+        return part
+    return part.get(key[1])
+
+
 def _string_keys(items):
     return all(item.range_key is not None and item.range_key.type == "S" for item in items)
 
@@ -485,10 +550,13 @@ def table_query(self, hash_key, range_comparison, range_objs, limit, exclusive_s
                 projection_expressions, index_name=None, *args, **kwargs):
     """moto's Table.query over only the items it can answer with (see the module's notes)."""
     if index_name:
+        conditions = kwargs.get("hash_key_conditions") or []
+        keys = _index_keys(self, conditions[0]) if len(conditions) == 1 else None
         items = ((item for part in self.items.values() for item in part.values()) if self.range_key_attr
                  else self.items.values())
-        conditions = kwargs.get("hash_key_conditions") or []
-        if len(conditions) == 1:
+        if keys is not None:
+            candidates = [item for item in map(self._item_at, keys) if item is not None]
+        elif len(conditions) == 1:
             # Only the items with the index key asked for, compared as plain strings and numbers
             # (moto compares every item of the table through DynamoType's methods).
             name, wanted = conditions[0]
@@ -870,6 +938,7 @@ _stream_shard_add = dynamodb_table.StreamShard.add
 
 def stream_shard_add(self, old, new):
     """moto's StreamShard.add for the records kept (see the module's notes)."""
+    _note_write(self, old, new)
     if not _stream_keeps(old, new):
         return
     _trim_stream(self)
@@ -1041,6 +1110,7 @@ dynamodb_models.UpdateExpressionExecutor = _update_executor
 DynamoHandler.call_action = call_action
 DynamoHandler.serialized = serialized
 dynamodb_table.Table.query = table_query
+dynamodb_table.Table._item_at = _item_at
 dynamodb_models.DynamoDBBackend.batch_execute_statement = batch_execute_statement
 dynamodb_table.StreamRecord.__init__ = stream_record_init
 dynamodb_table.StreamShard.add = stream_shard_add

@@ -410,9 +410,8 @@ async fn process(app: &App, inv: &Invocation, job: SendJob, deadline: Instant) -
                         deadline,
                         retaking: AtomicBool::new(false),
                     };
-                    let slots = sends.slots(first, claimed.len(), interval).await;
-                    let results =
-                        join_all(claimed.iter().zip(slots).map(|((_, body), slot)| sends.one(body, slot))).await;
+                    let bodies: Vec<&Value> = claimed.iter().map(|(_, body)| body).collect();
+                    let results = sends.all(&bodies, first, interval).await;
                     for ((r, _), sent) in claimed.iter().zip(results) {
                         if sent.paused_out() {
                             paused_out.push(r.phone_number.clone());
@@ -629,23 +628,31 @@ struct JobSends<'a> {
 }
 
 impl JobSends<'_> {
-    /// The slots of the job's `count` sends, reserved from `first`: those the time has
-    /// passed already (the reservation's answer came late) take slots at the end of the
-    /// account's pace instead, all in one request; `None` where none was to be had.
-    async fn slots(&self, first: i64, count: usize, interval: u64) -> Vec<Option<i64>> {
+    /// Sends the job's claimed recipients (their bodies, in order) at the slots reserved from
+    /// `first`. Those whose slot the time has passed already (the reservation's answer came
+    /// late) take slots at the end of the account's pace instead, all in one request; the
+    /// others go at theirs meanwhile, not after that request's answer.
+    async fn all(&self, bodies: &[&Value], first: i64, interval: u64) -> Vec<Sent> {
         let slot = |i: usize| first + (i as u64 * interval) as i64;
-        let behind = passed_slots(first, count, interval, now_micros());
-        let mut again = vec![None; behind];
-        if behind > 0 {
+        let behind = passed_slots(first, bodies.len(), interval, now_micros());
+        let (passed, ahead) = bodies.split_at(behind);
+        let on_time = join_all(ahead.iter().enumerate().map(|(i, body)| self.one(body, Some(slot(behind + i)))));
+        let again = async {
+            if passed.is_empty() {
+                return Vec::new();
+            }
             tracing::debug!(behind, "slots passed before the reservation's answer came");
             let account = &self.ctx.account.id;
-            if let Ok(Reservation::Granted(next)) =
-                self.app.db.reserve_slots(account, behind as u64, interval, SLOT_HORIZON).await
-            {
-                again = (0..behind).map(|i| Some(next + (i as u64 * interval) as i64)).collect();
-            }
-        }
-        again.into_iter().chain((behind..count).map(|i| Some(slot(i)))).collect()
+            let next = match self.app.db.reserve_slots(account, behind as u64, interval, SLOT_HORIZON).await {
+                Ok(Reservation::Granted(next)) => Some(next),
+                _ => None,
+            };
+            let again = |i: usize| next.map(|next| next + (i as u64 * interval) as i64);
+            join_all(passed.iter().enumerate().map(|(i, body)| self.one(body, again(i)))).await
+        };
+        let (mut sent, on_time) = tokio::join!(again, on_time);
+        sent.extend(on_time);
+        sent
     }
 
     /// Sends one claimed recipient at its slot. Never fails: whatever stops it before the POST
