@@ -302,7 +302,7 @@ fn main() -> Result<(), local::BoxError> {
                 None => None,
             };
             let (before, before_ms) = (counts.snapshot(), now_ms());
-            let posts_before = fake.webhooks().len();
+            let posts_before = fake.webhook_count();
             start(&stack.app, &id).await;
             let c = settle(&stack.app, &id).await;
             let settled = c["status"] == "completed" && c["read_count"] == c["sent_count"];

@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use super::errors::MetaError;
 use super::faults::{FakeAnswer, Fault, GATEWAY_502_BODY, GATEWAY_504_BODY, fault_number, take_matching};
 use super::message::{Message, check_against_template, parse_message, wa_id};
+use super::now_ms;
 use super::routes::{MAX_BODY_BYTES, json_response};
 use super::state::{Data, FakeState, Recorded};
 use super::webhooks::{LateFailure, SentMessage};
@@ -107,6 +108,9 @@ impl FakeState {
         headers: &HeaderMap,
         body: Result<Bytes, ()>,
     ) -> Outcome {
+        // Timed as it arrives, not once the lock is had: a reader cloning the records (a
+        // benchmark measuring) holds it long enough to bunch the sends waiting behind it.
+        let arrived_ms = now_ms();
         let token = bearer_token(headers);
         let json: Option<Value> = body.as_ref().ok().and_then(|bytes| serde_json::from_slice(bytes).ok());
 
@@ -136,7 +140,7 @@ impl FakeState {
             code = recorded.error_code,
             "fake WhatsApp send"
         );
-        data.record(recorded);
+        data.record(recorded, arrived_ms);
         drop(data);
         if answered.statuses_queued {
             self.wake_webhook_worker();

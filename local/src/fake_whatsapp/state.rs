@@ -12,7 +12,7 @@ use serde_json::Value;
 use super::config::FakeConfig;
 use super::faults::Injection;
 use super::message::{TemplateSpec, normalize_number};
-use super::{now_ms, webhooks};
+use super::webhooks;
 
 /// One request to the send endpoint, accepted or not, as it arrived and as it was answered.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -72,11 +72,11 @@ pub(super) struct Data {
 }
 
 impl Data {
-    /// Records a send request with the next `seq` and an `at_ms` never smaller than the
-    /// previous request's.
-    pub(super) fn record(&mut self, mut recorded: Recorded) {
+    /// Records a send request that arrived at `arrived_ms`, with the next `seq` and an `at_ms`
+    /// never smaller than the previous request's.
+    pub(super) fn record(&mut self, mut recorded: Recorded, arrived_ms: u64) {
         self.seq += 1;
-        self.last_at_ms = now_ms().max(self.last_at_ms);
+        self.last_at_ms = arrived_ms.max(self.last_at_ms);
         recorded.seq = self.seq;
         recorded.at_ms = self.last_at_ms;
         self.requests.push(recorded);

@@ -411,6 +411,11 @@ impl FakeState {
         self.lock().webhooks.posts.clone()
     }
 
+    /// How many webhook POSTs are recorded (without copying them).
+    pub fn webhook_count(&self) -> usize {
+        self.lock().webhooks.posts.len()
+    }
+
     /// Forgets the recorded webhook POSTs; returns how many there were.
     pub fn clear_webhooks(&self) -> usize {
         self.lock().webhooks.clear_posts()
