@@ -499,10 +499,16 @@ def _index_keys(table, condition):
     values = kept[1].get(name)
     if values is None:
         values = kept[1][name] = {}
-        for part in table.items.values():
-            for item in part.values() if table.range_key_attr else (part,):
-                _keep(values, name, None, item)
+        for item in _items(table):
+            _keep(values, name, None, item)
     return list(values.get(wanted.value, ()))
+
+
+def _items(table):
+    """Every item of the table, in no order (moto's all_items sorts them)."""
+    if table.range_key_attr:
+        return (item for part in table.items.values() for item in part.values())
+    return iter(table.items.values())
 
 
 def _string_value(item, name):
@@ -552,18 +558,16 @@ def table_query(self, hash_key, range_comparison, range_objs, limit, exclusive_s
     if index_name:
         conditions = kwargs.get("hash_key_conditions") or []
         keys = _index_keys(self, conditions[0]) if len(conditions) == 1 else None
-        items = ((item for part in self.items.values() for item in part.values()) if self.range_key_attr
-                 else self.items.values())
         if keys is not None:
             candidates = [item for item in map(self._item_at, keys) if item is not None]
         elif len(conditions) == 1:
             # Only the items with the index key asked for, compared as plain strings and numbers
             # (moto compares every item of the table through DynamoType's methods).
             name, wanted = conditions[0]
-            candidates = [item for item in items if (value := item.attrs.get(name)) is not None
+            candidates = [item for item in _items(self) if (value := item.attrs.get(name)) is not None
                           and value.value == wanted.value and value.type == wanted.type]
         else:
-            candidates = list(items)
+            candidates = list(_items(self))
     elif hash_key is not None and self.range_key_attr:
         part = self.items.get(hash_key)
         candidates = list(part.values()) if part else []

@@ -210,12 +210,17 @@ pub fn send_margin(interval_us: u64) -> (i64, i64) {
     ((interval / 4).min(1_000), (interval / 2).max(ARRIVAL_JITTER_US as i64 / 5))
 }
 
+/// The `i`-th of consecutive slots from `first`, `interval_us` apart (microseconds).
+pub fn nth_slot(first: i64, i: usize, interval_us: u64) -> i64 {
+    first + (i as u64 * interval_us) as i64
+}
+
 /// How many of `count` slots from `first` (`interval_us` apart) have passed at `now_us`: their
 /// margin's start ([`send_margin`]) is behind. A reservation whose answer came late has these
 /// first; they are taken again at the end of the pace.
 pub fn passed_slots(first: i64, count: usize, interval_us: u64, now_us: i64) -> usize {
     let (early, _) = send_margin(interval_us);
-    (0..count).take_while(|&i| first + (i as u64 * interval_us) as i64 - early < now_us).count()
+    (0..count).take_while(|&i| nth_slot(first, i, interval_us) - early < now_us).count()
 }
 
 /// How a WhatsApp error is handled, decided on Meta's `error.code` (never the HTTP status).
@@ -555,6 +560,16 @@ mod tests {
         assert!(samples.len() <= 62, "{}", samples.len());
     }
 
+    /// The most of `times` (microseconds) in any second.
+    fn busiest_second(times: &[i64]) -> usize {
+        let mut times = times.to_vec();
+        times.sort_unstable();
+        (0..times.len())
+            .map(|i| times[i..].iter().take_while(|t| **t < times[i] + 1_000_000).count())
+            .max()
+            .unwrap_or(0)
+    }
+
     #[test]
     fn sends_anywhere_in_their_margin_keep_every_second_at_rate_plus_one() {
         assert_eq!(
@@ -569,10 +584,7 @@ mod tests {
             let late = late + 9_000 - 1;
             let times: Vec<i64> =
                 (0..3 * rate as i64).map(|i| i * interval as i64 + if i % 2 == 0 { late } else { -early }).collect();
-            let most = (0..times.len())
-                .map(|i| times[i..].iter().take_while(|t| **t < times[i] + 1_000_000).count())
-                .max()
-                .unwrap_or(0);
+            let most = busiest_second(&times);
             assert!(most <= rate as usize + 1, "{rate}/s: {most} in a second");
         }
     }
@@ -588,11 +600,7 @@ mod tests {
                 let mut times: Vec<i64> = (0..3 * rate as i64).map(|i| i * interval).collect();
                 times[first] += ARRIVAL_JITTER_US as i64 - early - 1;
                 times[first + rate as usize + 1] -= early;
-                times.sort_unstable();
-                let most = (0..times.len())
-                    .map(|i| times[i..].iter().take_while(|t| **t < times[i] + 1_000_000).count())
-                    .max()
-                    .unwrap_or(0);
+                let most = busiest_second(&times);
                 assert!(most <= rate as usize + 1, "{rate}/s: {most} in a second");
             }
         }

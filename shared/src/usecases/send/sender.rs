@@ -36,7 +36,7 @@ use crate::domain::recipient::{Recipient, RecipientKey, RecipientStatus};
 use crate::domain::secret::Secret;
 use crate::domain::sending::{
     DispatchJob, ErrorClass, HeaderValues, MAX_ATTEMPTS, MAX_JOB_SIZE, MAX_PAIR_RATE_ATTEMPTS, SLOT_HORIZON, SendJob,
-    classify, interval_micros, message_body, pair_rate_delay, passed_slots, retry_delay, send_margin,
+    classify, interval_micros, message_body, nth_slot, pair_rate_delay, passed_slots, retry_delay, send_margin,
 };
 use crate::domain::template::Template;
 use crate::usecases::lifecycle::change_status;
@@ -408,10 +408,11 @@ async fn process(app: &App, inv: &Invocation, job: SendJob, deadline: Instant) -
                         status: &status,
                         attempt: job.attempt,
                         deadline,
+                        interval,
                         retaking: AtomicBool::new(false),
                     };
                     let bodies: Vec<&Value> = claimed.iter().map(|(_, body)| body).collect();
-                    let results = sends.all(&bodies, first, interval).await;
+                    let results = sends.all(&bodies, first).await;
                     for ((r, _), sent) in claimed.iter().zip(results) {
                         if sent.paused_out() {
                             paused_out.push(r.phone_number.clone());
@@ -621,6 +622,8 @@ struct JobSends<'a> {
     status: &'a (dyn Fn() -> Option<Status> + Sync),
     attempt: u32,
     deadline: Instant,
+    /// The spacing of the account's slots ([`interval_micros`]).
+    interval: u64,
     /// Whether one of the job's sends is taking a new slot: the others woken too late
     /// meanwhile go back to pending instead (a burst of late wake-ups, one write each on the
     /// pace item, would slow the store further just when it is slow).
@@ -632,11 +635,13 @@ impl JobSends<'_> {
     /// `first`. Those whose slot the time has passed already (the reservation's answer came
     /// late) take slots at the end of the account's pace instead, all in one request; the
     /// others go at theirs meanwhile, not after that request's answer.
-    async fn all(&self, bodies: &[&Value], first: i64, interval: u64) -> Vec<Sent> {
-        let slot = |i: usize| first + (i as u64 * interval) as i64;
+    async fn all(&self, bodies: &[&Value], first: i64) -> Vec<Sent> {
+        let interval = self.interval;
         let behind = passed_slots(first, bodies.len(), interval, now_micros());
         let (passed, ahead) = bodies.split_at(behind);
-        let on_time = join_all(ahead.iter().enumerate().map(|(i, body)| self.one(body, Some(slot(behind + i)))));
+        let on_time = join_all(
+            ahead.iter().enumerate().map(|(i, body)| self.one(body, Some(nth_slot(first, behind + i, interval)))),
+        );
         let again = async {
             if passed.is_empty() {
                 return Vec::new();
@@ -647,8 +652,8 @@ impl JobSends<'_> {
                 Ok(Reservation::Granted(next)) => Some(next),
                 _ => None,
             };
-            let again = |i: usize| next.map(|next| next + (i as u64 * interval) as i64);
-            join_all(passed.iter().enumerate().map(|(i, body)| self.one(body, again(i)))).await
+            join_all(passed.iter().enumerate().map(|(i, body)| self.one(body, next.map(|n| nth_slot(n, i, interval)))))
+                .await
         };
         let (mut sent, on_time) = tokio::join!(again, on_time);
         sent.extend(on_time);
@@ -658,9 +663,8 @@ impl JobSends<'_> {
     /// Sends one claimed recipient at its slot. Never fails: whatever stops it before the POST
     /// releases the claim (the recipient goes back to pending).
     async fn one(&self, body: &Value, slot: Option<i64>) -> Sent {
-        let JobSends { app, ctx, attempt, deadline, .. } = *self;
+        let JobSends { app, ctx, attempt, deadline, interval, .. } = *self;
         let Some(mut slot) = slot else { return Sent::retry(Duration::ZERO, attempt) };
-        let interval = interval_micros(ctx.account.send_rate());
         let (early, most_late) = send_margin(interval);
         for retake in 0..=LATE_RETAKES {
             let wait = Duration::from_micros((slot - early - now_micros()).max(0) as u64);
