@@ -36,7 +36,7 @@ struct RetryBody {
 
 pub async fn retry_failed(app: Arc<App>, req: ApiRequest) -> AppResult<Reply> {
     let id = req.id("campaign")?;
-    let body: RetryBody = if req.body.iter().all(u8::is_ascii_whitespace) { RetryBody::default() } else { req.json()? };
+    let body: RetryBody = req.optional_json()?;
     let selection = Selection::checked(body.codes)?;
     Ok(Reply::ok(json!(retry_failed::retry_failed(&app, &id, &selection).await?)))
 }

@@ -39,7 +39,7 @@ fn view(e: &Export, download: Option<(String, String)>) -> Value {
 /// `POST /api/campaigns/{id}/exports`: 202 with the export, being written.
 pub async fn create(app: Arc<App>, req: ApiRequest) -> AppResult<Reply> {
     let campaign = req.id("campaign")?;
-    let new: NewExport = if req.body.iter().all(u8::is_ascii_whitespace) { NewExport::default() } else { req.json()? };
+    let new: NewExport = req.optional_json()?;
     let filter = new
         .status
         .map(|s| {

@@ -127,6 +127,12 @@ impl ApiRequest {
         Some(v.split(';').next().unwrap_or_default().trim().to_ascii_lowercase())
     }
 
+    /// An optional body: no body at all is `T::default()`; anything else must be JSON of type `T`
+    /// (a body of only spaces or tabs is malformed, not absent).
+    pub fn optional_json<T: DeserializeOwned + Default>(&self) -> AppResult<T> {
+        if self.body.is_empty() { Ok(T::default()) } else { self.json() }
+    }
+
     /// The body of a create or an update as JSON of type `T`. Errors name the field: 400 for
     /// malformed JSON and wrong types, 422 for a missing or unknown field or a value outside the
     /// allowed set, 413 for a body over [`MAX_JSON_BODY_BYTES`].
@@ -151,7 +157,7 @@ impl ApiRequest {
 
 pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> AppResult<T> {
     if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(AppError::bad_request("malformed JSON: the body is empty"));
+        return Err(AppError::bad_request("malformed JSON: the body is empty or only whitespace"));
     }
     limits::check_depth(body).map_err(AppError::invalid)?;
     let de = &mut serde_json::Deserializer::from_slice(body);
@@ -215,6 +221,23 @@ mod tests {
             let e = req(bad).pagination(20).unwrap_err();
             assert_eq!(e.kind, ErrorKind::BadRequest, "{bad}");
             assert!(e.message.starts_with(&bad[..4]), "{bad}: {}", e.message);
+        }
+    }
+
+    #[test]
+    fn an_optional_body_is_absent_only_when_empty() {
+        #[derive(Debug, Default, PartialEq, serde::Deserialize)]
+        struct Opt {
+            #[serde(default)]
+            n: u8,
+        }
+        let with = |body: &'static [u8]| ApiRequest::new(vec![], None, HeaderMap::new(), Bytes::from_static(body));
+        assert_eq!(with(b"").optional_json::<Opt>().unwrap(), Opt::default());
+        assert_eq!(with(br#"{"n":3}"#).optional_json::<Opt>().unwrap(), Opt { n: 3 });
+        for blank in [&b"\t"[..], b" ", b"\r\n"] {
+            let e = with(blank).optional_json::<Opt>().unwrap_err();
+            assert_eq!(e.kind, ErrorKind::BadRequest, "{blank:?}");
+            assert!(e.message.starts_with("malformed JSON"), "{}", e.message);
         }
     }
 

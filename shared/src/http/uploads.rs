@@ -23,7 +23,7 @@ struct NewUpload {
 /// `POST`: the campaign is checked (404, 409), the upload recorded, the `PUT` URL presigned.
 pub async fn create(app: Arc<App>, req: ApiRequest) -> AppResult<Reply> {
     let campaign = req.id("campaign")?;
-    let new: NewUpload = if req.body.iter().all(u8::is_ascii_whitespace) { NewUpload::default() } else { req.json()? };
+    let new: NewUpload = req.optional_json()?;
     let created = upload::create(&app, &campaign, new.format).await?;
     let mut data = created.upload.to_json();
     data["upload_url"] = json!(created.upload_url);
