@@ -274,7 +274,7 @@ impl Campaign {
         let eta_seconds = match self.status {
             CampaignStatus::Completed => Some(0),
             CampaignStatus::Cancelled => None,
-            _ => rate.filter(|r| *r > 0).map(|r| left.div_ceil(r as u64)),
+            _ => rate.filter(|r| *r > 0).map(|r| super::sending::seconds_at_pace(left, r).ceil() as u64),
         };
         let counts = [Pending, Sending, Sent, Delivered, Read, Failed]
             .into_iter()
@@ -917,6 +917,10 @@ mod tests {
         );
         c.status = CampaignStatus::Completed;
         assert_eq!(c.progress(Some(10), 1000).eta_seconds, Some(0));
+        // At 200 a second messages go 5,075 µs apart (the spacing that keeps every second at
+        // rate + 1): 2,000 left take 10.15 s, not 10.
+        (c.status, c.total_recipients, c.processed_count) = (CampaignStatus::Sending, 2_101, 101);
+        assert_eq!(c.progress(Some(200), 1000).eta_seconds, Some(11));
         c.status = CampaignStatus::Cancelled;
         assert_eq!(c.progress(Some(10), 1000).eta_seconds, None);
     }

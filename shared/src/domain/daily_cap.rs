@@ -128,7 +128,6 @@ pub fn admit(phones: &[Phone], counted_in: &HashMap<Phone, i64>, room: u64, now_
 /// sends too) frees its room [`COUNTED_HOURS`] after its hour began. Assumes every one of them
 /// is new to the business (an upper bound when some were reached already).
 pub fn eta_seconds(left: u64, rate: u32, cap: u64, reached: &Reached, now_unix: i64) -> u64 {
-    let rate = rate.max(1) as f64;
     let now_hour = hour_of(now_unix);
     let mut frees: BinaryHeap<Reverse<(i64, u64)>> = reached
         .hours
@@ -142,7 +141,7 @@ pub fn eta_seconds(left: u64, rate: u32, cap: u64, reached: &Reached, now_unix: 
         let take = left.min(room);
         if take > 0 {
             frees.push(Reverse(((hour_of(t as i64) + COUNTED_HOURS) * HOUR, take)));
-            t += take as f64 / rate;
+            t += super::sending::seconds_at_pace(take, rate);
             left -= take;
             room -= take;
         }

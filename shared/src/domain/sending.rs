@@ -197,6 +197,12 @@ pub fn interval_micros(rate: u32) -> u64 {
     (1_000_000 / rate).max((1_000_000 + ARRIVAL_JITTER_US).div_ceil(rate + 1))
 }
 
+/// How many seconds `messages` take at `rate` per second, at the spacing the sender keeps
+/// ([`interval_micros`]): what an estimate of the time left divides by.
+pub fn seconds_at_pace(messages: u64, rate: u32) -> f64 {
+    messages as f64 * interval_micros(rate) as f64 / 1e6
+}
+
 /// How early and how late (microseconds) a message may go out around its slot, at slots
 /// `interval_us` apart: up to a millisecond (a quarter of the interval above 250 msg/s) before,
 /// up to half the interval or 4 ms after, whichever is more. What the spacing
