@@ -3,8 +3,9 @@
 # route and of scheduled starts against DynamoDB/SQS/EventBridge Scheduler in the emulator, the
 # sample events, the API contract (docs/openapi.yaml: checked against the router by a test, and
 # against a running local stack by schemathesis), the README's walkthrough (run as written
-# against a local stack, its answers checked against its comments), and the SAM template
-# (cfn-lint and sam validate --lint; no Docker needed).
+# against a local stack, its answers checked against its comments), the SAM template
+# (cfn-lint and sam validate --lint; no Docker needed), and the emulator's own shortcuts against
+# a model of DynamoDB (scripts/emulator_check.py).
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 cd "$ROOT"
 
@@ -51,7 +52,15 @@ WALKTHROUGH_PID=$!
     nice -n 10 "$VENV/tools/bin/sam" validate --lint --template template.yaml --region "$AWS_REGION"
 ) > "$STATE/template-lint.log" 2>&1 &
 LINT_PID=$!
-trap 'kill $MOTO_PID $CLIPPY_PID $CONTRACT_PID $WALKTHROUGH_PID $LINT_PID 2>/dev/null || true' EXIT INT TERM
+# The emulator's own shortcuts (scripts/moto_server.py) against a model of DynamoDB, on an
+# emulator of their own (niced, both): the tests above and below rely on its answers.
+(
+  renice -n 10 -p "$BASHPID" > /dev/null && port="$(free_port)" && run_moto "$port" && trap 'kill $RUN_MOTO_PID 2>/dev/null || true' EXIT &&
+    echo "==> emulator check (seed 1)" &&
+    "$VENV/moto/bin/python" scripts/emulator_check.py "http://127.0.0.1:$port" --seed 1
+) > "$STATE/emulator-check.log" 2>&1 &
+EMULATOR_CHECK_PID=$!
+trap 'kill $MOTO_PID $CLIPPY_PID $CONTRACT_PID $WALKTHROUGH_PID $LINT_PID $EMULATOR_CHECK_PID 2>/dev/null || true' EXIT INT TERM
 
 # Six tests at a time, whatever the cores: the integration tests mostly wait (on the emulator, on
 # paced sends, on a send window's opening), and the sending ones take turns among themselves
@@ -75,5 +84,6 @@ wait_for() {
 wait_for "API contract" "$CONTRACT_PID" "$STATE/contract.log"
 wait_for "README walkthrough" "$WALKTHROUGH_PID" "$STATE/walkthrough.log"
 wait_for "cfn-lint and sam validate --lint" "$LINT_PID" "$STATE/template-lint.log"
+wait_for "emulator check" "$EMULATOR_CHECK_PID" "$STATE/emulator-check.log"
 
 log "all checks passed"
