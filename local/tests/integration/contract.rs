@@ -25,3 +25,24 @@ async fn a_value_of_the_wrong_kind_for_a_name_is_a_wrong_type_naming_the_field()
     let raw = t.call(http::Method::POST, "/api/accounts", Some("application/json"), "{\"name\": ").await;
     raw.assert_error(400, "malformed JSON");
 }
+
+/// The routes whose body is optional took a body of only whitespace (a tab) as no body and
+/// answered 2xx; a body that is there must be JSON. No body at all still means the defaults.
+#[tokio::test]
+async fn an_optional_body_of_only_whitespace_is_malformed_and_no_body_means_the_defaults() {
+    let t = TestStack::new().await;
+    let (c, _, _) = t.campaign().await;
+    for route in ["retry-failed", "recipients/uploads", "exports"] {
+        let path = format!("/api/campaigns/{c}/{route}");
+        for blank in ["\t", " ", "\r\n"] {
+            let answer = t.call(http::Method::POST, &path, Some("application/json"), blank).await;
+            answer.assert_error(400, "malformed JSON: the body is empty or only whitespace");
+        }
+    }
+    // Without a body: an upload and an export with their defaults; retry-failed reaches the
+    // campaign's status (a draft has nothing to retry).
+    let path = |route: &str| format!("/api/campaigns/{c}/{route}");
+    t.call(http::Method::POST, &path("recipients/uploads"), None, "").await.assert_ok(201);
+    t.call(http::Method::POST, &path("exports"), None, "").await.assert_ok(202);
+    t.call(http::Method::POST, &path("retry-failed"), None, "").await.assert_error(409, "draft");
+}
