@@ -152,6 +152,14 @@ def pages(db, limit, forward, **query):
     raise AssertionError("a query that never ends")
 
 
+def condition(key, value, sort, prefix):
+    """A KeyConditionExpression on `key` = `value`, with `sort` beginning with `prefix` if any."""
+    cond, values = f"{key} = :k", {":k": s(value)}
+    if prefix:
+        cond, values = cond + f" AND begins_with({sort}, :p)", {**values, ":p": s(prefix)}
+    return {"KeyConditionExpression": cond, "ExpressionAttributeValues": values}
+
+
 def check(db, table, model, paged):
     """Every index and partition query against the model, whole and (when `paged`) a few items
     a page both ways; returns the first difference."""
@@ -159,12 +167,8 @@ def check(db, table, model, paged):
     for g in VALUES:
         for prefix in ["", "v1"]:
             want = model.index(g, prefix)
-            cond, values = "G = :g", {":g": s(g)}
-            if prefix:
-                cond, values = cond + " AND begins_with(GS, :p)", {**values, ":p": s(prefix)}
             for limit, forward in modes:
-                items = pages(db, limit, forward, TableName=table, IndexName="Idx",
-                              KeyConditionExpression=cond, ExpressionAttributeValues=values)
+                items = pages(db, limit, forward, TableName=table, IndexName="Idx", **condition("G", g, "GS", prefix))
                 got = [(i["GS"]["S"], (i["PK"]["S"], i["SK"]["S"])) for i in items]
                 # Items with the same index key come in no order DynamoDB promises.
                 if sorted(got) != want or [x[0] for x in got] != sorted((x[0] for x in want), reverse=not forward):
@@ -173,12 +177,8 @@ def check(db, table, model, paged):
         pk = "p%d" % p
         for prefix in ["", "s1"]:
             want = model.partition(pk, prefix)
-            cond, values = "PK = :k", {":k": s(pk)}
-            if prefix:
-                cond, values = cond + " AND begins_with(SK, :p)", {**values, ":p": s(prefix)}
             for limit, forward in modes:
-                items = pages(db, limit, forward, TableName=table,
-                              KeyConditionExpression=cond, ExpressionAttributeValues=values)
+                items = pages(db, limit, forward, TableName=table, **condition("PK", pk, "SK", prefix))
                 got = [i["SK"]["S"] for i in items]
                 if got != (want if forward else want[::-1]):
                     return f"partition {pk} prefix '{prefix}' limit {limit} forward {forward}: got {got}, want {want}"

@@ -541,9 +541,9 @@ def _note_write(shard, old, new):
             _keep(values, name, old, new)
 
 
-def _item_at(self, key):
-    part = self.items.get(key[0])
-    if part is None or not self.range_key_attr:
+def _item_at(table, key):
+    part = table.items.get(key[0])
+    if part is None or not table.range_key_attr:
         return part
     return part.get(key[1])
 
@@ -559,7 +559,7 @@ def table_query(self, hash_key, range_comparison, range_objs, limit, exclusive_s
         conditions = kwargs.get("hash_key_conditions") or []
         keys = _index_keys(self, conditions[0]) if len(conditions) == 1 else None
         if keys is not None:
-            candidates = [item for item in map(self._item_at, keys) if item is not None]
+            candidates = [item for key in keys if (item := _item_at(self, key)) is not None]
         elif len(conditions) == 1:
             # Only the items with the index key asked for, compared as plain strings and numbers
             # (moto compares every item of the table through DynamoType's methods).
@@ -1114,7 +1114,6 @@ dynamodb_models.UpdateExpressionExecutor = _update_executor
 DynamoHandler.call_action = call_action
 DynamoHandler.serialized = serialized
 dynamodb_table.Table.query = table_query
-dynamodb_table.Table._item_at = _item_at
 dynamodb_models.DynamoDBBackend.batch_execute_statement = batch_execute_statement
 dynamodb_table.StreamRecord.__init__ = stream_record_init
 dynamodb_table.StreamShard.add = stream_shard_add

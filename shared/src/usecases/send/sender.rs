@@ -381,11 +381,17 @@ async fn process(app: &App, inv: &Invocation, job: SendJob, deadline: Instant) -
                     }
                 },
             };
-            let slot_in_ms = match reservation {
-                Reservation::Granted(first) => (first - now_micros()) / 1000,
-                _ => 0,
-            };
-            tracing::debug!(job = %job.job_id, count, slot_in_ms, ?reservation, "claimed");
+            // (Fields are computed only when debug events are on.)
+            tracing::debug!(
+                job = %job.job_id,
+                count,
+                slot_in_ms = match reservation {
+                    Reservation::Granted(first) => (first - now_micros()) / 1000,
+                    _ => 0,
+                },
+                ?reservation,
+                "claimed"
+            );
             let holder = Holder::Job(&job.job_id);
             match reservation {
                 Reservation::Busy { retry_at } => {
@@ -401,11 +407,11 @@ async fn process(app: &App, inv: &Invocation, job: SendJob, deadline: Instant) -
                     defer(app, &job, phones, retry_at - now_micros()).await?;
                 }
                 Reservation::Granted(first) => {
-                    let status = || inv.status(&campaign.id);
                     let sends = JobSends {
                         app,
                         ctx: &ctx,
-                        status: &status,
+                        inv,
+                        campaign: &campaign.id,
                         attempt: job.attempt,
                         deadline,
                         interval,
@@ -618,8 +624,9 @@ pub(crate) const STALE_CLAIM: &str =
 struct JobSends<'a> {
     app: &'a App,
     ctx: &'a Sending,
-    /// The campaign's status as last read.
-    status: &'a (dyn Fn() -> Option<Status> + Sync),
+    /// Where the campaign's status is kept fresh, and the campaign.
+    inv: &'a Invocation,
+    campaign: &'a str,
     attempt: u32,
     deadline: Instant,
     /// The spacing of the account's slots ([`interval_micros`]).
@@ -639,21 +646,22 @@ impl JobSends<'_> {
         let interval = self.interval;
         let behind = passed_slots(first, bodies.len(), interval, now_micros());
         let (passed, ahead) = bodies.split_at(behind);
-        let on_time = join_all(
-            ahead.iter().enumerate().map(|(i, body)| self.one(body, Some(nth_slot(first, behind + i, interval)))),
-        );
+        let on_time =
+            join_all(ahead.iter().enumerate().map(|(i, body)| self.one(body, nth_slot(first, behind + i, interval))));
         let again = async {
             if passed.is_empty() {
                 return Vec::new();
             }
             tracing::debug!(behind, "slots passed before the reservation's answer came");
             let account = &self.ctx.account.id;
-            let next = match self.app.db.reserve_slots(account, behind as u64, interval, SLOT_HORIZON).await {
-                Ok(Reservation::Granted(next)) => Some(next),
-                _ => None,
-            };
-            join_all(passed.iter().enumerate().map(|(i, body)| self.one(body, next.map(|n| nth_slot(n, i, interval)))))
-                .await
+            match self.app.db.reserve_slots(account, behind as u64, interval, SLOT_HORIZON).await {
+                Ok(Reservation::Granted(next)) => {
+                    join_all(passed.iter().enumerate().map(|(i, body)| self.one(body, nth_slot(next, i, interval))))
+                        .await
+                }
+                // No room after all: they go back to pending, for a job a moment later.
+                _ => passed.iter().map(|_| Sent::retry(Duration::ZERO, self.attempt)).collect(),
+            }
         };
         let (mut sent, on_time) = tokio::join!(again, on_time);
         sent.extend(on_time);
@@ -662,9 +670,9 @@ impl JobSends<'_> {
 
     /// Sends one claimed recipient at its slot. Never fails: whatever stops it before the POST
     /// releases the claim (the recipient goes back to pending).
-    async fn one(&self, body: &Value, slot: Option<i64>) -> Sent {
+    async fn one(&self, body: &Value, slot: i64) -> Sent {
         let JobSends { app, ctx, attempt, deadline, interval, .. } = *self;
-        let Some(mut slot) = slot else { return Sent::retry(Duration::ZERO, attempt) };
+        let mut slot = slot;
         let (early, most_late) = send_margin(interval);
         for retake in 0..=LATE_RETAKES {
             let wait = Duration::from_micros((slot - early - now_micros()).max(0) as u64);
@@ -698,12 +706,14 @@ impl JobSends<'_> {
     /// Sends one recipient now, at `slot`'s time, unless the account is held back or the
     /// campaign is no longer sending (or its status was not read lately).
     async fn post(&self, body: &Value, slot: i64) -> Sent {
-        let JobSends { app, ctx, status, attempt, .. } = *self;
+        let JobSends { app, ctx, inv, campaign, attempt, .. } = *self;
         let held = ctx.held_until_us.load(Ordering::Relaxed) - now_micros();
         if held > 0 {
             return Sent::retry(Duration::from_micros(held as u64), attempt);
         }
-        let Some((read_at, sending)) = status() else { return Sent::retry(Duration::from_secs(1), attempt) };
+        let Some((read_at, sending)) = inv.status(campaign) else {
+            return Sent::retry(Duration::from_secs(1), attempt);
+        };
         if !sending {
             return Sent::released(None); // paused, cancelled or deleted meanwhile
         }
